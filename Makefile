@@ -1,0 +1,31 @@
+# The two commands: `make demo` brings the platform up, `make test` runs every test tier.
+VENV := .venv
+VISITING := $(VENV)/bin/visiting
+PYTEST_ARGS ?=
+
+.PHONY: setup demo demo-up demo-down test lint unit integration
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	$(VISITING) demo run
+
+demo-up: setup
+	$(VISITING) demo up
+
+demo-down:
+	@if [ -x $(VISITING) ]; then $(VISITING) demo down; else echo "nothing to stop"; fi
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: setup lint
+	$(VENV)/bin/python -m pytest tests -ra $(PYTEST_ARGS)
+
+unit: setup
+	$(VENV)/bin/python -m pytest tests/unit -q
+
+integration: setup
+	$(VENV)/bin/python -m pytest tests/integration -ra

@@ -1,0 +1,114 @@
+"""Who may log in, and the reason a refused person reads.
+
+Pure logic over registry views: the authenticator, the spawner and the
+services all ask the same question and must give the same answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from .registry import ApprovalView
+
+SECRETARIAT = "secretariat"
+SITE_ADMIN_PREFIX = "site-admin:"
+
+
+def role_group(role: str) -> str:
+    """The JupyterHub group that carries a platform role ('site-admin:nig' -> 'site-admin-nig')."""
+    return role.replace(":", "-")
+
+
+@dataclass(frozen=True)
+class AccessDecision:
+    """The answer to "may this person use the platform now?"."""
+
+    allowed: bool
+    reason: str  # active | role | no-approval | not-started | ended
+    message_en: str = ""
+    message_ja: str = ""
+    approvals: tuple[ApprovalView, ...] = ()
+    roles: tuple[str, ...] = ()
+    related: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def message(self) -> str:
+        """Both languages, Japanese first, as a person in Japan reads them."""
+        return f"{self.message_ja} / {self.message_en}" if self.message_en else ""
+
+    def auth_state(self, checked_at: datetime) -> dict:
+        """What goes into JupyterHub's auth_state for later checks and the home page."""
+        return {
+            "allowed": self.allowed,
+            "reason": self.reason,
+            "checked_at": checked_at.isoformat(),
+            "roles": list(self.roles),
+            "approvals": [a.to_json() for a in self.approvals],
+        }
+
+
+def decide_access(
+    username: str,
+    approvals: Sequence[ApprovalView],
+    roles: Sequence[str],
+    now: datetime,
+    contact: str = "",
+) -> AccessDecision:
+    """May `username` log in at `now`, given every approval naming them and their roles?
+
+    A data handler needs an approval whose period holds `now`. Platform roles
+    (secretariat, site admin) log in without one. A refused person is told the
+    most useful reason: when an approval will start, else when the last one
+    ended, else that there is none.
+    """
+    roles = tuple(roles)
+    active = tuple(a for a in approvals if a.status_at(now) == "active")
+    if active:
+        return AccessDecision(True, "active", approvals=active, roles=roles)
+    if roles:
+        return AccessDecision(True, "role", roles=roles)
+
+    ask = f" Contact: {contact}" if contact else ""
+    ask_ja = f" 問い合わせ先: {contact}" if contact else ""
+    upcoming = sorted((a for a in approvals if a.status_at(now) == "not-started"), key=lambda a: a.period.start)
+    if upcoming:
+        a = upcoming[0]
+        day = a.period.start.isoformat()
+        return AccessDecision(
+            False,
+            "not-started",
+            message_en=f"Your approval {a.approval_id} starts on {day}; you can log in from that day (Japan time).{ask}",
+            message_ja=f"利用承認 {a.approval_id} の利用期間は {day} に始まります。その日（日本時間）からログインできます。{ask_ja}",
+            related={"approval_id": a.approval_id, "date": day},
+        )
+    ended = sorted((a for a in approvals if a.status_at(now) == "ended"), key=lambda a: a.period.end)
+    if ended:
+        a = ended[-1]
+        day = a.period.end.isoformat()
+        return AccessDecision(
+            False,
+            "ended",
+            message_en=(
+                f"Your approval {a.approval_id} ended on {day}. Using the data after the approved "
+                f"period is not allowed; ask the secretariat about an extension or a new application.{ask}"
+            ),
+            message_ja=(
+                f"利用承認 {a.approval_id} の利用期間は {day} に終了しました。承認期間外の利用はできません。"
+                f"延長または新規申請については事務局にお問い合わせください。{ask_ja}"
+            ),
+            related={"approval_id": a.approval_id, "date": day},
+        )
+    return AccessDecision(
+        False,
+        "no-approval",
+        message_en=(
+            f"User {username} has no approved application for data use. Only data handlers named in an "
+            f"approved application may use this platform.{ask}"
+        ),
+        message_ja=(
+            f"ユーザー {username} には承認された利用申請がありません。承認された申請に記載された"
+            f"データ取扱者のみが利用できます。{ask_ja}"
+        ),
+    )

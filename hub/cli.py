@@ -1,0 +1,317 @@
+"""The `visiting` command: platform files, approvals, synthetic data, the demo stack."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from .auth import REPO_ROOT
+from .policy import PolicyError, load_policy_dir
+
+DEMO_DIR = REPO_ROOT / "policies" / "demo"
+
+# What each demo account shows, for the start-up banner.
+DEMO_OUTCOMES = {
+    "tanaka": "data handler, approved at nig, ncc, ncgm, tommo (logs in)",
+    "sato": "data handler whose approval ended (refused)",
+    "suzuki": "data handler whose approval has not started (refused)",
+    "takahashi": "no approval (refused)",
+    "admin-nig": "site admin of nig",
+    "jimu": "secretariat",
+}
+
+
+class CommandError(Exception):
+    """A command that cannot do what was asked; printed as one line, exit status 2."""
+
+
+# ---------------------------------------------------------------------------
+# policy
+
+
+def cmd_policy_check(args) -> int:
+    bundle = _load(args.dir)
+    for w in bundle.warnings:
+        print(f"warning: {w}")
+    p = bundle.platform
+    print(
+        f"{args.dir}: valid: {len(p.sites)} sites, {len(p.datasets)} datasets, "
+        f"{len(bundle.approvals)} approvals, {len(bundle.accounts)} accounts"
+    )
+    return 0
+
+
+def _load(directory):
+    try:
+        return load_policy_dir(directory)
+    except PolicyError as e:
+        lines = [str(i) for i in e.issues] or ["invalid policy directory"]
+        raise CommandError(
+            f"{directory}: {len(lines)} problem(s); nothing was loaded\n" + "\n".join(lines)
+        ) from None
+
+
+def _registry(bundle, database: str | None):
+    from .registry import ApprovalRegistry
+
+    return ApprovalRegistry(database or bundle.platform.database_url)
+
+
+# ---------------------------------------------------------------------------
+# approvals
+
+
+def cmd_approvals_import(args) -> int:
+    bundle = _load(args.dir)
+    registry = _registry(bundle, args.database)
+    report = registry.import_policy(bundle)
+    for a in report.created:
+        print(f"created  {a}")
+    for a, changes in report.updated.items():
+        print(f"updated  {a}: " + ", ".join(f"{k} {v[0]!r} -> {v[1]!r}" for k, v in changes.items()))
+    for a in report.not_in_directory:
+        print(f"kept     {a} (in the registry, not in {args.dir}; revoke it to end it)")
+    print(
+        f"{len(report.created)} created, {len(report.updated)} updated, "
+        f"{len(report.unchanged)} unchanged"
+    )
+    return 0
+
+
+def cmd_approvals_list(args) -> int:
+    from .periods import clock_from_env
+
+    bundle = _load(args.dir)
+    registry = _registry(bundle, args.database)
+    now = clock_from_env().now()
+    rows = registry.approvals_of(args.user) if args.user else registry.approvals()
+    if args.json:
+        print(json.dumps([a.to_json() | {"status": a.status_at(now)} for a in rows], indent=2))
+        return 0
+    for a in rows:
+        print(
+            f"{a.approval_id:<12} {a.status_at(now):<11} {a.period.start} .. {a.period.end}  "
+            f"{','.join(a.handlers):<20} {','.join(a.sites)}"
+        )
+    return 0
+
+
+def cmd_approvals_show(args) -> int:
+    from .registry import RegistryError
+
+    bundle = _load(args.dir)
+    registry = _registry(bundle, args.database)
+    try:
+        view = registry.approval(args.approval_id)
+    except RegistryError as e:
+        raise CommandError(str(e)) from None
+    print(json.dumps(view.to_json() | {"changes": registry.changes(args.approval_id)}, indent=2, ensure_ascii=False))
+    return 0
+
+
+# ---------------------------------------------------------------------------
+# synthetic data
+
+
+def cmd_synth(args) -> int:
+    from .synth import SiteSpec, generate_cohorts
+
+    bundle = _load(args.platform)
+    sites = []
+    wanted = args.sites.split(",") if args.sites else list(bundle.platform.sites)
+    for site_id in wanted:
+        site = bundle.platform.sites.get(site_id)
+        if site is None:
+            raise CommandError(f"--sites: unknown site {site_id!r} (known: {', '.join(bundle.platform.sites)})")
+        analysis = [d.id for d in site.datasets if d.kind == "analysis"]
+        raw = [d.id for d in site.datasets if d.kind == "raw"]
+        if not analysis:
+            raise CommandError(f"site {site_id!r} holds no analysis dataset to write a cohort into")
+        sites.append(SiteSpec(site_id, analysis[0], raw[0] if raw else None, site.region))
+    out = Path(args.out) if args.out else bundle.platform.data_root
+    try:
+        result = generate_cohorts(
+            out,
+            sites,
+            samples_per_site=args.samples,
+            variants=args.variants,
+            seed=args.seed,
+            fst=args.fst,
+            raw_files=not args.no_raw,
+            zarr=not args.no_zarr,
+            progress=(lambda msg: print(msg, flush=True)) if not args.quiet else None,
+        )
+    except ValueError as e:
+        raise CommandError(str(e)) from None
+    print(
+        f"wrote {len(sites)} sites x {args.samples} samples x {result.variants} variants to {out}"
+    )
+    return 0
+
+
+# ---------------------------------------------------------------------------
+# demo
+
+
+def _demo_stack(args):
+    from .stack import Stack, StackConfig
+
+    return Stack(StackConfig(platform_dir=Path(args.platform).resolve()))
+
+
+def _ensure_demo_data(stack, quiet: bool = False) -> None:
+    platform = stack.bundle.platform
+    if (platform.data_root / "truth.json").exists():
+        return
+    print(f"generating the synthetic cohorts in {platform.data_root} ...", flush=True)
+    args = argparse.Namespace(
+        platform=str(stack.config.platform_dir),
+        sites=None,
+        out=None,
+        samples=200,
+        variants=2000,
+        seed=2026,
+        fst=0.01,
+        no_raw=False,
+        no_zarr=False,
+        quiet=True,
+    )
+    cmd_synth(args)
+
+
+def _banner(stack) -> str:
+    c = stack.config
+    lines = [
+        "",
+        f"  Visiting workspace demo is up: {c.hub_url}/",
+        f"  OIDC provider: {c.idp_url}/.well-known/openid-configuration",
+        f"  logs: {stack.state_dir / 'logs'}",
+        "",
+        "  Demo accounts (DEMO ONLY passwords / デモ専用):",
+    ]
+    for username, account in stack.bundle.accounts.items():
+        lines.append(
+            f"    {username:<10} {username}-demo{'':<4} {DEMO_OUTCOMES.get(username, ', '.join(account.roles))}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def cmd_demo_run(args) -> int:
+    from .stack import StackError
+
+    stack = _demo_stack(args)
+    _ensure_demo_data(stack)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        stack.start()
+    except StackError as e:
+        raise CommandError(str(e)) from None
+    print(_banner(stack) + "\n  Ctrl-C stops everything this command started.", flush=True)
+    try:
+        while not stop.wait(1.0):
+            for p in stack.processes:
+                if not p.alive():
+                    print(f"{p.name} stopped unexpectedly; see {p.log_file}", file=sys.stderr)
+                    stop.set()
+    finally:
+        print("stopping ...", flush=True)
+        stack.stop()
+    return 0
+
+
+def cmd_demo_up(args) -> int:
+    from .stack import StackError
+
+    stack = _demo_stack(args)
+    _ensure_demo_data(stack)
+    try:
+        stack.start()
+    except StackError as e:
+        raise CommandError(str(e)) from None
+    print(_banner(stack) + "\n  `make demo-down` stops it.", flush=True)
+    return 0
+
+
+def cmd_demo_down(args) -> int:
+    stack = _demo_stack(args)
+    stopped = stack.stop_recorded()
+    print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+    return 0
+
+
+# ---------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="visiting", description="Visiting compute workspace for controlled-access genomic data."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    policy = sub.add_parser("policy", help="platform files").add_subparsers(dest="action", required=True)
+    p = policy.add_parser("check", help="validate a policy directory; print every problem")
+    p.add_argument("dir", help="folder with platform.yaml, approvals/ and users.yaml")
+    p.set_defaults(func=cmd_policy_check)
+
+    approvals = sub.add_parser("approvals", help="the approval registry").add_subparsers(
+        dest="action", required=True
+    )
+    p = approvals.add_parser("import", help="import a policy directory (idempotent)")
+    p.add_argument("dir")
+    p.add_argument("--database", help="SQLAlchemy URL (default: the platform file's registry)")
+    p.set_defaults(func=cmd_approvals_import)
+    p = approvals.add_parser("list", help="list approvals and their status now")
+    p.add_argument("--dir", default=str(DEMO_DIR), help="policy directory (default: the demo)")
+    p.add_argument("--database")
+    p.add_argument("--user", help="only approvals naming this data handler")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_approvals_list)
+    p = approvals.add_parser("show", help="one approval with its recorded changes")
+    p.add_argument("approval_id")
+    p.add_argument("--dir", default=str(DEMO_DIR))
+    p.add_argument("--database")
+    p.set_defaults(func=cmd_approvals_show)
+
+    p = sub.add_parser("synth", help="generate synthetic cohorts for a platform's sites")
+    p.add_argument("--platform", default=str(DEMO_DIR), help="policy directory (default: the demo)")
+    p.add_argument("--out", help="output folder (default: the platform's data_root)")
+    p.add_argument("--sites", help="comma-separated site ids (default: all)")
+    p.add_argument("--samples", type=int, default=200, help="samples per site (default 200)")
+    p.add_argument("--variants", type=int, default=2000, help="variants (default 2000)")
+    p.add_argument("--seed", type=int, default=2026)
+    p.add_argument("--fst", type=float, default=0.01, help="Fst between sites (default 0.01)")
+    p.add_argument("--no-raw", action="store_true", help="skip FASTQ/BAM/CRAM files")
+    p.add_argument("--no-zarr", action="store_true", help="skip the VCF Zarr copies")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_synth)
+
+    demo = sub.add_parser("demo", help="the demo platform").add_subparsers(dest="action", required=True)
+    for name, func, text in (
+        ("run", cmd_demo_run, "start the demo in the foreground; Ctrl-C stops it"),
+        ("up", cmd_demo_up, "start the demo in the background"),
+        ("down", cmd_demo_down, "stop what `demo up` started"),
+    ):
+        p = demo.add_parser(name, help=text)
+        p.add_argument("--platform", default=str(DEMO_DIR))
+        p.set_defaults(func=func)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except CommandError as e:
+        print(f"visiting: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

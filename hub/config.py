@@ -1,0 +1,133 @@
+"""Wiring of JupyterHub for the platform, as pure functions over a traitlets Config.
+
+`jupyterhub_config.py` stays a few lines: it reads HubSettings from the
+environment and calls `configure(c, settings)`. Tests call the same
+function on a bare `Config()`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+from .auth import PLATFORM_ENV, REPO_ROOT
+from .policy import load_platform
+
+DEMO_CLIENT_ID = "visiting-hub"
+DEMO_CLIENT_SECRET = "visiting-demo-secret"
+
+
+class ConfigError(Exception):
+    """The hub cannot be configured; the message names what is missing."""
+
+
+@dataclass(frozen=True)
+class HubSettings:
+    """Everything the hub's wiring depends on; each field has an environment variable."""
+
+    platform_dir: Path
+    state_dir: Path
+    hub_url: str = "http://127.0.0.1:8000"
+    idp_url: str = "http://127.0.0.1:9000"
+    client_id: str = DEMO_CLIENT_ID
+    client_secret: str = DEMO_CLIENT_SECRET
+    hub_api_port: int = 8081
+    proxy_api_port: int = 8001
+    auth_refresh_age: int = 60
+    proxy_command: tuple[str, ...] = field(
+        default=(str(REPO_ROOT / "node_modules" / ".bin" / "configurable-http-proxy"),)
+    )
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> HubSettings:
+        env = os.environ if environ is None else environ
+        platform_dir = Path(env.get(PLATFORM_ENV, REPO_ROOT / "policies" / "demo")).resolve()
+        state_dir = env.get("VISITING_STATE_DIR")
+        kwargs = {}
+        for name, var, conv in (
+            ("hub_url", "VISITING_HUB_URL", str),
+            ("idp_url", "VISITING_IDP_URL", str),
+            ("client_id", "VISITING_CLIENT_ID", str),
+            ("client_secret", "VISITING_CLIENT_SECRET", str),
+            ("hub_api_port", "VISITING_HUB_API_PORT", int),
+            ("proxy_api_port", "VISITING_PROXY_API_PORT", int),
+            ("auth_refresh_age", "VISITING_AUTH_REFRESH_AGE", int),
+        ):
+            if env.get(var):
+                try:
+                    kwargs[name] = conv(env[var])
+                except ValueError as e:
+                    raise ConfigError(f"{var}={env[var]!r} is not valid: {e}") from None
+        return cls(
+            platform_dir=platform_dir,
+            state_dir=Path(state_dir).resolve()
+            if state_dir
+            else load_platform(platform_dir).state_dir,
+            **kwargs,
+        )
+
+
+def discover_oidc(idp_url: str, timeout: float = 10.0) -> dict:
+    """The provider's discovery document; a clear error when the IdP does not answer."""
+    url = idp_url.rstrip("/") + "/.well-known/openid-configuration"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return json.load(r)
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        raise ConfigError(f"the OIDC provider does not answer at {url}: {e}") from None
+
+
+def crypt_key(state_dir: Path) -> str:
+    """The key that encrypts auth_state, created once and kept in the state folder."""
+    path = state_dir / "auth_state.key"
+    if not path.exists():
+        state_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+    return path.read_text().strip()
+
+
+def configure(c, settings: HubSettings, discovery: dict | None = None) -> None:
+    """Fill a JupyterHub Config for the platform."""
+    state = settings.state_dir
+    state.mkdir(parents=True, exist_ok=True)
+    discovery = discovery if discovery is not None else discover_oidc(settings.idp_url)
+
+    c.JupyterHub.bind_url = settings.hub_url
+    c.JupyterHub.hub_port = settings.hub_api_port
+    c.JupyterHub.db_url = f"sqlite:///{state / 'jupyterhub.sqlite'}"
+    c.JupyterHub.cookie_secret_file = str(state / "jupyterhub_cookie_secret")
+    c.JupyterHub.pid_file = str(state / "jupyterhub.pid")
+    c.JupyterHub.allow_named_servers = True
+    c.JupyterHub.default_url = "/hub/home"
+    # item access: `keys` would be the Config section's dict method
+    c.CryptKeeper["keys"] = [bytes.fromhex(crypt_key(state))]
+
+    host = urlparse(settings.hub_url).hostname or "127.0.0.1"
+    c.ConfigurableHTTPProxy.api_url = f"http://{host}:{settings.proxy_api_port}"
+    c.ConfigurableHTTPProxy.command = list(settings.proxy_command)
+    c.ConfigurableHTTPProxy.pid_file = str(state / "proxy.pid")
+
+    c.JupyterHub.authenticator_class = "hub.auth.VisitingAuthenticator"
+    a = c.VisitingAuthenticator
+    a.platform_dir = str(settings.platform_dir)
+    a.client_id = settings.client_id
+    a.client_secret = settings.client_secret
+    a.oauth_callback_url = settings.hub_url.rstrip("/") + "/hub/oauth_callback"
+    a.authorize_url = discovery["authorization_endpoint"]
+    a.token_url = discovery["token_endpoint"]
+    a.userdata_url = discovery["userinfo_endpoint"]
+    if discovery.get("end_session_endpoint"):
+        a.logout_redirect_url = discovery["end_session_endpoint"]
+    a.auto_login = True
+    a.auth_refresh_age = settings.auth_refresh_age
+    a.refresh_pre_spawn = True
+    # a token-authenticated request must not outlive an approval either
+    a.auth_refresh_strict = True

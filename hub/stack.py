@@ -1,0 +1,342 @@
+"""Start and stop the demo platform's processes: the OIDC provider and the hub.
+
+Used by `visiting demo run|up|down` (and so by `make demo`) and by the
+integration tests, so the tests start exactly what a user starts. Each
+process runs in its own session (process group) with a pid file in the state
+folder; stopping signals that group, so the hub's proxy goes with the hub,
+and nothing the stack did not start is touched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .auth import PLATFORM_ENV, REPO_ROOT
+from .policy import load_policy_dir
+from .registry import ApprovalRegistry
+
+
+class StackError(Exception):
+    """The stack could not be started or stopped; the message says which part and why."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+def http_ok(url: str, timeout: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return 200 <= r.status < 300
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+@dataclass
+class StackConfig:
+    """Where each part listens and keeps its state."""
+
+    platform_dir: Path = REPO_ROOT / "policies" / "demo"
+    state_dir: Path | None = None  # default: the platform file's state_dir
+    host: str = "127.0.0.1"
+    hub_port: int = 8000
+    idp_port: int = 9000
+    hub_api_port: int = 8081
+    proxy_api_port: int = 8001
+    auth_refresh_age: int = 60
+    clock_file: Path | None = None  # tests only: a file holding "now"
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def ephemeral(cls, state_dir: Path, **kwargs) -> StackConfig:
+        """Free ports on loopback and a private state folder: a stack for one test session."""
+        return cls(
+            state_dir=state_dir,
+            hub_port=free_port(),
+            idp_port=free_port(),
+            hub_api_port=free_port(),
+            proxy_api_port=free_port(),
+            **kwargs,
+        )
+
+    @property
+    def hub_url(self) -> str:
+        return f"http://{self.host}:{self.hub_port}"
+
+    @property
+    def idp_url(self) -> str:
+        return f"http://{self.host}:{self.idp_port}"
+
+
+class ManagedProcess:
+    """One child process in its own process group, with a pid file and a log file."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], state_dir: Path, cwd: Path):
+        self.name = name
+        self.argv = argv
+        self.env = env
+        self.cwd = cwd
+        self.pid_file = state_dir / "pids" / f"{name}.pid"
+        self.log_file = state_dir / "logs" / f"{name}.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.pid_file.parent.mkdir(parents=True, exist_ok=True)
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_file, "ab")  # noqa: SIM115 - handed to the child
+        try:
+            self.proc = subprocess.Popen(
+                self.argv,
+                env=self.env,
+                cwd=self.cwd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        finally:
+            log.close()
+        self.pid_file.write_text(str(self.proc.pid))
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log)"
+
+    def wait_ready(self, ready: Callable[[], bool], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise StackError(
+                    f"{self.name} exited with status {self.proc.returncode} while starting; "
+                    f"last lines of {self.log_file}:\n{self.log_tail()}"
+                )
+            if ready():
+                return
+            time.sleep(0.2)
+        raise StackError(
+            f"{self.name} was not ready after {timeout:.0f} s; last lines of {self.log_file}:\n"
+            f"{self.log_tail()}"
+        )
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.proc is not None and _signal_group(self.proc.pid, signal.SIGTERM):
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                _signal_group(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+            _wait_group_gone(self.proc.pid, timeout)
+        self.pid_file.unlink(missing_ok=True)
+
+
+def stop_pid_file(pid_file: Path, timeout: float = 15.0) -> bool:
+    """Stop the process group recorded in `pid_file` (started by another process).
+
+    True if something was running. The group, not only its leader, must go:
+    the hub's proxy is in the hub's group.
+    """
+    try:
+        pgid = int(pid_file.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return False
+    running = _signal_group(pgid, signal.SIGTERM)
+    if running:
+        _wait_group_gone(pgid, timeout)
+    pid_file.unlink(missing_ok=True)
+    return running
+
+
+def _signal_group(pgid: int, sig: int) -> bool:
+    try:
+        os.killpg(pgid, sig)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+def _wait_group_gone(pgid: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _signal_group(pgid, 0):
+            return
+        time.sleep(0.1)
+    _signal_group(pgid, signal.SIGKILL)
+
+
+class Stack:
+    """The OIDC provider and the hub, started in order and stopped together."""
+
+    def __init__(self, config: StackConfig):
+        self.config = config
+        self.bundle = load_policy_dir(config.platform_dir)
+        self.state_dir = (config.state_dir or self.bundle.platform.state_dir).resolve()
+        self.processes: list[ManagedProcess] = []
+
+    # -- pieces -----------------------------------------------------------
+
+    def client_secret(self) -> str:
+        """The hub's OIDC client secret, random per state folder."""
+        path = self.state_dir / "oidc_client_secret"
+        if not path.exists():
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(32))
+        return path.read_text().strip()
+
+    def base_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            {
+                PLATFORM_ENV: str(self.config.platform_dir.resolve()),
+                "VISITING_STATE_DIR": str(self.state_dir),
+            }
+        )
+        if self.config.clock_file:
+            env["VISITING_CLOCK_FILE"] = str(self.config.clock_file)
+        env.update(self.config.extra_env)
+        return env
+
+    def idp_process(self) -> ManagedProcess:
+        c = self.config
+        clients = self.state_dir / "oidc_clients.json"
+        clients.write_text(
+            json.dumps(
+                [
+                    {
+                        "client_id": "visiting-hub",
+                        "client_secret": self.client_secret(),
+                        "redirect_uris": [f"{c.hub_url}/hub/oauth_callback"],
+                        "post_logout_redirect_uris": [f"{c.hub_url}/hub/"],
+                    }
+                ],
+                indent=2,
+            )
+        )
+        users = c.platform_dir / "users.yaml"
+        env = self.base_env() | {
+            "VISITING_IDP_HOST": c.host,
+            "VISITING_IDP_PORT": str(c.idp_port),
+            "VISITING_IDP_ISSUER": c.idp_url,
+            "VISITING_IDP_USERS": str(users.resolve()),
+            "VISITING_IDP_CLIENTS": str(clients),
+        }
+        node = shutil.which("node")
+        if node is None:
+            raise StackError("node is not installed; run `make setup` first")
+        return ManagedProcess(
+            "idp", [node, str(REPO_ROOT / "idp" / "server.mjs")], env, self.state_dir, REPO_ROOT
+        )
+
+    def hub_process(self) -> ManagedProcess:
+        c = self.config
+        env = self.base_env() | {
+            "VISITING_HUB_URL": c.hub_url,
+            "VISITING_IDP_URL": c.idp_url,
+            "VISITING_CLIENT_ID": "visiting-hub",
+            "VISITING_CLIENT_SECRET": self.client_secret(),
+            "VISITING_HUB_API_PORT": str(c.hub_api_port),
+            "VISITING_PROXY_API_PORT": str(c.proxy_api_port),
+            "VISITING_AUTH_REFRESH_AGE": str(c.auth_refresh_age),
+        }
+        argv = [
+            sys.executable,
+            "-m",
+            "jupyterhub",
+            "-f",
+            str(REPO_ROOT / "jupyterhub_config.py"),
+        ]
+        return ManagedProcess("hub", argv, env, self.state_dir, self.state_dir)
+
+    def import_approvals(self):
+        registry = ApprovalRegistry(self._database_url())
+        try:
+            return registry.import_policy(self.bundle)
+        finally:
+            registry.close()
+
+    def _database_url(self) -> str:
+        if self.config.state_dir is None:
+            return self.bundle.platform.database_url
+        return f"sqlite:///{self.state_dir / 'registry.sqlite'}"
+
+    # -- whole stack ------------------------------------------------------
+
+    def check_ports_free(self) -> None:
+        c = self.config
+        for name, port in (
+            ("hub", c.hub_port),
+            ("OIDC provider", c.idp_port),
+            ("hub API", c.hub_api_port),
+            ("proxy API", c.proxy_api_port),
+        ):
+            if port_in_use(port, c.host):
+                raise StackError(
+                    f"port {port} ({name}) on {c.host} is already in use; is a demo already "
+                    f"running? (`make demo-down` stops one started by `make demo-up`)"
+                )
+
+    def start(self, timeout: float = 90.0) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.check_ports_free()
+        self.import_approvals()
+        try:
+            idp = self.idp_process()
+            idp.start()
+            self.processes.append(idp)
+            idp.wait_ready(
+                lambda: http_ok(f"{self.config.idp_url}/.well-known/openid-configuration"), timeout
+            )
+            hub = self.hub_process()
+            hub.start()
+            self.processes.append(hub)
+            hub.wait_ready(lambda: http_ok(f"{self.config.hub_url}/hub/health"), timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        for p in reversed(self.processes):
+            p.stop()
+        self.processes.clear()
+
+    def stop_recorded(self) -> list[str]:
+        """Stop what a previous `start` recorded in the state folder's pid files."""
+        stopped = []
+        for name in ("hub", "idp"):
+            if stop_pid_file(self.state_dir / "pids" / f"{name}.pid"):
+                stopped.append(name)
+        return stopped
+
+    def __enter__(self) -> Stack:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

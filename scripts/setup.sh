@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Install what this project needs on a fresh machine, idempotently:
+# Debian packages, the Python virtual environment, the Node packages.
+# Each step is skipped when what it would install is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# reference tools for genomic data (the tests compare against them)
+APT_PACKAGES=(bcftools tabix samtools plink2 plink1.9)
+# the demo IdP and the JupyterHub proxy run on Node; a Node from elsewhere is fine
+command -v node >/dev/null && command -v npm >/dev/null || APT_PACKAGES+=(nodejs npm)
+
+log() { printf '[setup] %s\n' "$*"; }
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  log "installing Debian packages: ${missing[*]}"
+  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Python: one virtual environment with every extra the tests use.
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  log "creating .venv"
+  "$PY" -m venv .venv
+  .venv/bin/pip install -q -U pip
+fi
+stamp=.venv/.visiting-installed
+want=$(cat pyproject.toml | sha256sum | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  log "installing Python packages into .venv"
+  .venv/bin/pip install -q -e '.[hub,singleuser,analysis,dev]'
+  echo "$want" > "$stamp"
+fi
+
+# Node: the OIDC provider and configurable-http-proxy, pinned by package-lock.json.
+nstamp=node_modules/.visiting-installed
+nwant=$(cat package.json package-lock.json | sha256sum | cut -d' ' -f1)
+if [ ! -f "$nstamp" ] || [ "$(cat "$nstamp")" != "$nwant" ]; then
+  log "installing Node packages"
+  npm ci --no-audit --no-fund --loglevel=error
+  echo "$nwant" > "$nstamp"
+fi
+log "ready"

@@ -1,0 +1,57 @@
+"""jupyterhub_config.py stays thin: the wiring is a pure function tested on a bare Config()."""
+
+from __future__ import annotations
+
+import pytest
+from traitlets.config import Config
+
+from hub.config import ConfigError, HubSettings, configure, discover_oidc
+
+DISCOVERY = {
+    "authorization_endpoint": "http://127.0.0.1:9000/auth",
+    "token_endpoint": "http://127.0.0.1:9000/token",
+    "userinfo_endpoint": "http://127.0.0.1:9000/me",
+    "end_session_endpoint": "http://127.0.0.1:9000/session/end",
+}
+
+
+def test_configure_on_bare_config(tmp_path):
+    settings = HubSettings(platform_dir=tmp_path / "p", state_dir=tmp_path / "state", client_secret="s3cret")
+    c = Config()
+    configure(c, settings, discovery=DISCOVERY)
+    assert c.JupyterHub.authenticator_class == "hub.auth.VisitingAuthenticator"
+    assert c.JupyterHub.bind_url == "http://127.0.0.1:8000"
+    assert c.JupyterHub.allow_named_servers is True
+    a = c.VisitingAuthenticator
+    assert a.authorize_url == DISCOVERY["authorization_endpoint"]
+    assert a.userdata_url == DISCOVERY["userinfo_endpoint"]
+    assert a.oauth_callback_url == "http://127.0.0.1:8000/hub/oauth_callback"
+    assert a.client_secret == "s3cret"
+    assert a.refresh_pre_spawn is True and a.auth_refresh_strict is True
+    assert len(c.CryptKeeper["keys"][0]) == 32
+    # the auth_state key is made once and kept, private to the owner
+    key_file = tmp_path / "state" / "auth_state.key"
+    assert oct(key_file.stat().st_mode & 0o777) == "0o600"
+    c2 = Config()
+    configure(c2, settings, discovery=DISCOVERY)
+    assert c2.CryptKeeper["keys"] == c.CryptKeeper["keys"]
+
+
+def test_settings_from_env(tmp_path):
+    s = HubSettings.from_env(
+        {
+            "VISITING_PLATFORM": str(tmp_path),
+            "VISITING_STATE_DIR": str(tmp_path / "st"),
+            "VISITING_HUB_URL": "http://127.0.0.1:18000",
+            "VISITING_AUTH_REFRESH_AGE": "5",
+        }
+    )
+    assert s.hub_url == "http://127.0.0.1:18000" and s.auth_refresh_age == 5
+    with pytest.raises(ConfigError, match="VISITING_HUB_API_PORT='x'"):
+        HubSettings.from_env({"VISITING_PLATFORM": str(tmp_path), "VISITING_STATE_DIR": str(tmp_path), "VISITING_HUB_API_PORT": "x"})
+
+
+def test_discovery_failure_names_the_url():
+    # port 9 (discard) on loopback: nothing listens there in the tests
+    with pytest.raises(ConfigError, match=r"http://127.0.0.1:9/.well-known/openid-configuration"):
+        discover_oidc("http://127.0.0.1:9", timeout=2)

@@ -1,0 +1,186 @@
+"""Platform files: the demo validates; every kind of bad input is named with file, field and reason.
+
+Rule checked: "Changes" and "Who may use" (POLICY.md) start from platform files that
+either load whole or not at all.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hub.policy import PolicyError, load_policy_dir, parse_size
+
+
+def test_demo_platform_loads(policy_copy):
+    bundle = load_policy_dir(policy_copy)
+    p = bundle.platform
+    assert sorted(p.sites) == ["imsut", "ncc", "ncgm", "nig", "tommo"]
+    assert p.datasets["JGAD000101"].site == "nig"
+    assert p.datasets["JGAD000102"].kind == "raw"
+    assert set(bundle.approvals) == {"J-DU000101", "J-DU000102", "J-DU000103"}
+    tanaka = bundle.approvals["J-DU000101"]
+    sites = {p.datasets[d].site for d in tanaka.datasets}
+    assert len(sites) >= 3
+    assert bundle.accounts["admin-nig"].roles == ("site-admin:nig",)
+    assert bundle.accounts["jimu"].roles == ("secretariat",)
+    assert p.sites["nig"].quota.memory == 2 * 1024**3
+    assert bundle.warnings == ()
+
+
+def _edit_yaml(path: Path, change):
+    doc = yaml.safe_load(path.read_text())
+    change(doc)
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False))
+
+
+def _approval(d, change):
+    _edit_yaml(d / "approvals" / "J-DU000101.yaml", change)
+
+
+def _platform(d, change):
+    _edit_yaml(d / "platform.yaml", change)
+
+
+def _users(d, change):
+    _edit_yaml(d / "users.yaml", change)
+
+
+def _write(rel, text):
+    def apply(d):
+        (d / rel).write_text(text)
+
+    return apply
+
+
+def _set_period(start, end):
+    def change(doc):
+        doc["period"] = {"start": start, "end": end}
+
+    return change
+
+
+# (id, how to break the directory, file the error names, field, reason pattern)
+BAD_INPUTS = [
+    ("unknown-dataset", lambda d: _approval(d, lambda a: a["datasets"].append("JGAD000999")),
+     "J-DU000101.yaml", "datasets[5]", "unknown dataset 'JGAD000999'"),
+    ("end-before-start", lambda d: _approval(d, _set_period("2030-01-01", "2029-12-31")),
+     "J-DU000101.yaml", "period.end", "before the start"),
+    ("impossible-date", lambda d: _approval(d, _set_period("2024-02-30", "2030-01-01")),
+     "J-DU000101.yaml", "period.start", "not a valid date"),
+    ("date-not-iso", lambda d: _approval(d, _set_period("1 April 2024", "2030-01-01")),
+     "J-DU000101.yaml", "period.start", "expected form"),
+    ("duplicate-approval-id", _write("approvals/copy.yaml",
+     (Path(__file__).resolve().parents[2] / "policies/demo/approvals/J-DU000101.yaml").read_text()),
+     "copy.yaml", "approval_id", "also defined in"),
+    ("handler-listed-twice", lambda d: _approval(d, lambda a: a["handlers"].append("tanaka")),
+     "J-DU000101.yaml", "handlers[1]", "listed twice"),
+    ("dataset-listed-twice", lambda d: _approval(d, lambda a: a["datasets"].append("JGAD000101")),
+     "J-DU000101.yaml", "datasets[5]", "listed twice"),
+    ("missing-purpose", lambda d: _approval(d, lambda a: a.pop("purpose")),
+     "J-DU000101.yaml", "purpose", "missing field"),
+    ("missing-period-end", lambda d: _approval(d, lambda a: a["period"].pop("end")),
+     "J-DU000101.yaml", "period.end", "missing field"),
+    ("empty-handlers", lambda d: _approval(d, lambda a: a.update(handlers=[])),
+     "J-DU000101.yaml", "handlers", "should be non-empty"),
+    ("unknown-field", lambda d: _approval(d, lambda a: a.update(colour="blue")),
+     "J-DU000101.yaml", "(top level)", "colour"),
+    ("bad-handler-name", lambda d: _approval(d, lambda a: a.update(handlers=["Tanaka Hiroshi"])),
+     "J-DU000101.yaml", "handlers[0]", "expected form"),
+    ("bad-quota-size", lambda d: _approval(d, lambda a: a.update(quota={"memory": "lots"})),
+     "J-DU000101.yaml", "quota.memory", "not a size"),
+    ("zero-cpu", lambda d: _approval(d, lambda a: a.update(quota={"cpu": 0})),
+     "J-DU000101.yaml", "quota.cpu", "less than or equal"),
+    ("yaml-does-not-parse", _write("approvals/broken.yaml", "approval_id: [J-DU9\nperiod: {"),
+     "broken.yaml", "line", "YAML does not parse"),
+    ("duplicate-yaml-key", _write("approvals/dup.yaml", "approval_id: A-1\napproval_id: A-2\n"),
+     "dup.yaml", "line 2", "duplicate key 'approval_id'"),
+    ("approval-not-a-mapping", _write("approvals/list.yaml", "- a\n- b\n"),
+     "list.yaml", "(top level)", "is not of type 'object'"),
+    ("platform-missing", lambda d: (d / "platform.yaml").unlink(),
+     "platform.yaml", "", "file not found"),
+    ("site-listed-twice", lambda d: _platform(d, lambda p: p["sites"].append(dict(p["sites"][0], datasets=[]))),
+     "platform.yaml", "sites[5].id", "listed twice"),
+    ("dataset-at-two-sites", lambda d: _platform(d, lambda p: p["sites"][1]["datasets"].append(p["sites"][0]["datasets"][0])),
+     "platform.yaml", "sites[1].datasets[2].id", "already held by site 'nig'"),
+    ("default-image-not-allowed", lambda d: _platform(d, lambda p: p["sites"][0].update(default_image="evil:latest")),
+     "platform.yaml", "sites[0].default_image", "not in the site's images"),
+    ("network-shared", lambda d: _platform(d, lambda p: p["sites"][1]["docker"].update(network="visiting-site-nig")),
+     "platform.yaml", "sites", "used by more than one site"),
+    ("bad-site-id", lambda d: _platform(d, lambda p: p["sites"][0].update(id="NIG!")),
+     "platform.yaml", "sites[0].id", "expected form"),
+    ("bad-dataset-id", lambda d: _platform(d, lambda p: p["sites"][0]["datasets"][0].update(id="DS-1")),
+     "platform.yaml", "sites[0].datasets[0].id", "expected form"),
+    ("bad-dataset-kind", lambda d: _platform(d, lambda p: p["sites"][0]["datasets"][0].update(kind="secret")),
+     "platform.yaml", "sites[0].datasets[0].kind", "not one of"),
+    ("bad-docker-endpoint", lambda d: _platform(d, lambda p: p["sites"][0]["docker"].update(endpoint="docker.sock")),
+     "platform.yaml", "sites[0].docker.endpoint", "expected form"),
+    ("missing-site-quota", lambda d: _platform(d, lambda p: p["sites"][0].pop("quota")),
+     "platform.yaml", "sites[0].quota", "missing field"),
+    ("ban-range-inverted", lambda d: _platform(d, lambda p: p["rules"]["sanctions"].update(ban_months_min=13)),
+     "platform.yaml", "rules.sanctions", "larger than"),
+    ("user-listed-twice", lambda d: _users(d, lambda u: u["users"].append(dict(u["users"][0]))),
+     "users.yaml", "users[6].username", "listed twice"),
+    ("role-unknown-site", lambda d: _users(d, lambda u: u["users"][4].update(roles=["site-admin:osaka"])),
+     "users.yaml", "users[4].roles[0]", "unknown site 'osaka'"),
+    ("role-not-a-role", lambda d: _users(d, lambda u: u["users"][5].update(roles=["root"])),
+     "users.yaml", "users[5].roles[0]", "expected form"),
+    ("user-without-password", lambda d: _users(d, lambda u: u["users"][0].pop("password")),
+     "users.yaml", "users[0].password", "missing field"),
+]
+
+
+@pytest.mark.parametrize(
+    "breaker,file,field,reason",
+    [pytest.param(*case[1:], id=case[0]) for case in BAD_INPUTS],
+)
+def test_bad_input_is_named(policy_copy, breaker, file, field, reason):
+    breaker(policy_copy)
+    with pytest.raises(PolicyError) as info:
+        load_policy_dir(policy_copy)
+    issues = info.value.issues
+    matching = [
+        i
+        for i in issues
+        if i.file.endswith(file) and i.field.startswith(field) and re.search(reason, i.reason)
+    ]
+    assert matching, f"expected {file}: {field}: {reason!r}; got:\n{info.value}"
+
+
+def test_every_problem_is_reported_not_only_the_first(policy_copy):
+    _approval(policy_copy, _set_period("2030-01-01", "2029-12-31"))
+    _write("approvals/broken.yaml", "approval_id: [\n")(policy_copy)
+    _users(policy_copy, lambda u: u["users"].append(dict(u["users"][0])))
+    with pytest.raises(PolicyError) as info:
+        load_policy_dir(policy_copy)
+    files = {Path(i.file).name for i in info.value.issues}
+    assert files == {"J-DU000101.yaml", "broken.yaml", "users.yaml"}
+
+
+def test_handler_without_account_is_a_warning(policy_copy):
+    _approval(policy_copy, lambda a: a["handlers"].append("yamada"))
+    bundle = load_policy_dir(policy_copy)
+    assert [str(w) for w in bundle.warnings] == [
+        f"{policy_copy / 'approvals' / 'J-DU000101.yaml'}: handlers: 'yamada' has no account in users.yaml"
+    ]
+
+
+def test_not_a_directory(tmp_path):
+    with pytest.raises(PolicyError, match="not a directory"):
+        load_policy_dir(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [("2G", 2 * 1024**3), ("512M", 512 * 1024**2), ("1.5G", int(1.5 * 1024**3)), (4096, 4096), ("100", 100)],
+)
+def test_parse_size(text, expected):
+    assert parse_size(text) == expected
+
+
+def test_parse_size_rejects_nonsense():
+    with pytest.raises(ValueError, match="not a size"):
+        parse_size("2 gigabytes")

@@ -1,0 +1,115 @@
+"""The approval registry with a moved clock, idempotent import and recorded changes.
+
+Rules checked: "Who may use", "Period", "Changes" (POLICY.md).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import yaml
+
+from hub.periods import JST, FixedClock
+from hub.policy import load_policy_dir
+from hub.registry import ApprovalRegistry, RegistryError
+
+
+@pytest.fixture
+def registry(tmp_path):
+    clock = FixedClock(datetime(2026, 11, 23, 12, 0, tzinfo=JST))
+    reg = ApprovalRegistry(f"sqlite:///{tmp_path / 'registry.sqlite'}", clock=clock)
+    yield reg
+    reg.close()
+
+
+@pytest.fixture
+def imported(registry, policy_copy):
+    registry.import_policy(load_policy_dir(policy_copy))
+    return registry
+
+
+def test_import_creates_then_changes_nothing(registry, policy_copy):
+    bundle = load_policy_dir(policy_copy)
+    first = registry.import_policy(bundle)
+    assert first.created == ["J-DU000101", "J-DU000102", "J-DU000103"]
+    snapshot = registry.snapshot()
+    second = registry.import_policy(load_policy_dir(policy_copy))
+    assert second.created == [] and second.updated == {} and not second.changed
+    assert second.unchanged == ["J-DU000101", "J-DU000102", "J-DU000103"]
+    assert registry.snapshot() == snapshot
+
+
+def test_changed_file_updates_and_records_the_change(imported, policy_copy):
+    path = policy_copy / "approvals" / "J-DU000101.yaml"
+    doc = yaml.safe_load(path.read_text())
+    doc["period"]["end"] = "2036-03-31"
+    doc["handlers"].append("yamada")
+    path.write_text(yaml.safe_dump(doc))
+    imported.clock.advance(timedelta(days=3))
+    report = imported.import_policy(load_policy_dir(policy_copy))
+    assert report.updated == {
+        "J-DU000101": {"end": ["2035-03-31", "2036-03-31"], "handlers": [["tanaka"], ["tanaka", "yamada"]]}
+    }
+    view = imported.approval("J-DU000101")
+    assert str(view.period.end) == "2036-03-31"
+    assert view.handlers == ("tanaka", "yamada")
+    changes = imported.changes("J-DU000101")
+    assert [c["kind"] for c in changes] == ["created", "updated"]
+    assert changes[1]["changes"]["end"] == ["2035-03-31", "2036-03-31"]
+    assert [a.approval_id for a in imported.active_approvals("yamada")] == ["J-DU000101"]
+
+
+def test_approval_removed_from_folder_is_kept_and_reported(imported, policy_copy):
+    (policy_copy / "approvals" / "J-DU000103.yaml").unlink()
+    report = imported.import_policy(load_policy_dir(policy_copy))
+    assert report.not_in_directory == ["J-DU000103"]
+    assert imported.approval("J-DU000103").handlers == ("suzuki",)
+
+
+# The period of J-DU000101 is 2024-04-01 .. 2035-03-31 (JST, end inclusive).
+@pytest.mark.parametrize(
+    "instant,active",
+    [
+        pytest.param(datetime(2024, 3, 31, 23, 59, 59, tzinfo=JST), False, id="before-start"),
+        pytest.param(datetime(2024, 4, 1, 0, 0, 0, tzinfo=JST), True, id="first-day-00:00"),
+        pytest.param(datetime(2035, 3, 31, 23, 59, 0, tzinfo=JST), True, id="last-day-23:59"),
+        pytest.param(datetime(2035, 3, 31, 23, 59, 59, tzinfo=JST), True, id="last-day-23:59:59"),
+        pytest.param(datetime(2035, 4, 1, 0, 0, 0, tzinfo=JST), False, id="next-day"),
+    ],
+)
+def test_active_approvals_follow_the_clock(imported, instant, active):
+    imported.clock.move_to(instant)
+    got = [a.approval_id for a in imported.active_approvals("tanaka")]
+    assert got == (["J-DU000101"] if active else [])
+    # an explicit instant gives the same answer as the clock
+    assert [a.approval_id for a in imported.active_approvals("tanaka", at=instant)] == got
+
+
+def test_queries_the_platform_needs(imported):
+    view = imported.approval("J-DU000101")
+    assert view.sites == ("ncc", "ncgm", "nig", "tommo")
+    assert view.datasets_at("nig") == ("JGAD000101", "JGAD000102")
+    assert view.datasets_at("imsut") == ()
+    assert imported.usage_period_ends("J-DU000101") == datetime(2035, 3, 31, 15, 0, tzinfo=UTC)
+    assert [a.approval_id for a in imported.approvals_of("sato")] == ["J-DU000102"]
+    assert imported.active_approvals("sato") == []
+    assert imported.active_approvals("takahashi") == []
+    assert imported.roles_of("admin-nig") == ["site-admin:nig"]
+    assert imported.roles_of("tanaka") == []
+    assert [s["id"] for s in imported.sites()] == ["imsut", "ncc", "ncgm", "nig", "tommo"]
+
+
+def test_unknown_approval(imported):
+    with pytest.raises(RegistryError, match="unknown approval 'J-DU999999'"):
+        imported.approval("J-DU999999")
+
+
+def test_roles_follow_users_file(imported, policy_copy):
+    path = policy_copy / "users.yaml"
+    doc = yaml.safe_load(path.read_text())
+    doc["users"][4]["roles"] = ["site-admin:ncc"]
+    path.write_text(yaml.safe_dump(doc))
+    report = imported.import_policy(load_policy_dir(policy_copy))
+    assert report.roles_changed == ["admin-nig"]
+    assert imported.roles_of("admin-nig") == ["site-admin:ncc"]
