@@ -72,7 +72,9 @@ def decide_access(
 
     ask = f" Contact: {contact}" if contact else ""
     ask_ja = f" 問い合わせ先: {contact}" if contact else ""
-    upcoming = sorted((a for a in approvals if a.status_at(now) == "not-started"), key=lambda a: a.period.start)
+    upcoming = sorted(
+        (a for a in approvals if a.status_at(now) == "not-started"), key=lambda a: a.period.start
+    )
     if upcoming:
         a = upcoming[0]
         day = a.period.start.isoformat()
@@ -83,7 +85,9 @@ def decide_access(
             message_ja=f"利用承認 {a.approval_id} の利用期間は {day} に始まります。その日（日本時間）からログインできます。{ask_ja}",
             related={"approval_id": a.approval_id, "date": day},
         )
-    ended = sorted((a for a in approvals if a.status_at(now) == "ended"), key=lambda a: a.period.end)
+    ended = sorted(
+        (a for a in approvals if a.status_at(now) == "ended"), key=lambda a: a.period.end
+    )
     if ended:
         a = ended[-1]
         day = a.period.end.isoformat()

@@ -72,7 +72,9 @@ def cmd_approvals_import(args) -> int:
     for a in report.created:
         print(f"created  {a}")
     for a, changes in report.updated.items():
-        print(f"updated  {a}: " + ", ".join(f"{k} {v[0]!r} -> {v[1]!r}" for k, v in changes.items()))
+        print(
+            f"updated  {a}: " + ", ".join(f"{k} {v[0]!r} -> {v[1]!r}" for k, v in changes.items())
+        )
     for a in report.not_in_directory:
         print(f"kept     {a} (in the registry, not in {args.dir}; revoke it to end it)")
     print(
@@ -109,7 +111,13 @@ def cmd_approvals_show(args) -> int:
         view = registry.approval(args.approval_id)
     except RegistryError as e:
         raise CommandError(str(e)) from None
-    print(json.dumps(view.to_json() | {"changes": registry.changes(args.approval_id)}, indent=2, ensure_ascii=False))
+    print(
+        json.dumps(
+            view.to_json() | {"changes": registry.changes(args.approval_id)},
+            indent=2,
+            ensure_ascii=False,
+        )
+    )
     return 0
 
 
@@ -126,7 +134,9 @@ def cmd_synth(args) -> int:
     for site_id in wanted:
         site = bundle.platform.sites.get(site_id)
         if site is None:
-            raise CommandError(f"--sites: unknown site {site_id!r} (known: {', '.join(bundle.platform.sites)})")
+            raise CommandError(
+                f"--sites: unknown site {site_id!r} (known: {', '.join(bundle.platform.sites)})"
+            )
         analysis = [d.id for d in site.datasets if d.kind == "analysis"]
         raw = [d.id for d in site.datasets if d.kind == "raw"]
         if not analysis:
@@ -250,11 +260,14 @@ def cmd_demo_down(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="visiting", description="Visiting compute workspace for controlled-access genomic data."
+        prog="visiting",
+        description="Visiting compute workspace for controlled-access genomic data.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    policy = sub.add_parser("policy", help="platform files").add_subparsers(dest="action", required=True)
+    policy = sub.add_parser("policy", help="platform files").add_subparsers(
+        dest="action", required=True
+    )
     p = policy.add_parser("check", help="validate a policy directory; print every problem")
     p.add_argument("dir", help="folder with platform.yaml, approvals/ and users.yaml")
     p.set_defaults(func=cmd_policy_check)
@@ -291,7 +304,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_synth)
 
-    demo = sub.add_parser("demo", help="the demo platform").add_subparsers(dest="action", required=True)
+    demo = sub.add_parser("demo", help="the demo platform").add_subparsers(
+        dest="action", required=True
+    )
     for name, func, text in (
         ("run", cmd_demo_run, "start the demo in the foreground; Ctrl-C stops it"),
         ("up", cmd_demo_up, "start the demo in the background"),

@@ -126,6 +126,7 @@ def configure(c, settings: HubSettings, discovery: dict | None = None) -> None:
     a.userdata_url = discovery["userinfo_endpoint"]
     if discovery.get("end_session_endpoint"):
         a.logout_redirect_url = discovery["end_session_endpoint"]
+    a.basic_auth = True  # client_secret_basic, the OIDC default
     a.auto_login = True
     a.auth_refresh_age = settings.auth_refresh_age
     a.refresh_pre_spawn = True

@@ -401,9 +401,7 @@ def _build_platform(doc: dict[str, Any], path: Path, issues: list[PolicyIssue]) 
     sanctions = SanctionRules(**rules.get("sanctions", {}))
     if sanctions.ban_months_min > sanctions.ban_months_max:
         issues.append(
-            PolicyIssue(
-                file, "rules.sanctions", "ban_months_min is larger than ban_months_max"
-            )
+            PolicyIssue(file, "rules.sanctions", "ban_months_min is larger than ban_months_max")
         )
     download_raw = rules.get("download", {})
     state_dir = _resolve(base, p.get("state_dir"), STATE_DIR_ENV, base / "state")
@@ -463,7 +461,9 @@ def _build_approval(
         for i, ds in enumerate(doc["datasets"]):
             if ds not in known:
                 issues.append(
-                    PolicyIssue(file, f"datasets[{i}]", f"unknown dataset {ds!r} (no site holds it)")
+                    PolicyIssue(
+                        file, f"datasets[{i}]", f"unknown dataset {ds!r} (no site holds it)"
+                    )
                 )
     if len(issues) > before:
         return None
@@ -494,7 +494,9 @@ def _build_accounts(
             site = role.partition(":")[2]
             if site and platform is not None and site not in platform.sites:
                 issues.append(
-                    PolicyIssue(file, f"users[{i}].roles[{j}]", f"unknown site {site!r} in {role!r}")
+                    PolicyIssue(
+                        file, f"users[{i}].roles[{j}]", f"unknown site {site!r} in {role!r}"
+                    )
                 )
         accounts[u["username"]] = Account(
             username=u["username"],

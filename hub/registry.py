@@ -205,7 +205,9 @@ def _content_hash(content: dict[str, Any]) -> str:
 
 
 def _diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, list[Any]]:
-    return {k: [old.get(k), new.get(k)] for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)}
+    return {
+        k: [old.get(k), new.get(k)] for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)
+    }
 
 
 def make_engine(url: str) -> Engine:
@@ -336,7 +338,12 @@ class ApprovalRegistry:
         s.flush()
         for site in platform.sites.values():
             for d in site.datasets:
-                dvalues = {"site_id": site.id, "kind": d.kind, "title": d.title, "files": list(d.files)}
+                dvalues = {
+                    "site_id": site.id,
+                    "kind": d.kind,
+                    "title": d.title,
+                    "files": list(d.files),
+                }
                 drow = datasets.get(d.id)
                 if drow is None:
                     s.add(DatasetRow(id=d.id, **dvalues))
@@ -365,7 +372,9 @@ class ApprovalRegistry:
     def _view(self, s: Session, row: ApprovalRow) -> ApprovalView:
         dataset_ids = [d.dataset_id for d in row.datasets]
         sites = dict(
-            s.execute(select(DatasetRow.id, DatasetRow.site_id).where(DatasetRow.id.in_(dataset_ids))).all()
+            s.execute(
+                select(DatasetRow.id, DatasetRow.site_id).where(DatasetRow.id.in_(dataset_ids))
+            ).all()
         )
         return ApprovalView(
             approval_id=row.id,
@@ -387,7 +396,9 @@ class ApprovalRegistry:
 
     def approvals(self) -> list[ApprovalView]:
         with self.session() as s:
-            return [self._view(s, r) for r in s.scalars(select(ApprovalRow).order_by(ApprovalRow.id))]
+            return [
+                self._view(s, r) for r in s.scalars(select(ApprovalRow).order_by(ApprovalRow.id))
+            ]
 
     def approvals_of(self, username: str) -> list[ApprovalView]:
         """Every approval naming `username` as a data handler, whatever its period."""
@@ -458,6 +469,5 @@ class ApprovalRegistry:
         with self.engine.connect() as conn:
             for table in Base.metadata.sorted_tables:
                 rows = conn.execute(table.select()).all()
-                out[table.name] = sorted((tuple(map(repr, r)) for r in rows))
+                out[table.name] = sorted(tuple(map(repr, r)) for r in rows)
         return out
-

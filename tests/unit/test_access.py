@@ -14,27 +14,76 @@ NOW = datetime(2026, 11, 23, 10, 0, tzinfo=JST)
 
 
 def approval(aid, start, end):
-    return ApprovalView(aid, "Inst", "Purpose", ("u",), ("JGAD000101",), Period(date.fromisoformat(start), date.fromisoformat(end)), None, {"JGAD000101": "nig"})
+    return ApprovalView(
+        aid,
+        "Inst",
+        "Purpose",
+        ("u",),
+        ("JGAD000101",),
+        Period(date.fromisoformat(start), date.fromisoformat(end)),
+        None,
+        {"JGAD000101": "nig"},
+    )
 
 
 @pytest.mark.parametrize(
     "approvals,roles,allowed,reason,text",
     [
-        pytest.param([approval("A1", "2024-04-01", "2035-03-31")], [], True, "active", "", id="active"),
-        pytest.param([approval("A1", "2019-04-01", "2021-03-31")], [], False, "ended", "ended on 2021-03-31", id="ended"),
-        pytest.param([approval("A1", "2040-04-01", "2045-03-31")], [], False, "not-started", "starts on 2040-04-01", id="not-started"),
+        pytest.param(
+            [approval("A1", "2024-04-01", "2035-03-31")], [], True, "active", "", id="active"
+        ),
+        pytest.param(
+            [approval("A1", "2019-04-01", "2021-03-31")],
+            [],
+            False,
+            "ended",
+            "ended on 2021-03-31",
+            id="ended",
+        ),
+        pytest.param(
+            [approval("A1", "2040-04-01", "2045-03-31")],
+            [],
+            False,
+            "not-started",
+            "starts on 2040-04-01",
+            id="not-started",
+        ),
         pytest.param([], [], False, "no-approval", "has no approved application", id="none"),
         pytest.param([], ["secretariat"], True, "role", "", id="secretariat"),
         pytest.param([], ["site-admin:nig"], True, "role", "", id="site-admin"),
         pytest.param(
-            [approval("A1", "2019-04-01", "2021-03-31"), approval("A2", "2030-04-01", "2031-03-31")],
-            [], False, "not-started", "A2 starts on 2030-04-01", id="ended-and-upcoming-says-upcoming"),
+            [
+                approval("A1", "2019-04-01", "2021-03-31"),
+                approval("A2", "2030-04-01", "2031-03-31"),
+            ],
+            [],
+            False,
+            "not-started",
+            "A2 starts on 2030-04-01",
+            id="ended-and-upcoming-says-upcoming",
+        ),
         pytest.param(
-            [approval("A1", "2019-04-01", "2021-03-31"), approval("A2", "2022-04-01", "2023-03-31")],
-            [], False, "ended", "A2 ended on 2023-03-31", id="two-ended-says-latest"),
+            [
+                approval("A1", "2019-04-01", "2021-03-31"),
+                approval("A2", "2022-04-01", "2023-03-31"),
+            ],
+            [],
+            False,
+            "ended",
+            "A2 ended on 2023-03-31",
+            id="two-ended-says-latest",
+        ),
         pytest.param(
-            [approval("A1", "2019-04-01", "2021-03-31"), approval("A2", "2026-11-23", "2026-11-23")],
-            [], True, "active", "", id="one-day-approval-today"),
+            [
+                approval("A1", "2019-04-01", "2021-03-31"),
+                approval("A2", "2026-11-23", "2026-11-23"),
+            ],
+            [],
+            True,
+            "active",
+            "",
+            id="one-day-approval-today",
+        ),
     ],
 )
 def test_decide_access(approvals, roles, allowed, reason, text):

@@ -16,7 +16,9 @@ DISCOVERY = {
 
 
 def test_configure_on_bare_config(tmp_path):
-    settings = HubSettings(platform_dir=tmp_path / "p", state_dir=tmp_path / "state", client_secret="s3cret")
+    settings = HubSettings(
+        platform_dir=tmp_path / "p", state_dir=tmp_path / "state", client_secret="s3cret"
+    )
     c = Config()
     configure(c, settings, discovery=DISCOVERY)
     assert c.JupyterHub.authenticator_class == "hub.auth.VisitingAuthenticator"
@@ -48,7 +50,13 @@ def test_settings_from_env(tmp_path):
     )
     assert s.hub_url == "http://127.0.0.1:18000" and s.auth_refresh_age == 5
     with pytest.raises(ConfigError, match="VISITING_HUB_API_PORT='x'"):
-        HubSettings.from_env({"VISITING_PLATFORM": str(tmp_path), "VISITING_STATE_DIR": str(tmp_path), "VISITING_HUB_API_PORT": "x"})
+        HubSettings.from_env(
+            {
+                "VISITING_PLATFORM": str(tmp_path),
+                "VISITING_STATE_DIR": str(tmp_path),
+                "VISITING_HUB_API_PORT": "x",
+            }
+        )
 
 
 def test_discovery_failure_names_the_url():

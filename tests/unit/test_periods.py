@@ -23,12 +23,22 @@ PERIOD = Period(date(2026, 4, 1), date(2027, 3, 31))
 @pytest.mark.parametrize(
     "instant,status",
     [
-        pytest.param(datetime(2026, 3, 31, 23, 59, 59, tzinfo=JST), "not-started", id="day-before-23:59:59-jst"),
+        pytest.param(
+            datetime(2026, 3, 31, 23, 59, 59, tzinfo=JST),
+            "not-started",
+            id="day-before-23:59:59-jst",
+        ),
         pytest.param(datetime(2026, 4, 1, 0, 0, 0, tzinfo=JST), "active", id="first-day-00:00-jst"),
         pytest.param(datetime(2026, 3, 31, 15, 0, 0, tzinfo=UTC), "active", id="first-day-as-utc"),
-        pytest.param(datetime(2027, 3, 31, 23, 59, 59, 999999, tzinfo=JST), "active", id="last-day-23:59:59-jst"),
+        pytest.param(
+            datetime(2027, 3, 31, 23, 59, 59, 999999, tzinfo=JST),
+            "active",
+            id="last-day-23:59:59-jst",
+        ),
         pytest.param(datetime(2027, 4, 1, 0, 0, 0, tzinfo=JST), "ended", id="next-day-00:00-jst"),
-        pytest.param(datetime(2027, 3, 31, 14, 59, 59, tzinfo=UTC), "active", id="last-second-as-utc"),
+        pytest.param(
+            datetime(2027, 3, 31, 14, 59, 59, tzinfo=UTC), "active", id="last-second-as-utc"
+        ),
         pytest.param(datetime(2027, 3, 31, 15, 0, 0, tzinfo=UTC), "ended", id="end-as-utc"),
     ],
 )
@@ -59,7 +69,9 @@ def test_days_left(instant, days):
     [
         pytest.param(datetime(2027, 3, 31, 23, 59, 59, tzinfo=JST), 2026, id="31-march-23:59:59"),
         pytest.param(datetime(2027, 4, 1, 0, 0, 0, tzinfo=JST), 2027, id="1-april-00:00"),
-        pytest.param(datetime(2027, 3, 31, 15, 0, 0, tzinfo=UTC), 2027, id="utc-afternoon-is-next-jst-day"),
+        pytest.param(
+            datetime(2027, 3, 31, 15, 0, 0, tzinfo=UTC), 2027, id="utc-afternoon-is-next-jst-day"
+        ),
         pytest.param(datetime(2026, 11, 23, tzinfo=JST), 2026, id="november"),
     ],
 )

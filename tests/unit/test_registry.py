@@ -49,7 +49,10 @@ def test_changed_file_updates_and_records_the_change(imported, policy_copy):
     imported.clock.advance(timedelta(days=3))
     report = imported.import_policy(load_policy_dir(policy_copy))
     assert report.updated == {
-        "J-DU000101": {"end": ["2035-03-31", "2036-03-31"], "handlers": [["tanaka"], ["tanaka", "yamada"]]}
+        "J-DU000101": {
+            "end": ["2035-03-31", "2036-03-31"],
+            "handlers": [["tanaka"], ["tanaka", "yamada"]],
+        }
     }
     view = imported.approval("J-DU000101")
     assert str(view.period.end) == "2036-03-31"
