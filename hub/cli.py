@@ -170,12 +170,17 @@ def cmd_synth(args) -> int:
 def _demo_stack(args):
     from .stack import Stack, StackConfig
 
-    return Stack(StackConfig(platform_dir=Path(args.platform).resolve()))
+    ports = {
+        name: getattr(args, name)
+        for name in ("hub_port", "idp_port", "hub_api_port", "proxy_api_port")
+        if getattr(args, name, None)
+    }
+    return Stack(StackConfig(platform_dir=Path(args.platform).resolve(), **ports))
 
 
-def _ensure_demo_data(stack, quiet: bool = False) -> None:
+def _ensure_demo_data(stack, args) -> None:
     platform = stack.bundle.platform
-    if (platform.data_root / "truth.json").exists():
+    if getattr(args, "no_data", False) or (platform.data_root / "truth.json").exists():
         return
     print(f"generating the synthetic cohorts in {platform.data_root} ...", flush=True)
     args = argparse.Namespace(
@@ -214,7 +219,7 @@ def cmd_demo_run(args) -> int:
     from .stack import StackError
 
     stack = _demo_stack(args)
-    _ensure_demo_data(stack)
+    _ensure_demo_data(stack, args)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -239,7 +244,7 @@ def cmd_demo_up(args) -> int:
     from .stack import StackError
 
     stack = _demo_stack(args)
-    _ensure_demo_data(stack)
+    _ensure_demo_data(stack, args)
     try:
         stack.start()
     except StackError as e:
@@ -256,6 +261,16 @@ def cmd_demo_down(args) -> int:
 
 
 # ---------------------------------------------------------------------------
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1024 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is outside 1024-65535")
+    return port
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -314,6 +329,17 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         p = demo.add_parser(name, help=text)
         p.add_argument("--platform", default=str(DEMO_DIR))
+        if name != "down":
+            p.add_argument(
+                "--no-data", action="store_true", help="do not generate synthetic cohorts"
+            )
+            for opt, default in (
+                ("hub-port", 8000),
+                ("idp-port", 9000),
+                ("hub-api-port", 8081),
+                ("proxy-api-port", 8001),
+            ):
+                p.add_argument(f"--{opt}", type=_port, help=f"loopback port (default {default})")
         p.set_defaults(func=func)
     return parser
 

@@ -1,0 +1,119 @@
+"""The `visiting` command: policy check, approvals import/list/show; bad input changes nothing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from hub.cli import main
+from hub.registry import ApprovalRegistry
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_policy_check_valid(capsys, policy_copy):
+    code, out, _ = run(capsys, "policy", "check", str(policy_copy))
+    assert code == 0
+    assert out.strip().endswith("valid: 5 sites, 10 datasets, 3 approvals, 6 accounts")
+
+
+def test_policy_check_prints_every_problem(capsys, policy_copy):
+    (policy_copy / "approvals" / "broken.yaml").write_text("approval_id: [\n")
+    a = policy_copy / "approvals" / "J-DU000102.yaml"
+    doc = yaml.safe_load(a.read_text())
+    doc["period"]["end"] = "2018-01-01"
+    a.write_text(yaml.safe_dump(doc))
+    code, out, err = run(capsys, "policy", "check", str(policy_copy))
+    assert code == 2 and out == ""
+    assert "2 problem(s); nothing was loaded" in err
+    assert "broken.yaml: line 2, column 1: YAML does not parse" in err
+    assert "J-DU000102.yaml: period.end: the end 2018-01-01 is before the start 2019-04-01" in err
+
+
+def test_import_is_idempotent_and_reports_changes(capsys, policy_copy, tmp_path):
+    db = f"sqlite:///{tmp_path / 'r.sqlite'}"
+    code, out, _ = run(capsys, "approvals", "import", str(policy_copy), "--database", db)
+    assert code == 0 and out.strip().endswith("3 created, 0 updated, 0 unchanged")
+    code, out, _ = run(capsys, "approvals", "import", str(policy_copy), "--database", db)
+    assert out.strip() == "0 created, 0 updated, 3 unchanged"
+
+    a = policy_copy / "approvals" / "J-DU000101.yaml"
+    doc = yaml.safe_load(a.read_text())
+    doc["purpose"] = "A changed purpose"
+    a.write_text(yaml.safe_dump(doc))
+    code, out, _ = run(capsys, "approvals", "import", str(policy_copy), "--database", db)
+    assert "updated  J-DU000101: purpose" in out and "'A changed purpose'" in out
+
+    code, out, _ = run(
+        capsys, "approvals", "show", "J-DU000101", "--dir", str(policy_copy), "--database", db
+    )
+    shown = json.loads(out)
+    assert [c["kind"] for c in shown["changes"]] == ["created", "updated"]
+
+
+def test_bad_directory_leaves_registry_untouched(capsys, policy_copy, tmp_path):
+    db = f"sqlite:///{tmp_path / 'r.sqlite'}"
+    assert run(capsys, "approvals", "import", str(policy_copy), "--database", db)[0] == 0
+    registry = ApprovalRegistry(db)
+    before = registry.snapshot()
+
+    # one good change and one bad file: nothing of either may land
+    a = policy_copy / "approvals" / "J-DU000101.yaml"
+    doc = yaml.safe_load(a.read_text())
+    doc["period"]["end"] = "2040-03-31"
+    a.write_text(yaml.safe_dump(doc))
+    (policy_copy / "approvals" / "bad.yaml").write_text(
+        "approval_id: J-DU000199\ninstitution: x\npurpose: y\nhandlers: [sato]\n"
+        "datasets: [JGAD000999]\nperiod: {start: 2026-01-01, end: 2027-01-01}\n"
+    )
+    code, _, err = run(capsys, "approvals", "import", str(policy_copy), "--database", db)
+    assert code == 2
+    assert "bad.yaml: datasets[0]: unknown dataset 'JGAD000999'" in err
+    assert registry.snapshot() == before
+
+
+def test_list_shows_status_now(capsys, policy_copy, tmp_path, monkeypatch):
+    db = f"sqlite:///{tmp_path / 'r.sqlite'}"
+    run(capsys, "approvals", "import", str(policy_copy), "--database", db)
+    clock = tmp_path / "now"
+    clock.write_text("2030-01-01T00:00:00+09:00")
+    monkeypatch.setenv("VISITING_CLOCK_FILE", str(clock))
+    code, out, _ = run(
+        capsys, "approvals", "list", "--dir", str(policy_copy), "--database", db, "--json"
+    )
+    status = {a["approval_id"]: a["status"] for a in json.loads(out)}
+    assert status == {"J-DU000101": "active", "J-DU000102": "ended", "J-DU000103": "not-started"}
+
+
+def test_unknown_approval(capsys, policy_copy, tmp_path):
+    db = f"sqlite:///{tmp_path / 'r.sqlite'}"
+    code, _, err = run(
+        capsys, "approvals", "show", "J-DU404", "--dir", str(policy_copy), "--database", db
+    )
+    assert code == 2 and "unknown approval 'J-DU404'" in err
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        pytest.param(
+            ["synth", "--sites", "osaka"], "--sites: unknown site 'osaka'", id="synth-unknown-site"
+        ),
+        pytest.param(
+            ["policy", "check", "/nonexistent"],
+            "/nonexistent: not a directory",
+            id="check-missing-dir",
+        ),
+    ],
+)
+def test_bad_arguments(capsys, policy_copy, argv, message):
+    if argv[0] == "synth":
+        argv = [*argv, "--platform", str(policy_copy)]
+    code, _, err = run(capsys, *argv)
+    assert code == 2 and message in err
