@@ -36,7 +36,9 @@ class ApprovalRefused(web.HTTPError):
     """A 403 whose message a person reads on the hub's error page."""
 
     def __init__(self, decision: AccessDecision):
-        super().__init__(403, "%s", decision.message)
+        # `reason` is the page's headline and the HTTP status line, so it stays short and ASCII;
+        # the bilingual explanation is the page body
+        super().__init__(403, "%s", decision.message, reason="Access refused")
         self.decision = decision
         self.jupyterhub_message = decision.message
         self.jupyterhub_html_message = (

@@ -199,7 +199,11 @@ def _ensure_demo_data(stack, args) -> None:
 
 
 def _banner(stack) -> str:
+    import yaml
+
     c = stack.config
+    # the demo passwords live only in the IdP's users file; the hub side never loads them
+    users = yaml.safe_load((c.platform_dir / "users.yaml").read_text())["users"]
     lines = [
         "",
         f"  Visiting workspace demo is up: {c.hub_url}/",
@@ -208,10 +212,9 @@ def _banner(stack) -> str:
         "",
         "  Demo accounts (DEMO ONLY passwords / デモ専用):",
     ]
-    for username, account in stack.bundle.accounts.items():
-        lines.append(
-            f"    {username:<10} {username}-demo{'':<4} {DEMO_OUTCOMES.get(username, ', '.join(account.roles))}"
-        )
+    for u in users:
+        what = DEMO_OUTCOMES.get(u["username"], ", ".join(u.get("roles", [])))
+        lines.append(f"    {u['username']:<11} {u['password']:<16} {what}")
     return "\n".join(lines) + "\n"
 
 

@@ -61,7 +61,8 @@ def test_admitted(stack, username):
 )
 def test_refused_with_reason(stack, username, english, japanese):
     _, r = hub_login(stack.config.hub_url, username, f"{username}-demo")
-    assert r.status_code == 403
+    assert r.status_code == 403 and r.reason == "Access refused"
+    assert "403 : Access refused" in r.text
     assert r.url.startswith(f"{stack.config.hub_url}/hub/oauth_callback")
     assert english in r.text
     assert japanese in r.text
