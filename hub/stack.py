@@ -3,8 +3,10 @@
 Used by `visiting demo run|up|down` (and so by `make demo`) and by the
 integration tests, so the tests start exactly what a user starts. Each
 process runs in its own session (process group) with a pid file in the state
-folder; stopping signals that group, so the hub's proxy goes with the hub,
-and nothing the stack did not start is touched.
+folder; stopping signals that group. The hub stops its proxy itself on
+SIGTERM; should the hub have died hard, the proxy's own pid file (which
+JupyterHub keeps in the state folder) lets `down` stop it too. Nothing the
+stack did not start is touched.
 """
 
 from __future__ import annotations
@@ -158,8 +160,7 @@ class ManagedProcess:
 def stop_pid_file(pid_file: Path, timeout: float = 15.0) -> bool:
     """Stop the process group recorded in `pid_file` (started by another process).
 
-    True if something was running. The group, not only its leader, must go:
-    the hub's proxy is in the hub's group.
+    True if something was running. The whole group goes, not only its leader.
     """
     try:
         pgid = int(pid_file.read_text().strip())
@@ -325,6 +326,7 @@ class Stack:
         for p in reversed(self.processes):
             p.stop()
         self.processes.clear()
+        stop_pid_file(self.state_dir / "proxy.pid")
 
     def stop_recorded(self) -> list[str]:
         """Stop what a previous `start` recorded in the state folder's pid files."""
@@ -332,6 +334,9 @@ class Stack:
         for name in ("hub", "idp"):
             if stop_pid_file(self.state_dir / "pids" / f"{name}.pid"):
                 stopped.append(name)
+        # left behind only when the hub could not stop it (killed hard)
+        if stop_pid_file(self.state_dir / "proxy.pid"):
+            stopped.append("proxy")
         return stopped
 
     def __enter__(self) -> Stack:

@@ -79,3 +79,23 @@ def test_bad_port_flag(tmp_path, flag, message):
     r = visiting("demo", "up", "--no-data", flag, env=env)
     assert r.returncode == 2 and message in r.stderr
     assert not (tmp_path / "state" / "pids").exists()
+
+
+def test_down_after_the_hub_died_hard(tmp_path):
+    """A hub killed with SIGKILL cannot stop its proxy; `demo down` still leaves nothing behind."""
+    import signal
+
+    ports = {name: free_port() for name in ("hub", "idp", "hub-api", "proxy-api")}
+    env = dict(os.environ, VISITING_STATE_DIR=str(tmp_path / "state"))
+    flags = [f"--{name}-port={port}" for name, port in ports.items()]
+    try:
+        assert visiting("demo", "up", "--no-data", *flags, env=env).returncode == 0
+        hub_pid = int((tmp_path / "state" / "pids" / "hub.pid").read_text())
+        os.killpg(hub_pid, signal.SIGKILL)
+        assert port_in_use(ports["hub"]), "the proxy outlives a hard-killed hub"
+        down = visiting("demo", "down", env=env)
+        assert down.stdout.strip() == "stopped: idp, proxy"
+        for name, port in ports.items():
+            assert not port_in_use(port), f"{name} port {port} still open after down"
+    finally:
+        visiting("demo", "down", env=env)
