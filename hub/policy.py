@@ -10,6 +10,7 @@ directory is valid.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -102,6 +103,7 @@ class Site:
     region: str
     docker_endpoint: str
     network: str
+    subnet: ipaddress.IPv4Network
     images: tuple[str, ...]
     default_image: str
     quota: Quota
@@ -359,6 +361,11 @@ def _build_platform(doc: dict[str, Any], path: Path, issues: list[PolicyIssue]) 
             )
         if len(set(s["images"])) != len(s["images"]):
             issues.append(PolicyIssue(file, f"{where}.images", "an image is listed twice"))
+        try:
+            subnet = ipaddress.IPv4Network(s["docker"]["subnet"])
+        except ValueError as e:
+            issues.append(PolicyIssue(file, f"{where}.docker.subnet", f"not a network: {e}"))
+            subnet = None
         datasets = []
         for j, d in enumerate(s["datasets"]):
             if d["id"] in dataset_owner:
@@ -387,6 +394,7 @@ def _build_platform(doc: dict[str, Any], path: Path, issues: list[PolicyIssue]) 
             region=s.get("region", ""),
             docker_endpoint=s["docker"]["endpoint"],
             network=s["docker"]["network"],
+            subnet=subnet,
             images=tuple(s["images"]),
             default_image=s["default_image"],
             quota=_quota(s["quota"]) or Quota(),
@@ -395,6 +403,9 @@ def _build_platform(doc: dict[str, Any], path: Path, issues: list[PolicyIssue]) 
     networks = [s.network for s in sites.values()]
     for net in {n for n in networks if networks.count(n) > 1}:
         issues.append(PolicyIssue(file, "sites", f"network {net!r} is used by more than one site"))
+    subnets = [s.subnet for s in sites.values() if s.subnet is not None]
+    for net in {str(n) for n in subnets if subnets.count(n) > 1}:
+        issues.append(PolicyIssue(file, "sites", f"subnet {net} is used by more than one site"))
 
     p = doc["platform"]
     rules = doc.get("rules", {})

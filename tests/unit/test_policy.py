@@ -250,6 +250,27 @@ BAD_INPUTS = [
         "not one of",
     ),
     (
+        "subnet-shared",
+        lambda d: _platform(d, lambda p: p["sites"][1]["docker"].update(subnet="172.30.1.0/24")),
+        "platform.yaml",
+        "sites",
+        "subnet 172.30.1.0/24 is used by more than one site",
+    ),
+    (
+        "subnet-host-bits-set",
+        lambda d: _platform(d, lambda p: p["sites"][0]["docker"].update(subnet="172.30.1.7/24")),
+        "platform.yaml",
+        "sites[0].docker.subnet",
+        "not a network: 172.30.1.7/24 has host bits set",
+    ),
+    (
+        "subnet-not-a-24",
+        lambda d: _platform(d, lambda p: p["sites"][0]["docker"].update(subnet="10.0.0.0/8")),
+        "platform.yaml",
+        "sites[0].docker.subnet",
+        "expected form",
+    ),
+    (
         "bad-docker-endpoint",
         lambda d: _platform(d, lambda p: p["sites"][0]["docker"].update(endpoint="docker.sock")),
         "platform.yaml",

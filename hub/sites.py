@@ -1,0 +1,337 @@
+"""The sites' infrastructure on a Docker engine: networks, host firewall, Dask clusters.
+
+Each site is one internal Docker network (no route out) whose host bridge has
+a fixed name, so the host firewall can speak of it:
+
+- .1 is the host (the hub's API and proxy listen there, nothing else may be reached);
+- .2 the site's Dask scheduler, .3 onwards its workers;
+- .128-.255 researchers' servers, which may reach the scheduler and the hub
+  and nothing else: not each other, not the workers, not other host ports.
+
+The firewall lives in two chains of its own, `VISITING-INPUT` (container to
+host) and `VISITING-FORWARD` (container to container, hooked into Docker's
+`DOCKER-USER`), so installing is idempotent and removing takes exactly what
+was added.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import shutil
+import subprocess
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .policy import Platform, Site
+
+ENDPOINT_FILE = Path("/run/visiting/docker-endpoint")
+INPUT_CHAIN = "VISITING-INPUT"
+FORWARD_CHAIN = "VISITING-FORWARD"
+SCHEDULER_PORT = 8786
+DASHBOARD_PORT = 8787
+LABEL = "org.visiting.site"
+
+
+class SiteError(Exception):
+    """A site could not be set up; the message names the site and the part."""
+
+
+def resolve_endpoint(endpoint: str) -> str:
+    """The Docker endpoint to talk to: 'local' means the engine the project's scripts run."""
+    if endpoint != "local":
+        return endpoint
+    if os.environ.get("VISITING_DOCKER_HOST"):
+        return os.environ["VISITING_DOCKER_HOST"]
+    try:
+        return ENDPOINT_FILE.read_text().strip()
+    except FileNotFoundError:
+        return os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+
+
+@dataclass(frozen=True)
+class SitePlan:
+    """Addresses and names of one site's infrastructure, derived from its /24."""
+
+    site: str
+    network: str
+    subnet: ipaddress.IPv4Network
+
+    @property
+    def bridge(self) -> str:
+        # Linux interface names hold at most 15 characters; site ids at most 16, so cut
+        return f"vis-{self.site}"[:15]
+
+    @property
+    def gateway(self) -> str:
+        return str(self.subnet.network_address + 1)
+
+    @property
+    def scheduler_ip(self) -> str:
+        return str(self.subnet.network_address + 2)
+
+    def worker_ip(self, n: int) -> str:
+        return str(self.subnet.network_address + 2 + n)
+
+    @property
+    def users_range(self) -> ipaddress.IPv4Network:
+        return ipaddress.IPv4Network(f"{self.subnet.network_address + 128}/25")
+
+    @property
+    def scheduler_address(self) -> str:
+        return f"tcp://{self.scheduler_ip}:{SCHEDULER_PORT}"
+
+    @property
+    def scheduler_name(self) -> str:
+        return f"visiting-dask-{self.site}-scheduler"
+
+    def worker_name(self, n: int) -> str:
+        return f"visiting-dask-{self.site}-worker-{n}"
+
+    @classmethod
+    def for_site(cls, site: Site) -> SitePlan:
+        return cls(site=site.id, network=site.network, subnet=site.subnet)
+
+
+# ---------------------------------------------------------------------------
+# firewall: pure rule lists, then applying them
+
+
+def firewall_rules(
+    plans: Iterable[SitePlan], hub_ports: Iterable[int]
+) -> dict[str, list[list[str]]]:
+    """iptables rules (without the `-A CHAIN` prefix) for both chains, in order."""
+    inp: list[list[str]] = []
+    fwd: list[list[str]] = []
+    ports = sorted(set(hub_ports))
+    for p in plans:
+        br, users, sched = p.bridge, str(p.users_range), p.scheduler_ip
+        inp.append(
+            ["-i", br, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"]
+        )
+        for port in ports:
+            inp.append(["-i", br, "-p", "tcp", "--dport", str(port), "-j", "ACCEPT"])
+        # everything else a site container sends to the host: DNS, other services, decoys
+        inp.append(["-i", br, "-j", "DROP"])
+
+        fwd.append(
+            [
+                "-i",
+                br,
+                "-o",
+                br,
+                "-m",
+                "conntrack",
+                "--ctstate",
+                "ESTABLISHED,RELATED",
+                "-j",
+                "RETURN",
+            ]
+        )
+        fwd.append(
+            ["-i", br, "-o", br, "-s", users, "-d", sched, "-p", "tcp", "--dport", f"{SCHEDULER_PORT}:{DASHBOARD_PORT}", "-j", "RETURN"]
+        )  # fmt: skip
+        fwd.append(["-i", br, "-o", br, "-s", users, "-j", "DROP"])
+        fwd.append(["-i", br, "-o", br, "-d", users, "-j", "DROP"])
+        # whatever leaves the bridge for anywhere else (the internal network already has
+        # no route out; this holds even if a network is recreated without --internal)
+        fwd.append(["-i", br, "!", "-o", br, "-j", "DROP"])
+    return {INPUT_CHAIN: inp, FORWARD_CHAIN: fwd}
+
+
+def _iptables(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    exe = shutil.which("iptables")
+    if exe is None:
+        raise SiteError("iptables is not installed (scripts/docker.sh installs it with the engine)")
+    r = subprocess.run([exe, "-w", *args], capture_output=True, text=True)
+    if check and r.returncode != 0:
+        raise SiteError(f"iptables {' '.join(args)}: {r.stderr.strip()}")
+    return r
+
+
+def install_firewall(plans: Iterable[SitePlan], hub_ports: Iterable[int]) -> int:
+    """Replace the project's chains with the rules for `plans`; returns the number of rules."""
+    rules = firewall_rules(plans, hub_ports)
+    for chain, hook in ((INPUT_CHAIN, "INPUT"), (FORWARD_CHAIN, "DOCKER-USER")):
+        if _iptables("-n", "-L", chain, check=False).returncode != 0:
+            _iptables("-N", chain)
+        _iptables("-F", chain)
+        for rule in rules[chain]:
+            _iptables("-A", chain, *rule)
+        if _iptables("-C", hook, "-j", chain, check=False).returncode != 0:
+            _iptables("-I", hook, "1", "-j", chain)
+    return sum(len(r) for r in rules.values())
+
+
+def remove_firewall() -> None:
+    for chain, hook in ((INPUT_CHAIN, "INPUT"), (FORWARD_CHAIN, "DOCKER-USER")):
+        while _iptables("-D", hook, "-j", chain, check=False).returncode == 0:
+            pass
+        if _iptables("-n", "-L", chain, check=False).returncode == 0:
+            _iptables("-F", chain)
+            _iptables("-X", chain)
+
+
+# ---------------------------------------------------------------------------
+# Docker objects
+
+
+def docker_client(endpoint: str):
+    import docker
+
+    return docker.DockerClient(base_url=resolve_endpoint(endpoint), version="auto", timeout=120)
+
+
+def ensure_network(client, plan: SitePlan):
+    """The site's internal network, created if missing; an existing one must match the plan."""
+    import docker
+
+    try:
+        net = client.networks.get(plan.network)
+    except docker.errors.NotFound:
+        ipam = docker.types.IPAMConfig(
+            pool_configs=[
+                docker.types.IPAMPool(
+                    subnet=str(plan.subnet), gateway=plan.gateway, iprange=str(plan.users_range)
+                )
+            ]
+        )
+        return client.networks.create(
+            plan.network,
+            driver="bridge",
+            internal=True,
+            ipam=ipam,
+            options={"com.docker.network.bridge.name": plan.bridge},
+            labels={LABEL: plan.site},
+        )
+    configs = net.attrs.get("IPAM", {}).get("Config") or [{}]
+    if configs[0].get("Subnet") != str(plan.subnet) or not net.attrs.get("Internal"):
+        raise SiteError(
+            f"site {plan.site}: network {plan.network} exists with subnet "
+            f"{configs[0].get('Subnet')} (internal={net.attrs.get('Internal')}); the platform file "
+            f"says {plan.subnet}, internal. Remove it (`visiting sites down`) and start again."
+        )
+    return net
+
+
+def _data_binds(platform: Platform, site: Site) -> dict[str, dict[str, str]]:
+    binds = {}
+    for ds in site.datasets:
+        host = platform.site_data_dir(site.id) / ds.id
+        if host.is_dir():
+            binds[str(host)] = {"bind": f"/data/{ds.id}", "mode": "ro"}
+    return binds
+
+
+def _run(client, name: str, image: str, command: list[str], plan: SitePlan, ip: str, **kwargs):
+    import docker
+
+    try:
+        existing = client.containers.get(name)
+    except docker.errors.NotFound:
+        existing = None
+    if existing is not None:
+        if existing.status == "running":
+            return existing
+        existing.remove(force=True)
+    container = client.containers.create(
+        image,
+        command,
+        name=name,
+        hostname=name,
+        labels={LABEL: plan.site},
+        network=plan.network,
+        networking_config={plan.network: client.api.create_endpoint_config(ipv4_address=ip)},
+        detach=True,
+        security_opt=["no-new-privileges"],
+        cap_drop=["ALL"],
+        # external names must not resolve; the embedded resolver still answers for the network
+        dns=["127.0.0.1"],
+        **kwargs,
+    )
+    container.start()
+    return container
+
+
+def ensure_dask(client, platform: Platform, site: Site, image: str, workers: int = 1) -> None:
+    """The site's Dask scheduler and workers, next to the site's data (read-only)."""
+    plan = SitePlan.for_site(site)
+    volumes = _data_binds(platform, site)
+    _run(
+        client,
+        plan.scheduler_name,
+        image,
+        ["dask", "scheduler", "--host", plan.scheduler_ip, "--port", str(SCHEDULER_PORT),
+         "--dashboard-address", f":{DASHBOARD_PORT}"],
+        plan,
+        plan.scheduler_ip,
+        mem_limit="512m",
+        volumes=volumes,
+    )  # fmt: skip
+    for n in range(1, workers + 1):
+        _run(
+            client,
+            plan.worker_name(n),
+            image,
+            ["dask", "worker", plan.scheduler_address, "--host", plan.worker_ip(n),
+             "--nthreads", "1", "--memory-limit", "1GiB", "--name", f"{site.id}-{n}",
+             "--local-directory", "/tmp"],
+            plan,
+            plan.worker_ip(n),
+            mem_limit="1g",
+            nano_cpus=1_000_000_000,
+            volumes=volumes,
+        )  # fmt: skip
+
+
+def sites_up(
+    platform: Platform, hub_ports: Iterable[int], dask_image: str = "visiting/dask:latest"
+) -> list[str]:
+    """Networks, firewall and Dask clusters for every site; returns what was done, one line each."""
+    done = []
+    plans = []
+    for site in platform.sites.values():
+        client = docker_client(site.docker_endpoint)
+        try:
+            ensure_network(client, SitePlan.for_site(site))
+            ensure_dask(client, platform, site, dask_image)
+        except SiteError:
+            raise
+        except Exception as e:  # the Docker SDK's errors carry what the engine said
+            raise SiteError(f"site {site.id}: {e}") from None
+        finally:
+            client.close()
+        plans.append(SitePlan.for_site(site))
+        done.append(
+            f"{site.id}: network {site.network} ({site.subnet}), Dask at {plans[-1].scheduler_address}"
+        )
+    n = install_firewall(plans, hub_ports)
+    done.append(f"firewall: {n} rules in {INPUT_CHAIN} and {FORWARD_CHAIN}")
+    return done
+
+
+def sites_down(platform: Platform, remove_servers: bool = True) -> list[str]:
+    """Remove the sites' Dask containers and networks (and researchers' containers on them)."""
+    done = []
+    for site in platform.sites.values():
+        client = docker_client(site.docker_endpoint)
+        try:
+            for c in client.containers.list(all=True, filters={"label": f"{LABEL}={site.id}"}):
+                c.remove(force=True)
+                done.append(f"{site.id}: removed {c.name}")
+            try:
+                net = client.networks.get(site.network)
+            except Exception:
+                continue
+            net.reload()
+            for cid in list((net.attrs.get("Containers") or {}).keys()):
+                if remove_servers:
+                    client.containers.get(cid).remove(force=True)
+            net.remove()
+            done.append(f"{site.id}: removed network {site.network}")
+        finally:
+            client.close()
+    remove_firewall()
+    done.append("firewall: removed")
+    return done
