@@ -3,10 +3,15 @@ VENV := .venv
 VISITING := $(VENV)/bin/visiting
 PYTEST_ARGS ?=
 
-.PHONY: setup demo demo-up demo-down test lint unit integration
+.PHONY: setup images demo demo-up demo-down test lint unit integration
 
 setup:
 	@bash scripts/setup.sh
+
+# the container images, built offline; rebuilt only where their inputs changed
+images: setup
+	@bash scripts/docker.sh up
+	@bash scripts/images.sh
 
 demo: setup
 	$(VISITING) demo run
@@ -15,7 +20,8 @@ demo-up: setup
 	$(VISITING) demo up
 
 demo-down:
-	@if [ -x $(VISITING) ]; then $(VISITING) demo down; else echo "nothing to stop"; fi
+	@if [ -x $(VISITING) ]; then $(VISITING) demo down --sites; else echo "nothing to stop"; fi
+	@bash scripts/docker.sh down
 
 lint: setup
 	$(VENV)/bin/ruff check .

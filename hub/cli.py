@@ -11,12 +11,14 @@ from pathlib import Path
 
 from .auth import REPO_ROOT
 from .policy import PolicyError, load_policy_dir
+from .sites import SiteError
 
 DEMO_DIR = REPO_ROOT / "policies" / "demo"
 
 # What each demo account shows, for the start-up banner.
 DEMO_OUTCOMES = {
     "tanaka": "data handler, approved at nig, ncc, ncgm, tommo (logs in)",
+    "yamada": "tanaka's co-handler on the same approval (logs in)",
     "sato": "data handler whose approval ended (refused)",
     "suzuki": "data handler whose approval has not started (refused)",
     "takahashi": "no approval (refused)",
@@ -178,24 +180,14 @@ def _demo_stack(args):
     return Stack(StackConfig(platform_dir=Path(args.platform).resolve(), **ports))
 
 
-def _ensure_demo_data(stack, args) -> None:
-    platform = stack.bundle.platform
-    if getattr(args, "no_data", False) or (platform.data_root / "truth.json").exists():
-        return
-    print(f"generating the synthetic cohorts in {platform.data_root} ...", flush=True)
-    args = argparse.Namespace(
-        platform=str(stack.config.platform_dir),
-        sites=None,
-        out=None,
-        samples=200,
-        variants=2000,
-        seed=2026,
-        fst=0.01,
-        no_raw=False,
-        no_zarr=False,
-        quiet=True,
-    )
-    cmd_synth(args)
+def _prepare(stack, args) -> None:
+    """Data and sites before the hub starts, as `make demo` wants them."""
+    say = lambda msg: print(msg, flush=True)  # noqa: E731
+    if not args.no_data:
+        stack.ensure_data(say)
+    if not args.no_sites:
+        stack.config.sites = True
+        stack.start_sites(say)
 
 
 def _banner(stack) -> str:
@@ -222,13 +214,14 @@ def cmd_demo_run(args) -> int:
     from .stack import StackError
 
     stack = _demo_stack(args)
-    _ensure_demo_data(stack, args)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     try:
+        _prepare(stack, args)
         stack.start()
-    except StackError as e:
+    except (StackError, SiteError) as e:
+        stack.stop()
         raise CommandError(str(e)) from None
     print(_banner(stack) + "\n  Ctrl-C stops everything this command started.", flush=True)
     try:
@@ -247,10 +240,10 @@ def cmd_demo_up(args) -> int:
     from .stack import StackError
 
     stack = _demo_stack(args)
-    _ensure_demo_data(stack, args)
     try:
+        _prepare(stack, args)
         stack.start()
-    except StackError as e:
+    except (StackError, SiteError) as e:
         raise CommandError(str(e)) from None
     print(_banner(stack) + "\n  `make demo-down` stops it.", flush=True)
     return 0
@@ -260,6 +253,34 @@ def cmd_demo_down(args) -> int:
     stack = _demo_stack(args)
     stopped = stack.stop_recorded()
     print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+    if args.sites:
+        cmd_sites_down(args)
+    return 0
+
+
+def cmd_sites_up(args) -> int:
+    from .sites import SiteError, build_images, ensure_engine, sites_up
+
+    platform = _load(args.platform).platform
+    try:
+        print(f"Docker engine: {ensure_engine()}")
+        print(build_images().strip())
+        for line in sites_up(platform, [args.hub_port, args.hub_api_port]):
+            print(line)
+    except SiteError as e:
+        raise CommandError(str(e)) from None
+    return 0
+
+
+def cmd_sites_down(args) -> int:
+    from .sites import SiteError, sites_down
+
+    platform = _load(args.platform).platform
+    try:
+        for line in sites_down(platform):
+            print(line)
+    except SiteError as e:
+        raise CommandError(str(e)) from None
     return 0
 
 
@@ -344,6 +365,19 @@ def build_parser() -> argparse.ArgumentParser:
             ):
                 p.add_argument(f"--{opt}", type=_port, help=f"loopback port (default {default})")
         p.set_defaults(func=func)
+    sites = sub.add_parser(
+        "sites", help="site networks, firewall and Dask clusters"
+    ).add_subparsers(dest="action", required=True)
+    p = sites.add_parser(
+        "up", help="engine, images, networks, firewall, Dask clusters (idempotent)"
+    )
+    p.add_argument("--platform", default=str(DEMO_DIR))
+    p.add_argument("--hub-port", type=_port, default=8000)
+    p.add_argument("--hub-api-port", type=_port, default=8081)
+    p.set_defaults(func=cmd_sites_up)
+    p = sites.add_parser("down", help="remove the sites' containers, networks and firewall rules")
+    p.add_argument("--platform", default=str(DEMO_DIR))
+    p.set_defaults(func=cmd_sites_down)
     return parser
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from .auth import PLATFORM_ENV, REPO_ROOT
+from .home import site_rows
 from .policy import load_platform
 
 DEMO_CLIENT_ID = "visiting-hub"
@@ -40,6 +41,8 @@ class HubSettings:
     hub_api_port: int = 8081
     proxy_api_port: int = 8001
     auth_refresh_age: int = 60
+    # site containers need the hub's API and proxy on the sites' host addresses
+    sites: bool = False
     proxy_command: tuple[str, ...] = field(
         default=(str(REPO_ROOT / "node_modules" / ".bin" / "configurable-http-proxy"),)
     )
@@ -64,6 +67,7 @@ class HubSettings:
                     kwargs[name] = conv(env[var])
                 except ValueError as e:
                     raise ConfigError(f"{var}={env[var]!r} is not valid: {e}") from None
+        kwargs["sites"] = env.get("VISITING_SITES", "") == "1"
         return cls(
             platform_dir=platform_dir,
             state_dir=Path(state_dir).resolve()
@@ -100,8 +104,17 @@ def configure(c, settings: HubSettings, discovery: dict | None = None) -> None:
     state.mkdir(parents=True, exist_ok=True)
     discovery = discovery if discovery is not None else discover_oidc(settings.idp_url)
 
-    c.JupyterHub.bind_url = settings.hub_url
-    c.JupyterHub.hub_port = settings.hub_api_port
+    host = urlparse(settings.hub_url).hostname or "127.0.0.1"
+    port = urlparse(settings.hub_url).port or 80
+    if settings.sites:
+        # reachable from the site networks' host addresses; the host firewall lets site
+        # containers reach these two ports and nothing else of the host
+        c.JupyterHub.bind_url = f"http://0.0.0.0:{port}"
+        c.JupyterHub.hub_bind_url = f"http://0.0.0.0:{settings.hub_api_port}"
+        c.JupyterHub.hub_connect_url = f"http://{host}:{settings.hub_api_port}"
+    else:
+        c.JupyterHub.bind_url = settings.hub_url
+        c.JupyterHub.hub_port = settings.hub_api_port
     c.JupyterHub.db_url = f"sqlite:///{state / 'jupyterhub.sqlite'}"
     c.JupyterHub.cookie_secret_file = str(state / "jupyterhub_cookie_secret")
     c.JupyterHub.pid_file = str(state / "jupyterhub.pid")
@@ -110,10 +123,18 @@ def configure(c, settings: HubSettings, discovery: dict | None = None) -> None:
     # item access: `keys` would be the Config section's dict method
     c.CryptKeeper["keys"] = [bytes.fromhex(crypt_key(state))]
 
-    host = urlparse(settings.hub_url).hostname or "127.0.0.1"
     c.ConfigurableHTTPProxy.api_url = f"http://{host}:{settings.proxy_api_port}"
     c.ConfigurableHTTPProxy.command = list(settings.proxy_command)
     c.ConfigurableHTTPProxy.pid_file = str(state / "proxy.pid")
+
+    c.JupyterHub.spawner_class = "hub.spawner.SiteSpawner"
+    c.JupyterHub.named_server_limit_per_user = 0  # one per site; the spawner refuses others
+    c.JupyterHub.template_paths = [str(Path(__file__).parent / "templates")]
+    c.JupyterHub.template_vars = {"visiting_sites": site_rows}
+    c.SiteSpawner.platform_dir = str(settings.platform_dir)
+    c.SiteSpawner.hub_api_port = settings.hub_api_port
+    c.SiteSpawner.start_timeout = 180
+    c.SiteSpawner.http_timeout = 120
 
     c.JupyterHub.authenticator_class = "hub.auth.VisitingAuthenticator"
     a = c.VisitingAuthenticator

@@ -150,9 +150,26 @@ def _iptables(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return r
 
 
+def installed_hub_ports() -> set[int]:
+    """The hub ports the installed rules already open (another stack on this machine may use them)."""
+    r = _iptables("-S", INPUT_CHAIN, check=False)
+    if r.returncode != 0:
+        return set()
+    ports = set()
+    for line in r.stdout.splitlines():
+        parts = line.split()
+        if "--dport" in parts and parts[-1] == "ACCEPT":
+            ports.add(int(parts[parts.index("--dport") + 1]))
+    return ports
+
+
 def install_firewall(plans: Iterable[SitePlan], hub_ports: Iterable[int]) -> int:
-    """Replace the project's chains with the rules for `plans`; returns the number of rules."""
-    rules = firewall_rules(plans, hub_ports)
+    """Replace the project's chains with the rules for `plans`; returns the number of rules.
+
+    Hub ports already opened stay open, so a second stack on the machine (the
+    tests beside a running demo) does not cut the first one off.
+    """
+    rules = firewall_rules(plans, set(hub_ports) | installed_hub_ports())
     for chain, hook in ((INPUT_CHAIN, "INPUT"), (FORWARD_CHAIN, "DOCKER-USER")):
         if _iptables("-n", "-L", chain, check=False).returncode != 0:
             _iptables("-N", chain)
@@ -171,6 +188,48 @@ def remove_firewall() -> None:
         if _iptables("-n", "-L", chain, check=False).returncode == 0:
             _iptables("-F", chain)
             _iptables("-X", chain)
+
+
+# ---------------------------------------------------------------------------
+# the engine and the images, from the project's scripts
+
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+
+
+def _script(*argv: str, what: str) -> str:
+    r = subprocess.run(["bash", str(SCRIPTS / argv[0]), *argv[1:]], capture_output=True, text=True)
+    if r.returncode != 0:
+        tail = "\n".join((r.stdout + r.stderr).splitlines()[-15:])
+        raise SiteError(f"{what} failed (scripts/{argv[0]}):\n{tail}")
+    return r.stdout + r.stderr
+
+
+def ensure_engine() -> str:
+    """A Docker engine answering (the machine's, or one the project starts); its endpoint."""
+    _script("docker.sh", "up", what="starting the Docker engine")
+    return resolve_endpoint("local")
+
+
+def build_images() -> str:
+    """The project's images, rebuilt only where their inputs changed; the script's report."""
+    return _script("images.sh", what="building the images")
+
+
+def sites_running(platform: Platform) -> bool:
+    """True when every site's Dask scheduler is running (someone already brought the sites up)."""
+    import docker
+
+    for site in platform.sites.values():
+        client = docker_client(site.docker_endpoint)
+        try:
+            c = client.containers.get(SitePlan.for_site(site).scheduler_name)
+            if c.status != "running":
+                return False
+        except docker.errors.NotFound:
+            return False
+        finally:
+            client.close()
+    return True
 
 
 # ---------------------------------------------------------------------------

@@ -68,6 +68,7 @@ class StackConfig:
     proxy_api_port: int = 8001
     auth_refresh_age: int = 60
     clock_file: Path | None = None  # tests only: a file holding "now"
+    sites: bool = False  # Docker engine, images, site networks, Dask clusters, SiteSpawner
     extra_env: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -221,6 +222,8 @@ class Stack:
         )
         if self.config.clock_file:
             env["VISITING_CLOCK_FILE"] = str(self.config.clock_file)
+        if self.config.sites:
+            env["VISITING_SITES"] = "1"
         env.update(self.config.extra_env)
         return env
 
@@ -303,6 +306,39 @@ class Stack:
                     f"running? (`make demo-down` stops one started by `make demo-up`)"
                 )
 
+    def ensure_data(self, say=lambda _msg: None) -> None:
+        """The demo's synthetic cohorts under the platform's data root, written once."""
+        from .synth import SiteSpec, generate_cohorts
+
+        platform = self.bundle.platform
+        if (platform.data_root / "truth.json").exists():
+            return
+        say(f"generating the synthetic cohorts in {platform.data_root} ...")
+        specs = []
+        for site in platform.sites.values():
+            analysis = [d.id for d in site.datasets if d.kind == "analysis"]
+            raw = [d.id for d in site.datasets if d.kind == "raw"]
+            if analysis:
+                specs.append(SiteSpec(site.id, analysis[0], raw[0] if raw else None, site.region))
+        generate_cohorts(platform.data_root, specs, samples_per_site=200, variants=2000, seed=2026)
+
+    def start_sites(self, say=lambda _msg: None) -> None:
+        """Engine, images, and every site's network, firewall and Dask cluster (idempotent).
+
+        Remembers whether it brought the sites up, so `stop` takes down only that.
+        """
+        from . import sites
+
+        platform = self.bundle.platform
+        say("Docker engine ...")
+        sites.ensure_engine()
+        say("images (built only where something changed) ...")
+        sites.build_images()
+        self.started_sites = not sites.sites_running(platform)
+        say("site networks, firewall and Dask clusters ...")
+        for line in sites.sites_up(platform, [self.config.hub_port, self.config.hub_api_port]):
+            say(f"  {line}")
+
     def start(self, timeout: float = 90.0) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.check_ports_free()
@@ -322,11 +358,18 @@ class Stack:
             self.stop()
             raise
 
+    started_sites = False
+
     def stop(self) -> None:
         for p in reversed(self.processes):
             p.stop()
         self.processes.clear()
         stop_pid_file(self.state_dir / "proxy.pid")
+        if self.started_sites:
+            from .sites import sites_down
+
+            sites_down(self.bundle.platform)
+            self.started_sites = False
 
     def stop_recorded(self) -> list[str]:
         """Stop what a previous `start` recorded in the state folder's pid files."""

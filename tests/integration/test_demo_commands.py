@@ -34,7 +34,7 @@ def test_up_then_down(tmp_path):
     flags = [f"--{name}-port={port}" for name, port in ports.items()]
     bystander = subprocess.Popen(["sleep", "300"], start_new_session=True)
     try:
-        up = visiting("demo", "up", "--no-data", *flags, env=env)
+        up = visiting("demo", "up", "--no-data", "--no-sites", *flags, env=env)
         assert up.returncode == 0, up.stderr
         hub = f"http://127.0.0.1:{ports['hub']}"
         assert f"Visiting workspace demo is up: {hub}/" in up.stdout
@@ -44,7 +44,7 @@ def test_up_then_down(tmp_path):
         pids = sorted(p.name for p in (tmp_path / "state" / "pids").iterdir())
         assert pids == ["hub.pid", "idp.pid"]
 
-        again = visiting("demo", "up", "--no-data", *flags, env=env)
+        again = visiting("demo", "up", "--no-data", "--no-sites", *flags, env=env)
         assert again.returncode == 2
         assert f"port {ports['hub']} (hub) on 127.0.0.1 is already in use" in again.stderr
 
@@ -76,7 +76,7 @@ def test_up_then_down(tmp_path):
 )
 def test_bad_port_flag(tmp_path, flag, message):
     env = dict(os.environ, VISITING_STATE_DIR=str(tmp_path / "state"))
-    r = visiting("demo", "up", "--no-data", flag, env=env)
+    r = visiting("demo", "up", "--no-data", "--no-sites", flag, env=env)
     assert r.returncode == 2 and message in r.stderr
     assert not (tmp_path / "state" / "pids").exists()
 
@@ -89,7 +89,7 @@ def test_down_after_the_hub_died_hard(tmp_path):
     env = dict(os.environ, VISITING_STATE_DIR=str(tmp_path / "state"))
     flags = [f"--{name}-port={port}" for name, port in ports.items()]
     try:
-        assert visiting("demo", "up", "--no-data", *flags, env=env).returncode == 0
+        assert visiting("demo", "up", "--no-data", "--no-sites", *flags, env=env).returncode == 0
         hub_pid = int((tmp_path / "state" / "pids" / "hub.pid").read_text())
         os.killpg(hub_pid, signal.SIGKILL)
         assert port_in_use(ports["hub"]), "the proxy outlives a hard-killed hub"

@@ -25,6 +25,7 @@ def test_demo_platform_loads(policy_copy):
     tanaka = bundle.approvals["J-DU000101"]
     sites = {p.datasets[d].site for d in tanaka.datasets}
     assert len(sites) >= 3
+    assert bundle.approvals["J-DU000101"].handlers == ("tanaka", "yamada")
     assert bundle.accounts["admin-nig"].roles == ("site-admin:nig",)
     assert bundle.accounts["jimu"].roles == ("secretariat",)
     assert p.sites["nig"].quota.memory == 2 * 1024**3
@@ -109,7 +110,7 @@ BAD_INPUTS = [
         "handler-listed-twice",
         lambda d: _approval(d, lambda a: a["handlers"].append("tanaka")),
         "J-DU000101.yaml",
-        "handlers[1]",
+        "handlers[2]",
         "listed twice",
     ),
     (
@@ -295,21 +296,21 @@ BAD_INPUTS = [
         "user-listed-twice",
         lambda d: _users(d, lambda u: u["users"].append(dict(u["users"][0]))),
         "users.yaml",
-        "users[6].username",
+        "users[7].username",
         "listed twice",
     ),
     (
         "role-unknown-site",
-        lambda d: _users(d, lambda u: u["users"][4].update(roles=["site-admin:osaka"])),
+        lambda d: _users(d, lambda u: u["users"][5].update(roles=["site-admin:osaka"])),
         "users.yaml",
-        "users[4].roles[0]",
+        "users[5].roles[0]",
         "unknown site 'osaka'",
     ),
     (
         "role-not-a-role",
-        lambda d: _users(d, lambda u: u["users"][5].update(roles=["root"])),
+        lambda d: _users(d, lambda u: u["users"][6].update(roles=["root"])),
         "users.yaml",
-        "users[5].roles[0]",
+        "users[6].roles[0]",
         "expected form",
     ),
     (
@@ -350,10 +351,10 @@ def test_every_problem_is_reported_not_only_the_first(policy_copy):
 
 
 def test_handler_without_account_is_a_warning(policy_copy):
-    _approval(policy_copy, lambda a: a["handlers"].append("yamada"))
+    _approval(policy_copy, lambda a: a["handlers"].append("kimura"))
     bundle = load_policy_dir(policy_copy)
     assert [str(w) for w in bundle.warnings] == [
-        f"{policy_copy / 'approvals' / 'J-DU000101.yaml'}: handlers: 'yamada' has no account in users.yaml"
+        f"{policy_copy / 'approvals' / 'J-DU000101.yaml'}: handlers: 'kimura' has no account in users.yaml"
     ]
 
 

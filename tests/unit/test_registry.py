@@ -44,23 +44,23 @@ def test_changed_file_updates_and_records_the_change(imported, policy_copy):
     path = policy_copy / "approvals" / "J-DU000101.yaml"
     doc = yaml.safe_load(path.read_text())
     doc["period"]["end"] = "2036-03-31"
-    doc["handlers"].append("yamada")
+    doc["handlers"].append("kimura")
     path.write_text(yaml.safe_dump(doc))
     imported.clock.advance(timedelta(days=3))
     report = imported.import_policy(load_policy_dir(policy_copy))
     assert report.updated == {
         "J-DU000101": {
             "end": ["2035-03-31", "2036-03-31"],
-            "handlers": [["tanaka"], ["tanaka", "yamada"]],
+            "handlers": [["tanaka", "yamada"], ["kimura", "tanaka", "yamada"]],
         }
     }
     view = imported.approval("J-DU000101")
     assert str(view.period.end) == "2036-03-31"
-    assert view.handlers == ("tanaka", "yamada")
+    assert view.handlers == ("kimura", "tanaka", "yamada")
     changes = imported.changes("J-DU000101")
     assert [c["kind"] for c in changes] == ["created", "updated"]
     assert changes[1]["changes"]["end"] == ["2035-03-31", "2036-03-31"]
-    assert [a.approval_id for a in imported.active_approvals("yamada")] == ["J-DU000101"]
+    assert [a.approval_id for a in imported.active_approvals("kimura")] == ["J-DU000101"]
 
 
 def test_approval_removed_from_folder_is_kept_and_reported(imported, policy_copy):
@@ -111,7 +111,7 @@ def test_unknown_approval(imported):
 def test_roles_follow_users_file(imported, policy_copy):
     path = policy_copy / "users.yaml"
     doc = yaml.safe_load(path.read_text())
-    doc["users"][4]["roles"] = ["site-admin:ncc"]
+    doc["users"][5]["roles"] = ["site-admin:ncc"]
     path.write_text(yaml.safe_dump(doc))
     report = imported.import_policy(load_policy_dir(policy_copy))
     assert report.roles_changed == ["admin-nig"]

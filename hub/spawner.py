@@ -1,0 +1,246 @@
+"""SiteSpawner: one named server per site, a sandboxed container on that site's network.
+
+A DockerSpawner customised through its template methods. The named
+server's name is the site id (`/user/<name>/<site>/`). `start()` is where
+the allow-lists are enforced, before any container exists: the person needs
+an approval active now that covers a dataset at the site, and the image must
+be on the site's list. The container then gets
+
+- the approved datasets held at the site, read-only at `/data/<dataset>/`,
+  and nothing else of the site's storage;
+- a home volume kept per user per site;
+- CPU and memory limits from the approval's quota over the site's default;
+- the site's internal network, the hub reached at the site's host address,
+  the site's Dask scheduler, no outside DNS;
+- its site, approval id and approval end in the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from dockerspawner import DockerSpawner
+from tornado import web
+from traitlets import Instance, Int, Unicode, default
+
+from .access import decide_access
+from .periods import Clock, clock_from_env
+from .policy import Platform, Quota, Site, load_platform
+from .registry import ApprovalRegistry, ApprovalView
+from .sites import SitePlan, resolve_endpoint
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class SiteRefused(web.HTTPError):
+    """A start refused before any container exists; the message is for the researcher."""
+
+    def __init__(self, message_en: str, message_ja: str, status: int = 403):
+        message = f"{message_ja} / {message_en}"
+        super().__init__(status, "%s", message, reason="Server not started")
+        self.jupyterhub_message = message
+
+
+class SiteSpawner(DockerSpawner):
+    """A researcher's server at one site, in a container on that site's network."""
+
+    platform_dir = Unicode(
+        help="""Folder of the platform's policy files. Default: $VISITING_PLATFORM,
+        else the demo platform `policies/demo`.""",
+    ).tag(config=True)
+
+    @default("platform_dir")
+    def _platform_dir_default(self):
+        return os.environ.get("VISITING_PLATFORM", str(REPO_ROOT / "policies" / "demo"))
+
+    hub_api_port = Int(
+        8081,
+        help="""Port of the hub's API on the site's host address (the site network's .1),
+        which is how a container reaches the hub. Example: 8081.""",
+    ).tag(config=True)
+
+    clock = Instance(Clock, help="Where 'now' comes from; see hub.periods.clock_from_env.")
+
+    @default("clock")
+    def _clock_default(self):
+        return clock_from_env()
+
+    registry = Instance(ApprovalRegistry, help="The approval registry (built from platform_dir).")
+
+    @default("registry")
+    def _registry_default(self):
+        return ApprovalRegistry.for_platform(self.platform, clock=self.clock)
+
+    @property
+    def platform(self) -> Platform:
+        cls = type(self)
+        cache = cls.__dict__.get("_platforms")
+        if cache is None:
+            cache = cls._platforms = {}
+        if self.platform_dir not in cache:
+            cache[self.platform_dir] = load_platform(self.platform_dir)
+        return cache[self.platform_dir]
+
+    # DockerSpawner's defaults that the platform sets differently
+    @default("remove")
+    def _remove_default(self):
+        # the container goes on stop; the home volume stays
+        return True
+
+    @default("use_internal_ip")
+    def _use_internal_ip_default(self):
+        return True
+
+    @default("prefix")
+    def _prefix_default(self):
+        return "visiting"
+
+    @default("pull_policy")
+    def _pull_policy_default(self):
+        # images are built on the site's engine; there is no registry to pull from
+        return "never"
+
+    @default("cmd")
+    def _cmd_default(self):
+        return ["jupyterhub-singleuser"]
+
+    # -- which engine ------------------------------------------------------
+
+    _clients: dict = {}
+
+    @property
+    def client(self):
+        """One Docker API client per site engine (DockerSpawner keeps a single global one)."""
+        import docker
+
+        endpoint = resolve_endpoint(self.site.docker_endpoint) if self.name else None
+        if endpoint is None:
+            return super().client
+        if endpoint not in SiteSpawner._clients:
+            SiteSpawner._clients[endpoint] = docker.APIClient(base_url=endpoint, version="auto")
+        return SiteSpawner._clients[endpoint]
+
+    # -- the site and the approval ------------------------------------------
+
+    @property
+    def site(self) -> Site:
+        site = self.platform.sites.get(self.name)
+        if site is None:
+            known = ", ".join(self.platform.sites)
+            raise SiteRefused(
+                f"There is no site '{self.name}'. Servers are named after a site: {known}.",
+                f"サイト「{self.name}」はありません。サーバー名にはサイト名を使います: {known}",
+                status=404,
+            )
+        return site
+
+    def site_approvals(self, site: Site) -> list[ApprovalView]:
+        """The user's approvals active now that cover a dataset held at `site`, latest end first."""
+        active = self.registry.active_approvals(self.user.name, self.clock.now())
+        covering = [a for a in active if a.datasets_at(site.id)]
+        return sorted(covering, key=lambda a: a.period.end, reverse=True)
+
+    def refuse_unless_approved(self, site: Site) -> ApprovalView:
+        approvals = self.site_approvals(site)
+        if approvals:
+            return approvals[0]
+        decision = decide_access(
+            self.user.name,
+            self.registry.approvals_of(self.user.name),
+            [],
+            self.clock.now(),
+            contact=self.platform.contact,
+        )
+        if decision.allowed:
+            # active approvals exist, but none covers data at this site
+            raise SiteRefused(
+                f"You have no approval for data at site {site.id} ({site.name}); "
+                f"your approvals cover other sites. Ask the secretariat to add a dataset of "
+                f"{site.id} to your application.",
+                f"サイト {site.id}（{site.name_ja}）のデータの利用承認がありません。"
+                f"他のサイトのデータのみ承認されています。",
+            )
+        raise SiteRefused(
+            f"Site {site.id}: {decision.message_en}",
+            f"サイト {site.id}: {decision.message_ja}",
+        )
+
+    def quota_for(self, site: Site, approval: ApprovalView) -> Quota:
+        return (approval.quota or Quota()).over(site.quota)
+
+    # -- DockerSpawner's template methods -----------------------------------
+
+    def get_env(self):
+        env = super().get_env()
+        site = self.site
+        approval = self._approval
+        plan = SitePlan.for_site(site)
+        env.update(
+            {
+                "VISITING_SITE": site.id,
+                "VISITING_SITE_NAME": site.name,
+                "VISITING_APPROVAL_ID": approval.approval_id,
+                "VISITING_APPROVAL_END": approval.period.ends_before.isoformat(),
+                "VISITING_APPROVAL_END_DATE": approval.period.end.isoformat(),
+                "VISITING_DATASETS": ",".join(approval.datasets_at(site.id)),
+                "DASK_SCHEDULER_ADDRESS": plan.scheduler_address,
+            }
+        )
+        return env
+
+    def template_namespace(self):
+        ns = super().template_namespace()
+        ns["site"] = self.name
+        return ns
+
+    async def start(self):
+        site = self.site
+        approval = self.refuse_unless_approved(site)
+        requested = self.user_options.get("image") or site.default_image
+        if requested not in site.images:
+            raise SiteRefused(
+                f"The image '{requested}' is not offered at site {site.id}; "
+                f"offered: {', '.join(site.images)}.",
+                f"イメージ「{requested}」はサイト {site.id} では使えません。",
+            )
+        self._approval = approval
+        self._configure_container(site, approval, requested)
+        self.log.info(
+            "Starting %s's server at %s under %s with %s",
+            self.user.name,
+            site.id,
+            approval.approval_id,
+            requested,
+        )
+        return await super().start()
+
+    def _configure_container(self, site: Site, approval: ApprovalView, image: str) -> None:
+        """Everything about the container that follows from the site and the approval, read now."""
+        plan = SitePlan.for_site(site)
+        quota = self.quota_for(site, approval)
+        self.image = image
+        self.allowed_images = list(site.images)
+        self.network_name = site.network
+        self.hub_connect_url = f"http://{plan.gateway}:{self.hub_api_port}"
+        self.mem_limit = quota.memory
+        self.cpu_limit = quota.cpu
+        volumes = {
+            f"visiting-home-{site.id}-{{username}}": {"bind": "/home/jovyan", "mode": "rw"},
+        }
+        data_dir = self.platform.site_data_dir(site.id)
+        for ds in approval.datasets_at(site.id):
+            host = data_dir / ds
+            if host.is_dir():
+                volumes[str(host)] = {"bind": f"/data/{ds}", "mode": "ro"}
+        self.volumes = volumes
+        self.extra_host_config = {
+            "security_opt": ["no-new-privileges"],
+            "cap_drop": ["ALL"],
+            "pids_limit": 1024,
+            # no outside names; the network's embedded resolver still answers for itself
+            "dns": ["127.0.0.1"],
+        }
+        self.extra_create_kwargs = {
+            "labels": {"org.visiting.site": site.id, "org.visiting.user": self.user.name}
+        }
