@@ -1,0 +1,297 @@
+"""Researchers' servers at the sites: real Docker, real hub and proxy, real IdP login.
+
+Rules checked: "Where data lives" (data mounted read-only at its own site
+only), "Who may use" and "Period" (no server at a site without an approval
+there), "Security" (no egress, no reaching other people's servers, quotas).
+"""
+
+from __future__ import annotations
+
+import time
+
+import docker
+import pytest
+
+from hub.sites import SitePlan, resolve_endpoint
+from hub.stack import Stack, StackConfig
+
+from .conftest import hub_login
+
+pytestmark = pytest.mark.integration
+
+GiB = 1024**3
+
+
+@pytest.fixture(scope="module")
+def site_stack(tmp_path_factory):
+    state = tmp_path_factory.mktemp("site-stack")
+    s = Stack(StackConfig.ephemeral(state, sites=True))
+    s.ensure_data()
+    s.start_sites()
+    s.start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def engine():
+    client = docker.DockerClient(base_url=resolve_endpoint("local"))
+    yield client
+    client.close()
+
+
+class Researcher:
+    """A logged-in person driving the hub's REST API as the home page's buttons do."""
+
+    def __init__(self, stack, name):
+        self.hub = stack.config.hub_url
+        self.name = name
+        self.session, r = hub_login(self.hub, name, f"{name}-demo")
+        assert r.status_code == 200, r.text[:300]
+
+    def _headers(self):
+        # each single-user server sets an _xsrf cookie of its own under its path
+        return {"X-XSRFToken": self.session.cookies.get("_xsrf", path="/hub/") or ""}
+
+    def start(self, site, options=None):
+        return self.session.post(
+            f"{self.hub}/hub/api/users/{self.name}/servers/{site}",
+            json=options or {},
+            headers=self._headers(),
+            timeout=60,
+        )
+
+    def wait_ready(self, site, timeout=180):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            r = self.session.get(
+                f"{self.hub}/hub/api/users/{self.name}", headers=self._headers(), timeout=10
+            )
+            server = r.json().get("servers", {}).get(site)
+            if server and server.get("ready"):
+                return server
+            if server is None and time.monotonic() > deadline - timeout + 5:
+                raise AssertionError(f"{self.name}'s server at {site} is gone: {r.json()}")
+            time.sleep(1)
+        raise AssertionError(f"{self.name}'s server at {site} not ready after {timeout} s")
+
+    def stop(self, site):
+        r = self.session.delete(
+            f"{self.hub}/hub/api/users/{self.name}/servers/{site}",
+            headers=self._headers(),
+            timeout=60,
+        )
+        assert r.status_code in (202, 204), r.text
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            r = self.session.get(
+                f"{self.hub}/hub/api/users/{self.name}", headers=self._headers(), timeout=10
+            )
+            if site not in r.json().get("servers", {}):
+                return
+            time.sleep(0.5)
+        raise AssertionError(f"{site} did not stop")
+
+
+def container_of(engine, user, site):
+    found = engine.containers.list(
+        all=True, filters={"label": [f"org.visiting.user={user}", f"org.visiting.site={site}"]}
+    )
+    return found[0] if found else None
+
+
+def sh(container, script, user=None):
+    code, out = container.exec_run(["sh", "-c", script], user=user or "")
+    return code, out.decode(errors="replace")
+
+
+def py(container, code):
+    rc, out = container.exec_run(["python3", "-c", code])
+    return rc, out.decode(errors="replace")
+
+
+@pytest.fixture(scope="module")
+def tanaka_at_nig(site_stack, engine):
+    tanaka = Researcher(site_stack, "tanaka")
+    r = tanaka.start("nig")
+    assert r.status_code in (201, 202), r.text
+    tanaka.wait_ready("nig")
+    # the container is looked up on each use: a test restarts the server
+    yield tanaka, lambda: container_of(engine, "tanaka", "nig")
+
+
+def test_jupyterlab_answers_through_the_proxy(site_stack, tanaka_at_nig):
+    tanaka, _ = tanaka_at_nig
+    r = tanaka.session.get(f"{site_stack.config.hub_url}/user/tanaka/nig/lab", timeout=60)
+    assert r.status_code == 200
+    assert "JupyterLab" in r.text
+    api = tanaka.session.get(f"{site_stack.config.hub_url}/user/tanaka/nig/api/status", timeout=30)
+    assert api.status_code == 200
+
+
+def test_data_is_exactly_the_approved_datasets_read_only(tanaka_at_nig):
+    _, current = tanaka_at_nig
+    c = current()
+    code, out = sh(c, "ls /data")
+    assert code == 0 and out.split() == ["JGAD000101", "JGAD000102"]
+    code, out = sh(c, "ls /data/JGAD000101")
+    assert "genotypes.vcf.gz" in out.split()
+    code, out = sh(c, "touch /data/JGAD000101/x 2>&1; echo rc=$?")
+    assert "Read-only file system" in out and "rc=1" in out
+    code, out = sh(
+        c, "id -u; echo $VISITING_SITE $VISITING_APPROVAL_ID $VISITING_APPROVAL_END_DATE"
+    )
+    assert out.split() == ["1000", "nig", "J-DU000101", "2035-03-31"]
+
+
+def test_quota_from_the_approval(tanaka_at_nig):
+    _, current = tanaka_at_nig
+    c = current()
+    c.reload()
+    host = c.attrs["HostConfig"]
+    assert host["Memory"] == 4 * GiB  # J-DU000101's quota, over nig's default of 2G
+    assert host["CpuQuota"] / host["CpuPeriod"] == 2.0
+    code, out = sh(
+        c,
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us",
+    )
+    limit, quota, period = (int(x) for x in out.split())
+    assert limit == 4 * GiB and quota / period == 2.0
+
+
+def test_home_persists_across_stop_and_start(engine, tanaka_at_nig):
+    tanaka, current = tanaka_at_nig
+    c = current()
+    assert sh(c, "echo kept > ~/note.txt")[0] == 0
+    tanaka.stop("nig")
+    assert container_of(engine, "tanaka", "nig") is None, "the container goes on stop"
+    assert tanaka.start("nig").status_code in (201, 202)
+    tanaka.wait_ready("nig")
+    c2 = container_of(engine, "tanaka", "nig")
+    assert c2.id != c.id
+    assert sh(c2, "cat ~/note.txt")[1].strip() == "kept"
+
+
+def test_site_without_approval_is_refused_before_any_container(site_stack, engine):
+    tanaka = Researcher(site_stack, "tanaka")
+    r = tanaka.start("imsut")
+    assert r.status_code == 403, r.text
+    message = r.json()["message"]
+    assert "no approval for data at site imsut" in message
+    assert "imsut" in message and "利用承認がありません" in message
+    assert container_of(engine, "tanaka", "imsut") is None
+
+
+def test_unknown_site_is_refused(site_stack, engine):
+    tanaka = Researcher(site_stack, "tanaka")
+    r = tanaka.start("osaka")
+    assert r.status_code == 404 and "There is no site 'osaka'" in r.json()["message"]
+    assert container_of(engine, "tanaka", "osaka") is None
+
+
+def test_image_not_on_the_allow_list_is_refused(site_stack, engine):
+    tanaka = Researcher(site_stack, "tanaka")
+    r = tanaka.start("ncc", {"image": "visiting/dask:latest"})
+    assert r.status_code == 403, r.text
+    assert "'visiting/dask:latest' is not offered at site ncc" in r.json()["message"]
+    assert container_of(engine, "tanaka", "ncc") is None
+
+
+PROBE = """
+import socket, sys
+host, port = sys.argv[1], int(sys.argv[2])
+s = socket.socket(); s.settimeout(3)
+try:
+    s.connect((host, port)); print("open")
+except OSError as e:
+    print("closed", type(e).__name__)
+"""
+
+
+def probe(container, host, port):
+    rc, out = container.exec_run(["python3", "-c", PROBE, host, str(port)])
+    return out.decode().split()[0]
+
+
+@pytest.fixture
+def decoys(engine, tmp_path):
+    """An HTTP server on another Docker network and one on a host port that is not the hub's."""
+    import http.server
+    import socketserver
+    import threading
+
+    net = engine.networks.create(f"visiting-test-decoy-{tmp_path.name[-8:]}", driver="bridge")
+    container = engine.containers.run(
+        "visiting/dask:latest",
+        ["python3", "-m", "http.server", "8080"],
+        network=net.name,
+        detach=True,
+        remove=True,
+    )
+    container.reload()
+    decoy_ip = container.attrs["NetworkSettings"]["Networks"][net.name]["IPAddress"]
+    server = socketserver.TCPServer(("0.0.0.0", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield decoy_ip, server.server_address[1]
+    server.shutdown()
+    container.remove(force=True)
+    net.remove()
+
+
+def test_egress(site_stack, tanaka_at_nig, decoys):
+    _, current = tanaka_at_nig
+    c = current()
+    decoy_ip, host_port = decoys
+    nig = SitePlan.for_site(site_stack.bundle.platform.sites["nig"])
+    ncc = SitePlan.for_site(site_stack.bundle.platform.sites["ncc"])
+    assert probe(c, nig.gateway, site_stack.config.hub_api_port) == "open", "the hub's API"
+    assert probe(c, nig.gateway, site_stack.config.hub_port) == "open", "the hub's proxy"
+    assert probe(c, nig.scheduler_ip, 8786) == "open", "the site's own Dask scheduler"
+    assert probe(c, decoy_ip, 8080) == "closed", "a server on another Docker network"
+    assert probe(c, nig.gateway, host_port) == "closed", "a host port that is not the hub's"
+    assert probe(c, ncc.scheduler_ip, 8786) == "closed", "another site's scheduler"
+    assert probe(c, nig.worker_ip(1), 22) == "closed", "the site's workers directly"
+    rc, out = py(
+        c,
+        "import socket\ntry:\n    print(socket.gethostbyname('example.org'))\nexcept OSError as e:\n    print('fails', type(e).__name__)",
+    )
+    assert out.startswith("fails"), out
+
+
+def test_dask_client_reaches_own_scheduler_only(site_stack, tanaka_at_nig):
+    _, current = tanaka_at_nig
+    c = current()
+    code = (
+        "import os\nfrom distributed import Client\n"
+        "c = Client(os.environ['DASK_SCHEDULER_ADDRESS'], timeout=20)\n"
+        "print(c.submit(sum, [1, 2, 3]).result(), len(c.scheduler_info()['workers']))"
+    )
+    rc, out = py(c, code)
+    assert out.strip().splitlines()[-1] == "6 1", out
+    other = SitePlan.for_site(site_stack.bundle.platform.sites["ncc"]).scheduler_address
+    rc, out = py(
+        c,
+        f"from distributed import Client\ntry:\n    Client('{other}', timeout=5)\n    print('reached')\nexcept OSError as e:\n    print('refused', type(e).__name__)",
+    )
+    assert "refused" in out, out
+
+
+def test_two_users_cannot_reach_each_other(site_stack, engine, tanaka_at_nig):
+    tanaka, current = tanaka_at_nig
+    c_tanaka = current()
+    yamada = Researcher(site_stack, "yamada")
+    assert yamada.start("nig").status_code in (201, 202)
+    yamada.wait_ready("nig")
+    c_yamada = container_of(engine, "yamada", "nig")
+    c_yamada.reload()
+    ip = c_yamada.attrs["NetworkSettings"]["Networks"]["visiting-site-nig"]["IPAddress"]
+    assert probe(c_tanaka, ip, 8888) == "closed", "directly over the site network"
+    hub = site_stack.config.hub_url
+    # a browser opening the other person's JupyterLab goes through the hub's OAuth, which refuses
+    r = tanaka.session.get(f"{hub}/user/yamada/nig/lab", timeout=30)
+    assert r.status_code == 403, "through the proxy"
+    assert tanaka.session.get(f"{hub}/user/yamada/nig/api/contents", timeout=30).status_code == 403
+    # while the owner gets in the same way
+    assert yamada.session.get(f"{hub}/user/yamada/nig/lab", timeout=30).status_code == 200
+    assert yamada.session.get(f"{hub}/user/yamada/nig/api/status", timeout=30).status_code == 200
+    yamada.stop("nig")
