@@ -8,12 +8,16 @@
 // Configuration (environment):
 //   VISITING_IDP_HOST (127.0.0.1), VISITING_IDP_PORT (9000),
 //   VISITING_IDP_ISSUER (http://HOST:PORT),
-//   VISITING_IDP_USERS (policies/demo/users.yaml),
+//   VISITING_IDP_USERS (policies/demo/users.yaml beside this folder),
 //   VISITING_IDP_CLIENTS (JSON file: [{client_id, client_secret, redirect_uris,
 //     post_logout_redirect_uris?, token_endpoint_auth_method?}]; default: one
 //     client "visiting-hub" with VISITING_IDP_DEFAULT_SECRET for the demo hub),
 //   VISITING_IDP_JWKS (JSON JWKS with private keys; default: a new RSA key),
 //   VISITING_IDP_COOKIE_KEYS (comma-separated; default: random at start).
+//
+// All state (sessions, codes, tokens) is in memory on purpose: the signing and
+// cookie keys are new at every start unless configured, so a restart logs
+// everyone out either way.
 
 import { generateKeyPairSync, randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -31,21 +35,36 @@ class SetupError extends Error {}
 // ---------------------------------------------------------------------------
 // configuration files
 
+function readText(file) {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new SetupError(`${file}: ${e.code === 'ENOENT' ? 'file not found' : e.message}`);
+  }
+}
+
 function readUsers(file) {
   let doc;
   try {
-    doc = YAML.parse(readFileSync(file, 'utf8'), { uniqueKeys: true });
+    doc = YAML.parse(readText(file), { uniqueKeys: true });
   } catch (e) {
-    throw new SetupError(`${file}: ${e.code === 'ENOENT' ? 'file not found' : `cannot be read as YAML: ${e.message.split('\n')[0]}`}`);
+    if (e instanceof SetupError) throw e;
+    throw new SetupError(`${file}: cannot be read as YAML: ${e.message.split('\n')[0]}`);
   }
   if (!doc || !Array.isArray(doc.users)) {
     throw new SetupError(`${file}: users: missing field (a list of accounts)`);
   }
   const users = new Map();
   doc.users.forEach((u, i) => {
-    for (const field of ['username', 'password', 'name', 'email']) {
-      if (typeof u?.[field] !== 'string' || !u[field]) {
+    for (const field of ['username', 'password']) {
+      if (u?.[field] === undefined || u[field] === null || u[field] === '') {
         throw new SetupError(`${file}: users[${i}].${field}: missing field`);
+      }
+    }
+    // YAML reads `password: 1234` as a number; a quiet String() would hide the typo-prone case
+    for (const field of ['username', 'password', 'name', 'email']) {
+      if (u[field] !== undefined && typeof u[field] !== 'string') {
+        throw new SetupError(`${file}: users[${i}].${field}: must be a string (quote it)`);
       }
     }
     if (users.has(u.username)) {
@@ -56,31 +75,41 @@ function readUsers(file) {
   return users;
 }
 
-function readClients(file, defaultRedirect) {
+function readClients(file) {
   if (!file) {
     return [{
       client_id: 'visiting-hub',
       client_secret: process.env.VISITING_IDP_DEFAULT_SECRET || 'visiting-demo-secret',
-      redirect_uris: [defaultRedirect],
+      redirect_uris: ['http://127.0.0.1:8000/hub/oauth_callback'],
       post_logout_redirect_uris: ['http://127.0.0.1:8000/hub/'],
+      grant_types: ['authorization_code', 'refresh_token'],
+      response_types: ['code'],
     }];
   }
   let clients;
   try {
-    clients = JSON.parse(readFileSync(file, 'utf8'));
+    clients = JSON.parse(readText(file));
   } catch (e) {
-    throw new SetupError(`${file}: ${e.code === 'ENOENT' ? 'file not found' : `not JSON: ${e.message}`}`);
+    if (e instanceof SetupError) throw e;
+    throw new SetupError(`${file}: not JSON: ${e.message}`);
   }
   if (!Array.isArray(clients) || clients.length === 0) {
     throw new SetupError(`${file}: expected a non-empty list of clients`);
   }
+  const seen = new Set();
   return clients.map((c, i) => {
     for (const field of ['client_id', 'client_secret', 'redirect_uris']) {
       if (!c?.[field]) throw new SetupError(`${file}: [${i}].${field}: missing field`);
     }
+    if (seen.has(c.client_id)) {
+      throw new SetupError(`${file}: [${i}].client_id: client '${c.client_id}' is listed twice`);
+    }
+    seen.add(c.client_id);
+    // The registered auth method only decides what discovery advertises for the
+    // client: oidc-provider accepts client_secret_basic and client_secret_post
+    // alike for a client registered with either.
     return {
       token_endpoint_auth_method: 'client_secret_basic',
-      post_logout_redirect_uris: [],
       ...c,
       grant_types: ['authorization_code', 'refresh_token'],
       response_types: ['code'],
@@ -88,25 +117,47 @@ function readClients(file, defaultRedirect) {
   });
 }
 
-function signingKeys() {
-  if (process.env.VISITING_IDP_JWKS) {
-    return JSON.parse(readFileSync(process.env.VISITING_IDP_JWKS, 'utf8'));
+function readJwks(file) {
+  if (!file) {
+    const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const kid = `demo-${randomBytes(4).toString('hex')}`;
+    return { keys: [{ ...privateKey.export({ format: 'jwk' }), use: 'sig', alg: 'RS256', kid }] };
   }
-  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-  return { keys: [{ ...privateKey.export({ format: 'jwk' }), use: 'sig', kid: `demo-${randomBytes(4).toString('hex')}` }] };
+  let jwks;
+  try {
+    jwks = JSON.parse(readText(file));
+  } catch (e) {
+    if (e instanceof SetupError) throw e;
+    throw new SetupError(`${file}: not JSON: ${e.message}`);
+  }
+  if (!Array.isArray(jwks?.keys) || jwks.keys.length === 0 || !jwks.keys.every((k) => k?.d)) {
+    throw new SetupError(`${file}: expected {"keys": [...]} with private keys (each with "d")`);
+  }
+  return jwks;
+}
+
+function listenAddress() {
+  const host = process.env.VISITING_IDP_HOST || '127.0.0.1';
+  const raw = process.env.VISITING_IDP_PORT || '9000';
+  const port = Number(raw);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new SetupError(`VISITING_IDP_PORT: '${raw}' is not a port number`);
+  }
+  const hostInUrl = host.includes(':') ? `[${host}]` : host;
+  return { host, port, issuer: process.env.VISITING_IDP_ISSUER || `http://${hostInUrl}:${port}` };
 }
 
 // ---------------------------------------------------------------------------
-// pages
+// pages (all local: no web fonts or scripts, the demo runs without internet)
 
 const escapeHtml = (s) => String(s).replace(/[&<>"']/g, (c) => ({
   '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;',
 }[c]));
 
-function loginPage({ uid, clientId, message = '', username = '' }) {
+function page(title, body) {
   return `<!doctype html>
 <html lang="ja">
-<head><meta charset="utf-8"><title>ログイン / Log in — Visiting workspace (demo)</title>
+<head><meta charset="utf-8"><title>${title} — Visiting workspace (demo)</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <style>
  body{font-family:system-ui,"Noto Sans CJK JP",sans-serif;max-width:28rem;margin:3rem auto;padding:0 1rem;color:#222}
@@ -117,11 +168,16 @@ function loginPage({ uid, clientId, message = '', username = '' }) {
  small{color:#555}
 </style></head>
 <body>
-<h1>ログイン / Log in</h1>
 <div class="demo"><strong>Demo accounts only — デモ専用</strong><br>
-<small>This sign-in page belongs to the demo identity provider. Its passwords are public; never use it for real data.
-このログイン画面はデモ用の認証サーバーです。パスワードは公開されています。実データには使用しないでください。</small></div>
-${message ? `<div class="error" role="alert">${escapeHtml(message)}</div>` : ''}
+<small>This is the demo identity provider. Its passwords are public; never use it for real data.
+これはデモ用の認証サーバーです。パスワードは公開されています。実データには使用しないでください。</small></div>
+<h1>${title}</h1>
+${body}
+</body></html>`;
+}
+
+function loginPage({ uid, clientId, message = '', username = '' }) {
+  return page('ログイン / Log in', `${message ? `<div class="error" role="alert">${escapeHtml(message)}</div>` : ''}
 <form method="post" action="/interaction/${escapeHtml(uid)}/login" autocomplete="off">
   <label for="username">ユーザー名 / User name</label>
   <input id="username" name="username" value="${escapeHtml(username)}" autofocus>
@@ -129,8 +185,7 @@ ${message ? `<div class="error" role="alert">${escapeHtml(message)}</div>` : ''}
   <input id="password" name="password" type="password">
   <button type="submit">ログイン / Log in</button>
 </form>
-<p><small>Signing in to / ログイン先: ${escapeHtml(clientId)}</small></p>
-</body></html>`;
+<p><small>Signing in to / ログイン先: ${escapeHtml(clientId)}</small></p>`);
 }
 
 function send(res, status, body, headers = {}) {
@@ -161,26 +216,41 @@ function sameSecret(given, expected) {
 // ---------------------------------------------------------------------------
 // provider
 
-function buildProvider({ issuer, users, clients }) {
-  const firstParty = new Set(clients.map((c) => c.client_id));
+function buildProvider({ issuer, users, clients, jwks }) {
   const cookieKeys = process.env.VISITING_IDP_COOKIE_KEYS
     ? process.env.VISITING_IDP_COOKIE_KEYS.split(',')
     : [randomBytes(32).toString('hex')];
 
   const provider = new Provider(issuer, {
     clients,
-    jwks: signingKeys(),
+    jwks,
+    // Cookies get `secure` only when a request arrives over https (ctx.secure);
+    // with an http:// loopback issuer and `proxy` off they stay plain, as they must.
     cookies: { keys: cookieKeys },
     claims: {
       openid: ['sub'],
       profile: ['name', 'preferred_username'],
       email: ['email', 'email_verified'],
     },
-    // userinfo and the ID token both carry the profile claims the hub reads
+    // the ID token carries the profile claims too, not only userinfo
     conformIdTokenClaims: false,
     features: {
       devInteractions: { enabled: false },
-      rpInitiatedLogout: { enabled: true },
+      rpInitiatedLogout: {
+        enabled: true,
+        async logoutSource(ctx, form) {
+          ctx.type = 'html';
+          ctx.body = page('ログアウト / Log out', `${form}
+<p>デモ認証サーバーからログアウトしますか？<br>Log out of the demo identity provider?</p>
+<button autofocus type="submit" form="op.logoutForm" value="yes" name="logout">ログアウト / Log out</button>
+<button type="submit" form="op.logoutForm">キャンセル / Stay logged in</button>`);
+        },
+        async postLogoutSuccessSource(ctx) {
+          ctx.type = 'html';
+          ctx.body = page('ログアウトしました / Logged out',
+            '<p>デモ認証サーバーからログアウトしました。<br>You are logged out of the demo identity provider.</p>');
+        },
+      },
     },
     async findAccount(_ctx, sub) {
       const u = users.get(sub);
@@ -191,26 +261,23 @@ function buildProvider({ issuer, users, clients }) {
           return {
             sub,
             preferred_username: u.username,
-            name: u.name,
-            email: u.email,
-            email_verified: true,
+            ...(u.name ? { name: u.name } : {}),
+            ...(u.email ? { email: u.email, email_verified: true } : {}),
           };
         },
       };
     },
-    // The platform's own clients (the hub) are first-party: the person already
-    // agreed to the platform's terms when the application was approved, so the
-    // consent prompt is answered here instead of shown.
+    // Every registered client is the platform's own (the hub), so the consent
+    // prompt is answered here instead of shown: the person agreed to the
+    // platform's terms when their application was approved.
     async loadExistingGrant(ctx) {
-      const grantId = ctx.oidc.result?.consent?.grantId
-        || ctx.oidc.session.grantIdFor(ctx.oidc.client.clientId);
-      if (grantId) return ctx.oidc.provider.Grant.find(grantId);
-      if (!firstParty.has(ctx.oidc.client.clientId)) return undefined;
-      const grant = new ctx.oidc.provider.Grant({
-        clientId: ctx.oidc.client.clientId,
-        accountId: ctx.oidc.session.accountId,
-      });
-      grant.addOIDCScope('openid profile email');
+      const { client, session } = ctx.oidc;
+      if (!session.accountId) return undefined;
+      const grantId = ctx.oidc.result?.consent?.grantId || session.grantIdFor(client.clientId);
+      const grant = (grantId && await ctx.oidc.provider.Grant.find(grantId))
+        || new ctx.oidc.provider.Grant({ clientId: client.clientId, accountId: session.accountId });
+      // a grant found in the session may predate a request for more scopes
+      grant.addOIDCScope([...ctx.oidc.requestParamOIDCScopes].join(' '));
       await grant.save();
       return grant;
     },
@@ -219,16 +286,20 @@ function buildProvider({ issuer, users, clients }) {
     },
     ttl: {
       AccessToken: 3600,
+      AuthorizationCode: 60,
+      IdToken: 3600,
+      RefreshToken: 8 * 3600,
       Session: 8 * 3600,
       Interaction: 600,
       Grant: 8 * 3600,
     },
     renderError(ctx, out) {
       ctx.type = 'html';
-      ctx.body = `<!doctype html><html lang="ja"><meta charset="utf-8"><title>Error</title>
-<h1>エラー / Error</h1><p>${escapeHtml(out.error)}: ${escapeHtml(out.error_description || '')}</p></html>`;
+      ctx.body = page('エラー / Error',
+        `<div class="error">${escapeHtml(out.error)}: ${escapeHtml(out.error_description || '')}</div>`);
     },
   });
+  // X-Forwarded-* must not be trusted: nothing sits in front of this provider
   provider.proxy = false;
   return provider;
 }
@@ -237,19 +308,19 @@ function buildProvider({ issuer, users, clients }) {
 function interactionHandler(provider, users) {
   const route = /^\/interaction\/([A-Za-z0-9_-]+)(\/login|\/abort)?$/;
   return async (req, res) => {
-    const url = new URL(req.url, 'http://idp');
-    const m = route.exec(url.pathname);
+    const m = route.exec(new URL(req.url, 'http://idp').pathname);
     if (!m) return false;
     const [, uid, action] = m;
     let details;
     try {
       details = await provider.interactionDetails(req, res);
     } catch {
-      send(res, 400, '<p>このログイン画面は期限切れです。もう一度アクセスしてください。<br>This login page has expired; start again from the hub.</p>');
+      send(res, 400, page('期限切れ / Expired',
+        '<p>このログイン画面は期限切れです。ハブからもう一度アクセスしてください。<br>This login page has expired; start again from the hub.</p>'));
       return true;
     }
     if (details.uid !== uid) {
-      send(res, 400, '<p>Invalid interaction / 無効な操作です</p>');
+      send(res, 400, page('エラー / Error', '<p>無効な操作です / Invalid interaction</p>'));
       return true;
     }
     const clientId = details.params.client_id;
@@ -258,7 +329,7 @@ function interactionHandler(provider, users) {
       if (details.prompt.name === 'login') {
         send(res, 200, loginPage({ uid, clientId }));
       } else {
-        // consent for a client that is not first-party: not offered by the demo
+        // loadExistingGrant answers consent for every client, so this is not reached
         await provider.interactionFinished(req, res, {
           error: 'access_denied',
           error_description: 'this provider only serves the platform',
@@ -275,14 +346,14 @@ function interactionHandler(provider, users) {
       try {
         form = await readForm(req);
       } catch {
-        send(res, 413, '<p>Request too large / リクエストが大きすぎます</p>');
+        send(res, 413, page('エラー / Error', '<p>リクエストが大きすぎます / Request too large</p>'));
         return true;
       }
       const username = (form.get('username') || '').trim();
       const password = form.get('password') || '';
       for (const [field, value, ja] of [['user name', username, 'ユーザー名'], ['password', password, 'パスワード']]) {
         if (!value) {
-          send(res, 400, loginPage({ uid, clientId, username, message: `${ja}を入力してください / Enter your ${field}` }));
+          send(res, 400, loginPage({ uid, clientId, username, message: `Enter your ${field} / ${ja}を入力してください` }));
           return true;
         }
       }
@@ -290,7 +361,7 @@ function interactionHandler(provider, users) {
       if (!user || !sameSecret(password, user.password)) {
         console.log(`login refused for ${JSON.stringify(username)}`);
         send(res, 401, loginPage({
-          uid, clientId, username, message: 'ユーザー名またはパスワードが違います / Wrong user name or password',
+          uid, clientId, username, message: 'Wrong user name or password / ユーザー名またはパスワードが違います',
         }));
         return true;
       }
@@ -298,47 +369,72 @@ function interactionHandler(provider, users) {
       await provider.interactionFinished(req, res, { login: { accountId: username } }, { mergeWithLastSubmission: false });
       return true;
     }
-    send(res, 405, '<p>Method not allowed</p>', { allow: 'GET, POST' });
+    send(res, 405, page('エラー / Error', '<p>Method not allowed</p>'), { allow: 'GET, POST' });
     return true;
   };
 }
 
 // ---------------------------------------------------------------------------
 
-function main() {
-  const host = process.env.VISITING_IDP_HOST || '127.0.0.1';
-  const port = Number(process.env.VISITING_IDP_PORT || 9000);
-  const issuer = process.env.VISITING_IDP_ISSUER || `http://${host}:${port}`;
+async function main() {
+  const { host, port, issuer } = listenAddress();
   const usersFile = process.env.VISITING_IDP_USERS || path.join(REPO_ROOT, 'policies', 'demo', 'users.yaml');
   const users = readUsers(usersFile);
-  const clients = readClients(process.env.VISITING_IDP_CLIENTS, 'http://127.0.0.1:8000/hub/oauth_callback');
-  const provider = buildProvider({ issuer, users, clients });
+  const clientsFile = process.env.VISITING_IDP_CLIENTS;
+  const clients = readClients(clientsFile);
+  const jwksFile = process.env.VISITING_IDP_JWKS;
+  const jwks = readJwks(jwksFile);
+  let provider;
+  try {
+    provider = buildProvider({ issuer, users, clients, jwks });
+  } catch (e) {
+    // with the rest checked above, the keys are what the provider can still reject
+    throw new SetupError(`${jwksFile ? `${jwksFile}: ` : ''}cannot configure the provider: ${e.message}`);
+  }
+  // oidc-provider checks client metadata only when a client is first used;
+  // a bad redirect URI should stop the start instead of the first login
+  for (const [i, c] of clients.entries()) {
+    try {
+      await provider.Client.find(c.client_id);
+    } catch (e) {
+      throw new SetupError(`${clientsFile || 'default client'}: [${i}]: ${e.error_description || e.message}`);
+    }
+  }
+
   const interactions = interactionHandler(provider, users);
   const callback = provider.callback();
-
   const server = http.createServer(async (req, res) => {
     try {
       if (await interactions(req, res)) return;
       callback(req, res);
     } catch (e) {
       console.error(e);
-      if (!res.headersSent) send(res, 500, '<p>Internal error / 内部エラー</p>');
+      if (!res.headersSent) send(res, 500, page('エラー / Error', '<p>内部エラー / Internal error</p>'));
     }
   });
-  server.listen(port, host, () => {
-    console.log(`visiting-idp listening on ${issuer} (${users.size} demo accounts, ${clients.length} clients)`);
+  server.on('error', (e) => {
+    console.error(`visiting-idp: cannot listen on ${host}:${port}: ${e.code || e.message}`);
+    process.exit(1);
   });
-  const stop = () => server.close(() => process.exit(0));
+  server.listen(port, host, () => {
+    console.log(`visiting-idp: ${users.size} demo accounts from ${usersFile}, ${clients.length} client(s)`);
+    console.log(`visiting-idp listening on ${issuer}`);
+  });
+  const stop = () => {
+    server.close(() => process.exit(0));
+    // a browser's keep-alive connection must not hold the shutdown open
+    server.closeIdleConnections();
+    setTimeout(() => process.exit(0), 2000).unref();
+  };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
 }
 
-try {
-  main();
-} catch (e) {
+main().catch((e) => {
   if (e instanceof SetupError) {
     console.error(`visiting-idp: ${e.message}`);
-    process.exit(2);
+  } else {
+    console.error(e);
   }
-  throw e;
-}
+  process.exit(2);
+});
