@@ -295,3 +295,31 @@ def test_two_users_cannot_reach_each_other(site_stack, engine, tanaka_at_nig):
     assert yamada.session.get(f"{hub}/user/yamada/nig/lab", timeout=30).status_code == 200
     assert yamada.session.get(f"{hub}/user/yamada/nig/api/status", timeout=30).status_code == 200
     yamada.stop("nig")
+
+
+def test_home_page_lists_the_approved_sites(stack):
+    """One row per site with approved data: datasets, approval end, start button; no other site."""
+    import re
+
+    session, r = hub_login(stack.config.hub_url, "tanaka", "tanaka-demo")
+    assert r.status_code == 200 and r.url.endswith("/hub/home")
+    rows = dict(
+        re.findall(
+            r'<tr class="home-server-row visiting-site" data-server-name="(\w+)">(.*?)</tr>',
+            r.text,
+            re.S,
+        )
+    )
+    assert sorted(rows) == ["ncc", "ncgm", "nig", "tommo"]
+    assert "JGAD000101" in rows["nig"] and "JGAD000102" in rows["nig"]
+    assert "JGAD000201" in rows["ncc"] and "JGAD000202" not in rows["ncc"]
+    for site, row in rows.items():
+        assert "2035-03-31" in row
+        assert f'href="/hub/spawn/tanaka/{site}"' in row
+        assert "起動 / Start" in row and "停止 / Stop" in row
+
+
+def test_home_page_without_sites(stack):
+    _, r = hub_login(stack.config.hub_url, "jimu", "jimu-demo")
+    assert r.status_code == 200
+    assert "There is no site where you can start a server now." in r.text
