@@ -15,7 +15,9 @@ deterministic for a seed:
 - small FASTQ, BAM and CRAM files for the download guard's tests.
 
 Large cohorts are written a chunk of variants at a time, all sites together,
-so memory stays bounded by the chunk.
+so memory stays bounded by the chunk. Every site draws from its own random
+streams, consumed in variant order, so the files depend on the seed and the
+sizes but not on the chunk size.
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import os
 import shutil
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -85,10 +89,25 @@ GENOTYPE_TEXT = np.array(
 MISSING = 3
 MISSING_RATE = 0.005
 
+# Genotype text is so repetitive that level 2 is 5x faster than the default 6
+# for a 1.5x larger file; at benchmark sizes compression is the bottleneck.
+BGZF_MODE = "wb2"
+
+# Covariate effects on the quantitative trait and on the case liability: per
+# 10-year age band above 20-29, and for male sex.
+QUANT_AGE, QUANT_MALE = 0.12, 0.4
+CASE_AGE, CASE_MALE = 0.15, 0.2
+CASE_FRACTION = 0.3
+RAW_PAIRS = 300
+
 
 @dataclass(frozen=True)
 class SiteSpec:
-    """A site to write a cohort for, and the dataset folders it goes into."""
+    """A site to write a cohort for, and the dataset folders it goes into.
+
+    `region` is the site's home prefecture; one not in PREFECTURES (the policy
+    file may leave it empty) counts as Tokyo.
+    """
 
     site_id: str
     analysis_dataset: str
@@ -98,16 +117,27 @@ class SiteSpec:
 
 @dataclass
 class SiteFiles:
+    """Where one site's files went; paths as strings so the record is JSON as it is."""
+
     samples: int
     vcf: str
+    vcf_index: str
     zarr: str | None
     clinical: str
     phenotypes: str
     raw_dir: str | None
+    raw_files: list[str] = field(default_factory=list)
+    cases: int = 0
 
 
 @dataclass
 class SynthResult:
+    """What was written, and the answer key; also saved as `out_dir/truth.json`.
+
+    Effects are per standard deviation of the dosage (scaled by the ancestral
+    frequency); `index` is the variant's 0-based row in every site's VCF.
+    """
+
     out_dir: str
     seed: int
     fst: float
@@ -117,6 +147,8 @@ class SynthResult:
     causal_quantitative: list[dict] = field(default_factory=list)
     causal_binary: list[dict] = field(default_factory=list)
     prevalence: float = 0.0
+    covariate_effects: dict[str, dict[str, float]] = field(default_factory=dict)
+    site_shift: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -141,6 +173,25 @@ def _check_args(sites: Sequence[SiteSpec], samples: int, variants: int, fst: flo
         raise ValueError(f"fst: {fst} is outside (0, 0.5)")
     if chunk < 1:
         raise ValueError(f"chunk_variants: {chunk} must be positive")
+
+
+# ---------------------------------------------------------------------------
+# random streams
+
+
+@dataclass
+class SiteStreams:
+    """One site's random streams, kept apart so that drawing more from one (a
+    bigger chunk, the missing-call mask) never shifts what another yields."""
+
+    genotypes: np.random.Generator
+    missing: np.random.Generator
+    people: np.random.Generator
+    raw: np.random.Generator
+
+
+def _streams(seed: int, k: int) -> SiteStreams:
+    return SiteStreams(*(np.random.default_rng([seed, k + 1, j]) for j in (1, 2, 3, 7)))
 
 
 # ---------------------------------------------------------------------------
@@ -179,6 +230,7 @@ def _variants(rng: np.random.Generator, n: int, n_sites: int, fst: float) -> Var
     alt_idx = (ref_idx + rng.integers(1, 4, n)) % 4
     # a spectrum heavy in low frequencies, as in sequenced cohorts
     ancestral = 0.01 + 0.49 * rng.beta(0.45, 1.6, n)
+    # Balding-Nichols: each site's frequency scatters around the ancestral one
     a = ancestral * (1 - fst) / fst
     b = (1 - ancestral) * (1 - fst) / fst
     site_freq = np.clip(rng.beta(a, b, size=(n_sites, n)), 0.002, 0.998)
@@ -192,21 +244,32 @@ def _variants(rng: np.random.Generator, n: int, n_sites: int, fst: float) -> Var
     )
 
 
-def _genotypes(rng: np.random.Generator, freq: np.ndarray, n_samples: int) -> np.ndarray:
-    """Codes 0/1/2 (ALT dosage) or 3 (missing), shape (variants, samples), int8."""
-    g = rng.binomial(2, freq[:, None], size=(freq.size, n_samples)).astype(np.int8)
-    g[rng.random(g.shape) < MISSING_RATE] = MISSING
+def _genotypes(streams: SiteStreams, freq: np.ndarray, n_samples: int) -> np.ndarray:
+    """ALT dosages 0/1/2, or 3 for a missing call; shape (variants, samples), int8.
+
+    One uniform per call cut at the Hardy-Weinberg quantiles is the same
+    Binomial(2, p) as `rng.binomial`, several times faster, and it uses the
+    stream at a fixed rate, which keeps the output independent of the chunking.
+    """
+    p = freq.astype(np.float32)[:, None]
+    u = streams.genotypes.random((freq.size, n_samples), dtype=np.float32)
+    g = (u >= (1 - p) ** 2).astype(np.int8)
+    g += u >= 1 - p * p
+    g[streams.missing.random(g.shape, dtype=np.float32) < MISSING_RATE] = MISSING
     return g
 
 
-def _make_polymorphic(chunks: list[np.ndarray], rng: np.random.Generator) -> None:
-    """Every variant carries at least one ALT and one REF allele in the pooled cohort."""
+def _make_polymorphic(chunks: list[np.ndarray], lo: int) -> None:
+    """Every variant carries at least one ALT and one REF allele in the pooled cohort.
+
+    The call to change is picked from the variant's index rather than drawn, so
+    the rare fix-up uses no random stream.
+    """
     alt = sum(np.where(c == MISSING, 0, c).sum(axis=1) for c in chunks)
     called = sum((c != MISSING).sum(axis=1) * 2 for c in chunks)
     for v in np.flatnonzero((alt == 0) | (alt == called)):
-        site = rng.integers(len(chunks))
-        sample = rng.integers(chunks[site].shape[1])
-        chunks[site][v, sample] = 1
+        g = chunks[(lo + v) % len(chunks)]
+        g[v, (lo + v) * 7919 % g.shape[1]] = 1
 
 
 # ---------------------------------------------------------------------------
@@ -250,8 +313,113 @@ def _vcf_lines(table: VariantTable, ids: list[str], lo: int, g: np.ndarray) -> b
     return b"".join(out)
 
 
+def _write_vcfs(
+    vcfs: list[Path],
+    samples: list[list[str]],
+    sites: Sequence[SiteSpec],
+    table: VariantTable,
+    streams: list[SiteStreams],
+    causal: dict[str, np.ndarray],
+    chunk: int,
+    say: Callable[[str], None],
+) -> list[dict[str, np.ndarray]]:
+    """Write and index every site's VCF, a chunk of variants at a time for all sites
+    together (the pooled polymorphism check needs them all); return each site's
+    genotypes at the causal variants, (causal, samples) per set."""
+    ids = table.ids
+    n = table.pos.size
+    picked: list[dict[str, list[np.ndarray]]] = [{name: [] for name in causal} for _ in sites]
+    handles = []
+    try:
+        for vcf, names, spec in zip(vcfs, samples, sites, strict=True):
+            handles.append(pysam.BGZFile(str(vcf), BGZF_MODE))
+            handles[-1].write(_vcf_header(names, spec.site_id))
+        for lo in range(0, n, chunk):
+            hi = min(lo + chunk, n)
+            chunks = [
+                _genotypes(s, table.site_freq[k, lo:hi], len(samples[k]))
+                for k, s in enumerate(streams)
+            ]
+            _make_polymorphic(chunks, lo)
+            for k, g in enumerate(chunks):
+                handles[k].write(_vcf_lines(table, ids, lo, g))
+                for name, idx in causal.items():
+                    picked[k][name].append(g[idx[(idx >= lo) & (idx < hi)] - lo])
+            say(f"variants {hi}/{n}")
+    finally:
+        for h in handles:
+            h.close()
+    for vcf, spec in zip(vcfs, sites, strict=True):
+        pysam.tabix_index(str(vcf), preset="vcf", force=True)
+        say(f"{spec.site_id}: VCF written")
+    return [{name: np.concatenate(parts) for name, parts in p.items()} for p in picked]
+
+
 # ---------------------------------------------------------------------------
-# people
+# VCF Zarr
+
+
+def _to_zarr(vcf: Path, out: Path) -> None:
+    from bio2zarr import vcf as vcf2zarr
+
+    if out.exists():
+        shutil.rmtree(out)
+    vcf2zarr.convert([str(vcf)], str(out), worker_processes=0, show_progress=False)
+
+
+def _cpus() -> int:
+    """CPUs this process may use (a container's limit, not the host's count, where known)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _convert_to_zarr(vcfs: list[Path], sites: Sequence[SiteSpec], say) -> list[Path]:
+    """vcf2zarr for every site, a thread per site.
+
+    Threads give ~1.5x on two cores; bio2zarr's own worker processes give a
+    little more but are spawned, which breaks any caller script without an
+    `if __name__ == "__main__"` guard. At most four at once, as each holds a
+    few hundred MB at benchmark sizes.
+    """
+    outs = [vcf.with_name("genotypes.vcf.zarr") for vcf in vcfs]
+    workers = max(1, min(len(vcfs), _cpus(), 4))
+    with ThreadPoolExecutor(workers) as pool:
+        jobs = [pool.submit(_to_zarr, vcf, out) for vcf, out in zip(vcfs, outs, strict=True)]
+        for job, spec in zip(jobs, sites, strict=True):
+            job.result()
+            say(f"{spec.site_id}: VCF Zarr written")
+    return outs
+
+
+# ---------------------------------------------------------------------------
+# people and phenotypes
+
+
+@dataclass
+class Effects:
+    """The planted model: causal variants and effects, and per-site mean shifts."""
+
+    causal_q: np.ndarray
+    beta_q: np.ndarray
+    causal_b: np.ndarray
+    beta_b: np.ndarray
+    shift_q: np.ndarray
+    shift_b: np.ndarray
+
+
+def _plant_effects(rng: np.random.Generator, variants: int, n_sites: int) -> Effects:
+    # 15 + 10 causal SNPs of moderate effect: the strongest stand out in a GWAS
+    # of a thousand people, the weakest need the pooled cohort
+    k_q, k_b = min(15, variants // 4), min(10, variants // 4)
+    return Effects(
+        causal_q=np.sort(rng.choice(variants, k_q, replace=False)),
+        beta_q=rng.choice([-1, 1], k_q) * rng.uniform(0.15, 0.35, k_q),
+        causal_b=np.sort(rng.choice(variants, k_b, replace=False)),
+        beta_b=rng.choice([-1, 1], k_b) * rng.uniform(0.2, 0.45, k_b),
+        shift_q=rng.normal(0, 0.25, n_sites),
+        shift_b=rng.normal(0, 0.2, n_sites),
+    )
 
 
 def _prefecture_weights(region: str) -> np.ndarray:
@@ -284,13 +452,67 @@ def _standardised(g: np.ndarray, freq: np.ndarray) -> np.ndarray:
     return ((x - mean[:, None]) / sd[:, None]).T
 
 
+def _traits(
+    rng: np.random.Generator,
+    clin: dict[str, np.ndarray],
+    causal_g: dict[str, np.ndarray],
+    table: VariantTable,
+    fx: Effects,
+    k: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The quantitative trait and the case liability of one site's people."""
+    n = clin["sex"].size
+    age = clin["age_band"].astype(float)
+    xq = _standardised(causal_g["q"], table.ancestral[fx.causal_q])
+    xb = _standardised(causal_g["b"], table.ancestral[fx.causal_b])
+    quant = xq @ fx.beta_q + QUANT_AGE * age + QUANT_MALE * clin["sex"] + fx.shift_q[k]
+    liability = xb @ fx.beta_b + CASE_AGE * age + CASE_MALE * clin["sex"] + fx.shift_b[k]
+    return quant + rng.normal(0, 1, n), liability + rng.logistic(0, 1, n)
+
+
+def _write_tsvs(
+    folder: Path,
+    names: list[str],
+    clin: dict[str, np.ndarray],
+    quant: np.ndarray,
+    cases: np.ndarray,
+) -> tuple[Path, Path]:
+    # cases are the type 2 diabetes patients: the binary trait is that diagnosis
+    clinical_path = folder / "clinical.tsv"
+    with open(clinical_path, "w", newline="") as f:
+        w = csv.writer(f, delimiter="\t", lineterminator="\n")
+        w.writerow(["sample_id", "age_band", "sex", "prefecture", "disease_name", "icd10"])
+        for i, name in enumerate(names):
+            disease = CASE_DISEASE if cases[i] else DISEASES[clin["disease"][i]][:2]
+            w.writerow([
+                name,
+                AGE_BANDS[clin["age_band"][i]],
+                "male" if clin["sex"][i] else "female",
+                PREFECTURES[clin["prefecture"][i]],
+                *disease,
+            ])  # fmt: skip
+    pheno_path = folder / "phenotypes.tsv"
+    with open(pheno_path, "w", newline="") as f:
+        w = csv.writer(f, delimiter="\t", lineterminator="\n")
+        w.writerow(["sample_id", "quant_trait", "case_status"])
+        for i, name in enumerate(names):
+            w.writerow([name, f"{quant[i]:.6f}", int(cases[i])])
+    return clinical_path, pheno_path
+
+
 # ---------------------------------------------------------------------------
 # raw sequencing files
 
 
-def _write_raw(rng: np.random.Generator, folder: Path, site_id: str, n_pairs: int = 300) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    contig, length, read_len = "chr21_fragment", 20_000, 100
+def _write_raw(
+    rng: np.random.Generator, folder: Path, site_id: str, n_pairs: int = RAW_PAIRS
+) -> list[Path]:
+    """A random reference fragment, read pairs sampled from it with 1 % errors,
+    and the same reads as BAM and CRAM alignments; returns the files."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    contig, length = "chr21_fragment", 20_000
     reference = "".join(rng.choice(list("ACGT"), size=length))
     ref_path = folder / "reference.fa"
     with open(ref_path, "w") as f:
@@ -298,28 +520,7 @@ def _write_raw(rng: np.random.Generator, folder: Path, site_id: str, n_pairs: in
         for i in range(0, length, 60):
             f.write(reference[i : i + 60] + "\n")
     pysam.faidx(str(ref_path))
-
-    comp = str.maketrans("ACGT", "TGCA")
-    starts = np.sort(rng.integers(0, length - 500, n_pairs))
-    inserts = rng.integers(250, 400, n_pairs)
-    reads = []  # (name, pos, seq, qual, is_read1, mate_pos, tlen)
-    fq1, fq2 = [], []
-    for i, (s, ins) in enumerate(zip(starts, inserts, strict=True)):
-        name = f"{site_id.upper()}:1:FC01:{i + 1:05d}"
-        r1_seq = _mutate(rng, reference[s : s + read_len])
-        mate = s + ins - read_len
-        r2_fwd = _mutate(rng, reference[mate : mate + read_len])
-        r2_seq = r2_fwd.translate(comp)[::-1]
-        q1 = _quals(rng, read_len)
-        q2 = _quals(rng, read_len)
-        fq1.append(f"@{name}/1\n{r1_seq}\n+\n{q1}\n")
-        fq2.append(f"@{name}/2\n{r2_seq}\n+\n{q2}\n")
-        reads.append((name, int(s), r1_seq, q1, True, int(mate), int(ins)))
-        reads.append((name, int(mate), r2_fwd, q2[::-1], False, int(s), -int(ins)))
-    for path, records in (("reads_R1.fastq.gz", fq1), ("reads_R2.fastq.gz", fq2)):
-        with gzip.GzipFile(folder / path, "wb", mtime=0) as f:
-            f.write("".join(records).encode())
-
+    reads = _simulate_pairs(rng, folder, site_id, reference, n_pairs)
     header = {
         "HD": {"VN": "1.6", "SO": "coordinate"},
         "SQ": [{"SN": contig, "LN": length}],
@@ -333,7 +534,6 @@ def _write_raw(rng: np.random.Generator, folder: Path, site_id: str, n_pairs: in
         ],
         "PG": [{"ID": "visiting-synth", "PN": "visiting-synth", "VN": "1"}],
     }
-    reads.sort(key=lambda r: r[1])
     for path, mode, extra in (
         ("aligned.bam", "wb", {}),
         ("aligned.cram", "wc", {"reference_filename": str(ref_path)}),
@@ -346,12 +546,44 @@ def _write_raw(rng: np.random.Generator, folder: Path, site_id: str, n_pairs: in
                     )
                 )
         pysam.index(str(folder / path))
+    return sorted(folder.iterdir())
+
+
+def _simulate_pairs(
+    rng: np.random.Generator, folder: Path, site_id: str, reference: str, n_pairs: int
+) -> list[tuple]:
+    """Write reads_R1/R2.fastq.gz; return the alignments, coordinate-sorted, as
+    (name, pos, forward-strand seq, qual, is_read1, mate_pos, tlen)."""
+    read_len = 100
+    comp = str.maketrans("ACGT", "TGCA")
+    starts = np.sort(rng.integers(0, len(reference) - 500, n_pairs))
+    inserts = rng.integers(250, 400, n_pairs)
+    reads, fq1, fq2 = [], [], []
+    for i, (s, ins) in enumerate(zip(starts, inserts, strict=True)):
+        name = f"{site_id.upper()}:1:FC01:{i + 1:05d}"
+        r1_seq = _mutate(rng, reference[s : s + read_len])
+        mate = s + ins - read_len
+        r2_fwd = _mutate(rng, reference[mate : mate + read_len])
+        r2_seq = r2_fwd.translate(comp)[::-1]
+        q1 = _quals(rng, read_len)
+        q2 = _quals(rng, read_len)
+        fq1.append(f"@{name}/1\n{r1_seq}\n+\n{q1}\n")
+        fq2.append(f"@{name}/2\n{r2_seq}\n+\n{q2}\n")
+        reads.append((name, int(s), r1_seq, q1, True, int(mate), int(ins)))
+        reads.append((name, int(mate), r2_fwd, q2[::-1], False, int(s), -int(ins)))
+    for path, records in (("reads_R1.fastq.gz", fq1), ("reads_R2.fastq.gz", fq2)):
+        # mtime=0: no timestamp in the gzip header, so the bytes depend on the seed only
+        with gzip.GzipFile(folder / path, "wb", mtime=0) as f:
+            f.write("".join(records).encode())
+    reads.sort(key=lambda r: r[1])
+    return reads
 
 
 def _segment(header, name, pos, seq, qual, is_r1, mate_pos, tlen, reference, site_id):
     a = pysam.AlignedSegment(header)
     a.query_name = name
     a.query_sequence = seq
+    # paired, proper pair, read 1 forward with its mate reversed (FR orientation)
     a.flag = 1 | 2 | (64 if is_r1 else 128) | (32 if is_r1 else 16)
     a.reference_id = 0
     a.reference_start = pos
@@ -396,150 +628,84 @@ def generate_cohorts(
     chunk_variants: int = 10_000,
     progress: Callable[[str], None] | None = None,
 ) -> SynthResult:
-    """Write one synthetic cohort per site under `out_dir/<site>/<dataset>/`; see the module doc."""
+    """Write one synthetic cohort per site under `out_dir/<site>/<dataset>/`; see the module doc.
+
+    Raises ValueError, naming the argument, for a bad one; nothing is written then.
+    """
     _check_args(sites, samples_per_site, variants, fst, chunk_variants)
     say = progress or (lambda _msg: None)
     out_dir = Path(out_dir)
     rng = np.random.default_rng(seed)
     table = _variants(rng, variants, len(sites), fst)
-    ids = table.ids
+    fx = _plant_effects(rng, variants, len(sites))
+    streams = [_streams(seed, k) for k in range(len(sites))]
 
-    # the answer key: which variants carry effects, and how large
-    k_quant, k_bin = min(15, variants // 4), min(10, variants // 4)
-    causal_q = np.sort(rng.choice(variants, k_quant, replace=False))
-    causal_b = np.sort(rng.choice(variants, k_bin, replace=False))
-    beta_q = rng.choice([-1, 1], k_quant) * rng.uniform(0.15, 0.35, k_quant)
-    beta_b = rng.choice([-1, 1], k_bin) * rng.uniform(0.2, 0.45, k_bin)
-    site_shift_q = rng.normal(0, 0.25, len(sites))
-    site_shift_b = rng.normal(0, 0.2, len(sites))
+    site_dirs = [out_dir / s.site_id / s.analysis_dataset for s in sites]
+    for d in site_dirs:
+        if d.exists():
+            shutil.rmtree(d)
+        d.mkdir(parents=True)
+    samples = [[f"{s.site_id.upper()}-{i + 1:06d}" for i in range(samples_per_site)] for s in sites]
+    vcfs = [d / "genotypes.vcf.gz" for d in site_dirs]
+    causal_g = _write_vcfs(
+        vcfs, samples, sites, table, streams, {"q": fx.causal_q, "b": fx.causal_b},
+        chunk_variants, say,
+    )  # fmt: skip
 
-    site_rngs = [np.random.default_rng([seed, i + 1]) for i in range(len(sites))]
-    site_dirs, handles, samples = [], [], []
-    causal_g_q = [[] for _ in sites]
-    causal_g_b = [[] for _ in sites]
+    # one case threshold over all sites, so site shifts show up as prevalence differences
+    clinical = [_clinical(streams[k].people, s, samples_per_site) for k, s in enumerate(sites)]
+    traits = [
+        _traits(streams[k].people, clinical[k], causal_g[k], table, fx, k)
+        for k in range(len(sites))
+    ]
+    liabilities = np.concatenate([liability for _, liability in traits])
+    threshold = np.quantile(liabilities, 1 - CASE_FRACTION)
+
     result = SynthResult(str(out_dir), seed, fst, variants, samples_per_site)
-    try:
-        for spec in sites:
-            d = out_dir / spec.site_id / spec.analysis_dataset
-            if d.exists():
-                shutil.rmtree(d)
-            d.mkdir(parents=True)
-            site_dirs.append(d)
-            names = [f"{spec.site_id.upper()}-{i + 1:06d}" for i in range(samples_per_site)]
-            samples.append(names)
-            h = pysam.BGZFile(str(d / "genotypes.vcf.gz"), "wb")
-            h.write(_vcf_header(names, spec.site_id))
-            handles.append(h)
-
-        for lo in range(0, variants, chunk_variants):
-            hi = min(lo + chunk_variants, variants)
-            chunk = [
-                _genotypes(site_rngs[k], table.site_freq[k, lo:hi], samples_per_site)
-                for k in range(len(sites))
-            ]
-            _make_polymorphic(chunk, rng)
-            for k, g in enumerate(chunk):
-                handles[k].write(_vcf_lines(table, ids, lo, g))
-                for causal, store in ((causal_q, causal_g_q), (causal_b, causal_g_b)):
-                    sel = causal[(causal >= lo) & (causal < hi)]
-                    if sel.size:
-                        store[k].append(g[sel - lo])
-            say(f"variants {hi}/{variants}")
-    finally:
-        for h in handles:
-            h.close()
-
+    zarrs = _convert_to_zarr(vcfs, sites, say) if zarr else [None] * len(sites)
     for k, spec in enumerate(sites):
-        vcf = site_dirs[k] / "genotypes.vcf.gz"
-        pysam.tabix_index(str(vcf), preset="vcf", force=True)
-        say(f"{spec.site_id}: VCF written")
-
-    # phenotypes need every site's causal genotypes to set one prevalence threshold
-    liabilities, people = [], []
-    for k, spec in enumerate(sites):
-        crng = site_rngs[k]
-        clin = _clinical(crng, spec, samples_per_site)
-        xq = _standardised(np.concatenate(causal_g_q[k]), table.ancestral[causal_q])
-        xb = _standardised(np.concatenate(causal_g_b[k]), table.ancestral[causal_b])
-        age = clin["age_band"].astype(float)
-        quant = (
-            xq @ beta_q
-            + 0.12 * age
-            + 0.4 * clin["sex"]
-            + site_shift_q[k]
-            + crng.normal(0, 1, samples_per_site)
-        )
-        liability = (
-            xb @ beta_b
-            + 0.15 * age
-            + 0.2 * clin["sex"]
-            + site_shift_b[k]
-            + crng.logistic(0, 1, samples_per_site)
-        )
-        liabilities.append(liability)
-        people.append((clin, quant))
-    threshold = np.quantile(np.concatenate(liabilities), 0.7)  # about 30 % cases
-
-    for k, spec in enumerate(sites):
-        clin, quant = people[k]
-        cases = (liabilities[k] > threshold).astype(int)
-        clinical_path = site_dirs[k] / "clinical.tsv"
-        with open(clinical_path, "w", newline="") as f:
-            w = csv.writer(f, delimiter="\t", lineterminator="\n")
-            w.writerow(["sample_id", "age_band", "sex", "prefecture", "disease_name", "icd10"])
-            for i, name in enumerate(samples[k]):
-                disease = CASE_DISEASE if cases[i] else DISEASES[clin["disease"][i]][:2]
-                w.writerow([
-                    name,
-                    AGE_BANDS[clin["age_band"][i]],
-                    "male" if clin["sex"][i] else "female",
-                    PREFECTURES[clin["prefecture"][i]],
-                    *disease,
-                ])  # fmt: skip
-        pheno_path = site_dirs[k] / "phenotypes.tsv"
-        with open(pheno_path, "w", newline="") as f:
-            w = csv.writer(f, delimiter="\t", lineterminator="\n")
-            w.writerow(["sample_id", "quant_trait", "case_status"])
-            for i, name in enumerate(samples[k]):
-                w.writerow([name, f"{quant[i]:.6f}", cases[i]])
-
-        zarr_path = None
-        if zarr:
-            zarr_path = site_dirs[k] / "genotypes.vcf.zarr"
-            _to_zarr(site_dirs[k] / "genotypes.vcf.gz", zarr_path)
-            say(f"{spec.site_id}: VCF Zarr written")
-        raw_dir = None
+        quant, liability = traits[k]
+        cases = liability > threshold
+        clinical_path, pheno_path = _write_tsvs(site_dirs[k], samples[k], clinical[k], quant, cases)
+        raw_dir, raw = None, []
         if raw_files and spec.raw_dataset:
             raw_dir = out_dir / spec.site_id / spec.raw_dataset
-            if raw_dir.exists():
-                shutil.rmtree(raw_dir)
-            _write_raw(np.random.default_rng([seed, k + 1, 7]), raw_dir, spec.site_id)
+            raw = _write_raw(streams[k].raw, raw_dir, spec.site_id)
             say(f"{spec.site_id}: raw files written")
         result.sites[spec.site_id] = SiteFiles(
             samples=samples_per_site,
-            vcf=str(site_dirs[k] / "genotypes.vcf.gz"),
-            zarr=str(zarr_path) if zarr_path else None,
+            vcf=str(vcfs[k]),
+            vcf_index=f"{vcfs[k]}.tbi",
+            zarr=str(zarrs[k]) if zarrs[k] else None,
             clinical=str(clinical_path),
             phenotypes=str(pheno_path),
             raw_dir=str(raw_dir) if raw_dir else None,
+            raw_files=[str(p) for p in raw],
+            cases=int(cases.sum()),
         )
-
-    result.causal_quantitative = [
-        {"variant_id": ids[v], "index": int(v), "beta": float(b)}
-        for v, b in zip(causal_q, beta_q, strict=True)
-    ]
-    result.causal_binary = [
-        {"variant_id": ids[v], "index": int(v), "beta": float(b)}
-        for v, b in zip(causal_b, beta_b, strict=True)
-    ]
-    result.prevalence = float(np.mean(np.concatenate(liabilities) > threshold))
-    (out_dir / "truth.json").write_text(json.dumps(result.to_json(), indent=2))
+        result.site_shift[spec.site_id] = {
+            "quant_trait": float(fx.shift_q[k]),
+            "case_liability": float(fx.shift_b[k]),
+        }
+    _fill_truth(result, table, fx, float(np.mean(liabilities > threshold)))
+    (out_dir / "truth.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
     return result
 
 
-def _to_zarr(vcf: Path, out: Path) -> None:
-    from bio2zarr import vcf as vcf2zarr
+def _fill_truth(result: SynthResult, table: VariantTable, fx: Effects, prevalence: float) -> None:
+    ids = table.ids
 
-    if out.exists():
-        shutil.rmtree(out)
-    vcf2zarr.convert([str(vcf)], str(out), worker_processes=0, show_progress=False)
+    def listed(idx: np.ndarray, beta: np.ndarray) -> list[dict]:
+        return [
+            {"variant_id": ids[v], "index": int(v), "beta": float(b), "ancestral_af": float(p)}
+            for v, b, p in zip(idx, beta, table.ancestral[idx], strict=True)
+        ]
+
+    result.causal_quantitative = listed(fx.causal_q, fx.beta_q)
+    result.causal_binary = listed(fx.causal_b, fx.beta_b)
+    result.prevalence = prevalence
+    result.covariate_effects = {
+        "quant_trait": {"age_band_step": QUANT_AGE, "male": QUANT_MALE, "noise_sd": 1.0},
+        # logistic noise on the liability: effects are log odds ratios before thresholding
+        "case_liability": {"age_band_step": CASE_AGE, "male": CASE_MALE},
+    }

@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pysam
 import pytest
 import zarr
 
@@ -53,16 +54,13 @@ def vcf_of(cohort, spec):
 
 
 def genotype_counts(vcf):
-    """ALT allele count and AN per variant, read from the VCF text."""
-    code = {"0/0": (0, 2), "0/1": (1, 2), "1/1": (2, 2), "./.": (0, 0)}
+    """ALT allele count and AN per variant from the calls, as htslib (via pysam) parses them."""
     ac, an = [], []
-    with gzip.open(vcf, "rt") as f:
-        for line in f:
-            if line.startswith("#"):
-                continue
-            calls = [code[g] for g in line.rstrip("\n").split("\t")[9:]]
-            ac.append(sum(c[0] for c in calls))
-            an.append(sum(c[1] for c in calls))
+    with pysam.VariantFile(str(vcf)) as f:
+        for rec in f:
+            alleles = [a for s in rec.samples.values() for a in s["GT"] if a is not None]
+            ac.append(sum(alleles))
+            an.append(len(alleles))
     return np.array(ac), np.array(an)
 
 
@@ -106,6 +104,13 @@ def test_plink2_reads_and_agrees(cohort, spec, tmp_path):
     assert len(rows) == VARIANTS
     np.testing.assert_array_equal([int(r["ALT_CTS"]) for r in rows], ac)
     np.testing.assert_array_equal([int(r["OBS_CT"]) for r in rows], an)
+    # and the plain --freq report, whose ALT_FREQS plink2 prints to 6 significant digits
+    run(plink2, "--pfile", str(prefix), "--freq", "--out", str(prefix))
+    lines = (tmp_path / f"{spec.site_id}.afreq").read_text().splitlines()
+    header = lines[0].lstrip("#").split("\t")
+    freqs = [dict(zip(header, line.split("\t"), strict=True)) for line in lines[1:]]
+    np.testing.assert_allclose([float(r["ALT_FREQS"]) for r in freqs], ac / an, rtol=1e-5)
+    assert [r["ID"] for r in freqs] == [r["ID"] for r in rows]
 
 
 @pytest.mark.parametrize("spec", SITES, ids=[s.site_id for s in SITES])
@@ -134,6 +139,16 @@ def test_samtools_reads_alignments(cohort, name):
     assert "600 + 0 in total" in flagstat and "600 + 0 properly paired" in flagstat
     idx = run(tool("samtools"), "idxstats", str(path))
     assert idx.split("\t")[:3] == ["chr21_fragment", "20000", "600"]
+
+
+def test_raw_files_are_small(cohort):
+    raw = cohort / "nig" / "JGAD000102"
+    names = sorted(p.name for p in raw.iterdir())
+    assert names == sorted(
+        ["reference.fa", "reference.fa.fai", "reads_R1.fastq.gz", "reads_R2.fastq.gz",
+         "aligned.bam", "aligned.bam.bai", "aligned.cram", "aligned.cram.crai"]
+    )  # fmt: skip
+    assert all((raw / n).stat().st_size < 1_000_000 for n in names)
 
 
 def test_fastq_pairs(cohort):

@@ -6,6 +6,7 @@ import csv
 import gzip
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -126,9 +127,43 @@ def test_deterministic_for_a_seed(tmp_path, small):
     generate_cohorts(
         other, SITES, samples_per_site=30, variants=200, seed=8, zarr=False, raw_files=False
     )
-    assert (other / "nig/JGAD000101/phenotypes.tsv").read_bytes() != (
-        out / "nig/JGAD000101/phenotypes.tsv"
-    ).read_bytes()
+    for name in ("genotypes.vcf.gz", "clinical.tsv", "phenotypes.tsv"):
+        a = (out / "nig/JGAD000101" / name).read_bytes()
+        assert (other / "nig/JGAD000101" / name).read_bytes() != a, name
+
+
+def test_chunk_size_does_not_change_the_cohort(tmp_path, small):
+    # the chunk size is a memory knob only: a benchmark may pick any
+    out, _ = small
+    generate_cohorts(
+        tmp_path, SITES, samples_per_site=30, variants=200, seed=7, zarr=False,
+        raw_files=False, chunk_variants=37,
+    )  # fmt: skip
+    for spec in SITES:
+        for name in ("genotypes.vcf.gz", "clinical.tsv", "phenotypes.tsv"):
+            a = (out / spec.site_id / spec.analysis_dataset / name).read_bytes()
+            b = (tmp_path / spec.site_id / spec.analysis_dataset / name).read_bytes()
+            assert a == b, f"{spec.site_id}/{name}"
+
+
+def test_truth_is_the_answer_key(small):
+    out, result = small
+    truth = json.loads((out / "truth.json").read_text())
+    assert truth == json.loads(json.dumps(result.to_json()))
+    assert truth["seed"] == 7 and truth["fst"] == 0.01 and truth["samples_per_site"] == 30
+    assert set(truth["site_shift"]) == {"nig", "ncc", "tommo"}
+    assert truth["covariate_effects"]["quant_trait"]["male"] > 0
+    _, records = vcf_records(out / "ncc/JGAD000201/genotypes.vcf.gz")
+    for c in truth["causal_quantitative"] + truth["causal_binary"]:
+        assert records[c["index"]][2] == c["variant_id"]
+        assert c["beta"] != 0 and 0.01 <= c["ancestral_af"] <= 0.5
+    # the answer key is kept out of the folders researchers are given
+    assert not list(out.glob("*/*/truth.json"))
+    for spec in SITES:
+        files = result.sites[spec.site_id]
+        for path in (files.vcf, files.vcf_index, files.clinical, files.phenotypes):
+            assert (out / spec.site_id / spec.analysis_dataset).samefile(Path(path).parent)
+        assert files.zarr is None and files.raw_dir is None and files.raw_files == []
 
 
 @pytest.fixture(scope="module")
@@ -184,6 +219,26 @@ def test_population_structure(larger):
     assert 0.004 < fst_hat < 0.05
 
 
+def test_hardy_weinberg_and_missingness(larger):
+    # within a site, calls follow Binomial(2, p): heterozygotes near 2pq
+    _, g, _, _, _ = larger
+    for x in g:
+        called = x >= 0
+        p = np.where(called, x, 0).sum(axis=1) / (called.sum(axis=1) * 2)
+        het = ((x == 1).sum(axis=1) / called.sum(axis=1)).mean()
+        assert het / (2 * p * (1 - p)).mean() == pytest.approx(1, abs=0.05)
+        assert 0.003 < (~called).mean() < 0.008  # about 0.5 % missing calls
+
+
+def test_low_frequencies_dominate(larger):
+    _, g, _, _, _ = larger
+    pooled = np.concatenate(g, axis=1)
+    called = pooled >= 0
+    af = np.where(called, pooled, 0).sum(axis=1) / (called.sum(axis=1) * 2)
+    maf = np.minimum(af, 1 - af)
+    assert np.median(maf) < 0.15 and (maf > 0.3).mean() < 0.25
+
+
 @pytest.mark.parametrize(
     "kwargs,message",
     [
@@ -197,6 +252,7 @@ def test_population_structure(larger):
         pytest.param(
             {"sites": [SITES[0], SITES[0]]}, "site id listed twice: nig", id="duplicate-site"
         ),
+        pytest.param({"chunk_variants": 0}, "chunk_variants: 0 must be positive", id="zero-chunk"),
     ],
 )
 def test_bad_arguments(tmp_path, kwargs, message):
