@@ -1,0 +1,256 @@
+"""The offline-built images on a real Docker engine.
+
+A module fixture brings up the project's engine (scripts/docker.sh up) and
+builds the images (scripts/images.sh), which is quick when nothing changed.
+Every container here runs with no network, or on networks this module creates
+and removes; the only traffic is between containers it started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+import tomllib
+import uuid
+from pathlib import Path
+
+import pytest
+
+# A build from scratch (debootstrap, wheelhouse, two venvs) takes minutes.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(3600)]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DOCKER_SH = REPO_ROOT / "scripts" / "docker.sh"
+IMAGES_SH = REPO_ROOT / "scripts" / "images.sh"
+IMAGES = ["visiting/base", "visiting/singleuser", "visiting/dask"]
+SINGLEUSER = "visiting/singleuser:latest"
+DASK = "visiting/dask:latest"
+BASE = "visiting/base:latest"
+DOWNLOAD_PLUGINS = [
+    "@jupyterlab/docmanager-extension:download",
+    "@jupyterlab/filebrowser-extension:download",
+    "@jupyterlab/filebrowser-extension:open-browser-tab",
+]
+
+
+def run(cmd, *, env=None, timeout=300, check=True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [str(c) for c in cmd], env=env, capture_output=True, text=True, timeout=timeout
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(map(str, cmd))} exited {proc.returncode}\n"
+            f"stdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
+        )
+    return proc
+
+
+@pytest.fixture(scope="module")
+def docker_env() -> dict[str, str]:
+    run([DOCKER_SH, "up"], timeout=600)
+    out = run([DOCKER_SH, "env"]).stdout.strip()
+    m = re.fullmatch(r"export DOCKER_HOST=(\S+)", out)
+    assert m, f"unexpected `docker.sh env` output: {out!r}"
+    env = {**os.environ, "DOCKER_HOST": m.group(1)}
+    run([IMAGES_SH], env=env, timeout=3300)
+    return env
+
+
+@pytest.fixture
+def docker(docker_env):
+    """`docker(args...)` against the project's engine; removes what the test names with `prefix`."""
+    prefix = f"vt-{uuid.uuid4().hex[:8]}"
+
+    def call(*args, check=True, timeout=300):
+        return run(["docker", *args], env=docker_env, check=check, timeout=timeout)
+
+    call.prefix = prefix
+    yield call
+    ids = call("ps", "-aq", "--filter", f"name={prefix}", check=False).stdout.split()
+    if ids:
+        call("rm", "-f", *ids, check=False)
+    nets = call("network", "ls", "-q", "--filter", f"name={prefix}", check=False).stdout.split()
+    if nets:
+        call("network", "rm", *nets, check=False)
+
+
+def labels(docker, image: str) -> dict[str, str]:
+    out = docker("image", "inspect", "-f", "{{json .Config.Labels}}", image).stdout
+    return json.loads(out) or {}
+
+
+def offline(docker, image: str, *cmd: str, timeout=300) -> subprocess.CompletedProcess:
+    return docker("run", "--rm", "--network", "none", image, *cmd, timeout=timeout)
+
+
+@pytest.mark.parametrize("repo", IMAGES)
+def test_image_carries_version_inputs_and_wheels_labels(docker, repo):
+    got = labels(docker, f"{repo}:latest")
+    version = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert got.get("org.visiting.project-version") == version
+    inputs = got.get("org.visiting.inputs", "")
+    assert re.fullmatch(r"[0-9a-f]{64}", inputs), got
+    assert got.get("org.visiting.wheels"), got
+    # :latest and :<short input hash> are the same image
+    ids = {
+        docker("image", "inspect", "-f", "{{.Id}}", ref).stdout.strip()
+        for ref in (f"{repo}:latest", f"{repo}:{inputs[:12]}")
+    }
+    assert len(ids) == 1
+
+
+def test_derived_images_share_one_wheel_set(docker):
+    su, dk = labels(docker, SINGLEUSER), labels(docker, DASK)
+    # same wheels: the notebook's Dask client matches the scheduler and workers
+    assert su["org.visiting.wheels"] == dk["org.visiting.wheels"]
+    assert re.fullmatch(r"[0-9a-f]{64}", su["org.visiting.wheels"])
+
+
+def test_singleuser_runs_as_uid_1000(docker):
+    assert offline(docker, SINGLEUSER, "id", "-u").stdout.strip() == "1000"
+    assert offline(docker, SINGLEUSER, "sh", "-c", "echo $HOME && pwd").stdout.split() == [
+        "/home/jovyan",
+        "/home/jovyan",
+    ]
+
+
+def test_singleuser_imports_the_analysis_stack_offline(docker):
+    mods = "hail, dask, distributed, xarray, zarr, pysam, ipywidgets, jupyterlab, extensions"
+    out = offline(docker, SINGLEUSER, "python", "-c", f"import {mods}; print('ok')")
+    assert out.stdout.strip() == "ok"
+
+
+def test_singleuser_has_java(docker):
+    out = offline(docker, SINGLEUSER, "java", "-version")
+    assert "openjdk" in (out.stderr + out.stdout).lower()
+
+
+def test_hail_runs_offline_on_the_base_jvm(docker):
+    script = (
+        "import hail as hl\n"
+        "hl.init(quiet=True, master='local[1]', log='/tmp/hail.log')\n"
+        "print('count', hl.utils.range_table(10).count())\n"
+    )
+    out = offline(docker, SINGLEUSER, "python", "-c", script, timeout=600)
+    assert "count 10" in out.stdout, out.stderr[-2000:]
+
+
+def test_singleuser_speaks_the_hubs_jupyterhub_version(docker):
+    out = offline(docker, SINGLEUSER, "jupyterhub-singleuser", "--version")
+    assert out.stdout.strip() == "6.1.1"
+
+
+def test_jupyterlab_download_commands_are_disabled(docker):
+    page_config = "/opt/venv/share/jupyter/lab/settings/page_config.json"
+    cfg = json.loads(offline(docker, SINGLEUSER, "cat", page_config).stdout)
+    disabled = cfg["disabledExtensions"]
+    for plugin in DOWNLOAD_PLUGINS:
+        assert disabled.get(plugin) is True, plugin
+    # every id disabled is a plugin the installed JupyterLab really has
+    found = offline(
+        docker,
+        SINGLEUSER,
+        "python",
+        "-c",
+        "import glob, json, sys\n"
+        "ids = json.loads(sys.argv[1])\n"
+        "js = ''.join(open(f).read() for f in glob.glob('/opt/venv/share/jupyter/lab/static/*.js'))\n"
+        "print(json.dumps([i for i in ids if f'\"{i}\"' in js]))\n",
+        json.dumps(sorted(disabled)),
+    ).stdout
+    assert sorted(json.loads(found)) == sorted(disabled)
+
+
+def test_dask_image_runs_the_scheduler_offline(docker):
+    out = offline(docker, DASK, "dask", "scheduler", "--version")
+    assert "version" in out.stdout
+    assert offline(docker, DASK, "id", "-u").stdout.strip() != "0"
+    cmd = docker("image", "inspect", "-f", "{{json .Config.Cmd}}", DASK).stdout
+    assert json.loads(cmd) == ["dask", "scheduler"]
+    offline(docker, DASK, "python", "-c", "import distributed, hail, pysam, zarr, extensions")
+
+
+def test_notebook_client_computes_on_a_site_cluster_on_an_internal_network(docker):
+    net = f"{docker.prefix}-site"
+    docker("network", "create", "--internal", net)
+    sched = f"{docker.prefix}-scheduler"
+    docker("run", "-d", "--name", sched, "--network", net, DASK)
+    docker(
+        "run", "-d", "--name", f"{docker.prefix}-worker", "--network", net, DASK,
+        "dask", "worker", f"tcp://{sched}:8786", "--nthreads", "1", "--memory-limit", "1GB",
+    )  # fmt: skip
+    script = (
+        "from distributed import Client\n"
+        f"c = Client('tcp://{sched}:8786', timeout=60)\n"
+        "c.wait_for_workers(1, timeout=120)\n"
+        "c.get_versions(check=True)\n"  # raises if client and cluster differ
+        "print('sum', c.submit(sum, [1, 2, 3]).result())\n"
+    )
+    out = docker("run", "--rm", "--network", net, SINGLEUSER, "python", "-c", script, timeout=300)
+    assert "sum 6" in out.stdout
+
+
+def _http_get(docker, network: str, url: str) -> subprocess.CompletedProcess:
+    script = (
+        "import sys, urllib.request\n"
+        "try:\n"
+        "    print(urllib.request.urlopen(sys.argv[1], timeout=4).status)\n"
+        "except OSError as e:\n"
+        "    print('unreachable', e); sys.exit(3)\n"
+    )
+    return docker(
+        "run", "--rm", "--network", network, BASE, "python3", "-c", script, url, check=False
+    )
+
+
+def _start_decoy(docker, name: str, network: str) -> str:
+    docker(
+        "run", "-d", "--name", name, "--network", network, BASE,
+        "python3", "-m", "http.server", "8080",
+    )  # fmt: skip
+    ip = docker(
+        "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", name
+    ).stdout.strip()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        probe = docker("exec", name, "python3", "-c",
+                       "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/', timeout=2)",
+                       check=False)  # fmt: skip
+        if probe.returncode == 0:
+            return ip
+        time.sleep(0.5)
+    raise AssertionError(f"decoy {name} did not start serving")
+
+
+def test_internal_network_reaches_its_own_network_and_nothing_else(docker):
+    other = f"{docker.prefix}-other"
+    internal = f"{docker.prefix}-internal"
+    docker("network", "create", other)
+    docker("network", "create", "--internal", internal)
+    decoy_elsewhere = _start_decoy(docker, f"{docker.prefix}-decoy-other", other)
+    _start_decoy(docker, f"{docker.prefix}-decoy-local", internal)
+
+    local = _http_get(docker, internal, f"http://{docker.prefix}-decoy-local:8080/")
+    assert local.returncode == 0 and local.stdout.strip() == "200", local.stdout + local.stderr
+
+    elsewhere = _http_get(docker, internal, f"http://{decoy_elsewhere}:8080/")
+    assert elsewhere.returncode == 3, elsewhere.stdout + elsewhere.stderr
+    assert "unreachable" in elsewhere.stdout
+
+    # the decoy itself is up: a container on its own network gets an answer
+    same = _http_get(docker, other, f"http://{decoy_elsewhere}:8080/")
+    assert same.stdout.strip() == "200", same.stdout + same.stderr
+
+
+def test_a_second_build_builds_nothing(docker_env):
+    started = time.monotonic()
+    out = run([IMAGES_SH], env=docker_env, timeout=600)
+    took = time.monotonic() - started
+    log = out.stdout + out.stderr
+    assert "built: nothing" in log, log
+    skipped = re.search(r"up to date \(skipped\): (.*)", log)
+    assert skipped and set(skipped.group(1).split()) == set(IMAGES), log
+    assert took < 60, f"an up-to-date images.sh took {took:.0f}s"
