@@ -3,15 +3,20 @@ VENV := .venv
 VISITING := $(VENV)/bin/visiting
 PYTEST_ARGS ?=
 
-.PHONY: setup images demo demo-up demo-down test lint unit integration
+.PHONY: setup images docker-up docker-down demo demo-up demo-down test lint unit integration
 
 setup:
 	@bash scripts/setup.sh
 
 # the container images, built offline; rebuilt only where their inputs changed
 images: setup
-	@bash scripts/docker.sh up
 	@bash scripts/images.sh
+
+docker-up:
+	@bash scripts/docker.sh up
+
+docker-down:
+	@bash scripts/docker.sh down
 
 demo: setup
 	$(VISITING) demo run

@@ -105,6 +105,12 @@ class SiteSpawner(DockerSpawner):
     def _cmd_default(self):
         return ["jupyterhub-singleuser"]
 
+    @default("allowed_images")
+    def _allowed_images_default(self):
+        # the options form offers these when a site has several; start() checks again
+        site = self.platform.sites.get(self.name)
+        return list(site.images) if site else []
+
     # -- which engine ------------------------------------------------------
 
     _clients: dict = {}

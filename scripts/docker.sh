@@ -110,6 +110,10 @@ start_dockerd() {
 }
 
 up() {
+  # Two callers at once (images.sh and a test fixture) must not both start one.
+  mkdir -p "$RUN_DIR" 2>/dev/null || die "cannot create $RUN_DIR (run as root)"
+  exec 8>"$RUN_DIR/docker.lock"
+  flock 8
   # Ours first when it runs: the images built on it live in its data root, and
   # the hub must not be switched to another engine under its feet.
   if own_pid >/dev/null && answers "$OWN_ENDPOINT"; then

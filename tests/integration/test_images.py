@@ -77,6 +77,16 @@ def docker(docker_env):
         call("network", "rm", *nets, check=False)
 
 
+def test_docker_sh_records_and_reports_the_endpoint_in_use(docker_env):
+    endpoint = docker_env["DOCKER_HOST"]
+    run_dir = Path(os.environ.get("VISITING_RUN_DIR", "/run/visiting"))
+    assert (run_dir / "docker-endpoint").read_text().strip() == endpoint
+    assert run([DOCKER_SH, "status"]).stdout.startswith(f"{endpoint} answers")
+    # a second `up` while the engine runs starts nothing
+    again = run([DOCKER_SH, "up"])
+    assert "started" not in again.stderr, again.stderr
+
+
 def labels(docker, image: str) -> dict[str, str]:
     out = docker("image", "inspect", "-f", "{{json .Config.Labels}}", image).stdout
     return json.loads(out) or {}
