@@ -353,9 +353,20 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         p = demo.add_parser(name, help=text)
         p.add_argument("--platform", default=str(DEMO_DIR))
-        if name != "down":
+        if name == "down":
+            p.add_argument(
+                "--sites",
+                action="store_true",
+                help="also remove the site networks, Dask clusters and firewall rules",
+            )
+        else:
             p.add_argument(
                 "--no-data", action="store_true", help="do not generate synthetic cohorts"
+            )
+            p.add_argument(
+                "--no-sites",
+                action="store_true",
+                help="hub and IdP only: no Docker, no site containers",
             )
             for opt, default in (
                 ("hub-port", 8000),

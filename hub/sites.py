@@ -163,13 +163,17 @@ def installed_hub_ports() -> set[int]:
     return ports
 
 
-def install_firewall(plans: Iterable[SitePlan], hub_ports: Iterable[int]) -> int:
+def install_firewall(
+    plans: Iterable[SitePlan], hub_ports: Iterable[int], closing: Iterable[int] = ()
+) -> int:
     """Replace the project's chains with the rules for `plans`; returns the number of rules.
 
     Hub ports already opened stay open, so a second stack on the machine (the
-    tests beside a running demo) does not cut the first one off.
+    tests beside a running demo) does not cut the first one off; a stack that
+    stops names its own ports in `closing`.
     """
-    rules = firewall_rules(plans, set(hub_ports) | installed_hub_ports())
+    ports = (set(hub_ports) | installed_hub_ports()) - set(closing)
+    rules = firewall_rules(plans, ports)
     for chain, hook in ((INPUT_CHAIN, "INPUT"), (FORWARD_CHAIN, "DOCKER-USER")):
         if _iptables("-n", "-L", chain, check=False).returncode != 0:
             _iptables("-N", chain)
@@ -368,6 +372,12 @@ def sites_up(
     n = install_firewall(plans, hub_ports)
     done.append(f"firewall: {n} rules in {INPUT_CHAIN} and {FORWARD_CHAIN}")
     return done
+
+
+def close_hub_ports(platform: Platform, ports: Iterable[int]) -> None:
+    """Stop letting site containers reach `ports` (a stack that shares the sites is stopping)."""
+    plans = [SitePlan.for_site(s) for s in platform.sites.values()]
+    install_firewall(plans, (), closing=ports)
 
 
 def sites_down(platform: Platform, remove_servers: bool = True) -> list[str]:

@@ -336,8 +336,11 @@ class Stack:
         sites.build_images()
         self.started_sites = not sites.sites_running(platform)
         say("site networks, firewall and Dask clusters ...")
-        for line in sites.sites_up(platform, [self.config.hub_port, self.config.hub_api_port]):
+        ports = (self.config.hub_port, self.config.hub_api_port)
+        already = sites.installed_hub_ports()
+        for line in sites.sites_up(platform, ports):
             say(f"  {line}")
+        self._opened_ports = tuple(p for p in ports if p not in already)
 
     def start(self, timeout: float = 90.0) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -359,6 +362,7 @@ class Stack:
             raise
 
     started_sites = False
+    _opened_ports: tuple[int, ...] = ()
 
     def stop(self) -> None:
         for p in reversed(self.processes):
@@ -370,6 +374,11 @@ class Stack:
 
             sites_down(self.bundle.platform)
             self.started_sites = False
+        elif self.config.sites and self._opened_ports:
+            from .sites import close_hub_ports
+
+            close_hub_ports(self.bundle.platform, self._opened_ports)
+        self._opened_ports = ()
 
     def stop_recorded(self) -> list[str]:
         """Stop what a previous `start` recorded in the state folder's pid files."""

@@ -117,3 +117,23 @@ def test_bad_arguments(capsys, policy_copy, argv, message):
         argv = [*argv, "--platform", str(policy_copy)]
     code, _, err = run(capsys, *argv)
     assert code == 2 and message in err
+
+
+@pytest.mark.parametrize(
+    "argv,expected",
+    [
+        pytest.param(["demo", "up"], {"no_data": False, "no_sites": False}, id="up-defaults"),
+        pytest.param(["demo", "run", "--no-sites"], {"no_sites": True}, id="run-no-sites"),
+        pytest.param(["demo", "down", "--sites"], {"sites": True}, id="down-sites"),
+        pytest.param(
+            ["sites", "up", "--hub-port", "18000"],
+            {"hub_port": 18000, "hub_api_port": 8081},
+            id="sites-up",
+        ),
+    ],
+)
+def test_demo_and_sites_flags(argv, expected):
+    from hub.cli import build_parser
+
+    args = vars(build_parser().parse_args(argv))
+    assert {k: args[k] for k in expected} == expected
