@@ -161,17 +161,38 @@ class ManagedProcess:
 def stop_pid_file(pid_file: Path, timeout: float = 15.0) -> bool:
     """Stop the process group recorded in `pid_file` (started by another process).
 
-    True if something was running. The whole group goes, not only its leader.
+    True if something of it was still running. The whole group goes, not only
+    its leader.
     """
     try:
         pgid = int(pid_file.read_text().strip())
     except (FileNotFoundError, ValueError):
         return False
-    running = _signal_group(pgid, signal.SIGTERM)
+    running = bool(_live_members(pgid))
     if running:
+        _signal_group(pgid, signal.SIGTERM)
         _wait_group_gone(pgid, timeout)
     pid_file.unlink(missing_ok=True)
     return running
+
+
+def _live_members(pgid: int) -> list[int]:
+    """Processes of group `pgid` that are not zombies.
+
+    A killed process whose parent has gone waits as a zombie until PID 1 reaps
+    it, which can take a while in a container; it still counts for killpg, but
+    nothing of it runs.
+    """
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        state, pgrp = fields[0], int(fields[2])
+        if pgrp == pgid and state != "Z":
+            members.append(int(stat.parent.name))
+    return members
 
 
 def _signal_group(pgid: int, sig: int) -> bool:
@@ -185,7 +206,7 @@ def _signal_group(pgid: int, sig: int) -> bool:
 def _wait_group_gone(pgid: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not _signal_group(pgid, 0):
+        if not _live_members(pgid):
             return
         time.sleep(0.1)
     _signal_group(pgid, signal.SIGKILL)
