@@ -15,21 +15,12 @@ them):
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 from oauthenticator.generic import GenericOAuthenticator
 from tornado import web
-from traitlets import Instance, Unicode, default
+from traitlets import default
 
 from .access import AccessDecision, decide_access, role_group
-from .periods import Clock, clock_from_env
-from .policy import load_platform
-from .registry import ApprovalRegistry
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
-PLATFORM_ENV = "VISITING_PLATFORM"
+from .traits import PlatformTraits
 
 
 class ApprovalRefused(web.HTTPError):
@@ -47,43 +38,8 @@ class ApprovalRefused(web.HTTPError):
         )
 
 
-class VisitingAuthenticator(GenericOAuthenticator):
+class VisitingAuthenticator(PlatformTraits, GenericOAuthenticator):
     """Log in through the platform's OIDC provider; admit data handlers with an active approval."""
-
-    platform_dir = Unicode(
-        help="""Folder of the platform's policy files (platform.yaml, approvals/, users.yaml).
-
-        The registry database named there is where approvals are looked up.
-        Default: $VISITING_PLATFORM, else the demo platform `policies/demo`.
-        Example: `c.VisitingAuthenticator.platform_dir = "/etc/visiting/platform"`.
-        """,
-    ).tag(config=True)
-
-    @default("platform_dir")
-    def _platform_dir_default(self):
-        return os.environ.get(PLATFORM_ENV, str(REPO_ROOT / "policies" / "demo"))
-
-    clock = Instance(
-        Clock,
-        help="""Where "now" comes from. The real time unless $VISITING_CLOCK_FILE names a
-        file holding an instant (test set-ups only).""",
-    )
-
-    @default("clock")
-    def _clock_default(self):
-        return clock_from_env()
-
-    registry = Instance(ApprovalRegistry, help="The approval registry (built from platform_dir).")
-
-    @default("registry")
-    def _registry_default(self):
-        return ApprovalRegistry.for_platform(self.platform, clock=self.clock)
-
-    @property
-    def platform(self):
-        if not hasattr(self, "_platform"):
-            self._platform = load_platform(self.platform_dir)
-        return self._platform
 
     # oauthenticator's defaults that an OIDC provider wants differently
     @default("username_claim")

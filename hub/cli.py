@@ -9,9 +9,9 @@ import sys
 import threading
 from pathlib import Path
 
-from .auth import REPO_ROOT
 from .policy import PolicyError, load_policy_dir
 from .sites import SiteError
+from .traits import REPO_ROOT
 
 DEMO_DIR = REPO_ROOT / "policies" / "demo"
 

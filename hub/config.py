@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
-from .auth import PLATFORM_ENV, REPO_ROOT
 from .home import site_rows
 from .policy import load_platform
+from .traits import PLATFORM_ENV, REPO_ROOT
 
 DEMO_CLIENT_ID = "visiting-hub"
 DEMO_CLIENT_SECRET = "visiting-demo-secret"

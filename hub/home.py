@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 from functools import cache
 
-from .auth import PLATFORM_ENV, REPO_ROOT
 from .periods import clock_from_env
 from .policy import load_platform
 from .registry import ApprovalRegistry
+from .traits import PLATFORM_ENV, REPO_ROOT
 
 
 @cache

@@ -17,20 +17,15 @@ be on the site's list. The container then gets
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 from dockerspawner import DockerSpawner
 from tornado import web
-from traitlets import Instance, Int, Unicode, default
+from traitlets import Int, default
 
 from .access import decide_access
-from .periods import Clock, clock_from_env
-from .policy import Platform, Quota, Site, load_platform
-from .registry import ApprovalRegistry, ApprovalView
+from .policy import Quota, Site
+from .registry import ApprovalView
 from .sites import SitePlan, resolve_endpoint
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from .traits import PlatformTraits
 
 
 class SiteRefused(web.HTTPError):
@@ -42,45 +37,14 @@ class SiteRefused(web.HTTPError):
         self.jupyterhub_message = message
 
 
-class SiteSpawner(DockerSpawner):
+class SiteSpawner(PlatformTraits, DockerSpawner):
     """A researcher's server at one site, in a container on that site's network."""
-
-    platform_dir = Unicode(
-        help="""Folder of the platform's policy files. Default: $VISITING_PLATFORM,
-        else the demo platform `policies/demo`.""",
-    ).tag(config=True)
-
-    @default("platform_dir")
-    def _platform_dir_default(self):
-        return os.environ.get("VISITING_PLATFORM", str(REPO_ROOT / "policies" / "demo"))
 
     hub_api_port = Int(
         8081,
         help="""Port of the hub's API on the site's host address (the site network's .1),
         which is how a container reaches the hub. Example: 8081.""",
     ).tag(config=True)
-
-    clock = Instance(Clock, help="Where 'now' comes from; see hub.periods.clock_from_env.")
-
-    @default("clock")
-    def _clock_default(self):
-        return clock_from_env()
-
-    registry = Instance(ApprovalRegistry, help="The approval registry (built from platform_dir).")
-
-    @default("registry")
-    def _registry_default(self):
-        return ApprovalRegistry.for_platform(self.platform, clock=self.clock)
-
-    @property
-    def platform(self) -> Platform:
-        cls = type(self)
-        cache = cls.__dict__.get("_platforms")
-        if cache is None:
-            cache = cls._platforms = {}
-        if self.platform_dir not in cache:
-            cache[self.platform_dir] = load_platform(self.platform_dir)
-        return cache[self.platform_dir]
 
     # DockerSpawner's defaults that the platform sets differently
     @default("remove")

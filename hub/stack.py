@@ -26,9 +26,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .auth import PLATFORM_ENV, REPO_ROOT
 from .policy import load_policy_dir
 from .registry import ApprovalRegistry
+from .traits import PLATFORM_ENV, REPO_ROOT
 
 
 class StackError(Exception):
