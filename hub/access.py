@@ -16,6 +16,12 @@ SECRETARIAT = "secretariat"
 SITE_ADMIN_PREFIX = "site-admin:"
 
 
+def approvals_at_site(approvals: Sequence[ApprovalView], site_id: str) -> list[ApprovalView]:
+    """The approvals covering a dataset held at `site_id`, latest end first (the one a server uses)."""
+    covering = [a for a in approvals if a.datasets_at(site_id)]
+    return sorted(covering, key=lambda a: a.period.end, reverse=True)
+
+
 def role_group(role: str) -> str:
     """The JupyterHub group that carries a platform role ('site-admin:nig' -> 'site-admin-nig')."""
     return role.replace(":", "-")

@@ -128,22 +128,19 @@ def cmd_approvals_show(args) -> int:
 
 
 def cmd_synth(args) -> int:
-    from .synth import SiteSpec, generate_cohorts
+    from .synth import generate_cohorts, site_specs
 
     bundle = _load(args.platform)
-    sites = []
     wanted = args.sites.split(",") if args.sites else list(bundle.platform.sites)
-    for site_id in wanted:
-        site = bundle.platform.sites.get(site_id)
-        if site is None:
-            raise CommandError(
-                f"--sites: unknown site {site_id!r} (known: {', '.join(bundle.platform.sites)})"
-            )
-        analysis = [d.id for d in site.datasets if d.kind == "analysis"]
-        raw = [d.id for d in site.datasets if d.kind == "raw"]
-        if not analysis:
-            raise CommandError(f"site {site_id!r} holds no analysis dataset to write a cohort into")
-        sites.append(SiteSpec(site_id, analysis[0], raw[0] if raw else None, site.region))
+    unknown = [s for s in wanted if s not in bundle.platform.sites]
+    if unknown:
+        raise CommandError(
+            f"--sites: unknown site {unknown[0]!r} (known: {', '.join(bundle.platform.sites)})"
+        )
+    sites = site_specs(bundle.platform.sites[s] for s in wanted)
+    empty = [s for s in wanted if s not in {spec.site_id for spec in sites}]
+    if empty:
+        raise CommandError(f"site {empty[0]!r} holds no analysis dataset to write a cohort into")
     out = Path(args.out) if args.out else bundle.platform.data_root
     try:
         result = generate_cohorts(

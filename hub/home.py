@@ -2,38 +2,35 @@
 
 from __future__ import annotations
 
-import os
 from functools import cache
 
-from .periods import clock_from_env
-from .policy import load_platform
-from .registry import ApprovalRegistry
-from .traits import PLATFORM_ENV, REPO_ROOT
+from .access import approvals_at_site
+from .traits import PlatformTraits
 
 
 @cache
-def _context(platform_dir: str):
-    platform = load_platform(platform_dir)
-    return platform, ApprovalRegistry.for_platform(platform)
+def _context(platform_dir: str | None) -> PlatformTraits:
+    # the same platform folder, registry and clock as the authenticator and the spawner
+    return PlatformTraits(platform_dir=platform_dir) if platform_dir else PlatformTraits()
 
 
-def site_rows(user, platform_dir: str | None = None, clock=None) -> list[dict]:
+def site_rows(user, platform_dir: str | None = None) -> list[dict]:
     """Rows for the home page: site, approved datasets there, approval and its end, server state.
 
     Called by JupyterHub with the current user (or None) when a page is rendered.
     """
     if user is None:
         return []
-    platform, registry = _context(
-        platform_dir or os.environ.get(PLATFORM_ENV, str(REPO_ROOT / "policies" / "demo"))
-    )
-    now = (clock or clock_from_env()).now()
+    ctx = _context(platform_dir)
+    platform = ctx.platform
+    now = ctx.clock.now()
+    active = ctx.registry.active_approvals(user.name, now)
     rows = []
     for site in platform.sites.values():
-        covering = [a for a in registry.active_approvals(user.name, now) if a.datasets_at(site.id)]
+        covering = approvals_at_site(active, site.id)
         if not covering:
             continue
-        approval = max(covering, key=lambda a: a.period.end)
+        approval = covering[0]
         spawner = user.spawners.get(site.id) if hasattr(user, "spawners") else None
         rows.append(
             {

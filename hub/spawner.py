@@ -21,7 +21,7 @@ from dockerspawner import DockerSpawner
 from tornado import web
 from traitlets import Int, default
 
-from .access import decide_access
+from .access import approvals_at_site, decide_access
 from .policy import Quota, Site
 from .registry import ApprovalView
 from .sites import SitePlan, resolve_endpoint
@@ -107,9 +107,9 @@ class SiteSpawner(PlatformTraits, DockerSpawner):
 
     def site_approvals(self, site: Site) -> list[ApprovalView]:
         """The user's approvals active now that cover a dataset held at `site`, latest end first."""
-        active = self.registry.active_approvals(self.user.name, self.clock.now())
-        covering = [a for a in active if a.datasets_at(site.id)]
-        return sorted(covering, key=lambda a: a.period.end, reverse=True)
+        return approvals_at_site(
+            self.registry.active_approvals(self.user.name, self.clock.now()), site.id
+        )
 
     def refuse_unless_approved(self, site: Site) -> ApprovalView:
         approvals = self.site_approvals(site)

@@ -239,6 +239,8 @@ class Stack:
             {
                 PLATFORM_ENV: str(self.config.platform_dir.resolve()),
                 "VISITING_STATE_DIR": str(self.state_dir),
+                # the hub reads the registry the stack imported the approvals into
+                "VISITING_DATABASE_URL": self._database_url(),
             }
         )
         if self.config.clock_file:
@@ -329,18 +331,13 @@ class Stack:
 
     def ensure_data(self, say=lambda _msg: None) -> None:
         """The demo's synthetic cohorts under the platform's data root, written once."""
-        from .synth import SiteSpec, generate_cohorts
+        from .synth import generate_cohorts, site_specs
 
         platform = self.bundle.platform
         if (platform.data_root / "truth.json").exists():
             return
         say(f"generating the synthetic cohorts in {platform.data_root} ...")
-        specs = []
-        for site in platform.sites.values():
-            analysis = [d.id for d in site.datasets if d.kind == "analysis"]
-            raw = [d.id for d in site.datasets if d.kind == "raw"]
-            if analysis:
-                specs.append(SiteSpec(site.id, analysis[0], raw[0] if raw else None, site.region))
+        specs = site_specs(platform.sites.values())
         generate_cohorts(platform.data_root, specs, samples_per_site=200, variants=2000, seed=2026)
 
     def start_sites(self, say=lambda _msg: None) -> None:

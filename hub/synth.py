@@ -154,6 +154,17 @@ class SynthResult:
         return asdict(self)
 
 
+def site_specs(sites) -> list[SiteSpec]:
+    """Specs for the platform sites (hub.policy.Site) that hold an analysis dataset to write into."""
+    specs = []
+    for site in sites:
+        analysis = [d.id for d in site.datasets if d.kind == "analysis"]
+        raw = [d.id for d in site.datasets if d.kind == "raw"]
+        if analysis:
+            specs.append(SiteSpec(site.id, analysis[0], raw[0] if raw else None, site.region))
+    return specs
+
+
 # ---------------------------------------------------------------------------
 # checks
 
