@@ -124,6 +124,45 @@ def cmd_approvals_show(args) -> int:
 
 
 # ---------------------------------------------------------------------------
+# audit
+
+
+def _instant(text: str):
+    from .audit import parse_instant
+
+    try:
+        return parse_instant(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _audit_store(bundle, database: str | None):
+    from .audit import AuditStore
+
+    return AuditStore(database or bundle.platform.database_url)
+
+
+def cmd_audit_verify(args) -> int:
+    bundle = _load(args.dir)
+    result = _audit_store(bundle, args.database).verify(since=args.since, until=args.until)
+    print(result.message())
+    return 0 if result.ok else 1
+
+
+def cmd_audit_export(args) -> int:
+    if args.until <= args.since:
+        raise CommandError("--until: must be after --since")
+    store = _audit_store(_load(args.dir), args.database)
+    if not args.output:
+        store.export(sys.stdout, since=args.since, until=args.until, format=args.format)
+        return 0
+    with open(args.output, "w", encoding="utf-8", newline="") as out:
+        n = store.export(out, since=args.since, until=args.until, format=args.format)
+    print(f"wrote {n} events to {args.output}")
+    return 0
+
+
+# ---------------------------------------------------------------------------
 # synthetic data
 
 
@@ -326,6 +365,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", default=str(DEMO_DIR))
     p.add_argument("--database")
     p.set_defaults(func=cmd_approvals_show)
+
+    audit = sub.add_parser("audit", help="the audit store").add_subparsers(
+        dest="action", required=True
+    )
+    p = audit.add_parser("verify", help="check the hash chain; exit 1 at its first broken link")
+    p.add_argument(
+        "dir", nargs="?", default=str(DEMO_DIR), help="policy directory (default: the demo)"
+    )
+    p.add_argument("--database", help="SQLAlchemy URL (default: the platform file's registry)")
+    p.add_argument("--since", type=_instant, help="count events from DATE (YYYY-MM-DD JST or ISO)")
+    p.add_argument("--until", type=_instant, help="verify up to DATE, exclusive")
+    p.set_defaults(func=cmd_audit_verify)
+    p = audit.add_parser("export", help="write the events of a period as JSON lines or CSV")
+    p.add_argument(
+        "dir", nargs="?", default=str(DEMO_DIR), help="policy directory (default: the demo)"
+    )
+    p.add_argument("--database", help="SQLAlchemy URL (default: the platform file's registry)")
+    p.add_argument(
+        "--since", type=_instant, required=True, help="YYYY-MM-DD (00:00 JST) or ISO 8601"
+    )
+    p.add_argument("--until", type=_instant, required=True, help="exclusive, like --since")
+    p.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
+    p.add_argument("--output", help="file to write (default: standard output)")
+    p.set_defaults(func=cmd_audit_export)
 
     p = sub.add_parser("synth", help="generate synthetic cohorts for a platform's sites")
     p.add_argument("--platform", default=str(DEMO_DIR), help="policy directory (default: the demo)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import sys
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from urllib.parse import urlparse
 
 from .home import site_rows
 from .policy import load_platform
+from .services.enforcer import SCOPES as ENFORCER_SCOPES
 from .traits import PLATFORM_ENV, REPO_ROOT
 
 DEMO_CLIENT_ID = "visiting-hub"
@@ -41,6 +43,11 @@ class HubSettings:
     hub_api_port: int = 8081
     proxy_api_port: int = 8001
     auth_refresh_age: int = 60
+    audit_port: int = 8082
+    enforcer_interval: float = 30.0
+    period_check_seconds: float = 30.0
+    # extra environment for researchers' containers (test set-ups: short guard intervals)
+    container_env: dict = field(default_factory=dict)
     # site containers need the hub's API and proxy on the sites' host addresses
     sites: bool = False
     proxy_command: tuple[str, ...] = field(
@@ -61,6 +68,9 @@ class HubSettings:
             ("hub_api_port", "VISITING_HUB_API_PORT", int),
             ("proxy_api_port", "VISITING_PROXY_API_PORT", int),
             ("auth_refresh_age", "VISITING_AUTH_REFRESH_AGE", int),
+            ("audit_port", "VISITING_AUDIT_PORT", int),
+            ("enforcer_interval", "VISITING_ENFORCER_INTERVAL", float),
+            ("period_check_seconds", "VISITING_PERIOD_CHECK_SECONDS", float),
         ):
             if env.get(var):
                 try:
@@ -68,6 +78,11 @@ class HubSettings:
                 except ValueError as e:
                     raise ConfigError(f"{var}={env[var]!r} is not valid: {e}") from None
         kwargs["sites"] = env.get("VISITING_SITES", "") == "1"
+        if env.get("VISITING_CONTAINER_ENV"):
+            try:
+                kwargs["container_env"] = dict(json.loads(env["VISITING_CONTAINER_ENV"]))
+            except (ValueError, TypeError) as e:
+                raise ConfigError(f"VISITING_CONTAINER_ENV is not a JSON object: {e}") from None
         return cls(
             platform_dir=platform_dir,
             state_dir=Path(state_dir).resolve()
@@ -119,6 +134,8 @@ def configure(c, settings: HubSettings, discovery: dict | None = None) -> None:
     c.JupyterHub.cookie_secret_file = str(state / "jupyterhub_cookie_secret")
     c.JupyterHub.pid_file = str(state / "jupyterhub.pid")
     c.JupyterHub.allow_named_servers = True
+    # a hub restart (an upgrade, a crash) must not stop researchers' servers
+    c.JupyterHub.cleanup_servers = False
     c.JupyterHub.default_url = "/hub/home"
     # item access: `keys` would be the Config section's dict method
     c.CryptKeeper["keys"] = [bytes.fromhex(crypt_key(state))]
@@ -133,6 +150,10 @@ def configure(c, settings: HubSettings, discovery: dict | None = None) -> None:
     c.JupyterHub.template_vars = {"visiting_sites": site_rows}
     c.SiteSpawner.platform_dir = str(settings.platform_dir)
     c.SiteSpawner.hub_api_port = settings.hub_api_port
+    c.SiteSpawner.proxy_port = port
+    c.SiteSpawner.period_check_seconds = settings.period_check_seconds
+    if settings.container_env:
+        c.SiteSpawner.environment = dict(settings.container_env)
     c.SiteSpawner.start_timeout = 180
     c.SiteSpawner.http_timeout = 120
 
@@ -153,3 +174,49 @@ def configure(c, settings: HubSettings, discovery: dict | None = None) -> None:
     a.refresh_pre_spawn = True
     # a token-authenticated request must not outlive an approval either
     a.auth_refresh_strict = True
+
+    configure_services(c, settings)
+
+
+# the environment of the hub that its own services need too
+SERVICE_ENV = (
+    PLATFORM_ENV,
+    "VISITING_STATE_DIR",
+    "VISITING_DATA_ROOT",
+    "VISITING_DATABASE_URL",
+    "VISITING_CLOCK_FILE",
+    "PATH",
+)
+
+
+def configure_services(c, settings: HubSettings) -> None:
+    """The hub-managed services, each with exactly the scopes it uses."""
+    env = {var: os.environ[var] for var in SERVICE_ENV if os.environ.get(var)}
+    env[PLATFORM_ENV] = str(settings.platform_dir)
+    env["VISITING_STATE_DIR"] = str(settings.state_dir)
+    python = sys.executable
+    c.JupyterHub.services = [
+        {
+            # the intake for the guard's events; a server's own token identifies the sender
+            "name": "audit",
+            "url": f"http://127.0.0.1:{settings.audit_port}",
+            "command": [python, "-m", "hub.services.audit"],
+            "environment": env,
+            "display": False,
+        },
+        {
+            # stops servers whose approval no longer allows them
+            "name": "enforcer",
+            "command": [
+                python,
+                "-m",
+                "hub.services.enforcer",
+                f"--interval={settings.enforcer_interval:g}",
+            ],
+            "environment": env,
+            "display": False,
+        },
+    ]
+    c.JupyterHub.load_roles = [
+        {"name": "enforcer", "services": ["enforcer"], "scopes": list(ENFORCER_SCOPES)},
+    ]

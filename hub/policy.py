@@ -125,8 +125,24 @@ class SanctionRules:
 
 @dataclass(frozen=True)
 class DownloadRules:
+    """What the guard in each researcher's container treats as raw data and may not serve."""
+
     max_bytes: int = 50 * 1024**2
     extra_raw_patterns: tuple[str, ...] = ()
+    disabled_kinds: tuple[str, ...] = ()
+    period_warning_days: int = 14
+
+    def to_env(self) -> str:
+        """The rules as the JSON the guard reads from VISITING_GUARD_RULES."""
+        return json.dumps(
+            {
+                "max_bytes": self.max_bytes,
+                "extra_raw_patterns": list(self.extra_raw_patterns),
+                "disabled_kinds": list(self.disabled_kinds),
+                "period_warning_days": self.period_warning_days,
+            },
+            sort_keys=True,
+        )
 
 
 @dataclass(frozen=True)
@@ -434,6 +450,10 @@ def _build_platform(doc: dict[str, Any], path: Path, issues: list[PolicyIssue]) 
         download=DownloadRules(
             max_bytes=download_raw.get("max_bytes", DownloadRules.max_bytes),
             extra_raw_patterns=tuple(download_raw.get("extra_raw_patterns", ())),
+            disabled_kinds=tuple(download_raw.get("disabled_kinds", ())),
+            period_warning_days=download_raw.get(
+                "period_warning_days", DownloadRules.period_warning_days
+            ),
         ),
         sites=sites,
     )

@@ -17,15 +17,19 @@ be on the site's list. The container then gets
 
 from __future__ import annotations
 
+import os
+
 from dockerspawner import DockerSpawner
 from tornado import web
-from traitlets import Int, default
+from traitlets import Float, Int, default
 
 from .access import approvals_at_site, decide_access
 from .policy import Quota, Site
 from .registry import ApprovalView
 from .sites import SitePlan, resolve_endpoint
 from .traits import PlatformTraits
+
+CONTAINER_CLOCK_FILE = "/run/visiting/clock"
 
 
 class SiteRefused(web.HTTPError):
@@ -44,6 +48,18 @@ class SiteSpawner(PlatformTraits, DockerSpawner):
         8081,
         help="""Port of the hub's API on the site's host address (the site network's .1),
         which is how a container reaches the hub. Example: 8081.""",
+    ).tag(config=True)
+
+    proxy_port = Int(
+        8000,
+        help="""Port of the hub's public proxy on the site's host address; the guard in the
+        container sends its events to the audit intake behind it. Example: 8000.""",
+    ).tag(config=True)
+
+    period_check_seconds = Float(
+        30.0,
+        help="""How often the guard in the container checks the approval period (seconds).
+        Example: 30.""",
     ).tag(config=True)
 
     # DockerSpawner's defaults that the platform sets differently
@@ -155,9 +171,19 @@ class SiteSpawner(PlatformTraits, DockerSpawner):
                 "VISITING_APPROVAL_END_DATE": approval.period.end.isoformat(),
                 "VISITING_DATASETS": ",".join(approval.datasets_at(site.id)),
                 "DASK_SCHEDULER_ADDRESS": plan.scheduler_address,
+                "VISITING_GUARD_RULES": self.platform.download.to_env(),
+                "VISITING_AUDIT_URL": f"http://{plan.gateway}:{self.proxy_port}/services/audit/",
+                "VISITING_PERIOD_CHECK_SECONDS": f"{self.period_check_seconds:g}",
             }
         )
+        if self._clock_file():
+            env["VISITING_CLOCK_FILE"] = CONTAINER_CLOCK_FILE
         return env
+
+    def _clock_file(self) -> str | None:
+        """The hub's clock file when a test set-up moved the clock; None in production."""
+        path = getattr(self.clock, "path", None)
+        return str(path) if path is not None and os.path.isfile(path) else None
 
     def template_namespace(self):
         ns = super().template_namespace()
@@ -203,6 +229,10 @@ class SiteSpawner(PlatformTraits, DockerSpawner):
             host = data_dir / ds
             if host.is_dir():
                 volumes[str(host)] = {"bind": f"/data/{ds}", "mode": "ro"}
+        clock_file = self._clock_file()
+        if clock_file:
+            # a test set-up's moved clock, read-only: the guard reads the hub's time
+            volumes[str(clock_file)] = {"bind": CONTAINER_CLOCK_FILE, "mode": "ro"}
         self.volumes = volumes
         self.extra_host_config = {
             "security_opt": ["no-new-privileges"],

@@ -66,6 +66,7 @@ class StackConfig:
     idp_port: int = 9000
     hub_api_port: int = 8081
     proxy_api_port: int = 8001
+    audit_port: int = 8082
     auth_refresh_age: int = 60
     clock_file: Path | None = None  # tests only: a file holding "now"
     sites: bool = False  # Docker engine, images, site networks, Dask clusters, SiteSpawner
@@ -80,6 +81,7 @@ class StackConfig:
             idp_port=free_port(),
             hub_api_port=free_port(),
             proxy_api_port=free_port(),
+            audit_port=free_port(),
             **kwargs,
         )
 
@@ -290,6 +292,7 @@ class Stack:
             "VISITING_CLIENT_SECRET": self.client_secret(),
             "VISITING_HUB_API_PORT": str(c.hub_api_port),
             "VISITING_PROXY_API_PORT": str(c.proxy_api_port),
+            "VISITING_AUDIT_PORT": str(c.audit_port),
             "VISITING_AUTH_REFRESH_AGE": str(c.auth_refresh_age),
         }
         argv = [
@@ -378,6 +381,19 @@ class Stack:
         except BaseException:
             self.stop()
             raise
+
+    def stop_hub(self) -> None:
+        """Stop the hub, its proxy and its services; researchers' servers keep running."""
+        for p in [p for p in self.processes if p.name == "hub"]:
+            p.stop()
+            self.processes.remove(p)
+        stop_pid_file(self.state_dir / "proxy.pid")
+
+    def start_hub(self, timeout: float = 90.0) -> None:
+        hub = self.hub_process()
+        hub.start()
+        self.processes.append(hub)
+        hub.wait_ready(lambda: http_ok(f"{self.config.hub_url}/hub/health"), timeout)
 
     started_sites = False
     _opened_ports: tuple[int, ...] = ()

@@ -1,0 +1,127 @@
+"""What the guard knows about the server it runs in: who, where, under which approval, until when.
+
+Everything here comes from the environment the hub's spawner set for the
+container. The guard trusts nothing the user can change; the hub, the
+spawner and the enforcer check the same facts again on their side.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta, timezone
+from pathlib import Path
+
+JST = timezone(timedelta(hours=9), "JST")
+CLOCK_FILE_ENV = "VISITING_CLOCK_FILE"
+
+
+class Clock:
+    """The real time. Tests move a FileClock instead of sleeping."""
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+class FileClock(Clock):
+    """Reads "now" from a file (one ISO 8601 instant with an offset) on each call.
+
+    Only test set-ups mount such a file (read-only) into the container; while
+    it is missing or empty the real time is used.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def now(self) -> datetime:
+        try:
+            text = self.path.read_text().strip()
+        except OSError:
+            return super().now()
+        if not text:
+            return super().now()
+        instant = datetime.fromisoformat(text)
+        if instant.tzinfo is None:
+            raise ValueError(f"{self.path}: the instant {text!r} needs a UTC offset")
+        return instant.astimezone(UTC)
+
+
+def clock_from_env(environ=None) -> Clock:
+    environ = os.environ if environ is None else environ
+    path = environ.get(CLOCK_FILE_ENV)
+    return FileClock(path) if path else Clock()
+
+
+@dataclass(frozen=True)
+class GuardRules:
+    """The platform's download rules, passed by the spawner as JSON in VISITING_GUARD_RULES."""
+
+    max_bytes: int = 50 * 1024**2
+    extra_raw_patterns: tuple[str, ...] = ()
+    disabled_kinds: frozenset[str] = frozenset()
+    period_warning_days: int = 14
+
+    @classmethod
+    def from_json(cls, text: str | None) -> GuardRules:
+        """Rules from the spawner's JSON; missing fields keep the safe defaults."""
+        if not text:
+            return cls()
+        try:
+            raw = json.loads(text)
+        except ValueError as e:
+            raise ValueError(f"VISITING_GUARD_RULES is not JSON: {e}") from None
+        if not isinstance(raw, dict):
+            raise ValueError("VISITING_GUARD_RULES must be a JSON object")
+        unknown = set(raw) - {f for f in cls.__dataclass_fields__}
+        if unknown:
+            raise ValueError(
+                f"VISITING_GUARD_RULES has unknown fields: {', '.join(sorted(unknown))}"
+            )
+        kwargs = {}
+        if "max_bytes" in raw:
+            if not isinstance(raw["max_bytes"], int) or raw["max_bytes"] < 0:
+                raise ValueError("VISITING_GUARD_RULES.max_bytes must be a non-negative integer")
+            kwargs["max_bytes"] = raw["max_bytes"]
+        if "extra_raw_patterns" in raw:
+            kwargs["extra_raw_patterns"] = tuple(str(p) for p in raw["extra_raw_patterns"])
+        if "disabled_kinds" in raw:
+            kwargs["disabled_kinds"] = frozenset(str(k) for k in raw["disabled_kinds"])
+        if "period_warning_days" in raw:
+            kwargs["period_warning_days"] = int(raw["period_warning_days"])
+        return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class ServerContext:
+    """The user, site and approval of this server, from the spawner's environment."""
+
+    user: str
+    site: str
+    approval_id: str
+    approval_end: datetime | None  # first instant after the period, UTC
+    end_date: date | None  # last day of the period, Japan time
+    datasets: tuple[str, ...] = ()
+    rules: GuardRules = field(default_factory=GuardRules)
+
+    @classmethod
+    def from_env(cls, environ=None) -> ServerContext:
+        env = os.environ if environ is None else environ
+        end = env.get("VISITING_APPROVAL_END")
+        end_date = env.get("VISITING_APPROVAL_END_DATE")
+        approval_end = datetime.fromisoformat(end).astimezone(UTC) if end else None
+        if end_date:
+            last_day = date.fromisoformat(end_date)
+        elif approval_end is not None:
+            last_day = (approval_end.astimezone(JST) - timedelta(seconds=1)).date()
+        else:
+            last_day = None
+        return cls(
+            user=env.get("JUPYTERHUB_USER") or env.get("USER") or "unknown",
+            site=env.get("VISITING_SITE", "local"),
+            approval_id=env.get("VISITING_APPROVAL_ID", "none"),
+            approval_end=approval_end,
+            end_date=last_day,
+            datasets=tuple(d for d in env.get("VISITING_DATASETS", "").split(",") if d),
+            rules=GuardRules.from_json(env.get("VISITING_GUARD_RULES")),
+        )

@@ -1,0 +1,145 @@
+"""The audit intake: a hub-managed service that stores the events researchers' servers send.
+
+    POST /services/audit/api/events   {"events": [...]}   Authorization: token <server token>
+
+The caller is identified by JupyterHub from its own token (no shared
+secret). Only a server's token is accepted, and only for events of that
+server's user and site: the site comes from the token's
+`access:servers!server=<user>/<site>` scope, never from the payload. Events
+go into the hash-chained audit store; an event id already stored is
+skipped, so a server that resends a batch after a timeout is harmless.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import sys
+
+from jupyterhub.services.auth import HubAuth
+from tornado import ioloop, web
+
+from ..audit import AuditError, AuditStore
+from ..periods import clock_from_env
+from ..policy import load_platform
+from ..traits import PLATFORM_ENV, REPO_ROOT
+
+log = logging.getLogger("visiting.audit")
+
+SERVER_SCOPE = re.compile(r"^access:servers!server=([^/]+)/(.+)$")
+MAX_BODY = 8 * 1024 * 1024
+MAX_EVENTS = 5000
+
+
+def server_of(model: dict) -> tuple[str, str] | None:
+    """(user, server name) a token belongs to, from its scopes; None for other tokens."""
+    if model.get("kind") != "user":
+        return None
+    for scope in model.get("scopes", []):
+        m = SERVER_SCOPE.match(scope)
+        if m and m.group(1) == model.get("name"):
+            return m.group(1), m.group(2)
+    return None
+
+
+def check_events(events, user: str, site: str) -> str | None:
+    """Why a batch may not be stored for this server, or None."""
+    if not isinstance(events, list):
+        return "'events' must be a list"
+    if len(events) > MAX_EVENTS:
+        return f"at most {MAX_EVENTS} events per request"
+    for i, e in enumerate(events):
+        if not isinstance(e, dict):
+            return f"events[{i}] is not an object"
+        if e.get("user") != user:
+            return f"events[{i}].user is {e.get('user')!r}; this token is {user}'s"
+        if e.get("site") != site:
+            return f"events[{i}].site is {e.get('site')!r}; this token is of the server at {site}"
+        if e.get("actor") is not None:
+            return f"events[{i}].actor is set by the hub, not by a server"
+    return None
+
+
+class IntakeHandler(web.RequestHandler):
+    def initialize(self, store: AuditStore, auth: HubAuth):
+        self.store = store
+        self.auth = auth
+
+    def write_error(self, status_code, **kwargs):
+        exc = kwargs.get("exc_info", (None, None))[1]
+        message = getattr(exc, "log_message", None) or self._reason
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"status": status_code, "message": message}))
+
+    async def identify(self) -> tuple[str, str]:
+        header = self.request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() not in ("token", "bearer") or not token:
+            raise web.HTTPError(401, "an Authorization: token header is needed")
+        model = await self.auth.user_for_token(token, sync=False)
+        if not model:
+            raise web.HTTPError(403, "the token is not valid")
+        owner = server_of(model)
+        if owner is None:
+            raise web.HTTPError(403, "only a Jupyter server's own token may send events")
+        return owner
+
+    async def post(self):
+        user, site = await self.identify()
+        if len(self.request.body) > MAX_BODY:
+            raise web.HTTPError(413, f"the body is larger than {MAX_BODY} bytes")
+        try:
+            body = json.loads(self.request.body)
+        except ValueError as e:
+            raise web.HTTPError(400, f"the body is not JSON: {e}") from None
+        if not isinstance(body, dict) or "events" not in body:
+            raise web.HTTPError(400, "the body must be an object with 'events'")
+        problem = check_events(body["events"], user, site)
+        if problem:
+            log.warning("refused events from %s/%s: %s", user, site, problem)
+            raise web.HTTPError(403 if "token" in problem else 400, problem)
+        try:
+            result = self.store.append(body["events"])
+        except AuditError as e:
+            raise web.HTTPError(400, str(e)) from None
+        self.finish({"stored": result.stored, "duplicates": result.duplicates})
+
+
+class HealthHandler(web.RequestHandler):
+    def get(self):
+        self.finish({"status": "ok"})
+
+
+def make_app(store: AuditStore, auth: HubAuth, prefix: str) -> web.Application:
+    prefix = "/" + prefix.strip("/") + "/" if prefix.strip("/") else "/"
+    return web.Application(
+        [
+            (prefix + "api/events", IntakeHandler, {"store": store, "auth": auth}),
+            (prefix + "health", HealthHandler),
+        ]
+    )
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--port", type=int, help="port (default: from JUPYTERHUB_SERVICE_URL)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[audit %(levelname)s %(asctime)s] %(message)s")
+    platform = load_platform(os.environ.get(PLATFORM_ENV, REPO_ROOT / "policies" / "demo"))
+    store = AuditStore(platform.database_url, clock=clock_from_env())
+    auth = HubAuth(cache_max_age=60)
+    prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/audit/")
+    url = os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:8082")
+    port = args.port or int(url.rsplit(":", 1)[1].split("/")[0])
+    app = make_app(store, auth, prefix)
+    app.listen(port, address="127.0.0.1", xheaders=True)
+    log.info("audit intake on 127.0.0.1:%d%s, store %s", port, prefix, platform.database_url)
+    ioloop.IOLoop.current().start()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

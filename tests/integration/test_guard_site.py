@@ -1,0 +1,200 @@
+"""The guard in a real site container, through the real hub and proxy; events into the audit store.
+
+Rules checked: "No disclosure" (tanaka at nig cannot take raw data to his
+browser; his plot downloads), "Period" (the banner; the enforcer stops a
+server whose approval has ended), "Reporting" (every event of his session is
+in the verified audit log, once, also across a hub restart).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+
+import pytest
+
+from hub.audit import AuditStore
+from hub.periods import FileClock
+from hub.stack import Stack, StackConfig
+
+from .test_sites import Researcher, container_of, engine, sh  # noqa: F401  (engine: a fixture)
+
+pytestmark = pytest.mark.integration
+
+ENFORCER_INTERVAL = 2
+
+
+@pytest.fixture(scope="module")
+def guard_stack(tmp_path_factory):
+    state = tmp_path_factory.mktemp("guard-site-stack")
+    clock = state / "now"
+    clock.write_text("")
+    config = StackConfig.ephemeral(
+        state,
+        sites=True,
+        clock_file=clock,
+        extra_env={
+            "VISITING_ENFORCER_INTERVAL": str(ENFORCER_INTERVAL),
+            # the container's own period check stays slow, so the enforcer is what acts
+            "VISITING_PERIOD_CHECK_SECONDS": "600",
+            "VISITING_CONTAINER_ENV": json.dumps({"VISITING_DATA_ACCESS_WINDOW": "1"}),
+        },
+    )
+    s = Stack(config)
+    s.ensure_data()
+    s.start_sites()
+    s.start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def audit(guard_stack):
+    return AuditStore(guard_stack._database_url())
+
+
+class Browser(Researcher):
+    """tanaka with his browser session, talking to his server at a site through the proxy."""
+
+    def server_get(self, site, path, **kwargs):
+        return self.session.get(f"{self.hub}/user/{self.name}/{site}/{path}", timeout=60, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def tanaka(guard_stack, engine):  # noqa: F811
+    t = Browser(guard_stack, "tanaka")
+    r = t.start("nig")
+    assert r.status_code in (201, 202), r.text
+    t.wait_ready("nig")
+    # the OAuth round trip that gives the browser its cookie for the server
+    r = t.server_get("nig", "lab")
+    assert r.status_code == 200, r.text[:300]
+    c = container_of(engine, "tanaka", "nig")
+    code, out = sh(
+        c,
+        "cp /data/JGAD000101/genotypes.vcf.gz ~/results.csv && "
+        "ln -s /data ~/data && "
+        "python3 -c \"import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt; "
+        "plt.plot([1,2,3]); plt.savefig('/home/jovyan/plot.png')\"",
+        user="1000",
+    )
+    assert code == 0, out
+    yield t
+    t.stop("nig") if "nig" in t.session.get(
+        f"{t.hub}/hub/api/users/tanaka", headers=t._headers(), timeout=10
+    ).json().get("servers", {}) else None
+
+
+def events_of(audit, user="tanaka", schema_end=None):
+    evs = list(audit.events(user=user))
+    return [e for e in evs if schema_end is None or e["schema"].endswith(schema_end)]
+
+
+def wait_for(fn, timeout=30.0, interval=0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = fn()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"not within {timeout} s")
+
+
+SITE_ATTEMPTS = [
+    ("files-data", "files/data/JGAD000102/reads_R1.fastq.gz"),
+    ("files-data-encoded", "files/data/JGAD000101/genotypes%2Evcf%2Egz"),
+    ("files-disguised-copy", "files/results.csv"),
+    ("contents-base64-disguised", "api/contents/results.csv?type=file&format=base64"),
+    ("contents-data-text", "api/contents/data/JGAD000101/clinical.tsv?type=file&format=text"),
+    ("view-data", "view/data/JGAD000102/aligned.bam"),
+    ("nbconvert-data", "nbconvert/html/data/JGAD000101/genotypes.vcf.gz"),
+]
+
+
+@pytest.mark.parametrize("path", [a[1] for a in SITE_ATTEMPTS], ids=[a[0] for a in SITE_ATTEMPTS])
+def test_raw_data_is_blocked_through_the_proxy(tanaka, audit, path):
+    r = tanaka.server_get("nig", path)
+    assert r.status_code == 403, r.text[:300]
+    text = r.content.decode()
+    assert "ダウンロードを禁止しました" in text and "Download blocked" in text
+
+
+def test_his_plot_downloads(tanaka, audit):
+    r = tanaka.server_get("nig", "files/plot.png")
+    assert r.status_code == 200
+    assert r.content.startswith(b"\x89PNG")
+    ev = wait_for(lambda: events_of(audit, schema_end="/download-allowed"))[-1]
+    assert ev["data"]["path"] == "plot.png" and ev["data"]["size"] == len(r.content)
+
+
+def test_banner(tanaka):
+    r = tanaka.server_get("nig", "visiting/period")
+    assert r.status_code == 200, r.text
+    b = r.json()
+    assert b["approval_id"] == "J-DU000101" and b["site"] == "nig"
+    assert b["level"] == "info" and "2035-03-31" in b["text_en"] and "残り" in b["text_ja"]
+
+
+def test_events_reach_the_audit_store(tanaka, audit):
+    for _ in range(2):
+        tanaka.server_get("nig", "files/results.csv")
+    names = wait_for(
+        lambda: (
+            n
+            if {"server-start", "download-blocked", "download-allowed"}
+            <= (n := {e["schema"].rsplit("/", 1)[1] for e in events_of(audit)})
+            else None
+        )
+    )
+    assert names
+    blocked = events_of(audit, schema_end="/download-blocked")
+    assert all(e["site"] == "nig" and e["approval_id"] == "J-DU000101" for e in blocked)
+    assert audit.verify().ok
+
+
+def test_events_spooled_while_the_hub_is_down_arrive_once(guard_stack, tanaka, audit, engine):  # noqa: F811
+    c = container_of(engine, "tanaka", "nig")
+    before = {e["event_id"] for e in events_of(audit)}
+    guard_stack.stop_hub()
+    try:
+        # the researcher keeps working in his container: these reads become data-access events
+        for name in ("clinical.tsv", "phenotypes.tsv", "genotypes.vcf.gz.tbi"):
+            code, out = sh(c, f"cat /data/JGAD000101/{name} > /dev/null", user="1000")
+            assert code == 0, out
+        spool = "/home/jovyan/.local/share/visiting/audit-spool"
+        wait_for(
+            lambda: "phenotypes.tsv" in sh(c, f"cat {spool}/*.jsonl 2>/dev/null")[1], timeout=20
+        )
+    finally:
+        guard_stack.start_hub()
+    new = wait_for(
+        lambda: [
+            e
+            for e in events_of(audit, schema_end="/data-access")
+            if e["event_id"] not in before and e["data"]["path"].endswith("phenotypes.tsv")
+        ],
+        timeout=90,
+    )
+    assert new[0]["data"]["channel"] == "process"
+    ids = [e["event_id"] for e in events_of(audit)]
+    assert len(ids) == len(set(ids))
+    assert audit.verify().ok
+
+
+def test_enforcer_stops_a_server_whose_approval_ended(guard_stack, tanaka, audit, engine):  # noqa: F811
+    clock = FileClock(guard_stack.config.clock_file)
+    clock.set(datetime(2035, 4, 1, 0, 0, 5, tzinfo=UTC).astimezone(UTC))
+    try:
+        t0 = time.monotonic()
+        wait_for(lambda: container_of(engine, "tanaka", "nig") is None, timeout=ENFORCER_INTERVAL * 10)
+        took = time.monotonic() - t0
+        assert took < ENFORCER_INTERVAL * 5, took
+        stop = wait_for(lambda: events_of(audit, schema_end="/enforcement-stop"))[-1]
+        assert stop["actor"] == "enforcer" and stop["site"] == "nig"
+        assert "J-DU000101" in stop["data"]["reason"]
+        # and the spawner refuses a new start after the end
+        r = tanaka.start("nig")
+        assert r.status_code == 403, r.text
+    finally:
+        guard_stack.config.clock_file.write_text("")
