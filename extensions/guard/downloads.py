@@ -92,11 +92,22 @@ class Refusal:
         return f"{self.message_ja()}\n{self.message_en()}"
 
 
+class Literal(str):
+    """A message that `%` formatting leaves as it is.
+
+    The server's HTML error page formats `log_message % args`, its API error
+    replies send `log_message` as it is; a path may hold a `%` of its own.
+    """
+
+    def __mod__(self, _args):
+        return str(self)
+
+
 class DownloadBlocked(web.HTTPError):
     """A 403 whose message is for the researcher, in Japanese and English."""
 
     def __init__(self, refusal: Refusal):
-        super().__init__(403, "%s", refusal.message(), reason="Blocked by the data guard")
+        super().__init__(403, Literal(refusal.message()), reason="Blocked by the data guard")
         self.refusal = refusal
 
 
@@ -193,28 +204,12 @@ class DownloadGuard:
         for cell in nb.get("cells", []):
             outputs = cell.get("outputs") or []
             for i, out in enumerate(outputs):
-                finding = self.sniffer.classify_text(_output_text(out))
+                finding = self.sniffer.classify_output(out)
                 if finding is None:
                     continue
                 found.append(finding)
                 outputs[i] = _notice_output(finding)
         return found
-
-
-def _output_text(out) -> str:
-    parts = []
-    text = out.get("text")
-    if text:
-        parts.append(text if isinstance(text, str) else "".join(text))
-    for mime, value in (out.get("data") or {}).items():
-        if mime.startswith("image/") and mime != "image/svg+xml":
-            continue
-        if isinstance(value, list):
-            value = "".join(value)
-        parts.append(value if isinstance(value, str) else json.dumps(value))
-    if out.get("traceback"):
-        parts.append("\n".join(out["traceback"]))
-    return "\n".join(parts)
 
 
 def _notice_output(finding: Finding) -> dict:
@@ -249,6 +244,14 @@ class GuardedRoute:
     def guard_wants_content(self) -> bool:
         return True
 
+    def guard_path(self) -> str:
+        """The file the request names, as the route's pattern captured it."""
+        if self.path_kwargs.get("path") is not None:
+            return self.path_kwargs["path"]
+        if len(self.path_args) > self.guard_path_arg:
+            return self.path_args[self.guard_path_arg] or ""
+        return ""
+
     async def prepare(self):
         result = super().prepare()
         if result is not None:
@@ -258,7 +261,7 @@ class GuardedRoute:
         if not self.current_user:
             return  # the route's own authentication answers
         app = self.guard_app
-        path = (self.path_args[self.guard_path_arg] if self.path_args else "") or ""
+        path = self.guard_path()
         self.request._visiting_checked = True
         real = app.downloads.resolve(path)
         if app.downloads.under_data(real):
@@ -278,8 +281,7 @@ class GuardedContents(GuardedRoute):
     def guard_wants_content(self) -> bool:
         if self.get_query_argument("content", "1") == "0":
             return False
-        path = self.path_args[0] if self.path_args else ""
-        real = self.guard_app.downloads.resolve(path or "")
+        real = self.guard_app.downloads.resolve(self.guard_path())
         if os.path.isdir(real):
             return False  # a listing: names, not bytes
         if (

@@ -10,6 +10,8 @@ from jupyter_server.services.contents.largefilemanager import AsyncLargeFileMana
 from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
 from tornado import web
 
+from .downloads import Literal
+
 
 class GuardedContentsManager(AsyncLargeFileManager):
     """Notebooks come out with outputs that hold raw records replaced by a notice."""
@@ -34,7 +36,7 @@ class GuardedContentsManager(AsyncLargeFileManager):
 
 class PeriodEnded(web.HTTPError):
     def __init__(self, message: str):
-        super().__init__(403, "%s", message, reason="Approval period ended")
+        super().__init__(403, Literal(message), reason="Approval period ended")
 
 
 class GuardedKernelManager(AsyncMappingKernelManager):

@@ -134,7 +134,9 @@ class GuardServer:
         return evs
 
 
-def server_env(root: Path, home: Path, data: Path, spool: Path, clock_file: Path, port: int, **extra):
+def server_env(
+    root: Path, home: Path, data: Path, spool: Path, clock_file: Path, port: int, **extra
+):
     cfg = root / "jupyter-config"
     cfg.mkdir(exist_ok=True)
     config = json.loads(ENABLE_FILE.read_text())
@@ -145,6 +147,7 @@ def server_env(root: Path, home: Path, data: Path, spool: Path, clock_file: Path
             "ip": "127.0.0.1",
             "root_dir": str(home),
             "open_browser": False,
+            "allow_root": True,
         }
     )
     config["IdentityProvider"] = {"token": TOKEN}
@@ -286,8 +289,15 @@ def make_zoo(home: Path, data: Path) -> dict[str, Path]:
     plink_dir.mkdir(exist_ok=True)
     for fmt in ("--make-bed", "--make-pgen"):
         subprocess.run(
-            ["plink2", "--vcf", str(analysis / "genotypes.vcf.gz"), fmt, "--out",
-             str(plink_dir / "cohort"), "--allow-extra-chr"],
+            [
+                "plink2",
+                "--vcf",
+                str(analysis / "genotypes.vcf.gz"),
+                fmt,
+                "--out",
+                str(plink_dir / "cohort"),
+                "--allow-extra-chr",
+            ],
             capture_output=True,
             check=True,
         )
@@ -317,15 +327,27 @@ def make_zoo(home: Path, data: Path) -> dict[str, Path]:
     numbers = "".join(f"{i},{i * 2},{i % 7}\n" for i in range(100_000))
     put("long_table.csv", "a,b,c\n" + numbers + records)
     geno_rows = "\n".join(
-        "\t".join(["S%03d" % i] + [("0/1", "1/1", "0/0")[(i + j) % 3] for j in range(30)])
+        "\t".join([f"S{i:03d}"] + [("0/1", "1/1", "0/0")[(i + j) % 3] for j in range(30)])
         for i in range(10)
     )
     put("genotype_matrix.tsv", geno_rows + "\n")
     put(
         "analysis.ipynb",
-        notebook([{"output_type": "stream", "name": "stdout", "text": vcf_lines[-6:]}]),
+        notebook(
+            [
+                {
+                    "output_type": "stream",
+                    "name": "stdout",
+                    "text": [ln + "\n" for ln in vcf_lines[-6:]],
+                }
+            ]
+        ),
     )
-    html = "<html><body><pre>" + "\n".join(vcf_lines[:40]).replace("<", "&lt;") + "</pre></body></html>"
+    html = (
+        "<html><body><pre>"
+        + "\n".join(vcf_lines[:40]).replace("<", "&lt;")
+        + "</pre></body></html>"
+    )
     put("report.html", html)
     # stores
     mt = home / "cohort.mt"
@@ -352,7 +374,9 @@ def make_zoo(home: Path, data: Path) -> dict[str, Path]:
     put(
         "gwas_summary.tsv",
         "chrom\tpos\tid\tref\talt\tbeta\tse\tp\n"
-        + "".join(f"chr1\t{1000 + i}\trs{i}\tA\tG\t0.{i % 9}1\t0.05\t1e-{i % 8 + 1}\n" for i in range(200)),
+        + "".join(
+            f"chr1\t{1000 + i}\trs{i}\tA\tG\t0.{i % 9}1\t0.05\t1e-{i % 8 + 1}\n" for i in range(200)
+        ),
     )
     put(
         "allele_frequencies.csv",
@@ -379,5 +403,8 @@ def make_zoo(home: Path, data: Path) -> dict[str, Path]:
             ]
         ),
     )
-    put("script.py", "import hail as hl\nmt = hl.read_matrix_table('/data/x.mt')\nprint(mt.count())\n")
+    put(
+        "script.py",
+        "import hail as hl\nmt = hl.read_matrix_table('/data/x.mt')\nprint(mt.count())\n",
+    )
     return w

@@ -187,7 +187,9 @@ def test_enforcer_stops_a_server_whose_approval_ended(guard_stack, tanaka, audit
     clock.set(datetime(2035, 4, 1, 0, 0, 5, tzinfo=UTC).astimezone(UTC))
     try:
         t0 = time.monotonic()
-        wait_for(lambda: container_of(engine, "tanaka", "nig") is None, timeout=ENFORCER_INTERVAL * 10)
+        wait_for(
+            lambda: container_of(engine, "tanaka", "nig") is None, timeout=ENFORCER_INTERVAL * 10
+        )
         took = time.monotonic() - t0
         assert took < ENFORCER_INTERVAL * 5, took
         stop = wait_for(lambda: events_of(audit, schema_end="/enforcement-stop"))[-1]
