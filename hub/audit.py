@@ -45,6 +45,7 @@ from sqlalchemy import (
     insert,
     select,
     text,
+    type_coerce,
     update,
 )
 from sqlalchemy.exc import DBAPIError
@@ -89,6 +90,9 @@ MAX_LENGTH = {
     "approval_id": 64,
     "actor": 200,
 }
+
+#: Largest event schema version (the column is a 32-bit integer on PostgreSQL).
+MAX_VERSION = 2**31 - 1
 
 _ROWS_PER_FETCH = 2000
 _IDS_PER_QUERY = 500
@@ -138,9 +142,33 @@ class AuditHeadRow(AuditBase):
     hash: Mapped[str] = mapped_column(String(64))
 
 
+class _ReadableInstant(UTCDateTime):
+    """UTCDateTime that hands back a stored value it cannot parse as it is, so that
+    verify reports the record as altered instead of failing on it."""
+
+    cache_ok = True
+
+    def result_processor(self, dialect, coltype):
+        process = super().result_processor(dialect, coltype)
+        if process is None:
+            return None
+
+        def read(value):
+            try:
+                return process(value)
+            except ValueError:
+                return value
+
+        return read
+
+
 EVENTS = AuditEventRow.__table__
 HEAD = AuditHeadRow.__table__
 _COLUMNS = [EVENTS.c[name] for name in FIELDS]
+_VERIFY_COLUMNS = [
+    type_coerce(c, _ReadableInstant()).label(c.name) if c.name in ("time", "received") else c
+    for c in _COLUMNS
+]
 
 
 # ---------------------------------------------------------------------------
@@ -218,6 +246,9 @@ def _text_field(event: dict, name: str, where: str, optional: bool) -> str | Non
         value.encode()
     except UnicodeEncodeError:
         raise AuditError(f"{where}: {name}: not valid Unicode text") from None
+    if "\x00" in value:
+        # PostgreSQL text cannot hold NUL; refuse it here rather than fail in the insert
+        raise AuditError(f"{where}: {name}: contains a NUL character")
     return value
 
 
@@ -226,8 +257,10 @@ def _validate(event: Any, index: int) -> dict[str, Any]:
     where = f"event {index}"
     if not isinstance(event, dict):
         raise AuditError(f"{where}: must be a JSON object, not {type(event).__name__}")
-    if isinstance(event.get("event_id"), str):
-        where = f"event {index} ({event['event_id']})"
+    event_id = event.get("event_id")
+    # name the event by its id only when that id is one (an empty or huge one would not help)
+    if isinstance(event_id, str) and 0 < len(event_id) <= MAX_LENGTH["event_id"]:
+        where = f"event {index} ({event_id})"
     for name in REQUIRED:
         if name not in event:
             raise AuditError(f"{where}: {name}: missing")
@@ -242,8 +275,10 @@ def _validate(event: Any, index: int) -> dict[str, Any]:
     for name in OPTIONAL:
         values[name] = _text_field(event, name, where, optional=True)
     version = event["version"]
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise AuditError(f"{where}: version: must be a positive integer, not {version!r}")
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= MAX_VERSION:
+        raise AuditError(
+            f"{where}: version: must be an integer from 1 to {MAX_VERSION}, not {version!r}"
+        )
     values["version"] = version
     raw_time = event["time"]
     if not isinstance(raw_time, str | datetime) or isinstance(raw_time, bool):
@@ -291,7 +326,8 @@ class VerifyResult:
             return f"audit chain broken: {self.reason}"
         if not self.records:
             return "audit chain verified: 0 records"
-        return f"audit chain verified: {self.records} records ({self.first_seq} .. {self.last_seq})"
+        counted = "1 record" if self.records == 1 else f"{self.records} records"
+        return f"audit chain verified: {counted} ({self.first_seq} .. {self.last_seq})"
 
 
 def _missing(expected: int, seq: int, prev: int | None) -> str:
@@ -443,7 +479,7 @@ class AuditStore:
         since, until = _bound(since), _bound(until)
         with self._read() as conn:
             head = conn.execute(select(HEAD.c.last_seq, HEAD.c.hash).where(HEAD.c.id == 1)).first()
-            stmt = select(*_COLUMNS).order_by(EVENTS.c.seq)
+            stmt = select(*_VERIFY_COLUMNS).order_by(EVENTS.c.seq)
             if until is not None:
                 end = conn.scalar(select(func.max(EVENTS.c.seq)).where(EVENTS.c.time < until))
                 if end is None:
@@ -554,10 +590,14 @@ def _walk(rows, head, since, until, check_head: bool) -> VerifyResult:
         return VerifyResult(False, counted, seq, reason, first_seq, last_seq)
 
     for row in rows:
-        record = _record(tuple(row))
-        seq = record["seq"]
+        seq = row.seq
         if seq != expected_seq:
             return broken(expected_seq, _missing(expected_seq, seq, last))
+        try:
+            record = _record(tuple(row))
+        except (AttributeError, TypeError, ValueError):
+            # a time that is not a time, data that is not JSON: edited outside the store
+            return broken(seq, f"record {seq} was altered: its content cannot be read")
         if record["prev_hash"] != expected_prev:
             if seq == 1:
                 reason = "records are out of order at 1: prev_hash is not the start of the chain"
@@ -584,10 +624,14 @@ def _walk(rows, head, since, until, check_head: bool) -> VerifyResult:
                 (last or 0) + 1, _removed_at_end(head.last_seq - (last or 0), last, head.last_seq)
             )
         elif head.last_seq < (last or 0):
+            added = (
+                f"record {last} was"
+                if last == head.last_seq + 1
+                else f"records {head.last_seq + 1} to {last} were"
+            )
             return broken(
                 head.last_seq + 1,
-                f"records {head.last_seq + 1} to {last} were added outside the store "
-                f"(the head ends at {head.last_seq})",
+                f"{added} added outside the store (the head ends at {head.last_seq})",
             )
         elif head.hash != expected_prev:
             return broken(

@@ -143,6 +143,8 @@ def _audit_store(bundle, database: str | None):
 
 
 def cmd_audit_verify(args) -> int:
+    if args.since is not None and args.until is not None and args.until <= args.since:
+        raise CommandError("--until: must be after --since")
     bundle = _load(args.dir)
     result = _audit_store(bundle, args.database).verify(since=args.since, until=args.until)
     print(result.message())

@@ -650,7 +650,9 @@ def _json_strings(doc, budget: int) -> Iterator[str]:
             stack.extend(reversed(list(item.values())))
         elif isinstance(item, list):
             if item and all(isinstance(x, str) for x in item):
-                joined = "".join(item)  # notebook-style lines
+                # notebook-style lines keep their newlines; other lists are one item each
+                sep = "" if all(x.endswith("\n") for x in item[:-1]) else "\n"
+                joined = sep.join(item)
                 used += len(joined)
                 yield joined
             else:
