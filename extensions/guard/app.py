@@ -23,7 +23,11 @@ from .context import ServerContext, clock_from_env
 from .datawatch import DataWatch
 from .downloads import DownloadGuard, Refusal, guard_routes, install_transform
 from .events import ActivityEvents, EventShipper, EventSpool, SpoolHandler
-from .managers import GuardedContentsManager, GuardedKernelManager
+from .managers import (
+    GuardedContentsManager,
+    GuardedKernelManager,
+    GuardedKernelWebsocketConnection,
+)
 from .period import UsagePeriod
 
 
@@ -135,6 +139,7 @@ class GuardApp(ExtensionApp):
         self._check_managers()
         GuardedContentsManager.guard_app = self
         GuardedKernelManager.guard_app = self
+        GuardedKernelWebsocketConnection.guard_app = self
         self._data_counts: Counter[str] = Counter()
         self.datawatch: DataWatch | None = None
         self._stopping = False
@@ -155,8 +160,15 @@ class GuardApp(ExtensionApp):
             if not isinstance(obj, cls):
                 raise RuntimeError(
                     f"the guard needs ServerApp.{what} = {cls.__module__}.{cls.__name__}, "
-                    f"got {type(obj).__name__}; its enable file sets both"
+                    f"got {type(obj).__name__}; its enable file sets it"
                 )
+        ws = server.kernel_websocket_connection_class
+        if not (isinstance(ws, type) and issubclass(ws, GuardedKernelWebsocketConnection)):
+            raise RuntimeError(
+                "the guard needs ServerApp.kernel_websocket_connection_class = "
+                "extensions.guard.managers.GuardedKernelWebsocketConnection; its enable file "
+                "sets it"
+            )
 
     def initialize_handlers(self):
         self.handlers.extend(
@@ -234,6 +246,19 @@ class GuardApp(ExtensionApp):
             reason="raw-outputs-hidden",
             kind=first.kind,
             detail=f"{len(findings)} output(s) hidden; first: {first.detail}"[:500],
+        )
+
+    def record_live_output(self, kernel_id: str, msg_type: str, finding) -> None:
+        self.log.warning(
+            "guard: hid a %s output of kernel %s: %s", msg_type, kernel_id, finding.detail
+        )
+        self.events.emit(
+            "download-blocked",
+            path=f"kernel {kernel_id}",
+            route="kernel-output",
+            reason="raw-outputs-hidden",
+            kind=finding.kind,
+            detail=f"a {msg_type} message; {finding.detail}"[:500],
         )
 
     def note_data_access(self, real: str, channel: str) -> None:

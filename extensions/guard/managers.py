@@ -7,6 +7,7 @@ by the guard's enable file under jupyter_server_config.d.
 from __future__ import annotations
 
 from jupyter_server.services.contents.largefilemanager import AsyncLargeFileManager
+from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
 from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
 from tornado import web
 
@@ -66,3 +67,76 @@ class GuardedKernelManager(AsyncMappingKernelManager):
     # jupyter_client calls the _async_ names internally (shutdown_all); both names lead here
     start_kernel = _async_start_kernel
     shutdown_kernel = _async_shutdown_kernel
+
+
+# the kernel's outputs on their way to the browser
+
+OUTPUT_MSG_TYPES = ("stream", "display_data", "execute_result", "update_display_data", "error")
+# how much earlier output of the same request is read together with a new chunk, so that
+# records printed a few lines at a time are still recognised
+STREAM_MEMORY = 16 * 1024
+
+
+class GuardedKernelWebsocketConnection(ZMQChannelsWebsocketConnection):
+    """Outputs holding raw records are replaced by a notice before they reach the browser.
+
+    A notebook's outputs on disk are redacted when the contents API hands the
+    notebook out; this covers the live channel: what a kernel prints while the
+    researcher watches. Raw records printed one or two lines per request stay
+    below the sniffer's threshold and pass; the site's network rules and the
+    audit of data access are the controls there.
+    """
+
+    guard_app = None  # set by the guard extension
+
+    def handle_outgoing_message(self, stream, outgoing_msg):
+        app = self.guard_app
+        channel = self.channels.get(stream) if isinstance(stream, str) else stream
+        if app is None or getattr(channel, "channel", None) != "iopub":
+            return super().handle_outgoing_message(stream, outgoing_msg)
+        _idents, parts = self.session.feed_identities(outgoing_msg)
+        header = self.session.unpack(parts[1])
+        if header.get("msg_type") not in OUTPUT_MSG_TYPES:
+            return super().handle_outgoing_message(stream, outgoing_msg)
+        # unpacked by hand: Session.deserialize remembers signatures and would refuse the
+        # message when the server deserializes it again on its way out
+        unpack = self.session.unpack
+        msg = {
+            "header": header,
+            "parent_header": unpack(parts[2]),
+            "metadata": unpack(parts[3]),
+            "content": unpack(parts[4]),
+        }
+        notice = self._guard_output(msg)
+        if notice is None:
+            return super().handle_outgoing_message(stream, outgoing_msg)
+        replaced = self.session.msg(
+            "stream", content=notice, parent=msg["parent_header"], metadata=msg["metadata"]
+        )
+        return super().handle_outgoing_message(stream, self.session.serialize(replaced))
+
+    def _guard_output(self, msg) -> dict | None:
+        """The stream content to send instead of `msg`, or None when it may go as it is."""
+        content = msg["content"]
+        msg_type = msg["header"]["msg_type"]
+        out = dict(content, output_type=msg_type)
+        parent = (msg.get("parent_header") or {}).get("msg_id", "")
+        if msg_type == "stream":
+            memory = self.__dict__.setdefault("_guard_streams", {})
+            seen = memory.get(parent, "") + str(content.get("text", ""))
+            memory.clear()  # only the request that is running now is remembered
+            memory[parent] = seen[-STREAM_MEMORY:]
+            out = {"output_type": "stream", "text": seen[-STREAM_MEMORY:]}
+        finding = self.guard_app.downloads.sniffer.classify_output(out)
+        if finding is None:
+            return None
+        self.guard_app.record_live_output(self.kernel_id, msg_type, finding)
+        return {
+            "name": "stderr",
+            "text": (
+                f"[データガード] この出力は生データ（{finding.describe_ja()}）を含むため"
+                "表示しません。\n"
+                f"[data guard] This output is hidden: it holds raw data "
+                f"({finding.describe_en()}). Print summaries instead of records.\n"
+            ),
+        }

@@ -568,3 +568,121 @@ def test_no_kernel_starts_after_the_end(tmp_path, site_data):
     finally:
         s.stop()
     assert any(e["schema"].endswith("/kernel-refused") for e in s.events())
+
+
+# ---------------------------------------------------------------------------
+# the live channel: what a kernel prints while the researcher watches
+
+
+def run_in_kernel(server, kernel_id: str, code: str, subprotocol: str | None) -> list[dict]:
+    """Execute `code` over the kernel's websocket as JupyterLab does; the iopub messages."""
+    import asyncio
+    import uuid
+
+    from jupyter_server.services.kernels.connection.base import (
+        deserialize_msg_from_ws_v1,
+        serialize_msg_to_ws_v1,
+    )
+    from tornado.httpclient import HTTPRequest
+    from tornado.websocket import websocket_connect
+
+    from .guard_server import TOKEN
+
+    async def go():
+        url = f"ws://127.0.0.1:{server.port}/api/kernels/{kernel_id}/channels"
+        request = HTTPRequest(url, headers={"Authorization": f"token {TOKEN}"})
+        ws = await websocket_connect(request, subprotocols=[subprotocol] if subprotocol else None)
+        msg_id = uuid.uuid4().hex
+        header = {
+            "msg_id": msg_id,
+            "msg_type": "execute_request",
+            "username": "tanaka",
+            "session": uuid.uuid4().hex,
+            "date": datetime.now(UTC).isoformat(),
+            "version": "5.3",
+        }
+        content = {"code": code, "silent": False, "store_history": False}
+        msg = {"header": header, "parent_header": {}, "metadata": {}, "content": content}
+        if subprotocol:
+            parts = [json.dumps(msg[k]).encode() for k in ("header", "parent_header")]
+            parts += [json.dumps(msg[k]).encode() for k in ("metadata", "content")]
+            await ws.write_message(serialize_msg_to_ws_v1(parts, "shell"), binary=True)
+        else:
+            await ws.write_message(json.dumps(dict(msg, channel="shell")))
+        seen = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            raw = await asyncio.wait_for(ws.read_message(), 60)
+            if raw is None:
+                break
+            if isinstance(raw, bytes):
+                channel, parts = deserialize_msg_from_ws_v1(raw)
+                m = {
+                    "channel": channel,
+                    "header": json.loads(parts[0]),
+                    "parent_header": json.loads(parts[1]),
+                    "content": json.loads(parts[3]),
+                }
+            else:
+                m = json.loads(raw)
+            if m["channel"] != "iopub" or m["parent_header"].get("msg_id") != msg_id:
+                continue
+            seen.append(m)
+            if m["header"]["msg_type"] == "status" and m["content"]["execution_state"] == "idle":
+                break
+        ws.close()
+        return seen
+
+    return asyncio.run(go())
+
+
+PRINT_RECORDS = (
+    "import gzip\n"
+    "lines = gzip.open('data/JGAD000101/genotypes.vcf.gz', 'rt').read().splitlines()\n"
+    "print('\\n'.join(l for l in lines if not l.startswith('#'))[:4000])\n"
+)
+DISPLAY_RECORDS = (
+    "import gzip\n"
+    "from IPython.display import HTML, display\n"
+    "rows = [l.split('\\t') for l in gzip.open('data/JGAD000101/genotypes.vcf.gz', 'rt')"
+    " if not l.startswith('#')][:10]\n"
+    "display(HTML('<table>' + ''.join('<tr>' + ''.join(f'<td>{c}</td>' for c in r) + '</tr>'"
+    " for r in rows) + '</table>'))\n"
+)
+PRINT_SUMMARY = "print('variants: 300, samples: 20, mean call rate 0.98')\n"
+
+
+@pytest.mark.parametrize("subprotocol", [None, "v1.kernel.websocket.jupyter.org"])
+@pytest.mark.parametrize(
+    "code,hidden",
+    [(PRINT_RECORDS, True), (DISPLAY_RECORDS, True), (PRINT_SUMMARY, False)],
+    ids=["print-vcf-records", "display-html-table-of-records", "print-a-summary"],
+)
+def test_live_kernel_outputs_with_raw_records_are_hidden(server, subprotocol, code, hidden):
+    r = server.api("POST", "/api/kernels", json={"name": "python3"})
+    assert r.status_code == 201, r.text
+    kid = r.json()["id"]
+    mark = server.mark()
+    try:
+        messages = run_in_kernel(server, kid, code, subprotocol)
+    finally:
+        server.api("DELETE", f"/api/kernels/{kid}")
+    outputs = [
+        m for m in messages if m["header"]["msg_type"] in ("stream", "display_data", "error")
+    ]
+    assert outputs, messages
+    text = json.dumps([m["content"] for m in outputs], ensure_ascii=False)
+    assert "Traceback" not in text, text[:2000]
+    blocked = [
+        e
+        for e in server.events_since(mark, "download-blocked")
+        if e["data"]["route"] == "kernel-output"
+    ]
+    if hidden:
+        assert "GT" not in text and "\\t0/1" not in text and "<td>chr" not in text, text[:500]
+        assert "data guard" in text and "データガード" in text
+        assert blocked and blocked[-1]["data"]["reason"] == "raw-outputs-hidden"
+        assert blocked[-1]["data"]["kind"] == "vcf"
+    else:
+        assert "mean call rate" in text
+        assert not blocked
