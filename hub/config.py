@@ -113,8 +113,20 @@ def crypt_key(state_dir: Path) -> str:
     return path.read_text().strip()
 
 
+def _cookie_requests_can_fail_refresh() -> None:
+    """JupyterHub 6.1 reads `_token_authenticated` when a refresh before a spawn fails, but
+    sets it only on token-authenticated requests: a browser (cookie) request to start a
+    server after the approval ended answered 500. With a class default of False it answers
+    403 and asks for a new login, as JupyterHub means to."""
+    from jupyterhub.handlers.base import BaseHandler
+
+    if not hasattr(BaseHandler, "_token_authenticated"):
+        BaseHandler._token_authenticated = False
+
+
 def configure(c, settings: HubSettings, discovery: dict | None = None) -> None:
     """Fill a JupyterHub Config for the platform."""
+    _cookie_requests_can_fail_refresh()
     state = settings.state_dir
     state.mkdir(parents=True, exist_ok=True)
     discovery = discovery if discovery is not None else discover_oidc(settings.idp_url)

@@ -137,7 +137,10 @@ def main(argv=None) -> int:
     app = make_app(store, auth, prefix)
     app.listen(port, address="127.0.0.1", xheaders=True)
     log.info("audit intake on 127.0.0.1:%d%s, store %s", port, prefix, platform.database_url)
-    ioloop.IOLoop.current().start()
+    try:
+        ioloop.IOLoop.current().start()
+    except KeyboardInterrupt:  # the hub stops its services with SIGINT
+        log.info("stopped")
     return 0
 
 

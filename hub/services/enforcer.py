@@ -179,7 +179,10 @@ def main(argv=None) -> int:
         clock,
     )
     log.info("enforcing every %.0f s", args.interval)
-    asyncio.run(enforcer.run(args.interval))
+    try:
+        asyncio.run(enforcer.run(args.interval))
+    except KeyboardInterrupt:  # the hub stops its services with SIGINT
+        log.info("stopped")
     return 0
 
 

@@ -74,7 +74,7 @@ def tanaka(guard_stack, engine):  # noqa: F811
     code, out = sh(
         c,
         "cp /data/JGAD000101/genotypes.vcf.gz ~/results.csv && "
-        "ln -s /data ~/data && "
+        "ln -sfn /data ~/data && "
         "python3 -c \"import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt; "
         "plt.plot([1,2,3]); plt.savefig('/home/jovyan/plot.png')\"",
         user="1000",
@@ -116,7 +116,9 @@ SITE_ATTEMPTS = [
 def test_raw_data_is_blocked_through_the_proxy(tanaka, audit, path):
     r = tanaka.server_get("nig", path)
     assert r.status_code == 403, r.text[:300]
-    text = r.content.decode()
+    text = (
+        r.json()["message"] if r.headers["Content-Type"].startswith("application/json") else r.text
+    )
     assert "ダウンロードを禁止しました" in text and "Download blocked" in text
 
 

@@ -94,10 +94,16 @@ class Researcher:
 
 
 def container_of(engine, user, site):
-    found = engine.containers.list(
-        all=True, filters={"label": [f"org.visiting.user={user}", f"org.visiting.site={site}"]}
-    )
-    return found[0] if found else None
+    import docker.errors
+
+    labels = {"label": [f"org.visiting.user={user}", f"org.visiting.site={site}"]}
+    for _ in range(5):
+        try:
+            found = engine.containers.list(all=True, filters=labels)
+        except docker.errors.NotFound:
+            continue  # removed between the listing and its inspection: ask again
+        return found[0] if found else None
+    return None
 
 
 def sh(container, script, user=None):
