@@ -12,6 +12,9 @@
 # host, and `docker build --network=none` sees only its build context.
 # Each image is labelled with the hash of its inputs (org.visiting.inputs) and
 # tagged :latest and :<hash>; an image whose label matches is not rebuilt.
+# The singleuser image also gets the guard's JupyterLab banner, built on the
+# host by scripts/labextension.sh against the wheelhouse's JupyterLab, and the
+# guard's enable file; both are part of its inputs.
 #
 # Environment: VISITING_CACHE (default ~/.cache/visiting) keeps the wheelhouse,
 # downloaded .debs and build logs; VISITING_DEBIAN_MIRROR and
@@ -269,9 +272,12 @@ ensure_wheelhouse() {
 
 # --- the project's own wheel ------------------------------------------------------
 
+# The labextension is no part of the wheel (pyproject.toml excludes it), and
+# its node_modules holds thousands of files.
 project_files() {
   (cd "$ROOT" && find pyproject.toml README.md hub extensions -type f \
-    ! -path '*/__pycache__/*' ! -name '*.pyc' | LC_ALL=C sort)
+    ! -path '*/__pycache__/*' ! -name '*.pyc' ! -path 'extensions/guard/labextension/*' |
+    LC_ALL=C sort)
 }
 
 # Built from a copy of the sources, so the build leaves no build/ or
@@ -295,18 +301,58 @@ ensure_project_wheel() {
   PROJECT_WHEEL=$(find "$dir" -maxdepth 1 -name '*.whl' | head -n1)
 }
 
+# --- the guard's JupyterLab extension -------------------------------------------
+
+# Built against the core of the JupyterLab wheel the image installs, so the
+# banner asks for the shared packages (and versions) that JupyterLab provides.
+ensure_labextension() {
+  local whl core
+  whl=$(find "$WHEELHOUSE" -maxdepth 1 -name 'jupyterlab-[0-9]*.whl' | head -n1)
+  [ -n "$whl" ] || die "the wheelhouse has no jupyterlab wheel (images/singleuser/requirements.txt names it)"
+  core=$CACHE/build/jupyterlab-core-$(basename "$whl" .whl)
+  if [ ! -s "$core/package.json" ]; then
+    mkdir -p "$core"
+    python3 -c 'import sys, zipfile
+sys.stdout.buffer.write(zipfile.ZipFile(sys.argv[1]).read("jupyterlab/staging/package.json"))' \
+      "$whl" >"$core/package.json.partial" || die "no jupyterlab/staging/package.json in $whl"
+    mv "$core/package.json.partial" "$core/package.json"
+  fi
+  LABEXTENSION=$("$ROOT/scripts/labextension.sh" --core-path "$core") ||
+    die "could not build the JupyterLab extension (scripts/labextension.sh)"
+}
+
 # --- visiting/singleuser and visiting/dask ---------------------------------------
 
+# Files from outside images/NAME that go into its build context, as lines of
+# "source<TAB>path in the context"; a folder goes whole.
+context_extras() {
+  case $1 in
+    singleuser)
+      printf '%s\t%s\n' \
+        "$LABEXTENSION" labextension \
+        "$ROOT/extensions/guard/jupyter-config/visiting-guard.json" jupyter-config/visiting-guard.json
+      ;;
+  esac
+}
+
 image_inputs() {
-  local name=$1
+  local name=$1 src dest
   {
     echo "recipe=$RECIPE version=$VERSION base=$BASE_ID wheels=$WHEELS_HASH"
     (cd "$IMAGES_DIR/$name" && find . -type f | LC_ALL=C sort | xargs -d '\n' sha256sum)
+    while IFS=$'\t' read -r src dest; do
+      echo "== $dest"
+      if [ -d "$src" ]; then
+        (cd "$src" && find . -type f | LC_ALL=C sort | xargs -d '\n' sha256sum)
+      else
+        sha256sum <"$src"
+      fi
+    done < <(context_extras "$name")
   } | sha
 }
 
 build_derived() {
-  local name=$1 repo=visiting/$1 inputs ctx
+  local name=$1 repo=visiting/$1 inputs ctx src dest
   inputs=$(image_inputs "$name")
   if up_to_date "$repo" "$inputs"; then
     SKIPPED+=("$repo")
@@ -320,6 +366,10 @@ build_derived() {
   # Hard links: the wheelhouse is large and never modified in place.
   cp -l "$WHEELHOUSE"/*.whl "$ctx/wheels/" 2>/dev/null || cp "$WHEELHOUSE"/*.whl "$ctx/wheels/"
   cp "$PROJECT_WHEEL" "$ctx/project/"
+  while IFS=$'\t' read -r src dest; do
+    mkdir -p "$(dirname "$ctx/$dest")"
+    cp -a "$src" "$ctx/$dest"
+  done < <(context_extras "$name")
   run_logged "$LOGS/$name.log" docker build --network=none \
     --build-arg "BASE_IMAGE=$BASE_REF" \
     --build-arg "WHEELHOUSE=$WHEELHOUSE_HASH" \
@@ -368,6 +418,8 @@ main() {
   ensure_project_wheel
   WHEELHOUSE_HASH=$(sha <"$WHEELHOUSE/SHA256SUMS")
   WHEELS_HASH=$({ cat "$WHEELHOUSE/SHA256SUMS"; (cd "$(dirname "$PROJECT_WHEEL")" && sha256sum -- "$(basename "$PROJECT_WHEEL")"); } | sha)
+  # before the singleuser image, whose context it is part of
+  ensure_labextension
 
   local name
   for name in "${DERIVED[@]}"; do build_derived "$name"; done

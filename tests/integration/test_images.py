@@ -3,7 +3,8 @@
 A module fixture brings up the project's engine (scripts/docker.sh up) and
 builds the images (scripts/images.sh), which is quick when nothing changed.
 Every container here runs with no network, or on networks this module creates
-and removes; the only traffic is between containers it started.
+and removes; the only traffic is between containers it started. Home volumes
+it creates are removed after each test.
 """
 
 from __future__ import annotations
@@ -34,6 +35,12 @@ DOWNLOAD_PLUGINS = [
     "@jupyterlab/filebrowser-extension:download",
     "@jupyterlab/filebrowser-extension:open-browser-tab",
 ]
+DISABLED_PLUGINS = [*DOWNLOAD_PLUGINS, "@jupyterlab/notebook-extension:export"]
+# Root-owned and first on the singleuser image's config path (JUPYTER_CONFIG_DIR).
+CONFIG_DIR = "/etc/visiting/jupyter"
+CONFIG_PATH = [CONFIG_DIR, "/opt/venv/etc/jupyter", "/usr/local/etc/jupyter", "/etc/jupyter"]
+PAGE_CONFIG = f"{CONFIG_DIR}/labconfig/page_config.json"
+BANNER = "@visiting/guard-banner"
 
 
 def run(cmd, *, env=None, timeout=300, check=True) -> subprocess.CompletedProcess:
@@ -154,11 +161,12 @@ def test_singleuser_speaks_the_hubs_jupyterhub_version(docker):
 
 
 def test_jupyterlab_download_commands_are_disabled(docker):
-    page_config = "/opt/venv/share/jupyter/lab/settings/page_config.json"
-    cfg = json.loads(offline(docker, SINGLEUSER, "cat", page_config).stdout)
+    cfg = json.loads(offline(docker, SINGLEUSER, "cat", PAGE_CONFIG).stdout)
     disabled = cfg["disabledExtensions"]
-    for plugin in DOWNLOAD_PLUGINS:
+    for plugin in DISABLED_PLUGINS:
         assert disabled.get(plugin) is True, plugin
+    # locked too, so JupyterLab's plugin manager offers no way to turn them back on
+    assert cfg["lockedExtensions"] == disabled
     # every id disabled is a plugin the installed JupyterLab really has
     found = offline(
         docker,
@@ -172,6 +180,189 @@ def test_jupyterlab_download_commands_are_disabled(docker):
         json.dumps(sorted(disabled)),
     ).stdout
     assert sorted(json.loads(found)) == sorted(disabled)
+
+
+# --- the guard in the singleuser image ----------------------------------------------
+
+# What a researcher could write in the home hoping Jupyter reads it: config that
+# switches the guard off (and its managers back to the stock ones), and page
+# config that turns JupyterLab's download commands back on.
+GUARD_OFF = {
+    "ServerApp": {
+        "jpserver_extensions": {"extensions.guard": False},
+        "contents_manager_class": "jupyter_server.services.contents.largefilemanager.AsyncLargeFileManager",
+        "kernel_manager_class": "jupyter_server.services.kernels.kernelmanager.AsyncMappingKernelManager",
+    }
+}
+GUARD_OFF_PY = (
+    "c.ServerApp.jpserver_extensions = {'extensions.guard': False}\n"
+    "c.ServerApp.contents_manager_class = "
+    "'jupyter_server.services.contents.largefilemanager.AsyncLargeFileManager'\n"
+)
+LAB_ON = {"disabledExtensions": dict.fromkeys(DISABLED_PLUGINS, False)}
+TAMPERED_HOME = {
+    ".jupyter/jupyter_server_config.json": json.dumps(GUARD_OFF),
+    ".jupyter/jupyter_server_config.py": GUARD_OFF_PY,
+    ".jupyter/jupyter_server_config.d/zz-guard-off.json": json.dumps(GUARD_OFF),
+    ".jupyter/jupyter_notebook_config.json": json.dumps(GUARD_OFF),
+    ".jupyter/jupyter_config.json": json.dumps(GUARD_OFF),
+    ".jupyter/labconfig/page_config.json": json.dumps(LAB_ON),
+    # the user site's config folder (the venv has no user site)
+    ".local/etc/jupyter/jupyter_server_config.json": json.dumps(GUARD_OFF),
+    ".local/etc/jupyter/labconfig/page_config.json": json.dumps(LAB_ON),
+    # the server's working directory
+    "jupyter_server_config.json": json.dumps(GUARD_OFF),
+    # jupyter_core copies IPython 3 config into the config folder unless told it migrated
+    ".ipython/profile_default/ipython_notebook_config.py": GUARD_OFF_PY,
+    # login shells; the image's command runs without one
+    ".profile": "export JUPYTER_CONFIG_DIR=$HOME/.jupyter JUPYTER_CONFIG_PATH=$HOME/.jupyter\n",
+    ".bashrc": "export JUPYTER_CONFIG_DIR=$HOME/.jupyter JUPYTER_CONFIG_PATH=$HOME/.jupyter\n",
+}
+WRITE_HOME = (
+    "import json, pathlib, sys\n"
+    "for rel, text in json.loads(sys.argv[1]).items():\n"
+    "    p = pathlib.Path.home() / rel\n"
+    "    p.parent.mkdir(parents=True, exist_ok=True)\n"
+    "    p.write_text(text)\n"
+)
+# What DockerSpawner gives the container, with a hub that is not there.
+HUB_ENV = {
+    "JUPYTERHUB_API_TOKEN": "not-a-real-token",
+    "JUPYTERHUB_API_URL": "http://127.0.0.1:8081/hub/api",
+    "JUPYTERHUB_BASE_URL": "/",
+    "JUPYTERHUB_USER": "tanaka",
+    "JUPYTERHUB_SERVICE_PREFIX": "/user/tanaka/",
+    "JUPYTERHUB_SERVICE_URL": "http://0.0.0.0:8888/user/tanaka/",
+    "JUPYTERHUB_CLIENT_ID": "jupyterhub-user-tanaka",
+    "JUPYTERHUB_OAUTH_CALLBACK_URL": "/user/tanaka/oauth_callback",
+}
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+@pytest.fixture(params=["clean-home", "tampered-home"])
+def home(request, docker):
+    """A researcher's home volume, as DockerSpawner mounts one; `tampered-home` holds TAMPERED_HOME."""
+    volume = f"{docker.prefix}-home"
+    docker("volume", "create", volume)
+    if request.param == "tampered-home":
+        docker(
+            "run", "--rm", "--network", "none", "--user", "1000:1000",
+            "-v", f"{volume}:/home/jovyan", SINGLEUSER,
+            "python", "-c", WRITE_HOME, json.dumps(TAMPERED_HOME),
+        )  # fmt: skip
+    yield volume
+    ids = docker("ps", "-aq", "--filter", f"name={docker.prefix}", check=False).stdout.split()
+    if ids:
+        docker("rm", "-f", *ids, check=False)
+    docker("volume", "rm", volume, check=False)
+
+
+def as_researcher(docker, home: str, *cmd: str) -> str:
+    """Run cmd offline as uid 1000 with the home volume; stdout and stderr, colours removed."""
+    out = docker(
+        "run", "--rm", "--network", "none", "--user", "1000:1000",
+        "-v", f"{home}:/home/jovyan", SINGLEUSER, *cmd,
+    )  # fmt: skip
+    return ANSI.sub("", out.stdout + out.stderr)
+
+
+def wait_for_log(docker, container: str, text: str, timeout=90) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        out = docker("logs", container, check=False)
+        log = out.stdout + out.stderr
+        if text in log:
+            return log
+        state = docker("inspect", "-f", "{{.State.Running}}", container, check=False).stdout
+        if state.strip() != "true" or time.monotonic() > deadline:
+            raise AssertionError(f"{container} never logged {text!r}:\n{log[-4000:]}")
+        time.sleep(0.5)
+
+
+def test_only_root_owned_config_is_on_the_path(docker):
+    paths = json.loads(offline(docker, SINGLEUSER, "jupyter", "--paths", "--json").stdout)
+    assert paths["config"] == CONFIG_PATH
+    # nothing on the config path, nor any folder that would hold it, is writable by uid 1000
+    script = (
+        "import json, os, sys\n"
+        "found = []\n"
+        "for top in json.loads(sys.argv[1]):\n"
+        "    d = top\n"
+        "    while not os.path.exists(d):\n"
+        "        d = os.path.dirname(d)\n"
+        "    found += [d] if os.access(d, os.W_OK) else []\n"
+        "    for root, dirs, files in os.walk(top):\n"
+        "        found += [os.path.join(root, n) for n in dirs + files\n"
+        "                  if os.access(os.path.join(root, n), os.W_OK)]\n"
+        "print(json.dumps(found))\n"
+    )
+    writable = offline(docker, SINGLEUSER, "python", "-c", script, json.dumps(CONFIG_PATH)).stdout
+    assert json.loads(writable) == []
+    # JupyterLab's own settings and workspaces stay the researcher's
+    lab_paths = offline(docker, SINGLEUSER, "jupyter", "lab", "paths").stdout
+    assert "User Settings directory: /home/jovyan/.jupyter/lab/user-settings" in lab_paths
+    assert "Workspaces directory: /home/jovyan/.jupyter/lab/workspaces" in lab_paths
+
+
+def test_guard_server_extension_is_enabled_and_validated(docker, home):
+    out = as_researcher(docker, home, "jupyter", "server", "extension", "list")
+    blocks = dict(
+        (b.split("\n", 1) + [""])[:2] for b in re.split(r"^Config dir: ", out, flags=re.M)[1:]
+    )
+    assert CONFIG_DIR in blocks, out
+    assert re.search(r"^\s+extensions\.guard enabled$", blocks[CONFIG_DIR], re.M), out
+    assert re.search(r"^\s+extensions\.guard\s+OK$", blocks[CONFIG_DIR], re.M), out
+    assert not re.search(r"extensions\.guard\s+disabled", out), out
+    assert "Traceback" not in out, out
+
+
+def test_banner_is_enabled_and_download_plugins_are_disabled(docker, home):
+    out = as_researcher(docker, home, "jupyter", "labextension", "list")
+    assert re.search(rf"^\s+{re.escape(BANNER)} v\S+ enabled OK\s*$", out, re.M), out
+    disabled = out.split("Disabled extensions:", 1)
+    assert len(disabled) == 2, out
+    listed = {line.split()[0] for line in disabled[1].splitlines() if line.strip()}
+    assert set(DISABLED_PLUGINS) <= listed, out
+
+
+@pytest.mark.parametrize("home", ["tampered-home"], indirect=True)
+def test_a_server_in_a_tampered_home_runs_the_guard_and_the_page_config(docker, home):
+    name = f"{docker.prefix}-server"
+    docker(
+        "run", "-d", "--name", name, "--network", "none", "--user", "1000:1000",
+        "-v", f"{home}:/home/jovyan", SINGLEUSER,
+        "jupyter", "server", "--ip=127.0.0.1", "--port=8888", "--IdentityProvider.token=t",
+    )  # fmt: skip
+    wait_for_log(docker, name, "file routes guarded")
+    script = (
+        "import json, re, sys, urllib.request\n"
+        "get = lambda p: urllib.request.urlopen('http://127.0.0.1:8888/' + p + '?token=t').read()\n"
+        "guard = json.loads(get('visiting/guard'))\n"
+        "page = re.search(rb'id=\"jupyter-config-data\"[^>]*>(.*?)</script>', get('lab'), re.S)\n"
+        "print(json.dumps({'guard': guard, 'page': json.loads(page.group(1))}))\n"
+    )
+    got = json.loads(docker("exec", name, "python", "-c", script).stdout)
+    assert got["guard"]["routes"], got["guard"]
+    page = got["page"]
+    assert set(DISABLED_PLUGINS) <= set(page["disabledExtensions"]), page["disabledExtensions"]
+    assert BANNER in {e["name"] for e in page["federated_extensions"]}
+
+
+@pytest.mark.parametrize("home", ["tampered-home"], indirect=True)
+def test_the_images_own_command_loads_the_guard_in_a_tampered_home(docker, home):
+    """The image's CMD (jupyterhub-singleuser, no shell), as DockerSpawner starts it.
+
+    With no hub to answer, the server gets as far as loading its extensions; the
+    guard loads only with the guarded managers set (it refuses to otherwise).
+    """
+    name = f"{docker.prefix}-singleuser"
+    env = [a for k, v in HUB_ENV.items() for a in ("-e", f"{k}={v}")]
+    docker(
+        "run", "-d", "--name", name, "--network", "none", *env,
+        "-v", f"{home}:/home/jovyan", SINGLEUSER,
+    )  # fmt: skip
+    log = wait_for_log(docker, name, "extensions.guard | extension was successfully loaded")
+    assert "extensions.guard | extension failed" not in log, log[-4000:]
 
 
 def test_dask_image_runs_the_scheduler_offline(docker):
