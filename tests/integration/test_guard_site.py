@@ -202,3 +202,132 @@ def test_enforcer_stops_a_server_whose_approval_ended(guard_stack, tanaka, audit
         assert r.status_code == 403, r.text
     finally:
         guard_stack.config.clock_file.write_text("")
+
+
+# ---------------------------------------------------------------------------
+# every event type, through the real intake, with the right fields
+
+
+def _server_token(tanaka) -> str:
+    """A token of tanaka's server at nig only: the kind the intake accepts."""
+    r = tanaka.session.post(
+        f"{tanaka.hub}/hub/api/users/tanaka/tokens",
+        json={
+            "note": "guard test",
+            "expires_in": 600,
+            "scopes": ["access:servers!server=tanaka/nig"],
+        },
+        headers=tanaka._headers(),
+        timeout=30,
+    )
+    assert r.status_code == 201, r.text
+    return r.json()["token"]
+
+
+def _local_guard(tmp_path, guard_stack, tanaka, check_seconds):
+    """A guard server outside Docker, shipping to the hub's intake; its clock is its own, so
+    the hub's enforcer does not see it and the container-side period flow runs alone."""
+    from .guard_server import GuardServer, free_port, server_env
+
+    data = guard_stack.bundle.platform.data_root / "nig"
+    home = tmp_path / "home"
+    home.mkdir(parents=True)
+    clock = tmp_path / "now"
+    port = free_port()
+    env = server_env(
+        tmp_path,
+        home,
+        data,
+        tmp_path / "spool",
+        clock,
+        port,
+        VISITING_PERIOD_CHECK_SECONDS=check_seconds,
+        VISITING_AUDIT_URL=f"{guard_stack.config.hub_url.rstrip('/')}/services/audit/",
+        JUPYTERHUB_API_TOKEN=_server_token(tanaka),
+    )
+    return GuardServer(tmp_path, home, data, tmp_path / "spool", clock, port, env)
+
+
+def test_period_end_and_refusal_events_reach_the_store(tmp_path, guard_stack, tanaka, audit):
+    before = {e["event_id"] for e in events_of(audit)}
+    # a kernel refused after the end (the server's own check is an hour away)
+    s = _local_guard(tmp_path / "a", guard_stack, tanaka, "3600")
+    s.clock_file.write_text("2035-03-31T23:59:00+09:00")
+    s.start()
+    try:
+        s.clock_file.write_text("2035-04-01T00:00:30+09:00")
+        assert s.api("POST", "/api/kernels", json={"name": "python3"}).status_code == 403
+        r = s.api(
+            "PUT",
+            "/api/contents/notes.txt",
+            json={"type": "file", "format": "text", "content": "n=200"},
+        )
+        assert r.status_code == 201, r.text
+    finally:
+        s.stop()
+    # the end reached while a kernel runs: kernels stop, the server stops itself
+    s = _local_guard(tmp_path / "b", guard_stack, tanaka, "0.5")
+    s.clock_file.write_text("2035-03-31T23:59:00+09:00")
+    s.start()
+    try:
+        assert s.api("POST", "/api/kernels", json={"name": "python3"}).status_code == 201
+        s.clock_file.write_text("2035-04-01T00:00:01+09:00")
+        s.proc.wait(timeout=60)
+    finally:
+        s.stop()
+    wanted = {"kernel-refused", "notebook-save", "period-warning", "period-end", "server-stop"}
+    got = wait_for(
+        lambda: (
+            n
+            if wanted
+            <= (
+                n := {
+                    e["schema"].rsplit("/", 1)[1]
+                    for e in events_of(audit)
+                    if e["event_id"] not in before
+                }
+            )
+            else None
+        ),
+        timeout=60,
+    )
+    assert got
+
+
+GUARD_EVENTS = {
+    "server-start",
+    "server-stop",
+    "kernel-start",
+    "kernel-stop",
+    "kernel-refused",
+    "data-access",
+    "notebook-save",
+    "download-allowed",
+    "download-blocked",
+    "period-warning",
+    "period-end",
+}
+
+
+def test_every_event_type_is_in_the_store_with_its_fields(audit):
+    """Every guard event type arrived for tanaka, each valid against its versioned schema."""
+    from pathlib import Path
+
+    import jsonschema
+    import yaml
+
+    schema_dir = Path(__file__).parents[2] / "extensions" / "guard" / "events"
+    schemas = {}
+    for p in schema_dir.glob("*.yaml"):
+        doc = yaml.safe_load(p.read_text())
+        schemas[doc["$id"]] = doc
+    events = [e for e in events_of(audit) if e["schema"] in schemas]
+    assert {e["schema"].rsplit("/", 1)[1] for e in events} >= GUARD_EVENTS
+    for ev in events:
+        assert ev["user"] == "tanaka" and ev["site"] == "nig" and ev["approval_id"] == "J-DU000101"
+        flat = {k: ev[k] for k in ("event_id", "user", "site", "approval_id", "time")} | ev["data"]
+        jsonschema.validate(flat, {k: v for k, v in schemas[ev["schema"]].items() if k != "$id"})
+        assert ev["version"] == int(schemas[ev["schema"]]["version"])
+    ids = [e["event_id"] for e in events_of(audit)]
+    assert len(ids) == len(set(ids))
+    assert audit.verify().ok
