@@ -143,10 +143,10 @@ class DownloadGuard:
 
     # -- checks ------------------------------------------------------------
 
-    def check_path(self, requested: str) -> Refusal | None:
+    def check_path(self, requested: str, real: str | None = None) -> Refusal | None:
         """A refusal for handing the bytes of `requested` (relative to the server's root) to the
-        browser, or None when they may go."""
-        real = self.resolve(requested)
+        browser, or None when they may go. `real`: the resolved path, when known already."""
+        real = real or self.resolve(requested)
         if self.under_data(real):
             return Refusal("under-data", requested, real)
         for name in (requested, real):
@@ -263,12 +263,12 @@ class GuardedRoute:
         app = self.guard_app
         path = self.guard_path()
         self.request._visiting_checked = True
-        real = app.downloads.resolve(path)
+        real = self._guard_real = app.downloads.resolve(path)
         if app.downloads.under_data(real):
             app.note_data_access(real, channel="contents")
         if not self.guard_wants_content():
             return  # names and metadata only; no file bytes in this answer
-        refusal = app.downloads.check_path(path)
+        refusal = app.downloads.check_path(path, real)
         if refusal is not None:
             app.record_block(refusal, route=self.guard_route)
             raise DownloadBlocked(refusal)
@@ -281,7 +281,7 @@ class GuardedContents(GuardedRoute):
     def guard_wants_content(self) -> bool:
         if self.get_query_argument("content", "1") == "0":
             return False
-        real = self.guard_app.downloads.resolve(self.guard_path())
+        real = self._guard_real
         if os.path.isdir(real):
             return False  # a listing: names, not bytes
         if (

@@ -16,6 +16,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 from .context import Clock, ServerContext
@@ -42,15 +43,15 @@ class ActivityEvents:
             if schema_id(path.stem) not in event_logger.schemas.schema_ids:
                 event_logger.register_event_schema(path)
 
-    def emit(self, name: str, **data) -> str:
-        """Emit one event; returns its id."""
+    def emit(self, name: str, at: datetime | None = None, **data) -> str:
+        """Emit one event (that happened `at`, default now); returns its id."""
         event_id = uuid.uuid4().hex
         payload = {
             "event_id": event_id,
             "user": self.context.user,
             "site": self.context.site,
             "approval_id": self.context.approval_id,
-            "time": self.clock.now().isoformat(),
+            "time": (at or self.clock.now()).isoformat(),
             **{k: v for k, v in data.items() if v is not None},
         }
         self.event_logger.emit(schema_id=schema_id(name), data=payload)

@@ -85,6 +85,8 @@ STORE_DIR_PATTERNS: tuple[tuple[str, str], ...] = (
     ("*.vcf.zarr", "vcf-zarr"),
     ("*.vcz", "vcf-zarr"),
 )
+_CONTROL_RUNS = re.compile(rb"[\x00-\x08\x0e-\x1f]+")
+_STORE_RX = [(re.compile(fnmatch.translate(p)), kind) for p, kind in STORE_DIR_PATTERNS]
 COMPRESSION_SUFFIXES = (".gz", ".bgz", ".bgzf", ".bz2", ".xz", ".zst")
 
 KIB = 1024
@@ -144,6 +146,8 @@ def is_vcf_record(fields: list[str]) -> bool:
     if len(fields) < 8 or len(fields) == 9:
         return False
     chrom, pos, _id, ref, alt, qual, filt, info = fields[:8]
+    if not (pos.isdigit() and (filt in (".", "PASS") or filt[:1].isalpha() or filt[:1] == "_")):
+        return False  # the cheap tests first: most lines of a results table fail here
     if not (_RE_CHROM.match(chrom) and _RE_INT.match(pos)):
         return False
     if not ((_RE_BASES.match(ref) or ref == ".") and _RE_ALT.match(alt)):
@@ -215,33 +219,6 @@ def is_genotype_row(fields: list[str], min_calls: int = 8) -> bool:
     return calls >= min_calls and calls >= len(fields) // 2
 
 
-def fastq_records(lines: list[str]) -> int:
-    """How many well-formed four-line FASTQ records are in `lines`."""
-    best = 0
-    for start in range(min(4, len(lines))):
-        run = 0
-        i = start
-        while i + 3 < len(lines):
-            head, seq, plus, qual = lines[i : i + 4]
-            if (
-                head.startswith("@")
-                and len(head) > 1
-                and _RE_SEQ_READ.match(seq)
-                and plus.startswith("+")
-                and len(qual) == len(seq)
-            ):
-                run += 1
-                i += 4
-            else:
-                best = max(best, run)
-                run = 0
-                i += 1
-        best = max(best, run)
-        if best >= 2:
-            break
-    return best
-
-
 # ---------------------------------------------------------------------------
 # the sniffer
 
@@ -270,6 +247,9 @@ class Sniffer:
         for p in name_patterns:
             pattern, kind = (p, "pattern") if isinstance(p, str) else p
             self.name_patterns.append((pattern.lower(), kind))
+        self._name_rx = [
+            (re.compile(fnmatch.translate(p)), p, kind) for p, kind in self.name_patterns
+        ]
         self.head_bytes = head_bytes
         self.tail_bytes = tail_bytes
         self.decompressed_bytes = decompressed_bytes
@@ -303,15 +283,15 @@ class Sniffer:
             if stripped.endswith(suffix):
                 stripped = stripped[: -len(suffix)]
                 break
-        for pattern, kind in self.name_patterns:
+        for rx, pattern, kind in self._name_rx:
             if kind == "pattern":
-                if fnmatch.fnmatchcase(base, pattern) or fnmatch.fnmatchcase(path, pattern):
+                if rx.match(base) or rx.match(path):
                     return self._found(kind, f"its name matching {pattern!r}")
-            elif fnmatch.fnmatchcase(stripped, pattern):
+            elif rx.match(stripped):
                 return self._found(kind, f"its name ({pattern})")
         for part in parts:
-            for pattern, kind in STORE_DIR_PATTERNS:
-                if fnmatch.fnmatchcase(part, pattern):
+            for rx, kind in _STORE_RX:
+                if rx.match(part):
                     return self._found(kind, f"its place in the store {part!r}")
         return None
 
@@ -504,8 +484,9 @@ class Sniffer:
     def _text(
         self, data: bytes, partial_head: bool = False, partial_tail: bool = False
     ) -> Finding | None:
-        if b"\x00" in data[:8192]:
-            return None  # binary, and no signature above matched
+        if b"\x00" in data:
+            # binary, or text behind NUL bytes: read what lies between them as lines
+            data = _CONTROL_RUNS.sub(b"\n", data)
         text = data.decode("utf-8", "replace")
         stripped = text.lstrip("\ufeff \t\r\n")
         if stripped[:1] in "{[" and stripped:
@@ -563,58 +544,62 @@ class Sniffer:
         return found.inside("a notebook output") if found else None
 
     def _lines(self, text: str, partial_head: bool, partial_tail: bool) -> Finding | None:
-        lines = text.splitlines()
-        if partial_head and lines:
-            lines = lines[1:]
-        if partial_tail and len(lines) > 1:
-            lines = lines[:-1]
-        if not lines:
+        """Raw data by headers and record shapes; only candidate lines are split and checked."""
+        if partial_head:
+            text = text[text.find("\n") + 1 :] if "\n" in text else ""
+        if partial_tail and "\n" in text:
+            text = text[: text.rfind("\n")]
+        if not text:
             return None
-        kinds: dict[str, int] = {}
-        sam_header = vcf_header = False
-        for line in lines:
-            if line.startswith("##fileformat=VCF") or line.startswith("#CHROM\tPOS\tID\tREF\tALT"):
-                vcf_header = True
-            elif line.startswith(("@HD\tVN:", "@SQ\tSN:", "@RG\tID:")):
-                sam_header = True
-            if not line or line.startswith("#"):
-                continue
-            fields = line.rstrip("\r").split("\t")
-            kind = None
-            if len(fields) >= 8 and is_vcf_record(fields):
-                kind = "vcf"
-            elif len(fields) >= 11 and is_sam_record(fields):
-                kind = "sam"
-            elif len(fields) == 5 and is_pvar_record(fields):
-                kind = "plink"
-            else:
-                ws = line.split() if len(fields) < 6 else fields
-                if len(ws) == 6 and (is_bim_record(ws) or is_fam_record(ws)):
-                    kind = "plink"
-                elif len(ws) >= 8 and is_genotype_row(ws):
-                    kind = "genotype-table"
-            if kind is not None:
-                kinds[kind] = kinds.get(kind, 0) + 1
-        if vcf_header:
+        at_line_start = "\n" + text
+        if any("\n" + h in at_line_start for h in _VCF_HEADERS):
             found = self._found("vcf", "its VCF header")
             if found:
                 return found
-        if sam_header:
+        if any("\n" + h in at_line_start for h in _SAM_HEADERS):
             found = self._found("sam", "its SAM header")
             if found:
                 return found
-        for kind in ("vcf", "sam", "plink", "genotype-table"):
-            n = kinds.get(kind, 0)
+        kinds: dict[str, int] = {}
+        for line in text.splitlines():
+            # a line worth a closer look: four tabs or more, or five spaces or more
+            if line.count("\t") < 4 and line.count(" ") < 5:
+                continue
+            line = line.strip("\r")
+            if line.startswith("#"):
+                continue
+            kind = _record_kind(line)
+            if kind is None or kind in self.disabled:
+                continue
+            kinds[kind] = n = kinds.get(kind, 0) + 1
             if n >= self.min_records:
-                found = self._found(kind, f"{n} lines shaped like its records")
-                if found:
-                    return found
-        n = fastq_records([ln.rstrip("\r") for ln in lines[:4000]] + [])
-        if n < 2 and len(lines) > 4000:
-            n = fastq_records([ln.rstrip("\r") for ln in lines[-4000:]])
-        if n >= 2:
-            return self._found("fastq", f"{n} FASTQ records")
+                return Finding(kind, f"{n} lines shaped like its records")
+        if "\n+" in at_line_start and "\n@" in at_line_start:
+            n = sum(1 for m in _FASTQ.finditer(text) if len(m.group(2)) == len(m.group(1)))
+            if n >= 2:
+                return self._found("fastq", f"{n} FASTQ records")
         return None
+
+
+_FASTQ = re.compile(r"^@[^\n]+\n([ACGTNacgtn.]+)\r?\n\+[^\n]*\n([^\n]+?)\r?$", re.M)
+_VCF_HEADERS = ("##fileformat=VCF", "#CHROM\tPOS\tID\tREF\tALT")
+_SAM_HEADERS = ("@HD\tVN:", "@SQ\tSN:", "@RG\tID:")
+
+
+def _record_kind(line: str) -> str | None:
+    fields = line.split("\t")
+    if len(fields) >= 8 and is_vcf_record(fields):
+        return "vcf"
+    if len(fields) >= 11 and is_sam_record(fields):
+        return "sam"
+    if len(fields) == 5 and is_pvar_record(fields):
+        return "plink"
+    ws = line.split() if len(fields) < 6 else fields
+    if len(ws) == 6 and (is_bim_record(ws) or is_fam_record(ws)):
+        return "plink"
+    if len(ws) >= 8 and line.count("/") + line.count("|") >= 8 and is_genotype_row(ws):
+        return "genotype-table"
+    return None
 
 
 # ---------------------------------------------------------------------------

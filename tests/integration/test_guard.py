@@ -359,7 +359,7 @@ def test_allowed_download_is_recorded_with_its_size(server):
     mark = server.mark()
     status, _h, body = server.get("/files/plot.png")
     assert status == 200
-    ev = server.events_since(mark, "download-allowed")[-1]
+    ev = wait_for(lambda: server.events_since(mark, "download-allowed"))[-1]
     assert ev["data"] == {"path": "plot.png", "route": "files", "size": len(body)}
 
 

@@ -167,6 +167,10 @@ RAW_BYTES = [
     ("html-escaped", ("<pre>" + VCF.replace("<", "&lt;") + "</pre>").encode(), "vcf"),
     ("json-strings", json.dumps({"rows": VCF_RECORDS.splitlines()}).encode(), "vcf"),
     ("records-after-a-table", (FREQ + VCF_RECORDS).encode(), "vcf"),
+    ("records-behind-a-nul-byte", b"\x00" + VCF_RECORDS.encode(), "vcf"),
+    ("records-between-binary-noise", bytes(range(256)) * 4 + VCF_RECORDS.encode(), "vcf"),
+    ("fastq-with-crlf", FASTQ.replace("\n", "\r\n").encode(), "fastq"),
+    ("plink-bim-space-separated", BIM.replace("\t", " ").encode(), "plink"),
 ]
 
 
