@@ -137,9 +137,20 @@ def _instant(text: str):
 
 
 def _audit_store(bundle, database: str | None):
+    """The audit store to read; a SQLite file that does not exist is an error, not a new store."""
+    from sqlalchemy.engine import make_url
+
     from .audit import AuditStore
 
-    return AuditStore(database or bundle.platform.database_url)
+    url = database or bundle.platform.database_url
+    try:
+        parsed = make_url(url)
+    except Exception as e:  # sqlalchemy raises ArgumentError for a malformed URL
+        raise CommandError(f"--database: {e}") from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        if not Path(parsed.database).exists():
+            raise CommandError(f"no audit store at {parsed.database} (database {url})")
+    return AuditStore(url)
 
 
 def cmd_audit_verify(args) -> int:

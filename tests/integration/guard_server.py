@@ -32,6 +32,17 @@ FIXTURES = Path(__file__).parent / "fixtures"
 TOKEN = "guard-test-token"
 
 
+def wait_for(fn, timeout: float = 10.0, interval: float = 0.2):
+    """The first truthy value of `fn()` within `timeout` seconds; AssertionError otherwise."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = fn()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"not within {timeout} s")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

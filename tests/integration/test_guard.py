@@ -19,7 +19,7 @@ import pytest
 
 from hub.synth import SiteSpec, generate_cohorts
 
-from .guard_server import GuardServer, free_port, make_zoo, notebook, server_env
+from .guard_server import GuardServer, free_port, make_zoo, notebook, server_env, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -380,16 +380,6 @@ def test_notebook_opens_with_raw_outputs_hidden(server):
 
 # ---------------------------------------------------------------------------
 # activity events
-
-
-def wait_for(fn, timeout=10.0, interval=0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = fn()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"not within {timeout} s")
 
 
 def test_kernel_code_reading_data_is_recorded(server):

@@ -18,6 +18,7 @@ from hub.audit import AuditStore
 from hub.periods import FileClock
 from hub.stack import Stack, StackConfig
 
+from . import guard_server
 from .test_sites import Researcher, container_of, engine, sh  # noqa: F401  (engine: a fixture)
 
 pytestmark = pytest.mark.integration
@@ -92,13 +93,7 @@ def events_of(audit, user="tanaka", schema_end=None):
 
 
 def wait_for(fn, timeout=30.0, interval=0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = fn()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"not within {timeout} s")
+    return guard_server.wait_for(fn, timeout, interval)
 
 
 SITE_ATTEMPTS = [

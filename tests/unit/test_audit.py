@@ -811,6 +811,18 @@ def test_cli_verify_uses_the_platform_database(capsys, policy_copy, tmp_path):
     assert code == 0 and out.strip() == "audit chain verified: 1 record (1 .. 1)"
 
 
+def test_cli_verify_of_a_missing_database_is_an_error_not_a_new_store(
+    capsys, policy_copy, tmp_path
+):
+    missing = tmp_path / "typo.sqlite"
+    code, out, err = run(
+        capsys, "audit", "verify", str(policy_copy), "--database", f"sqlite:///{missing}"
+    )
+    assert code != 0 and out == ""
+    assert f"no audit store at {missing}" in err
+    assert not missing.exists()
+
+
 def test_cli_export_jsonl_to_stdout(capsys, cli_db):
     _, where = cli_db
     code, out, err = run(
