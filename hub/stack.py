@@ -214,6 +214,51 @@ def _wait_group_gone(pgid: int, timeout: float) -> None:
     _signal_group(pgid, signal.SIGKILL)
 
 
+def services_of(state_dir: Path) -> list[int]:
+    """Pids of hub-managed services started for this state folder.
+
+    The hub starts its services in sessions of their own and stops them with
+    SIGINT; a hub killed while starting, or started with SIGINT ignored, leaves
+    them running (and holding their ports). Their environment names the state
+    folder, which is how they are found.
+    """
+    marker = f"VISITING_STATE_DIR={state_dir}".encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            env = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if marker in env and any(v.startswith(b"JUPYTERHUB_SERVICE_NAME=") for v in env):
+            pids.append(int(entry.name))
+    return pids
+
+
+def stop_services_of(state_dir: Path, timeout: float = 10.0) -> None:
+    pids = services_of(state_dir)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and (pids := [p for p in pids if _alive(p)]):
+            time.sleep(0.1)
+        if not pids:
+            return
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][:1] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 class Stack:
     """The OIDC provider and the hub, started in order and stopped together."""
 
@@ -388,6 +433,7 @@ class Stack:
             p.stop()
             self.processes.remove(p)
         stop_pid_file(self.state_dir / "proxy.pid")
+        stop_services_of(self.state_dir)
 
     def start_hub(self, timeout: float = 90.0) -> None:
         hub = self.hub_process()
@@ -403,6 +449,7 @@ class Stack:
             p.stop()
         self.processes.clear()
         stop_pid_file(self.state_dir / "proxy.pid")
+        stop_services_of(self.state_dir)
         if self.started_sites:
             from .sites import sites_down
 
