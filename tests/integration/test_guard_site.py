@@ -326,3 +326,84 @@ def test_every_event_type_is_in_the_store_with_its_fields(audit):
     ids = [e["event_id"] for e in events_of(audit)]
     assert len(ids) == len(set(ids))
     assert audit.verify().ok
+
+
+# ---------------------------------------------------------------------------
+# the intake refuses what a server may not send, and stores nothing of it
+
+
+def _event(**over):
+    ev = {
+        "event_id": "0" * 31 + "1",
+        "user": "tanaka",
+        "site": "nig",
+        "approval_id": "J-DU000101",
+        "time": "2026-11-23T01:00:00+00:00",
+        "schema": "https://visiting.example/events/guard/notebook-save",
+        "version": 1,
+        "data": {"path": "a.ipynb", "kind": "notebook"},
+    }
+    ev.update(over)
+    return {k: v for k, v in ev.items() if v is not None}
+
+
+INTAKE_REFUSALS = [
+    # (id, which token, body, status, words in the message)
+    ("no-token", None, {"events": [_event()]}, 401, "Authorization"),
+    ("a-user-token-not-a-server-token", "user", {"events": [_event()]}, 403, "server's own token"),
+    (
+        "events-about-another-user",
+        "server",
+        {"events": [_event(user="yamada")]},
+        403,
+        "events[0].user",
+    ),
+    (
+        "events-about-another-site",
+        "server",
+        {"events": [_event(site="ncc")]},
+        403,
+        "events[0].site",
+    ),
+    ("an-actor-only-the-hub-sets", "server", {"events": [_event(actor="enforcer")]}, 400, "actor"),
+    (
+        "a-second-event-without-time",
+        "server",
+        {"events": [_event(), _event(event_id="f" * 32, time=None)]},
+        400,
+        "time",
+    ),
+    ("events-not-a-list", "server", {"events": {"a": 1}}, 400, "must be a list"),
+    ("not-json", "server", b"{events:", 400, "not JSON"),
+]
+
+
+@pytest.mark.parametrize(
+    "which,body,status,words", [c[1:] for c in INTAKE_REFUSALS], ids=[c[0] for c in INTAKE_REFUSALS]
+)
+def test_the_intake_refuses_and_stores_nothing(
+    guard_stack, tanaka, audit, which, body, status, words
+):
+    import requests
+
+    before = audit.count()
+    headers = {}
+    if which == "server":
+        headers["Authorization"] = f"token {_server_token(tanaka)}"
+    elif which == "user":
+        r = tanaka.session.post(
+            f"{tanaka.hub}/hub/api/users/tanaka/tokens",
+            json={"note": "not a server", "expires_in": 600, "scopes": ["read:users:name!user"]},
+            headers=tanaka._headers(),
+            timeout=30,
+        )
+        assert r.status_code == 201, r.text
+        headers["Authorization"] = f"token {r.json()['token']}"
+    url = f"{guard_stack.config.hub_url.rstrip('/')}/services/audit/api/events"
+    if isinstance(body, bytes):
+        r = requests.post(url, data=body, headers=headers, timeout=30)
+    else:
+        r = requests.post(url, json=body, headers=headers, timeout=30)
+    assert r.status_code == status, r.text
+    assert words in r.json()["message"], r.text
+    assert audit.count() == before
