@@ -1,0 +1,220 @@
+"""The contract every federated task keeps: a per-site half and a combining half.
+
+A cross-site analysis runs like this:
+
+    client                         gateway at each site
+    ------                         --------------------
+    task.validate(params)  ──────► task.validate(params)        (refuses bad input)
+                                   cohort = SiteCohort for the dataset
+                                   half = task.site_half(cohort, params, state)
+                                   half, suppressed = task.disclose(half, rules)
+    halves ◄────────────────────── SiteHalf (aggregates only, JSON-able)
+    step = task.combine(halves, params, state)
+    if step.done: result          else: another round with step.state
+
+Each task is one module holding both halves, so its maths lives in one place.
+A site half returns aggregates whose size does not grow with the number of
+people: per-variant sums, per-stratum counts, small matrices. It never returns
+a value of one person.
+
+Both halves run on either engine: Dask/xarray over the site's VCF Zarr
+("dask") or Hail over its MatrixTable ("hail"); a task implements
+`site_half_dask` and `site_half_hail` and the two must give identical halves.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+ENGINES = ("dask", "hail")
+
+# the four clinical attributes every site holds, and how they may stratify a query
+CLINICAL_ATTRIBUTES = ("age_band", "sex", "prefecture", "disease_name")
+STRATIFY_BY = ("sex", "age_band", "region")
+
+
+class TaskError(Exception):
+    """A request a task refuses: bad parameters, too few people. The message is for the user."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+@dataclass(frozen=True)
+class DisclosureRules:
+    """Small-count rules applied at each site before anything leaves it.
+
+    min_cell_count: any released count of people must be at least this (or 0);
+    min_minor_allele_count: a variant's statistics leave a site only when its
+    minor allele count there is at least this;
+    min_people: a query selecting fewer people at a site is refused there.
+    """
+
+    min_cell_count: int = 5
+    min_minor_allele_count: int = 5
+
+    @property
+    def min_people(self) -> int:
+        return self.min_cell_count
+
+
+@dataclass
+class Suppression:
+    """One thing withheld by disclosure control, reported in the result's metadata."""
+
+    site: str
+    what: str  # "variant", "cell", "query"
+    count: int  # how many variants or cells
+    rule: str  # e.g. "min_minor_allele_count=5"
+    detail: str = ""
+
+    def to_json(self) -> dict:
+        return {
+            "site": self.site,
+            "what": self.what,
+            "count": self.count,
+            "rule": self.rule,
+            "detail": self.detail,
+        }
+
+
+@dataclass
+class SiteHalf:
+    """What one site returns: named arrays of aggregates, and scalars.
+
+    `arrays` hold numbers only (numpy arrays; per variant or per stratum);
+    `counts` hold scalar counts (people selected, cases, ...); `variants` are
+    the site's variant keys in array order ("chr20:12345:A:G").
+    """
+
+    site: str
+    dataset: str
+    engine: str
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    variants: list[str] = field(default_factory=list)
+    suppressed: list[Suppression] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {
+            "site": self.site,
+            "dataset": self.dataset,
+            "engine": self.engine,
+            "arrays": {
+                k: {"dtype": str(v.dtype), "shape": list(v.shape), "data": v.ravel().tolist()}
+                for k, v in self.arrays.items()
+            },
+            "counts": {k: int(v) for k, v in self.counts.items()},
+            "variants": list(self.variants),
+            "suppressed": [s.to_json() for s in self.suppressed],
+            "meta": self.meta,
+        }
+
+    @classmethod
+    def from_json(cls, doc: dict) -> SiteHalf:
+        arrays = {
+            k: np.asarray(
+                [np.nan if x is None else x for x in v["data"]], dtype=v["dtype"]
+            ).reshape(v["shape"])
+            for k, v in doc.get("arrays", {}).items()
+        }
+        return cls(
+            site=doc["site"],
+            dataset=doc["dataset"],
+            engine=doc["engine"],
+            arrays=arrays,
+            counts=dict(doc.get("counts", {})),
+            variants=list(doc.get("variants", [])),
+            suppressed=[Suppression(**s) for s in doc.get("suppressed", [])],
+            meta=dict(doc.get("meta", {})),
+        )
+
+    def nbytes(self) -> int:
+        """Bytes of aggregates this half carries (what left the site, before encoding)."""
+        return int(sum(a.nbytes for a in self.arrays.values())) + 8 * len(self.counts)
+
+
+@dataclass
+class Step:
+    """What `combine` decided: the final result, or the state for another round."""
+
+    done: bool
+    result: Any = None
+    state: dict | None = None
+
+
+class SiteCohort(ABC):
+    """One site's analysis dataset as a per-site half sees it.
+
+    `samples` is a pandas DataFrame indexed by sample_id with the clinical
+    attributes (age_band, sex, prefecture, disease_name, icd10) and the
+    phenotypes (quant_trait, case_status), in the genotype matrix's column
+    order.
+    """
+
+    site: str
+    dataset: str
+    engine: str
+
+    @property
+    @abstractmethod
+    def samples(self):
+        """pandas.DataFrame of the site's people (see the class docstring)."""
+
+    @abstractmethod
+    def variant_keys(self) -> list[str]:
+        """ "contig:pos:ref:alt" of every variant, in row order."""
+
+
+class Task(ABC):
+    """A federated analysis: validate, per-site half on either engine, combine.
+
+    Subclasses set `name` (the allow-list key) and implement the abstract
+    methods. `rounds` > 1 tasks (iterative fits) carry their state between
+    rounds in `Step.state`; the gateway is stateless.
+    """
+
+    name: str = ""
+    max_rounds: int = 1
+
+    @abstractmethod
+    def validate(self, params: dict) -> dict:
+        """Checked, normalised parameters; raise TaskError naming the field otherwise."""
+
+    def site_half(self, cohort: SiteCohort, params: dict, state: dict | None) -> SiteHalf:
+        """The per-site half on the cohort's engine."""
+        if cohort.engine == "dask":
+            return self.site_half_dask(cohort, params, state)
+        if cohort.engine == "hail":
+            return self.site_half_hail(cohort, params, state)
+        raise TaskError(f"engine {cohort.engine!r} is not one of {ENGINES}", "engine")
+
+    @abstractmethod
+    def site_half_dask(self, cohort: SiteCohort, params: dict, state: dict | None) -> SiteHalf:
+        """The per-site half with Dask/xarray over the VCF Zarr store."""
+
+    @abstractmethod
+    def site_half_hail(self, cohort: SiteCohort, params: dict, state: dict | None) -> SiteHalf:
+        """The per-site half with Hail over the MatrixTable."""
+
+    @abstractmethod
+    def disclose(self, half: SiteHalf, rules: DisclosureRules) -> SiteHalf:
+        """The half with what the rules forbid withheld and listed in `half.suppressed`.
+
+        Runs at the site, after the half and before anything leaves. Withheld
+        values become NaN (arrays) so that shapes stay; nothing is dropped silently.
+        """
+
+    @abstractmethod
+    def combine(self, halves: list[SiteHalf], params: dict, state: dict | None) -> Step:
+        """Pool the sites' halves: the final result, or the state of the next round."""
+
+    def initial_state(self, params: dict) -> dict | None:
+        return None
