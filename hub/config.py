@@ -48,6 +48,9 @@ class HubSettings:
     period_check_seconds: float = 30.0
     # extra environment for researchers' containers (test set-ups: short guard intervals)
     container_env: dict = field(default_factory=dict)
+    # site -> port of the site's federation gateway when it runs beside the hub (no site
+    # containers); default 8090, 8091, ... in the platform file's site order
+    gateway_ports: dict = field(default_factory=dict)
     # site containers need the hub's API and proxy on the sites' host addresses
     sites: bool = False
     proxy_command: tuple[str, ...] = field(
@@ -83,6 +86,15 @@ class HubSettings:
                 kwargs["container_env"] = dict(json.loads(env["VISITING_CONTAINER_ENV"]))
             except (ValueError, TypeError) as e:
                 raise ConfigError(f"VISITING_CONTAINER_ENV is not a JSON object: {e}") from None
+        if env.get("VISITING_GATEWAY_PORTS"):
+            try:
+                kwargs["gateway_ports"] = {
+                    str(k): int(v) for k, v in json.loads(env["VISITING_GATEWAY_PORTS"]).items()
+                }
+            except (ValueError, TypeError, AttributeError) as e:
+                raise ConfigError(
+                    f"VISITING_GATEWAY_PORTS is not a JSON object of ports: {e}"
+                ) from None
         return cls(
             platform_dir=platform_dir,
             state_dir=Path(state_dir).resolve()
@@ -229,6 +241,65 @@ def configure_services(c, settings: HubSettings) -> None:
             "display": False,
         },
     ]
+    gateways = configure_gateways(c, settings, env)
     c.JupyterHub.load_roles = [
         {"name": "enforcer", "services": ["enforcer"], "scopes": list(ENFORCER_SCOPES)},
+        # a person may use every site's gateway; each gateway decides by approval
+        {
+            "name": "user",
+            "scopes": ["self", "list:services", "read:services"]
+            + [f"access:services!service={g}" for g in gateways],
+        },
     ]
+    # the token in a researcher's container: the server's own, plus the gateways
+    c.SiteSpawner.server_token_scopes = [
+        "users:activity!user",
+        "access:servers!server",
+        "read:users:name!user",
+        "list:services",
+        "read:services",
+    ] + [f"access:services!service={g}" for g in gateways]
+
+
+def configure_gateways(c, settings: HubSettings, env: dict) -> list[str]:
+    """One federation gateway service per site; returns their service names.
+
+    Without site containers (the tests of the hub alone) each gateway runs as a
+    hub-managed process beside the hub, over the site's data folder. With site
+    containers the gateway is a container on the site's network (see
+    hub.sites.ensure_gateway), and the hub knows it by its address and token.
+    """
+    platform = load_platform(settings.platform_dir)
+    names = []
+    for i, site in enumerate(platform.sites.values()):
+        name = f"gateway-{site.id}"
+        names.append(name)
+        if settings.sites:
+            from .sites import GATEWAY_PORT, SitePlan, gateway_token
+
+            plan = SitePlan.for_site(site)
+            c.JupyterHub.services.append(
+                {
+                    "name": name,
+                    "url": f"http://{plan.federation_ip}:{GATEWAY_PORT}",
+                    "api_token": gateway_token(settings.state_dir, site.id),
+                    "display": False,
+                }
+            )
+            continue
+        port = settings.gateway_ports.get(site.id, 8090 + i)
+        c.JupyterHub.services.append(
+            {
+                "name": name,
+                "url": f"http://127.0.0.1:{port}",
+                "command": [sys.executable, "-m", "hub.services.gateway"],
+                "environment": dict(
+                    env,
+                    VISITING_SITE=site.id,
+                    VISITING_SITE_DATA=str(platform.site_data_dir(site.id)),
+                    VISITING_AUDIT_URL=f"{settings.hub_url.rstrip('/')}/services/audit/",
+                ),
+                "display": False,
+            }
+        )
+    return names

@@ -32,6 +32,7 @@ FORWARD_CHAIN = "VISITING-FORWARD"
 SCHEDULER_PORT = 8786
 DASHBOARD_PORT = 8787
 LABEL = "org.visiting.site"
+GATEWAY_PORT = 8765
 
 
 class SiteError(Exception):
@@ -73,6 +74,15 @@ class SitePlan:
 
     def worker_ip(self, n: int) -> str:
         return str(self.subnet.network_address + 2 + n)
+
+    @property
+    def federation_ip(self) -> str:
+        """The site's federation gateway, below the researchers' range."""
+        return str(self.subnet.network_address + 64)
+
+    @property
+    def gateway_name(self) -> str:
+        return f"visiting-gateway-{self.site}"
 
     @property
     def users_range(self) -> ipaddress.IPv4Network:
@@ -278,6 +288,23 @@ def ensure_network(client, plan: SitePlan):
     return net
 
 
+def gateway_token(state_dir: Path, site_id: str) -> str:
+    """The API token of a site's federation gateway service, random and kept per state folder."""
+    import secrets
+
+    folder = Path(state_dir) / "gateway-tokens"
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = folder / site_id
+    if not path.exists():
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return path.read_text().strip()
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+    return path.read_text().strip()
+
+
 def _data_binds(platform: Platform, site: Site) -> dict[str, dict[str, str]]:
     binds = {}
     for ds in site.datasets:
@@ -298,12 +325,13 @@ def _run(client, name: str, image: str, command: list[str], plan: SitePlan, ip: 
         if existing.status == "running":
             return existing
         existing.remove(force=True)
+    labels = kwargs.pop("labels", None) or {LABEL: plan.site}
     container = client.containers.create(
         image,
         command,
         name=name,
         hostname=name,
-        labels={LABEL: plan.site},
+        labels=labels,
         network=plan.network,
         networking_config={plan.network: client.api.create_endpoint_config(ipv4_address=ip)},
         detach=True,
@@ -346,6 +374,66 @@ def ensure_dask(client, platform: Platform, site: Site, image: str, workers: int
             nano_cpus=1_000_000_000,
             volumes=volumes,
         )  # fmt: skip
+
+
+def gateway_env(platform: Platform, site: Site, hub_api_port: int, proxy_port: int, token: str):
+    """The environment of a site's federation gateway container."""
+    import json
+
+    plan = SitePlan.for_site(site)
+    return {
+        "VISITING_SITE": site.id,
+        "VISITING_SITE_DATA": "/data",
+        "JUPYTERHUB_API_URL": f"http://{plan.gateway}:{hub_api_port}/hub/api",
+        "JUPYTERHUB_API_TOKEN": token,
+        "JUPYTERHUB_SERVICE_PREFIX": f"/services/gateway-{site.id}/",
+        "VISITING_AUDIT_URL": f"http://{plan.gateway}:{proxy_port}/services/audit/",
+        "DASK_SCHEDULER_ADDRESS": plan.scheduler_address,
+        "VISITING_DISCLOSURE": json.dumps(
+            {
+                "min_cell_count": platform.disclosure.min_cell_count,
+                "min_minor_allele_count": platform.disclosure.min_minor_allele_count,
+            }
+        ),
+    }
+
+
+def ensure_gateway(client, platform: Platform, site: Site, image: str, env: dict) -> None:
+    """The site's federation gateway on the site's network, next to its data (read-only).
+
+    Recreated when its environment changed (another hub, a new token), so a
+    stack always talks to a gateway that knows it.
+    """
+    import hashlib
+    import json
+
+    import docker
+
+    plan = SitePlan.for_site(site)
+    digest = hashlib.sha256(json.dumps(env, sort_keys=True).encode()).hexdigest()[:16]
+    try:
+        existing = client.containers.get(plan.gateway_name)
+    except docker.errors.NotFound:
+        existing = None
+    if existing is not None:
+        if (
+            existing.labels.get("org.visiting.gateway-env") == digest
+            and existing.status == "running"
+        ):
+            return
+        existing.remove(force=True)
+    _run(
+        client,
+        plan.gateway_name,
+        image,
+        ["python", "-m", "hub.services.gateway", "--ip", "0.0.0.0", "--port", str(GATEWAY_PORT)],
+        plan,
+        plan.federation_ip,
+        environment=env,
+        labels={LABEL: plan.site, "org.visiting.gateway-env": digest},
+        mem_limit="3g",
+        volumes=_data_binds(platform, site),
+    )
 
 
 def sites_up(

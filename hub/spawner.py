@@ -173,6 +173,8 @@ class SiteSpawner(PlatformTraits, DockerSpawner):
                 "DASK_SCHEDULER_ADDRESS": plan.scheduler_address,
                 "VISITING_GUARD_RULES": self.platform.download.to_env(),
                 "VISITING_AUDIT_URL": f"http://{plan.gateway}:{self.proxy_port}/services/audit/",
+                # the hub's proxy as this site sees it: the federation gateways are behind it
+                "VISITING_HUB_URL": f"http://{plan.gateway}:{self.proxy_port}/",
                 "VISITING_PERIOD_CHECK_SECONDS": f"{self.period_check_seconds:g}",
             }
         )

@@ -67,6 +67,7 @@ class StackConfig:
     hub_api_port: int = 8081
     proxy_api_port: int = 8001
     audit_port: int = 8082
+    gateway_ports: dict[str, int] = field(default_factory=dict)  # site -> port, no containers
     auth_refresh_age: int = 60
     clock_file: Path | None = None  # tests only: a file holding "now"
     sites: bool = False  # Docker engine, images, site networks, Dask clusters, SiteSpawner
@@ -82,6 +83,12 @@ class StackConfig:
             hub_api_port=free_port(),
             proxy_api_port=free_port(),
             audit_port=free_port(),
+            gateway_ports={
+                s: free_port()
+                for s in load_policy_dir(
+                    kwargs.get("platform_dir", cls.platform_dir)
+                ).platform.sites
+            },
             **kwargs,
         )
 
@@ -338,6 +345,7 @@ class Stack:
             "VISITING_HUB_API_PORT": str(c.hub_api_port),
             "VISITING_PROXY_API_PORT": str(c.proxy_api_port),
             "VISITING_AUDIT_PORT": str(c.audit_port),
+            "VISITING_GATEWAY_PORTS": json.dumps(c.gateway_ports),
             "VISITING_AUTH_REFRESH_AGE": str(c.auth_refresh_age),
         }
         argv = [
@@ -423,9 +431,30 @@ class Stack:
             hub.start()
             self.processes.append(hub)
             hub.wait_ready(lambda: http_ok(f"{self.config.hub_url}/hub/health"), timeout)
+            if self.config.sites:
+                self.start_gateways()
         except BaseException:
             self.stop()
             raise
+
+    def start_gateways(self) -> None:
+        """Each site's federation gateway container, configured for this hub (idempotent)."""
+        from . import sites
+
+        platform = self.bundle.platform
+        for site in platform.sites.values():
+            env = sites.gateway_env(
+                platform,
+                site,
+                self.config.hub_api_port,
+                self.config.hub_port,
+                sites.gateway_token(self.state_dir, site.id),
+            )
+            client = sites.docker_client(site.docker_endpoint)
+            try:
+                sites.ensure_gateway(client, platform, site, "visiting/dask:latest", env)
+            finally:
+                client.close()
 
     def stop_hub(self) -> None:
         """Stop the hub, its proxy and its services; researchers' servers keep running."""

@@ -3,9 +3,11 @@
     POST /services/audit/api/events   {"events": [...]}   Authorization: token <server token>
 
 The caller is identified by JupyterHub from its own token (no shared
-secret). Only a server's token is accepted, and only for events of that
-server's user and site: the site comes from the token's
-`access:servers!server=<user>/<site>` scope, never from the payload. Events
+secret). A server's token is accepted only for events of that server's user
+and site: the site comes from the token's `access:servers!server=<user>/<site>`
+scope, never from the payload. A site's federation gateway (the service
+`gateway-<site>`) may send `federation-query` events of its own site, about
+any caller; the intake sets their actor to the gateway. Events
 go into the hash-chained audit store; an event id already stored is
 skipped, so a server that resends a batch after a timeout is harmless.
 """
@@ -22,9 +24,11 @@ import sys
 from jupyterhub.services.auth import HubAuth
 from tornado import ioloop, web
 
+from ..access import approvals_at_site
 from ..audit import AuditError, AuditStore
 from ..periods import clock_from_env
 from ..policy import load_platform
+from ..registry import ApprovalRegistry
 from ..traits import PLATFORM_ENV, REPO_ROOT
 
 log = logging.getLogger("visiting.audit")
@@ -42,6 +46,36 @@ def server_of(model: dict) -> tuple[str, str] | None:
         m = SERVER_SCOPE.match(scope)
         if m and m.group(1) == model.get("name"):
             return m.group(1), m.group(2)
+    return None
+
+
+GATEWAY_SERVICE = re.compile(r"^gateway-([a-z][a-z0-9-]*)$")
+GATEWAY_SCHEMA = "https://visiting.example/events/hub/federation-query"
+
+
+def gateway_of(model: dict) -> str | None:
+    """The site whose federation gateway this token belongs to; None for other tokens."""
+    if model.get("kind") != "service":
+        return None
+    m = GATEWAY_SERVICE.match(model.get("name", ""))
+    return m.group(1) if m else None
+
+
+def check_gateway_events(events, site: str) -> str | None:
+    """Why a gateway's batch may not be stored, or None."""
+    if not isinstance(events, list):
+        return "'events' must be a list"
+    if len(events) > MAX_EVENTS:
+        return f"at most {MAX_EVENTS} events per request"
+    for i, e in enumerate(events):
+        if not isinstance(e, dict):
+            return f"events[{i}] is not an object"
+        if e.get("schema") != GATEWAY_SCHEMA:
+            return f"events[{i}].schema: a gateway sends only {GATEWAY_SCHEMA}"
+        if e.get("site") != site:
+            return f"events[{i}].site is {e.get('site')!r}; this token is of the gateway at {site}"
+        if e.get("actor") is not None:
+            return f"events[{i}].actor is set by the hub, not by a gateway"
     return None
 
 
@@ -74,7 +108,8 @@ class IntakeHandler(web.RequestHandler):
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps({"status": status_code, "message": message}))
 
-    async def identify(self) -> tuple[str, str]:
+    async def identify(self) -> tuple[str | None, str]:
+        """(user, site) of a server's token; (None, site) of a site gateway's token."""
         header = self.request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() not in ("token", "bearer") or not token:
@@ -82,6 +117,9 @@ class IntakeHandler(web.RequestHandler):
         model = await self.auth.user_for_token(token, sync=False)
         if not model:
             raise web.HTTPError(403, "the token is not valid")
+        gateway = gateway_of(model)
+        if gateway is not None:
+            return None, gateway
         owner = server_of(model)
         if owner is None:
             raise web.HTTPError(403, "only a Jupyter server's own token may send events")
@@ -97,7 +135,12 @@ class IntakeHandler(web.RequestHandler):
             raise web.HTTPError(400, f"the body is not JSON: {e}") from None
         if not isinstance(body, dict) or "events" not in body:
             raise web.HTTPError(400, "the body must be an object with 'events'")
-        problem = check_events(body["events"], user, site)
+        if user is None:  # a site's gateway
+            problem = check_gateway_events(body["events"], site)
+            if not problem:
+                body["events"] = [dict(e, actor=f"gateway-{site}") for e in body["events"]]
+        else:
+            problem = check_events(body["events"], user, site)
         if problem:
             log.warning("refused events from %s/%s: %s", user, site, problem)
             raise web.HTTPError(403 if "token" in problem else 400, problem)
@@ -108,19 +151,67 @@ class IntakeHandler(web.RequestHandler):
         self.finish({"stored": result.stored, "duplicates": result.duplicates})
 
 
+class ApprovalsHandler(web.RequestHandler):
+    """GET api/approvals/<user>: a site gateway asks which approvals of a caller hold at its site.
+
+    Only a gateway's token is answered, and only about its own site: the
+    approval ids and the datasets there, active now (the registry's clock).
+    """
+
+    def initialize(self, registry, auth: HubAuth):
+        self.registry = registry
+        self.auth = auth
+
+    write_error = IntakeHandler.write_error
+
+    async def get(self, user: str):
+        header = self.request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() not in ("token", "bearer") or not token:
+            raise web.HTTPError(401, "an Authorization: token header is needed")
+        model = await self.auth.user_for_token(token, sync=False)
+        site = gateway_of(model or {})
+        if site is None:
+            raise web.HTTPError(403, "only a site's federation gateway may ask")
+        active = approvals_at_site(
+            self.registry.active_approvals(user, self.registry.clock.now()), site
+        )
+        self.finish(
+            {
+                "user": user,
+                "site": site,
+                "approvals": [
+                    {
+                        "approval_id": a.approval_id,
+                        "datasets": list(a.datasets_at(site)),
+                        "end": a.period.end.isoformat(),
+                    }
+                    for a in active
+                ],
+            }
+        )
+
+
 class HealthHandler(web.RequestHandler):
     def get(self):
         self.finish({"status": "ok"})
 
 
-def make_app(store: AuditStore, auth: HubAuth, prefix: str) -> web.Application:
+def make_app(store: AuditStore, auth: HubAuth, prefix: str, registry=None) -> web.Application:
     prefix = "/" + prefix.strip("/") + "/" if prefix.strip("/") else "/"
-    return web.Application(
-        [
-            (prefix + "api/events", IntakeHandler, {"store": store, "auth": auth}),
-            (prefix + "health", HealthHandler),
-        ]
-    )
+    routes = [
+        (prefix + "api/events", IntakeHandler, {"store": store, "auth": auth}),
+        (prefix + "health", HealthHandler),
+    ]
+    if registry is not None:
+        routes.append(
+            (
+                prefix + r"api/approvals/([^/]+)",
+                ApprovalsHandler,
+                {"registry": registry, "auth": auth},
+            )
+        )
+    return web.Application(routes)
 
 
 def main(argv=None) -> int:
@@ -129,12 +220,14 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[audit %(levelname)s %(asctime)s] %(message)s")
     platform = load_platform(os.environ.get(PLATFORM_ENV, REPO_ROOT / "policies" / "demo"))
-    store = AuditStore(platform.database_url, clock=clock_from_env())
+    clock = clock_from_env()
+    store = AuditStore(platform.database_url, clock=clock)
+    registry = ApprovalRegistry(platform.database_url, clock=clock)
     auth = HubAuth(cache_max_age=60)
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/audit/")
     url = os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:8082")
     port = args.port or int(url.rsplit(":", 1)[1].split("/")[0])
-    app = make_app(store, auth, prefix)
+    app = make_app(store, auth, prefix, registry)
     app.listen(port, address="127.0.0.1", xheaders=True)
     log.info("audit intake on 127.0.0.1:%d%s, store %s", port, prefix, platform.database_url)
     try:

@@ -1,0 +1,411 @@
+"""The federation gateway of one site: allow-listed aggregate tasks, disclosure control, audit.
+
+One gateway runs per site, registered with JupyterHub as the service
+`gateway-<site>` (so the hub's proxy serves it at `/services/gateway-<site>/`)
+and placed next to the site's data and Dask cluster. A request:
+
+1. names its caller by the caller's own JupyterHub token (the hub's API says
+   whose it is and what it may do; the token must allow access to this
+   service) - no shared secret;
+2. must hold an approval active now that covers the requested dataset here
+   (the gateway asks the hub's audit service, which reads the registry; the
+   registry never leaves the hub side);
+3. asks for a task on the allow-list, with parameters the task validates;
+4. runs the task's per-site half on the site's engine (Dask or Hail), applies
+   disclosure control at the site, and returns aggregates only;
+5. is recorded as a `federation.query` event (user, approval, site, task,
+   parameters, result size, suppressions) in the hub's audit store; refusals
+   are recorded too.
+
+Routes (under the service prefix):
+    GET  api/datasets            the datasets here the caller may analyse, with versions
+    POST api/tasks/<name>        {"dataset", "params", "state", "engine"} -> a SiteHalf
+    GET  health
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import sys
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+from tornado import ioloop, web
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+
+from ..periods import Clock, clock_from_env
+
+log = logging.getLogger("visiting.gateway")
+
+QUERY_SCHEMA = "https://visiting.example/events/hub/federation-query"
+MAX_BODY = 1024 * 1024
+
+
+class GatewayRefusal(web.HTTPError):
+    """A refusal the caller reads: its message says what is wrong; it is audited."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(status, message.replace("%", "%%"))
+        self.message = message
+
+
+@dataclass
+class GatewayConfig:
+    site: str
+    data_root: Path  # the site's datasets: <data_root>/<dataset>/
+    hub_api_url: str
+    token: str  # the gateway's own service token
+    audit_url: str | None  # the hub's audit intake (…/services/audit/)
+    scheduler: str | None  # the site's Dask scheduler; None: computed in-process
+    allowed_tasks: tuple[str, ...]
+    engines: tuple[str, ...] = ("dask", "hail")
+
+    @property
+    def service_name(self) -> str:
+        return f"gateway-{self.site}"
+
+
+class Gateway:
+    """The decisions, independent of HTTP: who, which approval, which task, then run it."""
+
+    def __init__(self, config: GatewayConfig, rules, clock: Clock):
+        self.config = config
+        self.rules = rules
+        self.clock = clock
+        self.http = AsyncHTTPClient()
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="task")
+        self._dask_client = None
+
+    # -- who ---------------------------------------------------------------------
+
+    async def caller(self, token: str) -> str:
+        """The user whose token this is; refused unless it may use this service."""
+        req = HTTPRequest(
+            self.config.hub_api_url.rstrip("/") + "/user",
+            headers={"Authorization": f"token {token}"},
+            request_timeout=20,
+        )
+        try:
+            resp = await self.http.fetch(req)
+        except HTTPClientError as e:
+            if e.code in (401, 403):
+                raise GatewayRefusal(403, "the hub does not know this token") from None
+            raise GatewayRefusal(502, f"the hub did not answer ({e.code})") from None
+        model = json.loads(resp.body)
+        if model.get("kind") != "user":
+            raise GatewayRefusal(403, "only a person's own token may query a site")
+        scopes = set(model.get("scopes", []))
+        wanted = {"access:services", f"access:services!service={self.config.service_name}"}
+        if not scopes & wanted:
+            raise GatewayRefusal(
+                403, f"this token may not use the service {self.config.service_name}"
+            )
+        return model["name"]
+
+    async def approvals(self, user: str) -> list[dict]:
+        """The caller's approvals active now at this site, from the hub's audit service.
+
+        The registry stays on the hub side; the gateway asks with its own token and
+        is told only about its own site.
+        """
+        if not self.config.audit_url:
+            raise GatewayRefusal(503, "this gateway has no way to check approvals")
+        req = HTTPRequest(
+            f"{self.config.audit_url.rstrip('/')}/api/approvals/{quote(user)}",
+            headers={"Authorization": f"token {self.config.token}"},
+            request_timeout=20,
+        )
+        try:
+            resp = await self.http.fetch(req)
+        except HTTPClientError as e:
+            raise GatewayRefusal(
+                502, f"the hub did not say which approvals hold ({e.code})"
+            ) from None
+        return json.loads(resp.body)["approvals"]
+
+    async def approval_for(self, user: str, dataset: str) -> dict:
+        """The caller's approval active now that covers `dataset` here."""
+        for a in await self.approvals(user):
+            if dataset in a["datasets"]:
+                return a
+        raise GatewayRefusal(
+            403,
+            f"{user} holds no approval active now for dataset {dataset} at site {self.config.site}",
+        )
+
+    async def datasets(self, user: str) -> list[dict]:
+        out, seen = [], set()
+        for a in await self.approvals(user):
+            for d in a["datasets"]:
+                folder = self.config.data_root / d
+                if d in seen or not (folder / "genotypes.vcf.zarr").exists():
+                    continue
+                seen.add(d)
+                out.append(
+                    {
+                        "dataset": d,
+                        "approval_id": a["approval_id"],
+                        "version": dataset_version(folder),
+                        "engines": [e for e in self.config.engines if engine_ready(folder, e)],
+                    }
+                )
+        return out
+
+    def task(self, name: str):
+        from extensions.analysis.tasks import TASKS
+
+        if name not in self.config.allowed_tasks or name not in TASKS:
+            allowed = ", ".join(sorted(set(self.config.allowed_tasks) & set(TASKS)))
+            raise GatewayRefusal(403, f"task {name!r} is not allowed here (allowed: {allowed})")
+        return TASKS[name]()
+
+    # -- run ---------------------------------------------------------------------
+
+    def run(self, task, dataset: str, engine: str, params: dict, state: dict | None):
+        """The per-site half with disclosure control; runs in the task thread."""
+        from extensions.analysis.cohorts import open_cohort
+
+        folder = self.config.data_root / dataset
+        cohort = open_cohort(folder, self.config.site, dataset, engine)
+        if engine == "dask" and self.config.scheduler:
+            self._ensure_dask_client()
+        half = task.site_half(cohort, params, state)
+        half = task.disclose(half, self.rules)
+        half.meta.setdefault("version", dataset_version(folder))
+        return half
+
+    def _ensure_dask_client(self):
+        if self._dask_client is None:
+            from distributed import Client
+
+            self._dask_client = Client(self.config.scheduler, timeout="20s", set_as_default=True)
+        return self._dask_client
+
+    async def record(self, **data) -> None:
+        """A federation.query event in the hub's audit store (best effort, logged otherwise)."""
+        event = {
+            "event_id": uuid.uuid4().hex,
+            "user": data.pop("user"),
+            "site": self.config.site,
+            "approval_id": data.pop("approval_id", None),
+            "time": self.clock.now().isoformat(),
+            "schema": QUERY_SCHEMA,
+            "version": 1,
+            "data": data,
+        }
+        event = {k: v for k, v in event.items() if v is not None}
+        if not self.config.audit_url:
+            log.info("audit (no intake configured): %s", json.dumps(event))
+            return
+        req = HTTPRequest(
+            self.config.audit_url.rstrip("/") + "/api/events",
+            method="POST",
+            body=json.dumps({"events": [event]}),
+            headers={
+                "Authorization": f"token {self.config.token}",
+                "Content-Type": "application/json",
+            },
+            request_timeout=20,
+        )
+        try:
+            await self.http.fetch(req)
+        except Exception as e:  # the answer is not held back for the audit; it is logged
+            log.error("audit event not delivered: %s: %s", e, json.dumps(event))
+
+
+def dataset_version(folder: Path) -> str:
+    """A short content version of a dataset: the hash of its VCF's index and size."""
+    vcf = folder / "genotypes.vcf.gz"
+    try:
+        st = vcf.stat()
+    except OSError:
+        return "unknown"
+    h = hashlib.sha256(f"{st.st_size}:{int(st.st_mtime)}".encode())
+    tbi = folder / "genotypes.vcf.gz.tbi"
+    if tbi.exists():
+        h.update(tbi.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def engine_ready(folder: Path, engine: str) -> bool:
+    return (folder / ("genotypes.vcf.zarr" if engine == "dask" else "genotypes.mt")).exists()
+
+
+# ---------------------------------------------------------------------------
+# HTTP
+
+
+class GatewayHandler(web.RequestHandler):
+    def initialize(self, gateway: Gateway):
+        self.gateway = gateway
+
+    def write_error(self, status_code, **kwargs):
+        exc = kwargs.get("exc_info", (None, None))[1]
+        message = getattr(exc, "message", None) or self._reason
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"status": status_code, "message": message}))
+
+    def token(self) -> str:
+        scheme, _, token = self.request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() not in ("token", "bearer") or not token:
+            raise GatewayRefusal(
+                401, "an Authorization: token header with your own token is needed"
+            )
+        return token
+
+
+class DatasetsHandler(GatewayHandler):
+    async def get(self):
+        user = await self.gateway.caller(self.token())
+        datasets = await self.gateway.datasets(user)
+        self.finish({"site": self.gateway.config.site, "datasets": datasets})
+
+
+class TaskHandler(GatewayHandler):
+    async def post(self, name: str):
+        g = self.gateway
+        user = await g.caller(self.token())
+        audit = {"user": user, "task": name}
+        try:
+            if len(self.request.body) > MAX_BODY:
+                raise GatewayRefusal(413, f"the request is larger than {MAX_BODY} bytes")
+            try:
+                body = json.loads(self.request.body or b"{}")
+            except ValueError as e:
+                raise GatewayRefusal(400, f"the request is not JSON: {e}") from None
+            if not isinstance(body, dict):
+                raise GatewayRefusal(400, "the request must be a JSON object")
+            dataset = body.get("dataset")
+            if not isinstance(dataset, str) or not dataset:
+                raise GatewayRefusal(400, "dataset: name one of the datasets at this site")
+            audit["dataset"] = dataset
+            approval = await g.approval_for(user, dataset)
+            audit["approval_id"] = approval["approval_id"]
+            task = g.task(name)
+            engine = body.get("engine", "dask")
+            if engine not in g.config.engines:
+                raise GatewayRefusal(400, f"engine: one of {', '.join(g.config.engines)}")
+            audit["engine"] = engine
+            if not engine_ready(g.config.data_root / dataset, engine):
+                raise GatewayRefusal(
+                    400,
+                    f"dataset {dataset} has no analysis-ready data for the {engine} engine "
+                    f"at site {g.config.site}",
+                )
+            params = body.get("params") or {}
+            if not isinstance(params, dict):
+                raise GatewayRefusal(400, "params: must be an object")
+            audit["parameters"] = params
+            from extensions.analysis.tasks.base import TaskError
+
+            try:
+                params = task.validate(params)
+                state = body.get("state")
+                loop = asyncio.get_running_loop()
+                half = await loop.run_in_executor(
+                    g.pool, g.run, task, dataset, engine, params, state
+                )
+            except TaskError as e:
+                raise GatewayRefusal(400, e.message) from None
+        except GatewayRefusal as e:
+            await g.record(**audit, outcome="refused", status=e.status_code, reason=e.message)
+            raise
+        doc = half.to_json()
+        await g.record(
+            **audit,
+            outcome="answered",
+            result_bytes=half.nbytes(),
+            suppressions=[s.to_json() for s in half.suppressed],
+        )
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(doc))
+
+
+class HealthHandler(web.RequestHandler):
+    def get(self):
+        self.finish({"status": "ok"})
+
+
+def make_app(gateway: Gateway, prefix: str) -> web.Application:
+    prefix = "/" + prefix.strip("/") + "/" if prefix.strip("/") else "/"
+    args = {"gateway": gateway}
+    return web.Application(
+        [
+            (prefix + "api/datasets", DatasetsHandler, args),
+            (prefix + r"api/tasks/([a-z_]+)", TaskHandler, args),
+            (prefix + "health", HealthHandler),
+        ]
+    )
+
+
+def config_from_env(environ=None) -> GatewayConfig:
+    env = os.environ if environ is None else environ
+    site = env["VISITING_SITE"]
+    from extensions.analysis.tasks import TASKS
+
+    allowed = env.get("VISITING_GATEWAY_TASKS")
+    return GatewayConfig(
+        site=site,
+        data_root=Path(env.get("VISITING_SITE_DATA", "/data")),
+        hub_api_url=env["JUPYTERHUB_API_URL"],
+        token=env["JUPYTERHUB_API_TOKEN"],
+        audit_url=env.get("VISITING_AUDIT_URL") or None,
+        scheduler=env.get("DASK_SCHEDULER_ADDRESS") or None,
+        allowed_tasks=tuple(allowed.split(",")) if allowed else tuple(sorted(TASKS)),
+    )
+
+
+def disclosure_from_env(environ=None):
+    """The platform's disclosure rules: VISITING_DISCLOSURE (JSON, set where the gateway runs
+    in a site container) or the platform file named by VISITING_PLATFORM."""
+    from extensions.analysis.tasks.base import DisclosureRules
+
+    env = os.environ if environ is None else environ
+    if env.get("VISITING_DISCLOSURE"):
+        doc = json.loads(env["VISITING_DISCLOSURE"])
+        return DisclosureRules(
+            min_cell_count=int(doc["min_cell_count"]),
+            min_minor_allele_count=int(doc["min_minor_allele_count"]),
+        )
+    from ..policy import load_platform
+
+    repo = Path(__file__).resolve().parents[2]
+    platform = load_platform(env.get("VISITING_PLATFORM", repo / "policies" / "demo"))
+    return DisclosureRules(
+        min_cell_count=platform.disclosure.min_cell_count,
+        min_minor_allele_count=platform.disclosure.min_minor_allele_count,
+    )
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--port", type=int, help="port (default: from JUPYTERHUB_SERVICE_URL)")
+    parser.add_argument("--ip", default="127.0.0.1", help="address to listen on")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="[gateway %(levelname)s %(asctime)s] %(message)s"
+    )
+    config = config_from_env()
+    gateway = Gateway(config, disclosure_from_env(), clock_from_env())
+    prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", f"/services/{config.service_name}/")
+    url = os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:8090")
+    port = args.port or int(url.rsplit(":", 1)[1].split("/")[0])
+    make_app(gateway, prefix).listen(port, address=args.ip, xheaders=True)
+    log.info("gateway of site %s on %s:%d%s", config.site, args.ip, port, prefix)
+    try:
+        ioloop.IOLoop.current().start()
+    except KeyboardInterrupt:  # the hub stops its services with SIGINT
+        log.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
