@@ -427,12 +427,13 @@ class Stack:
             idp.wait_ready(
                 lambda: http_ok(f"{self.config.idp_url}/.well-known/openid-configuration"), timeout
             )
+            if self.config.sites:
+                # before the hub: it waits at start for the services it knows by address
+                self.start_gateways()
             hub = self.hub_process()
             hub.start()
             self.processes.append(hub)
             hub.wait_ready(lambda: http_ok(f"{self.config.hub_url}/hub/health"), timeout)
-            if self.config.sites:
-                self.start_gateways()
         except BaseException:
             self.stop()
             raise

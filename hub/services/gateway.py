@@ -65,7 +65,7 @@ class GatewayConfig:
     token: str  # the gateway's own service token
     audit_url: str | None  # the hub's audit intake (…/services/audit/)
     scheduler: str | None  # the site's Dask scheduler; None: computed in-process
-    allowed_tasks: tuple[str, ...]
+    allowed_tasks: tuple[str, ...]  # "*": every task the package holds
     engines: tuple[str, ...] = ("dask", "hail")
 
     @property
@@ -162,8 +162,11 @@ class Gateway:
     def task(self, name: str):
         from extensions.analysis.tasks import TASKS
 
-        if name not in self.config.allowed_tasks or name not in TASKS:
-            allowed = ", ".join(sorted(set(self.config.allowed_tasks) & set(TASKS)))
+        allowed_here = (
+            set(TASKS) if "*" in self.config.allowed_tasks else set(self.config.allowed_tasks)
+        )
+        if name not in allowed_here or name not in TASKS:
+            allowed = ", ".join(sorted(allowed_here & set(TASKS)))
             raise GatewayRefusal(403, f"task {name!r} is not allowed here (allowed: {allowed})")
         return TASKS[name]()
 
@@ -349,9 +352,7 @@ def make_app(gateway: Gateway, prefix: str) -> web.Application:
 def config_from_env(environ=None) -> GatewayConfig:
     env = os.environ if environ is None else environ
     site = env["VISITING_SITE"]
-    from extensions.analysis.tasks import TASKS
-
-    allowed = env.get("VISITING_GATEWAY_TASKS")
+    allowed = env.get("VISITING_GATEWAY_TASKS", "*")
     return GatewayConfig(
         site=site,
         data_root=Path(env.get("VISITING_SITE_DATA", "/data")),
@@ -359,7 +360,7 @@ def config_from_env(environ=None) -> GatewayConfig:
         token=env["JUPYTERHUB_API_TOKEN"],
         audit_url=env.get("VISITING_AUDIT_URL") or None,
         scheduler=env.get("DASK_SCHEDULER_ADDRESS") or None,
-        allowed_tasks=tuple(allowed.split(",")) if allowed else tuple(sorted(TASKS)),
+        allowed_tasks=tuple(t.strip() for t in allowed.split(",") if t.strip()),
     )
 
 
