@@ -1,13 +1,16 @@
 """The audit intake: a hub-managed service that stores the events researchers' servers send.
 
     POST /services/audit/api/events   {"events": [...]}   Authorization: token <server token>
+    GET  /services/audit/api/approvals/<user>              Authorization: token <gateway token>
 
 The caller is identified by JupyterHub from its own token (no shared
 secret). A server's token is accepted only for events of that server's user
 and site: the site comes from the token's `access:servers!server=<user>/<site>`
 scope, never from the payload. A site's federation gateway (the service
 `gateway-<site>`) may send `federation-query` events of its own site, about
-any caller; the intake sets their actor to the gateway. Events
+any caller; the intake sets their actor to the gateway. A gateway also asks
+here which approvals of a caller are active at its site, so the approval
+registry never leaves the hub side. Events
 go into the hash-chained audit store; an event id already stored is
 skipped, so a server that resends a batch after a timeout is harmless.
 """
