@@ -1,4 +1,4 @@
-"""The `visiting` command: platform files, approvals, synthetic data, the demo stack."""
+"""The `visiting` command: platform files, approvals, synthetic data and its ingest, the demo stack."""
 
 from __future__ import annotations
 
@@ -176,10 +176,11 @@ def cmd_audit_export(args) -> int:
 
 
 # ---------------------------------------------------------------------------
-# synthetic data
+# synthetic data and ingest
 
 
 def cmd_synth(args) -> int:
+    from .ingest import IngestError
     from .synth import generate_cohorts, site_specs
 
     bundle = _load(args.platform)
@@ -204,13 +205,52 @@ def cmd_synth(args) -> int:
             fst=args.fst,
             raw_files=not args.no_raw,
             zarr=not args.no_zarr,
+            matrix_table=not args.no_mt,
             progress=(lambda msg: print(msg, flush=True)) if not args.quiet else None,
         )
-    except ValueError as e:
+    except (ValueError, IngestError) as e:
         raise CommandError(str(e)) from None
     print(
         f"wrote {len(sites)} sites x {args.samples} samples x {result.variants} variants to {out}"
     )
+    return 0
+
+
+def cmd_site_ingest(args) -> int:
+    from .ingest import IngestError, ingest_datasets
+
+    platform = _load(args.platform).platform
+    site = platform.sites.get(args.site)
+    if site is None:
+        raise CommandError(f"unknown site {args.site!r} (known: {', '.join(platform.sites)})")
+    analysis = [d.id for d in site.datasets if d.kind == "analysis"]
+    if args.dataset:
+        if args.dataset not in analysis:
+            raise CommandError(
+                f"--dataset: {args.dataset!r} is not an analysis dataset of {site.id} "
+                f"({', '.join(analysis) or 'it has none'})"
+            )
+        analysis = [args.dataset]
+    if not analysis:
+        raise CommandError(f"site {site.id!r} holds no analysis dataset to ingest")
+    folders = [platform.site_data_dir(site.id) / d for d in analysis]
+    absent = [f for f in folders if not f.is_dir()]
+    if absent:
+        raise CommandError(
+            f"no dataset folder {absent[0]} (put the site's genotypes.vcf.gz, clinical.tsv "
+            "and phenotypes.tsv there, or run `visiting synth`)"
+        )
+    say = (lambda msg: print(msg, flush=True)) if not args.quiet else (lambda _msg: None)
+    try:
+        results = ingest_datasets(folders, force=args.force, say=say)
+    except IngestError as e:
+        raise CommandError(f"{e}\nnothing was changed") from None
+    for r in results:
+        if not r.skipped:
+            print(
+                f"{site.id}/{r.dataset_id}: {r.samples} samples x {r.variants} variants, "
+                f"version {r.version}: {r.zarr}, {r.matrix_table}"
+            )
     return 0
 
 
@@ -412,9 +452,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=2026)
     p.add_argument("--fst", type=float, default=0.01, help="Fst between sites (default 0.01)")
     p.add_argument("--no-raw", action="store_true", help="skip FASTQ/BAM/CRAM files")
-    p.add_argument("--no-zarr", action="store_true", help="skip the VCF Zarr copies")
+    p.add_argument(
+        "--no-zarr",
+        action="store_true",
+        help="VCF and tables only: no VCF Zarr, no MatrixTable (no Java needed)",
+    )
+    p.add_argument("--no-mt", action="store_true", help="skip the Hail MatrixTables")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_synth)
+
+    site = sub.add_parser("site", help="one site's data").add_subparsers(
+        dest="action", required=True
+    )
+    p = site.add_parser(
+        "ingest",
+        help="VCF Zarr and Hail MatrixTable from a site's VCF and tables (skips what is up to date)",
+    )
+    p.add_argument("site", help="site id, e.g. nig")
+    p.add_argument("--dataset", help="one analysis dataset of the site (default: all of them)")
+    p.add_argument("--platform", default=str(DEMO_DIR), help="policy directory (default: the demo)")
+    p.add_argument("--force", action="store_true", help="rewrite outputs that are up to date")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_site_ingest)
 
     demo = sub.add_parser("demo", help="the demo platform").add_subparsers(
         dest="action", required=True

@@ -269,6 +269,8 @@ def configure_gateways(c, settings: HubSettings, env: dict) -> list[str]:
     containers the gateway is a container on the site's network (see
     hub.sites.ensure_gateway), and the hub knows it by its address and token.
     """
+    if not (settings.platform_dir / "platform.yaml").exists():
+        return []  # no platform yet: nothing to federate (the authenticator says what is missing)
     platform = load_platform(settings.platform_dir)
     names = []
     for i, site in enumerate(platform.sites.values()):

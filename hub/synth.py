@@ -6,7 +6,8 @@ deterministic for a seed:
 - genotypes of biallelic SNPs with population structure across sites
   (Balding-Nichols: one ancestral frequency per variant, a site frequency
   drawn around it with a small Fst), a low-frequency-heavy spectrum, a little
-  missingness; written as a bgzipped, tabix-indexed VCF and a VCF Zarr copy;
+  missingness; written as a bgzipped, tabix-indexed VCF, then ingested
+  (hub.ingest) into a VCF Zarr store and a Hail MatrixTable;
 - the four basic clinical attributes (10-year age band, sex, prefecture,
   disease name with ICD-10 code), with site-specific mixes;
 - a quantitative and a binary phenotype with planted causal variants,
@@ -25,15 +26,15 @@ from __future__ import annotations
 import csv
 import gzip
 import json
-import os
 import shutil
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pysam
+
+from .ingest import ingest_datasets
 
 # GRCh38 lengths of the chromosomes the cohorts sample from.
 CONTIGS = {"chr20": 64_444_167, "chr21": 46_709_983, "chr22": 50_818_468}
@@ -128,6 +129,9 @@ class SiteFiles:
     raw_dir: str | None
     raw_files: list[str] = field(default_factory=list)
     cases: int = 0
+    matrix_table: str | None = None
+    # hub.ingest's content version of the dataset (None when not ingested)
+    version: str | None = None
 
 
 @dataclass
@@ -367,43 +371,6 @@ def _write_vcfs(
 
 
 # ---------------------------------------------------------------------------
-# VCF Zarr
-
-
-def _to_zarr(vcf: Path, out: Path) -> None:
-    from bio2zarr import vcf as vcf2zarr
-
-    if out.exists():
-        shutil.rmtree(out)
-    vcf2zarr.convert([str(vcf)], str(out), worker_processes=0, show_progress=False)
-
-
-def _cpus() -> int:
-    """CPUs this process may use (a container's limit, not the host's count, where known)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
-def _convert_to_zarr(vcfs: list[Path], sites: Sequence[SiteSpec], say) -> list[Path]:
-    """vcf2zarr for every site, a thread per site.
-
-    Threads give ~1.5x on two cores; bio2zarr's own worker processes give a
-    little more but are spawned, which breaks any caller script without an
-    `if __name__ == "__main__"` guard. At most four at once, as each holds a
-    few hundred MB at benchmark sizes.
-    """
-    outs = [vcf.with_name("genotypes.vcf.zarr") for vcf in vcfs]
-    workers = max(1, min(len(vcfs), _cpus(), 4))
-    with ThreadPoolExecutor(workers) as pool:
-        jobs = [pool.submit(_to_zarr, vcf, out) for vcf, out in zip(vcfs, outs, strict=True)]
-        for job, spec in zip(jobs, sites, strict=True):
-            job.result()
-            say(f"{spec.site_id}: VCF Zarr written")
-    return outs
-
-
-# ---------------------------------------------------------------------------
 # people and phenotypes
 
 
@@ -636,11 +603,14 @@ def generate_cohorts(
     fst: float = 0.01,
     raw_files: bool = True,
     zarr: bool = True,
+    matrix_table: bool = True,
     chunk_variants: int = 10_000,
     progress: Callable[[str], None] | None = None,
 ) -> SynthResult:
     """Write one synthetic cohort per site under `out_dir/<site>/<dataset>/`; see the module doc.
 
+    `zarr` False writes the VCF and the tables only, no analysis-ready copies
+    (fast, no Java); `matrix_table` False skips only the Hail MatrixTable.
     Raises ValueError, naming the argument, for a bad one; nothing is written then.
     """
     _check_args(sites, samples_per_site, variants, fst, chunk_variants)
@@ -673,11 +643,21 @@ def generate_cohorts(
     threshold = np.quantile(liabilities, 1 - CASE_FRACTION)
 
     result = SynthResult(str(out_dir), seed, fst, variants, samples_per_site)
-    zarrs = _convert_to_zarr(vcfs, sites, say) if zarr else [None] * len(sites)
-    for k, spec in enumerate(sites):
+    tsvs = []
+    for k in range(len(sites)):
         quant, liability = traits[k]
-        cases = liability > threshold
-        clinical_path, pheno_path = _write_tsvs(site_dirs[k], samples[k], clinical[k], quant, cases)
+        tsvs.append(
+            _write_tsvs(site_dirs[k], samples[k], clinical[k], quant, liability > threshold)
+        )
+    ingested = (
+        ingest_datasets(site_dirs, force=True, say=say, matrix_table=matrix_table)
+        if zarr
+        else [None] * len(sites)
+    )
+    for k, spec in enumerate(sites):
+        cases = traits[k][1] > threshold
+        clinical_path, pheno_path = tsvs[k]
+        done = ingested[k]
         raw_dir, raw = None, []
         if raw_files and spec.raw_dataset:
             raw_dir = out_dir / spec.site_id / spec.raw_dataset
@@ -687,12 +667,14 @@ def generate_cohorts(
             samples=samples_per_site,
             vcf=str(vcfs[k]),
             vcf_index=f"{vcfs[k]}.tbi",
-            zarr=str(zarrs[k]) if zarrs[k] else None,
+            zarr=done.zarr if done else None,
             clinical=str(clinical_path),
             phenotypes=str(pheno_path),
             raw_dir=str(raw_dir) if raw_dir else None,
             raw_files=[str(p) for p in raw],
             cases=int(cases.sum()),
+            matrix_table=done.matrix_table if done else None,
+            version=done.version if done else None,
         )
         result.site_shift[spec.site_id] = {
             "quant_trait": float(fx.shift_q[k]),

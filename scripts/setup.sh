@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(bcftools tabix samtools plink2 plink1.9)
 # the demo IdP and the JupyterHub proxy run on Node; a Node from elsewhere is fine
 command -v node >/dev/null && command -v npm >/dev/null || APT_PACKAGES+=(nodejs npm)
+# Hail (the analysis extra) runs Spark on a JVM; 17 is what the images carry
+command -v java >/dev/null || APT_PACKAGES+=(openjdk-17-jre-headless)
 
 log() { printf '[setup] %s\n' "$*"; }
 

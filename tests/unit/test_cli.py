@@ -137,3 +137,53 @@ def test_demo_and_sites_flags(argv, expected):
 
     args = vars(build_parser().parse_args(argv))
     assert {k: args[k] for k in expected} == expected
+
+
+# `visiting site ingest`: what it refuses before any data is read (the ingest
+# itself, with Hail, is in tests/integration/test_ingest.py)
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        pytest.param(
+            ["nowhere"],
+            "unknown site 'nowhere' (known: nig, ncc, ncgm, tommo, imsut)",
+            id="unknown-site",
+        ),
+        pytest.param(
+            ["nig", "--dataset", "JGAD000102"],
+            "--dataset: 'JGAD000102' is not an analysis dataset of nig (JGAD000101)",
+            id="raw-dataset",
+        ),
+        pytest.param(
+            ["nig", "--dataset", "JGAD000201"],
+            "--dataset: 'JGAD000201' is not an analysis dataset of nig",
+            id="other-sites-dataset",
+        ),
+        pytest.param(["nig"], "no dataset folder ", id="no-folder"),
+    ],
+)
+def test_site_ingest_refuses(capsys, policy_copy, argv, message):
+    code, out, err = run(capsys, "site", "ingest", *argv, "--platform", str(policy_copy))
+    assert code == 2 and out == ""
+    assert message in err
+
+
+def test_site_ingest_names_missing_inputs(capsys, policy_copy, tmp_path):
+    folder = tmp_path / "data" / "nig" / "JGAD000101"
+    folder.mkdir(parents=True)
+    (folder / "clinical.tsv").write_text("sample_id\n")
+    code, _, err = run(capsys, "site", "ingest", "nig", "--platform", str(policy_copy))
+    assert code == 2
+    assert f"{folder}: missing genotypes.vcf.gz, phenotypes.tsv" in err
+    assert sorted(p.name for p in folder.iterdir()) == ["clinical.tsv"]
+
+
+def test_site_ingest_and_synth_flags():
+    from hub.cli import build_parser
+
+    args = build_parser().parse_args(["site", "ingest", "ncc", "--dataset", "D", "--force"])
+    assert (args.site, args.dataset, args.force, args.quiet) == ("ncc", "D", True, False)
+    args = build_parser().parse_args(["synth", "--no-mt"])
+    assert (args.no_mt, args.no_zarr) == (True, False)
