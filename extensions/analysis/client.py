@@ -230,9 +230,11 @@ class Federation:
 
     # -- the tasks as methods --------------------------------------------------------
 
-    def allele_frequencies(self, stratify_by=None, where=None, **kw):
-        """Pooled AC, AN, AF and per-site AF per variant; optionally by sex, age_band or region."""
-        params = {k: v for k, v in {"stratify_by": stratify_by, "where": where}.items() if v}
+    def allele_frequencies(self, stratify_by=None, where=None, variants=None, **kw):
+        """Pooled AC, AN, AF and per-site AF per variant; optionally by sex, age_band or region,
+        for the people `where` selects, over `variants` (keys or a region like "chr20:1-2000000")."""
+        given = {"stratify_by": stratify_by, "where": where, "variants": variants}
+        params = {k: v for k, v in given.items() if v}
         return self.run("allele_frequencies", params, **kw)
 
     def cohort_counts(self, by=None, **kw):

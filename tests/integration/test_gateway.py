@@ -231,3 +231,12 @@ def test_a_site_that_is_down_is_named_unless_partial(stack, fed):
         assert sorted(eval_json(af.attrs["sites"])) == ["ncgm", "nig", "tommo"]
     finally:
         fed.discover()
+
+
+def test_a_linear_gwas_over_his_sites(fed):
+    gwas = fed.gwas_linear(covariates=["sex", "age_band"])
+    assert {"beta", "standard_error", "p_value"} <= set(gwas.columns)
+    released = gwas["beta"].notna()
+    assert released.sum() > 0, "every variant withheld"
+    assert ((gwas.loc[released, "p_value"] >= 0) & (gwas.loc[released, "p_value"] <= 1)).all()
+    assert sorted(eval_json(gwas.attrs["sites"])) == TANAKA_SITES
