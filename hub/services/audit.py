@@ -64,8 +64,14 @@ def gateway_of(model: dict) -> str | None:
     return m.group(1) if m else None
 
 
-def check_gateway_events(events, site: str) -> str | None:
-    """Why a gateway's batch may not be stored, or None."""
+def check_events(events, user: str | None, site: str) -> str | None:
+    """Why a batch may not be stored, or None.
+
+    From a server (`user` set): only events of that user at its site. From a
+    site's gateway (`user` None): only federation-query events of its site.
+    """
+    sender = "a gateway" if user is None else "a server"
+    where = f"the {'gateway' if user is None else 'server'} at {site}"
     if not isinstance(events, list):
         return "'events' must be a list"
     if len(events) > MAX_EVENTS:
@@ -73,30 +79,14 @@ def check_gateway_events(events, site: str) -> str | None:
     for i, e in enumerate(events):
         if not isinstance(e, dict):
             return f"events[{i}] is not an object"
-        if e.get("schema") != GATEWAY_SCHEMA:
+        if user is None and e.get("schema") != GATEWAY_SCHEMA:
             return f"events[{i}].schema: a gateway sends only {GATEWAY_SCHEMA}"
-        if e.get("site") != site:
-            return f"events[{i}].site is {e.get('site')!r}; this token is of the gateway at {site}"
-        if e.get("actor") is not None:
-            return f"events[{i}].actor is set by the hub, not by a gateway"
-    return None
-
-
-def check_events(events, user: str, site: str) -> str | None:
-    """Why a batch may not be stored for this server, or None."""
-    if not isinstance(events, list):
-        return "'events' must be a list"
-    if len(events) > MAX_EVENTS:
-        return f"at most {MAX_EVENTS} events per request"
-    for i, e in enumerate(events):
-        if not isinstance(e, dict):
-            return f"events[{i}] is not an object"
-        if e.get("user") != user:
+        if user is not None and e.get("user") != user:
             return f"events[{i}].user is {e.get('user')!r}; this token is {user}'s"
         if e.get("site") != site:
-            return f"events[{i}].site is {e.get('site')!r}; this token is of the server at {site}"
+            return f"events[{i}].site is {e.get('site')!r}; this token is of {where}"
         if e.get("actor") is not None:
-            return f"events[{i}].actor is set by the hub, not by a server"
+            return f"events[{i}].actor is set by the hub, not by {sender}"
     return None
 
 
@@ -138,12 +128,9 @@ class IntakeHandler(web.RequestHandler):
             raise web.HTTPError(400, f"the body is not JSON: {e}") from None
         if not isinstance(body, dict) or "events" not in body:
             raise web.HTTPError(400, "the body must be an object with 'events'")
-        if user is None:  # a site's gateway
-            problem = check_gateway_events(body["events"], site)
-            if not problem:
-                body["events"] = [dict(e, actor=f"gateway-{site}") for e in body["events"]]
-        else:
-            problem = check_events(body["events"], user, site)
+        problem = check_events(body["events"], user, site)
+        if user is None and not problem:  # a site's gateway is the actor of what it sends
+            body["events"] = [dict(e, actor=f"gateway-{site}") for e in body["events"]]
         if problem:
             log.warning("refused events from %s/%s: %s", user, site, problem)
             raise web.HTTPError(403 if "token" in problem else 400, problem)

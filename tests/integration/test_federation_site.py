@@ -11,11 +11,11 @@ import json
 
 import numpy as np
 import pytest
-import zarr
 
 from hub.audit import AuditStore
 from hub.stack import Stack, StackConfig
 
+from .test_gateway import _pooled_counts as pooled_counts
 from .test_sites import Researcher, container_of, engine, sh  # noqa: F401  (engine: a fixture)
 
 pytestmark = pytest.mark.integration
@@ -56,19 +56,6 @@ print(json.dumps({
     "attrs": {k: str(v) for k, v in af.attrs.items()},
 }))
 """
-
-
-def pooled_counts(stack, sites):
-    ac = an = None
-    for site in sites:
-        ds = next(d for d in stack.bundle.platform.sites[site].datasets if d.kind == "analysis")
-        z = zarr.open(str(stack.bundle.platform.site_data_dir(site) / ds.id / "genotypes.vcf.zarr"))
-        gt = np.asarray(z["call_genotype"])
-        called = gt >= 0
-        site_ac, site_an = (gt * called).sum(axis=(1, 2)), called.sum(axis=(1, 2))
-        ac = site_ac if ac is None else ac + site_ac
-        an = site_an if an is None else an + site_an
-    return ac, an
 
 
 def test_pooled_allele_frequencies_from_his_container(fed_stack, tanaka_at_nig):
