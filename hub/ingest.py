@@ -542,7 +542,8 @@ def _write_all(plans: list[_Plan], say: Callable[[str], None]) -> None:
     mt_jobs = [p for p in plans if MATRIX_TABLE in p.outputs]
     for p in plans:
         _ensure_index(p.dataset.vcf)
-    # bio2zarr in threads (see vcf_to_zarr) while the JVM starts in this one
+    # bio2zarr in threads (see vcf_to_zarr) while the JVM starts in this one; at most
+    # four at once, as each holds a few hundred MB at benchmark sizes
     workers = max(1, min(len(zarr_jobs), _cpus(), 4))
     with ThreadPoolExecutor(workers) as pool:
         futures = [(p, pool.submit(_timed, write_zarr, p.dataset, p.tmp(ZARR))) for p in zarr_jobs]
