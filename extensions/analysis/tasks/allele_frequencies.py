@@ -44,7 +44,16 @@ import pandas as pd
 
 # a module import: cohorts imports tasks.base, so it may still be loading when this runs
 from .. import cohorts
-from .base import STRATIFY_BY, DisclosureRules, SiteCohort, SiteHalf, Step, Task, TaskError
+from .base import (
+    STRATIFY_BY,
+    DisclosureRules,
+    SiteCohort,
+    SiteHalf,
+    Step,
+    Task,
+    TaskError,
+    check_parameter_names,
+)
 from .disclosure import (
     complementary_suppression,
     rare_variants,
@@ -128,13 +137,7 @@ class AlleleFrequencies(Task):
     # -- parameters ------------------------------------------------------------------
 
     def validate(self, params: dict) -> dict:
-        if not isinstance(params, dict):
-            raise TaskError("parameters must be an object", "params")
-        unknown = sorted(set(params) - set(PARAMS))
-        if unknown:
-            raise TaskError(
-                f"{unknown[0]}: no such parameter (parameters: {', '.join(PARAMS)})", unknown[0]
-            )
+        check_parameter_names(params, PARAMS)
         by = params.get("stratify_by")
         if by is not None and by not in STRATIFY_BY:
             raise TaskError(

@@ -46,6 +46,17 @@ class TaskError(Exception):
         self.field = field
 
 
+def check_parameter_names(params, known) -> None:
+    """Refuse a non-object or an unknown parameter (named), rather than ignore it."""
+    if not isinstance(params, dict):
+        raise TaskError("parameters must be an object", "params")
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise TaskError(
+            f"{unknown[0]}: no such parameter (parameters: {', '.join(known)})", unknown[0]
+        )
+
+
 @dataclass(frozen=True)
 class DisclosureRules:
     """Small-count rules applied at each site before anything leaves it.

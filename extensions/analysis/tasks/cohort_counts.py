@@ -39,7 +39,7 @@ import pandas as pd
 
 # a module import: cohorts imports tasks.base, so it may still be loading when this runs
 from .. import cohorts
-from .base import DisclosureRules, SiteHalf, Step, Task, TaskError
+from .base import DisclosureRules, SiteHalf, Step, Task, TaskError, check_parameter_names
 from .disclosure import (
     complementary_suppression,
     refuse_small_query,
@@ -93,13 +93,7 @@ class CohortCounts(Task):
     name = "cohort_counts"
 
     def validate(self, params: dict) -> dict:
-        if not isinstance(params, dict):
-            raise TaskError("parameters must be an object", "params")
-        unknown = sorted(set(params) - set(PARAMS))
-        if unknown:
-            raise TaskError(
-                f"{unknown[0]}: no such parameter (parameters: {', '.join(PARAMS)})", unknown[0]
-            )
+        check_parameter_names(params, PARAMS)
         by = params.get("by")
         if by is not None:
             by = [by] if isinstance(by, str) else by
