@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from .registry import ApprovalView
+from .periods import jst_date
+from .registry import ApprovalView, SuspensionView
 
 SECRETARIAT = "secretariat"
 SITE_ADMIN_PREFIX = "site-admin:"
@@ -32,7 +33,7 @@ class AccessDecision:
     """The answer to "may this person use the platform now?"."""
 
     allowed: bool
-    reason: str  # active | role | no-approval | not-started | ended
+    reason: str  # active | role | suspended | no-approval | not-started | ended | revoked
     message_en: str = ""
     message_ja: str = ""
     approvals: tuple[ApprovalView, ...] = ()
@@ -61,23 +62,42 @@ def decide_access(
     roles: Sequence[str],
     now: datetime,
     contact: str = "",
+    suspension: SuspensionView | None = None,
 ) -> AccessDecision:
-    """May `username` log in at `now`, given every approval naming them and their roles?
+    """May `username` log in at `now`, given every approval naming them, their roles and
+    the suspension in force, if any?
 
-    A data handler needs an approval whose period holds `now`. Platform roles
+    A suspended person is refused whatever else holds. A data handler needs an
+    approval whose period holds `now` and that is not revoked. Platform roles
     (secretariat, site admin) log in without one. A refused person is told the
-    most useful reason: when an approval will start, else when the last one
-    ended, else that there is none.
+    most useful reason: a suspension, else when an approval will start, else
+    when the last one ended or was revoked, else that there is none.
     """
     roles = tuple(roles)
+    ask = f" Contact: {contact}" if contact else ""
+    ask_ja = f" 問い合わせ先: {contact}" if contact else ""
+    if suspension is not None and suspension.active_at(now):
+        day = jst_date(suspension.suspended_at).isoformat()
+        return AccessDecision(
+            False,
+            "suspended",
+            message_en=(
+                f"Your access to the platform is suspended (since {day}). You cannot log in, "
+                f"start servers or query sites until the secretariat lifts the suspension; "
+                f"please contact the secretariat.{ask}"
+            ),
+            message_ja=(
+                f"プラットフォームの利用は停止されています（{day} から）。事務局が停止を解除するまで、"
+                f"ログイン、サーバーの起動、サイトへの問い合わせはできません。事務局にご連絡ください。{ask_ja}"
+            ),
+            related={"suspension_id": str(suspension.id), "date": day},
+        )
     active = tuple(a for a in approvals if a.status_at(now) == "active")
     if active:
         return AccessDecision(True, "active", approvals=active, roles=roles)
     if roles:
         return AccessDecision(True, "role", roles=roles)
 
-    ask = f" Contact: {contact}" if contact else ""
-    ask_ja = f" 問い合わせ先: {contact}" if contact else ""
     upcoming = sorted(
         (a for a in approvals if a.status_at(now) == "not-started"), key=lambda a: a.period.start
     )
@@ -92,8 +112,25 @@ def decide_access(
             related={"approval_id": a.approval_id, "date": day},
         )
     ended = sorted(
-        (a for a in approvals if a.status_at(now) == "ended"), key=lambda a: a.period.end
+        (a for a in approvals if a.status_at(now) in ("ended", "revoked")),
+        key=lambda a: a.ends_before,
     )
+    if ended and ended[-1].status_at(now) == "revoked":
+        a = ended[-1]
+        day = jst_date(a.revoked_at).isoformat()
+        return AccessDecision(
+            False,
+            "revoked",
+            message_en=(
+                f"Your approval {a.approval_id} was revoked by the secretariat on {day}. "
+                f"The data may no longer be used under it.{ask}"
+            ),
+            message_ja=(
+                f"利用承認 {a.approval_id} は {day} に事務局により取り消されました。"
+                f"この承認によるデータの利用はできません。{ask_ja}"
+            ),
+            related={"approval_id": a.approval_id, "date": day},
+        )
     if ended:
         a = ended[-1]
         day = a.period.end.isoformat()

@@ -65,12 +65,14 @@ class VisitingAuthenticator(PlatformTraits, GenericOAuthenticator):
 
     def decide(self, username: str) -> AccessDecision:
         """Ask the registry whether `username` may use the platform now."""
+        now = self.clock.now()
         return decide_access(
             username,
             self.registry.approvals_of(username),
             self.registry.roles_of(username),
-            self.clock.now(),
+            now,
             contact=self.platform.contact,
+            suspension=self.registry.suspension_of(username, now),
         )
 
     async def update_auth_model(self, auth_model):

@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Date,
     DateTime,
     ForeignKey,
@@ -33,7 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
-from .periods import Clock, Period, as_utc
+from .periods import Clock, Period, as_utc, jst_date
 from .policy import Platform, PolicyBundle, Quota
 
 # ---------------------------------------------------------------------------
@@ -136,6 +137,60 @@ class RoleGrantRow(Base):
     role: Mapped[str] = mapped_column(String(64), primary_key=True)
 
 
+# What the secretariat and site admins decide after an application was approved lives in
+# tables of its own: importing the policy directory again never undoes it.
+
+
+class SuspensionRow(Base):
+    """A data handler suspended by the secretariat, from `suspended_at` until lifted."""
+
+    __tablename__ = "suspensions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(64), index=True)
+    institution: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    reason: Mapped[str] = mapped_column(Text)
+    suspended_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    suspended_by: Mapped[str] = mapped_column(String(64))
+    ban_until: Mapped[date | None] = mapped_column(Date, nullable=True)
+    ban_indefinite: Mapped[bool] = mapped_column(Boolean, default=False)
+    lifted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    lifted_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lift_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class ApprovalOverrideRow(Base):
+    """An approval's end as the secretariat set it: extended, or revoked at an instant."""
+
+    __tablename__ = "approval_overrides"
+    approval_id: Mapped[str] = mapped_column(ForeignKey("approvals.id"), primary_key=True)
+    end_date: Mapped[date | None] = mapped_column(Date, nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_by: Mapped[str] = mapped_column(String(64))
+
+
+class SiteSettingRow(Base):
+    """A site's image allow-list and default quota as its site admins set them."""
+
+    __tablename__ = "site_settings"
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), primary_key=True)
+    images: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    quota: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_by: Mapped[str] = mapped_column(String(64))
+
+
+class ApprovalQuotaRow(Base):
+    """The quota of one approval's servers at one site, set by that site's admins."""
+
+    __tablename__ = "approval_quotas"
+    approval_id: Mapped[str] = mapped_column(ForeignKey("approvals.id"), primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), primary_key=True)
+    quota: Mapped[dict] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_by: Mapped[str] = mapped_column(String(64))
+
+
 # ---------------------------------------------------------------------------
 # views handed to the rest of the system
 
@@ -152,15 +207,28 @@ class ApprovalView:
     period: Period
     quota: Quota | None
     dataset_sites: dict[str, str] = field(default_factory=dict)  # dataset -> site
+    # set by the secretariat: revoked from this instant on; `period` then holds the
+    # approved dates (with any extension) and `ends_before` the instant it really ended
+    revoked_at: datetime | None = None
+    approved_end: date | None = None  # the end in the application, when extended
 
     @property
     def sites(self) -> tuple[str, ...]:
         return tuple(sorted(set(self.dataset_sites.values())))
 
+    @property
+    def ends_before(self) -> datetime:
+        """The first instant (UTC) at which the approval no longer holds."""
+        end = self.period.ends_before
+        return min(end, self.revoked_at) if self.revoked_at else end
+
     def datasets_at(self, site: str) -> tuple[str, ...]:
         return tuple(d for d in self.datasets if self.dataset_sites.get(d) == site)
 
     def status_at(self, instant: datetime) -> str:
+        """'not-started', 'active', 'ended' or 'revoked' at `instant`."""
+        if self.revoked_at is not None and as_utc(instant) >= self.revoked_at:
+            return "revoked"
         return self.period.status_at(instant)
 
     def to_json(self) -> dict[str, Any]:
@@ -173,9 +241,69 @@ class ApprovalView:
             "sites": {s: list(self.datasets_at(s)) for s in self.sites},
             "start": self.period.start.isoformat(),
             "end": self.period.end.isoformat(),
-            "ends_before": self.period.ends_before.isoformat(),
+            "ends_before": self.ends_before.isoformat(),
+            "approved_end": (self.approved_end or self.period.end).isoformat(),
+            "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
             "quota": self.quota.to_dict() if self.quota else None,
         }
+
+
+@dataclass(frozen=True)
+class SuspensionView:
+    """A suspension as the rest of the system sees it."""
+
+    id: int
+    username: str
+    institution: str | None
+    reason: str
+    suspended_at: datetime
+    suspended_by: str
+    ban_until: date | None
+    ban_indefinite: bool
+    lifted_at: datetime | None = None
+    lifted_by: str | None = None
+    lift_reason: str | None = None
+
+    def active_at(self, instant: datetime) -> bool:
+        instant = as_utc(instant)
+        return self.suspended_at <= instant and (self.lifted_at is None or instant < self.lifted_at)
+
+    def banned_on(self, day: date) -> bool:
+        """Whether new applications naming this person are refused on `day`."""
+        if self.ban_indefinite:
+            return True
+        return self.ban_until is not None and day <= self.ban_until
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "username": self.username,
+            "institution": self.institution,
+            "reason": self.reason,
+            "suspended_at": self.suspended_at.isoformat(),
+            "suspended_by": self.suspended_by,
+            "ban_until": self.ban_until.isoformat() if self.ban_until else None,
+            "ban_indefinite": self.ban_indefinite,
+            "lifted_at": self.lifted_at.isoformat() if self.lifted_at else None,
+            "lifted_by": self.lifted_by,
+            "lift_reason": self.lift_reason,
+        }
+
+    @classmethod
+    def from_row(cls, r: SuspensionRow) -> SuspensionView:
+        return cls(
+            id=r.id,
+            username=r.username,
+            institution=r.institution,
+            reason=r.reason,
+            suspended_at=r.suspended_at,
+            suspended_by=r.suspended_by,
+            ban_until=r.ban_until,
+            ban_indefinite=bool(r.ban_indefinite),
+            lifted_at=r.lifted_at,
+            lifted_by=r.lifted_by,
+            lift_reason=r.lift_reason,
+        )
 
 
 @dataclass
@@ -264,6 +392,7 @@ class ApprovalRegistry:
                 digest = _content_hash(content)
                 row = existing.get(approval.approval_id)
                 if row is None:
+                    self._refuse_banned(s, approval, now)
                     row = ApprovalRow(id=approval.approval_id, created_at=now)
                     s.add(row)
                     self._fill(row, approval, content, digest, now)
@@ -294,6 +423,20 @@ class ApprovalRegistry:
             if bundle.accounts:
                 self._sync_roles(s, bundle, report)
         return report
+
+    @staticmethod
+    def _refuse_banned(s: Session, approval, now: datetime) -> None:
+        """A new application may not name a person banned from applying (nothing is imported)."""
+        today = jst_date(now)
+        for handler in sorted(set(approval.handlers)):
+            for r in s.scalars(select(SuspensionRow).where(SuspensionRow.username == handler)):
+                if SuspensionView.from_row(r).banned_on(today):
+                    until = "indefinitely" if r.ban_indefinite else f"until {r.ban_until}"
+                    raise RegistryError(
+                        f"{approval.source or approval.approval_id}: {handler} is banned from "
+                        f"new applications {until} (suspended {r.suspended_at:%Y-%m-%d}: "
+                        f"{r.reason}); nothing was imported"
+                    )
 
     @staticmethod
     def _fill(row: ApprovalRow, approval, content: dict, digest: str, now: datetime) -> None:
@@ -376,15 +519,21 @@ class ApprovalRegistry:
                 select(DatasetRow.id, DatasetRow.site_id).where(DatasetRow.id.in_(dataset_ids))
             ).all()
         )
+        override = s.get(ApprovalOverrideRow, row.id)
+        end = row.end_date
+        if override is not None and override.end_date is not None:
+            end = override.end_date
         return ApprovalView(
             approval_id=row.id,
             institution=row.institution,
             purpose=row.purpose,
             handlers=tuple(h.username for h in row.handlers),
             datasets=tuple(dataset_ids),
-            period=Period(row.start_date, row.end_date),
+            period=Period(row.start_date, end),
             quota=Quota(**row.quota) if row.quota else None,
             dataset_sites=sites,
+            revoked_at=override.revoked_at if override is not None else None,
+            approved_end=row.end_date if end != row.end_date else None,
         )
 
     def approval(self, approval_id: str) -> ApprovalView:
@@ -412,24 +561,271 @@ class ApprovalRegistry:
             return [self._view(s, r) for r in rows]
 
     def active_approvals(self, username: str, at: datetime | None = None) -> list[ApprovalView]:
-        """The approvals of `username` whose period holds the instant `at` (default: now)."""
+        """The approvals of `username` that hold at the instant `at` (default: now): the period
+        (with any extension) holds it, the approval is not revoked, and the person is not
+        suspended. Every check of the platform (login, spawn, enforcer, gateways) asks this."""
         at = as_utc(at or self.clock.now())
-        with self.session() as s:
-            rows = s.scalars(
-                select(ApprovalRow)
-                .join(ApprovalHandlerRow)
-                .where(
-                    ApprovalHandlerRow.username == username,
-                    ApprovalRow.starts_at <= at.replace(tzinfo=None),
-                    ApprovalRow.ends_before > at.replace(tzinfo=None),
-                )
-                .order_by(ApprovalRow.id)
-            )
-            return [self._view(s, r) for r in rows]
+        if self.suspension_of(username, at) is not None:
+            return []
+        return sorted(
+            (a for a in self.approvals_of(username) if a.status_at(at) == "active"),
+            key=lambda a: a.approval_id,
+        )
 
     def usage_period_ends(self, approval_id: str) -> datetime:
         """The first instant (UTC) at which the approval no longer holds."""
-        return self.approval(approval_id).period.ends_before
+        return self.approval(approval_id).ends_before
+
+    # -- people --------------------------------------------------------------
+
+    def is_known(self, username: str) -> bool:
+        """Whether `username` is a data handler of any approval or holds a platform role."""
+        with self.session() as s:
+            return (
+                s.scalar(
+                    select(ApprovalHandlerRow.username).where(
+                        ApprovalHandlerRow.username == username
+                    )
+                )
+                is not None
+                or s.scalar(select(RoleGrantRow.username).where(RoleGrantRow.username == username))
+                is not None
+            )
+
+    def handlers_of_institution(self, institution: str) -> list[str]:
+        """Every data handler of the approvals held by `institution`."""
+        with self.session() as s:
+            return sorted(
+                set(
+                    s.scalars(
+                        select(ApprovalHandlerRow.username)
+                        .join(ApprovalRow)
+                        .where(ApprovalRow.institution == institution)
+                    )
+                )
+            )
+
+    def institutions(self) -> list[str]:
+        with self.session() as s:
+            return sorted(set(s.scalars(select(ApprovalRow.institution))))
+
+    # -- suspensions ----------------------------------------------------------
+
+    def suspension_of(self, username: str, at: datetime | None = None) -> SuspensionView | None:
+        """The suspension of `username` in force at `at` (default: now), if any."""
+        at = as_utc(at or self.clock.now())
+        for v in self.suspensions(username):
+            if v.active_at(at):
+                return v
+        return None
+
+    def suspensions(self, username: str | None = None) -> list[SuspensionView]:
+        """Suspensions, lifted ones included, oldest first."""
+        with self.session() as s:
+            q = select(SuspensionRow).order_by(SuspensionRow.id)
+            if username is not None:
+                q = q.where(SuspensionRow.username == username)
+            return [SuspensionView.from_row(r) for r in s.scalars(q)]
+
+    def banned(self, username: str, day: date) -> SuspensionView | None:
+        """The suspension whose ban on new applications holds on `day`, if any."""
+        for v in self.suspensions(username):
+            if v.banned_on(day):
+                return v
+        return None
+
+    def suspend(
+        self,
+        username: str,
+        *,
+        reason: str,
+        by: str,
+        ban_until: date | None = None,
+        ban_indefinite: bool = False,
+        institution: str | None = None,
+    ) -> tuple[SuspensionView, bool]:
+        """Suspend `username` now. Returns the suspension in force and whether it is new: a
+        person already suspended keeps the suspension they have (the call is idempotent)."""
+        if not self.is_known(username):
+            raise RegistryError(f"unknown person {username!r}: not a data handler of any approval")
+        now = self.clock.now()
+        current = self.suspension_of(username, now)
+        if current is not None:
+            return current, False
+        with self.session() as s:
+            row = SuspensionRow(
+                username=username,
+                institution=institution,
+                reason=reason,
+                suspended_at=now,
+                suspended_by=by,
+                ban_until=ban_until,
+                ban_indefinite=ban_indefinite,
+            )
+            s.add(row)
+            s.flush()
+            return SuspensionView.from_row(row), True
+
+    def reinstate(self, username: str, *, reason: str, by: str) -> SuspensionView | None:
+        """Lift the suspension of `username` now; None when they were not suspended. A ban on
+        new applications stays as it was decided."""
+        if not self.is_known(username):
+            raise RegistryError(f"unknown person {username!r}: not a data handler of any approval")
+        now = self.clock.now()
+        current = self.suspension_of(username, now)
+        if current is None:
+            return None
+        with self.session() as s:
+            row = s.get(SuspensionRow, current.id)
+            row.lifted_at = now
+            row.lifted_by = by
+            row.lift_reason = reason
+            s.flush()
+            return SuspensionView.from_row(row)
+
+    # -- the secretariat's changes to an approval -------------------------------
+
+    def _override(self, s: Session, approval_id: str, by: str) -> ApprovalOverrideRow:
+        row = s.get(ApprovalOverrideRow, approval_id)
+        if row is None:
+            row = ApprovalOverrideRow(approval_id=approval_id, updated_at=self.clock.now())
+            s.add(row)
+        row.updated_at = self.clock.now()
+        row.updated_by = by
+        return row
+
+    def extend(
+        self, approval_id: str, end: date, *, reason: str, by: str
+    ) -> tuple[ApprovalView, bool]:
+        """Move an approval's last day to `end` (later than its current last day). Returns the
+        approval and whether it changed: extending to the current end again changes nothing."""
+        view = self.approval(approval_id)
+        if view.revoked_at is not None:
+            raise RegistryError(f"approval {approval_id} was revoked; it cannot be extended")
+        if end == view.period.end:
+            return view, False
+        if end < view.period.end:
+            raise RegistryError(
+                f"the new end {end} is before the current end {view.period.end} of "
+                f"{approval_id}; an extension moves the end later (revoke ends it early)"
+            )
+        with self.session() as s:
+            row = self._override(s, approval_id, by)
+            row.end_date = end
+            s.add(
+                ApprovalChangeRow(
+                    approval_id=approval_id,
+                    at=self.clock.now(),
+                    kind="extended",
+                    changes={"end": [view.period.end.isoformat(), end.isoformat()]},
+                    source=f"{by}: {reason}",
+                )
+            )
+        return self.approval(approval_id), True
+
+    def revoke(self, approval_id: str, *, reason: str, by: str) -> tuple[ApprovalView, bool]:
+        """End an approval now. Returns the approval and whether it changed (a second revoke,
+        or revoking one that has ended, changes nothing)."""
+        view = self.approval(approval_id)
+        now = self.clock.now()
+        if view.revoked_at is not None or view.status_at(now) == "ended":
+            return view, False
+        with self.session() as s:
+            row = self._override(s, approval_id, by)
+            row.revoked_at = now
+            s.add(
+                ApprovalChangeRow(
+                    approval_id=approval_id,
+                    at=now,
+                    kind="revoked",
+                    changes={"revoked_at": [None, now.isoformat()]},
+                    source=f"{by}: {reason}",
+                )
+            )
+        return self.approval(approval_id), True
+
+    # -- what site admins set ---------------------------------------------------
+
+    def site_settings(self, site_id: str) -> dict[str, Any]:
+        """A site's image allow-list, default image and default quota now: what its admins
+        set, else what the platform file says."""
+        with self.session() as s:
+            site = s.get(SiteRow, site_id)
+            if site is None:
+                raise RegistryError(f"unknown site {site_id!r}")
+            setting = s.get(SiteSettingRow, site_id)
+            images = list(site.images)
+            quota = dict(site.quota)
+            if setting is not None and setting.images is not None:
+                images = list(setting.images)
+            if setting is not None and setting.quota is not None:
+                quota = dict(setting.quota)
+            default = site.default_image if site.default_image in images else None
+            return {
+                "site": site_id,
+                "images": images,
+                "default_image": default or (images[0] if images else None),
+                "quota": quota,
+                "platform_images": list(site.images),
+                "platform_quota": dict(site.quota),
+                "updated_by": setting.updated_by if setting else None,
+                "updated_at": setting.updated_at.isoformat() if setting else None,
+            }
+
+    def _setting(self, s: Session, site_id: str, by: str) -> SiteSettingRow:
+        if s.get(SiteRow, site_id) is None:
+            raise RegistryError(f"unknown site {site_id!r}")
+        row = s.get(SiteSettingRow, site_id)
+        if row is None:
+            row = SiteSettingRow(site_id=site_id, updated_at=self.clock.now(), updated_by=by)
+            s.add(row)
+        row.updated_at = self.clock.now()
+        row.updated_by = by
+        return row
+
+    def set_site_images(self, site_id: str, images: list[str], *, by: str) -> bool:
+        """Replace a site's image allow-list; False when it already was that list."""
+        if list(images) == self.site_settings(site_id)["images"]:
+            return False
+        with self.session() as s:
+            self._setting(s, site_id, by).images = list(images)
+        return True
+
+    def set_site_quota(self, site_id: str, quota: Quota, *, by: str) -> bool:
+        """Replace a site's default quota; False when it already was that quota."""
+        if quota.to_dict() == self.site_settings(site_id)["quota"]:
+            return False
+        with self.session() as s:
+            self._setting(s, site_id, by).quota = quota.to_dict()
+        return True
+
+    def approval_quota(self, approval_id: str, site_id: str) -> Quota | None:
+        """The quota a site's admins set for one approval's servers there, if any."""
+        with self.session() as s:
+            row = s.get(ApprovalQuotaRow, (approval_id, site_id))
+            return Quota(**row.quota) if row is not None else None
+
+    def approval_quotas(self, site_id: str) -> dict[str, dict]:
+        with self.session() as s:
+            rows = s.scalars(select(ApprovalQuotaRow).where(ApprovalQuotaRow.site_id == site_id))
+            return {r.approval_id: dict(r.quota) for r in rows}
+
+    def set_approval_quota(self, approval_id: str, site_id: str, quota: Quota, *, by: str) -> bool:
+        """Set the quota of one approval's servers at a site; False when unchanged."""
+        view = self.approval(approval_id)
+        if site_id not in view.sites:
+            raise RegistryError(f"approval {approval_id} covers no dataset at site {site_id}")
+        if self.approval_quota(approval_id, site_id) == quota:
+            return False
+        with self.session() as s:
+            row = s.get(ApprovalQuotaRow, (approval_id, site_id))
+            if row is None:
+                row = ApprovalQuotaRow(approval_id=approval_id, site_id=site_id)
+                s.add(row)
+            row.quota = quota.to_dict()
+            row.updated_at = self.clock.now()
+            row.updated_by = by
+        return True
 
     def changes(self, approval_id: str) -> list[dict[str, Any]]:
         with self.session() as s:

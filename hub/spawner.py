@@ -89,7 +89,7 @@ class SiteSpawner(PlatformTraits, DockerSpawner):
     def _allowed_images_default(self):
         # the options form offers these when a site has several; start() checks again
         site = self.platform.sites.get(self.name)
-        return list(site.images) if site else []
+        return self.site_images(site)["images"] if site else []
 
     # -- which engine ------------------------------------------------------
 
@@ -131,12 +131,14 @@ class SiteSpawner(PlatformTraits, DockerSpawner):
         approvals = self.site_approvals(site)
         if approvals:
             return approvals[0]
+        now = self.clock.now()
         decision = decide_access(
             self.user.name,
             self.registry.approvals_of(self.user.name),
             [],
-            self.clock.now(),
+            now,
             contact=self.platform.contact,
+            suspension=self.registry.suspension_of(self.user.name, now),
         )
         if decision.allowed:
             # active approvals exist, but none covers data at this site
@@ -152,8 +154,17 @@ class SiteSpawner(PlatformTraits, DockerSpawner):
             f"サイト {site.id}: {decision.message_ja}",
         )
 
+    def site_images(self, site: Site) -> dict:
+        """The site's image allow-list and default image now, as its site admins keep them."""
+        settings = self.registry.site_settings(site.id)
+        return {"images": settings["images"], "default_image": settings["default_image"]}
+
     def quota_for(self, site: Site, approval: ApprovalView) -> Quota:
-        return (approval.quota or Quota()).over(site.quota)
+        """The site admins' quota for this approval at the site, over the approval's own, over
+        the site's default (as its admins set it, else the platform file's)."""
+        site_default = Quota(**self.registry.site_settings(site.id)["quota"])
+        at_site = self.registry.approval_quota(approval.approval_id, site.id) or Quota()
+        return at_site.over(approval.quota or Quota()).over(site_default)
 
     # -- DockerSpawner's template methods -----------------------------------
 
@@ -167,7 +178,7 @@ class SiteSpawner(PlatformTraits, DockerSpawner):
                 "VISITING_SITE": site.id,
                 "VISITING_SITE_NAME": site.name,
                 "VISITING_APPROVAL_ID": approval.approval_id,
-                "VISITING_APPROVAL_END": approval.period.ends_before.isoformat(),
+                "VISITING_APPROVAL_END": approval.ends_before.isoformat(),
                 "VISITING_APPROVAL_END_DATE": approval.period.end.isoformat(),
                 "VISITING_DATASETS": ",".join(approval.datasets_at(site.id)),
                 "DASK_SCHEDULER_ADDRESS": plan.scheduler_address,
@@ -195,11 +206,12 @@ class SiteSpawner(PlatformTraits, DockerSpawner):
     async def start(self):
         site = self.site
         approval = self.refuse_unless_approved(site)
-        requested = self.user_options.get("image") or site.default_image
-        if requested not in site.images:
+        offered = self.site_images(site)
+        requested = self.user_options.get("image") or offered["default_image"]
+        if not requested or requested not in offered["images"]:
             raise SiteRefused(
                 f"The image '{requested}' is not offered at site {site.id}; "
-                f"offered: {', '.join(site.images)}.",
+                f"offered: {', '.join(offered['images']) or 'none'}.",
                 f"イメージ「{requested}」はサイト {site.id} では使えません。",
             )
         self._approval = approval
@@ -218,7 +230,7 @@ class SiteSpawner(PlatformTraits, DockerSpawner):
         plan = SitePlan.for_site(site)
         quota = self.quota_for(site, approval)
         self.image = image
-        self.allowed_images = list(site.images)
+        self.allowed_images = self.site_images(site)["images"]
         self.network_name = site.network
         self.hub_connect_url = f"http://{plan.gateway}:{self.hub_api_port}"
         self.mem_limit = quota.memory
