@@ -155,6 +155,8 @@ class _ReadableInstant(UTCDateTime):
 
         def read(value):
             try:
+                if dialect.name == "postgresql" and isinstance(value, str):
+                    value = datetime.fromisoformat(value)  # ISO text, see _verify_columns
                 return process(value)
             except ValueError:
                 return value
@@ -165,10 +167,18 @@ class _ReadableInstant(UTCDateTime):
 EVENTS = AuditEventRow.__table__
 HEAD = AuditHeadRow.__table__
 _COLUMNS = [EVENTS.c[name] for name in FIELDS]
-_VERIFY_COLUMNS = [
-    type_coerce(c, _ReadableInstant()).label(c.name) if c.name in ("time", "received") else c
-    for c in _COLUMNS
-]
+
+
+def _verify_columns(dialect: str) -> list:
+    """_COLUMNS with the instants read by _ReadableInstant. On PostgreSQL they are read
+    as ISO 8601 text (to_json, whatever the DateStyle): the driver cannot turn a stored
+    'infinity' or a year BC or after 9999 into a datetime and would fail the whole read."""
+
+    def readable(c):
+        expr = func.to_json(c) if dialect == "postgresql" else c
+        return type_coerce(expr, _ReadableInstant()).label(c.name)
+
+    return [readable(c) if c.name in ("time", "received") else c for c in _COLUMNS]
 
 
 # ---------------------------------------------------------------------------
@@ -479,7 +489,7 @@ class AuditStore:
         since, until = _bound(since), _bound(until)
         with self._read() as conn:
             head = conn.execute(select(HEAD.c.last_seq, HEAD.c.hash).where(HEAD.c.id == 1)).first()
-            stmt = select(*_VERIFY_COLUMNS).order_by(EVENTS.c.seq)
+            stmt = select(*_verify_columns(self.dialect)).order_by(EVENTS.c.seq)
             if until is not None:
                 end = conn.scalar(select(func.max(EVENTS.c.seq)).where(EVENTS.c.time < until))
                 if end is None:

@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 
 from .home import site_rows
 from .policy import load_platform
+from .services.admin import SCOPES as ADMIN_SCOPES
 from .services.enforcer import SCOPES as ENFORCER_SCOPES
 from .traits import PLATFORM_ENV, REPO_ROOT
 
@@ -44,6 +45,8 @@ class HubSettings:
     proxy_api_port: int = 8001
     auth_refresh_age: int = 60
     audit_port: int = 8082
+    enforcer_port: int = 8083
+    admin_port: int = 8084
     enforcer_interval: float = 30.0
     period_check_seconds: float = 30.0
     # extra environment for researchers' containers (test set-ups: short guard intervals)
@@ -72,6 +75,8 @@ class HubSettings:
             ("proxy_api_port", "VISITING_PROXY_API_PORT", int),
             ("auth_refresh_age", "VISITING_AUTH_REFRESH_AGE", int),
             ("audit_port", "VISITING_AUDIT_PORT", int),
+            ("enforcer_port", "VISITING_ENFORCER_PORT", int),
+            ("admin_port", "VISITING_ADMIN_PORT", int),
             ("enforcer_interval", "VISITING_ENFORCER_INTERVAL", float),
             ("period_check_seconds", "VISITING_PERIOD_CHECK_SECONDS", float),
         ):
@@ -229,8 +234,10 @@ def configure_services(c, settings: HubSettings) -> None:
             "display": False,
         },
         {
-            # stops servers whose approval no longer allows them
+            # stops servers whose approval no longer allows them; the admin service asks it
+            # to act at once after a suspension or revocation
             "name": "enforcer",
+            "url": f"http://127.0.0.1:{settings.enforcer_port}",
             "command": [
                 python,
                 "-m",
@@ -240,14 +247,28 @@ def configure_services(c, settings: HubSettings) -> None:
             "environment": env,
             "display": False,
         },
+        {
+            # the secretariat's and site admins' API and page; roles are checked inside
+            "name": "admin",
+            "url": f"http://127.0.0.1:{settings.admin_port}",
+            "command": [python, "-m", "hub.services.admin"],
+            "environment": dict(
+                env,
+                VISITING_ENFORCER_URL=f"http://127.0.0.1:{settings.enforcer_port}/services/enforcer/",
+            ),
+            "oauth_no_confirm": True,
+            "display": True,
+        },
     ]
     gateways = configure_gateways(c, settings, env)
     c.JupyterHub.load_roles = [
         {"name": "enforcer", "services": ["enforcer"], "scopes": list(ENFORCER_SCOPES)},
-        # a person may use every site's gateway; each gateway decides by approval
+        {"name": "admin-service", "services": ["admin"], "scopes": list(ADMIN_SCOPES)},
+        # a person may use every site's gateway and open the admin service; each decides
+        # by approval or platform role
         {
             "name": "user",
-            "scopes": ["self", "list:services", "read:services"]
+            "scopes": ["self", "list:services", "read:services", "access:services!service=admin"]
             + [f"access:services!service={g}" for g in gateways],
         },
     ]

@@ -32,6 +32,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 from .periods import Clock, Period, as_utc, jst_date
@@ -362,7 +363,15 @@ class ApprovalRegistry:
         self.database_url = database_url
         self.clock = clock or Clock()
         self.engine = make_engine(database_url)
-        Base.metadata.create_all(self.engine)
+        # two processes opening a new database at once may both try to create the tables
+        # (PostgreSQL refuses the second CREATE TABLE): a retry finds them made
+        for attempt in range(3):
+            try:
+                Base.metadata.create_all(self.engine)
+                break
+            except DBAPIError:
+                if attempt == 2:
+                    raise
 
     @classmethod
     def for_platform(cls, platform: Platform, clock: Clock | None = None) -> ApprovalRegistry:

@@ -18,6 +18,7 @@ be on the site's list. The container then gets
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 from dockerspawner import DockerSpawner
 from tornado import web
@@ -94,6 +95,9 @@ class SiteSpawner(PlatformTraits, DockerSpawner):
     # -- which engine ------------------------------------------------------
 
     _clients: dict = {}
+    # DockerSpawner runs every Docker call of the hub on one thread; a suspension that stops
+    # a person's servers at five sites would wait for each in turn
+    _executor = ThreadPoolExecutor(8, thread_name_prefix="docker")
 
     @property
     def client(self):

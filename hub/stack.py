@@ -67,6 +67,8 @@ class StackConfig:
     hub_api_port: int = 8081
     proxy_api_port: int = 8001
     audit_port: int = 8082
+    enforcer_port: int = 8083
+    admin_port: int = 8084
     gateway_ports: dict[str, int] = field(default_factory=dict)  # site -> port, no containers
     auth_refresh_age: int = 60
     clock_file: Path | None = None  # tests only: a file holding "now"
@@ -83,6 +85,8 @@ class StackConfig:
             hub_api_port=free_port(),
             proxy_api_port=free_port(),
             audit_port=free_port(),
+            enforcer_port=free_port(),
+            admin_port=free_port(),
             gateway_ports={
                 s: free_port()
                 for s in load_policy_dir(
@@ -345,6 +349,8 @@ class Stack:
             "VISITING_HUB_API_PORT": str(c.hub_api_port),
             "VISITING_PROXY_API_PORT": str(c.proxy_api_port),
             "VISITING_AUDIT_PORT": str(c.audit_port),
+            "VISITING_ENFORCER_PORT": str(c.enforcer_port),
+            "VISITING_ADMIN_PORT": str(c.admin_port),
             "VISITING_GATEWAY_PORTS": json.dumps(c.gateway_ports),
             "VISITING_AUTH_REFRESH_AGE": str(c.auth_refresh_age),
         }

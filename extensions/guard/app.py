@@ -1,7 +1,8 @@
 """GuardApp: the Jupyter server extension that carries the guard's three jobs.
 
 1. downloads: raw data never reaches the browser as a file (see `downloads`);
-2. the usage period: a banner, kernels refused and the server stopped at the end;
+2. the usage period: a banner, kernels refused and the server stopped at the end, with the end
+   refreshed from the hub (an extension, a revocation, a suspension) while the server runs;
 3. activity events, spooled and shipped to the hub's audit intake.
 """
 
@@ -28,7 +29,7 @@ from .managers import (
     GuardedKernelManager,
     GuardedKernelWebsocketConnection,
 )
-from .period import UsagePeriod
+from .period import HubPeriodSource, UsagePeriod
 
 # seconds between an allowed download and its event, so the event is off the request's path
 ALLOWED_EMIT_DELAY = 0.2
@@ -57,6 +58,13 @@ class GuardStatusHandler(ExtensionHandlerMixin, APIHandler):
                 "delivered_events": app.shipper.delivered,
                 "data_watch": app.datawatch.watching if app.datawatch else 0,
                 "audit_url": app.audit_url or None,
+                "period": {
+                    "source": "hub" if app.period_checked_at else "environment",
+                    "checked_at": (
+                        app.period_checked_at.isoformat() if app.period_checked_at else None
+                    ),
+                    "refresh_failures": app.period_refresh_failures,
+                },
             }
         )
 
@@ -106,8 +114,10 @@ class GuardApp(ExtensionApp):
         return os.environ.get("VISITING_AUDIT_URL", "")
 
     period_check_seconds = Float(
-        help="""How often the approval period is checked; at its end kernels are shut down and
-        the server stops. Default: $VISITING_PERIOD_CHECK_SECONDS or 30.""",
+        help="""How often the approval period is checked (and, with an audit_url, asked of the
+        hub, so an extension, a revocation or a suspension reaches a running server); at its
+        end kernels are shut down and the server stops. Default:
+        $VISITING_PERIOD_CHECK_SECONDS or 30.""",
     ).tag(config=True)
 
     @default("period_check_seconds")
@@ -133,9 +143,15 @@ class GuardApp(ExtensionApp):
         self.spool = EventSpool(self.spool_dir)
         self.events = ActivityEvents(server.event_logger, self.context, self.clock)
         server.event_logger.register_handler(SpoolHandler(self.spool, self._on_event))
-        self.shipper = EventShipper(
-            self.spool, self.audit_url or None, os.environ.get("JUPYTERHUB_API_TOKEN")
+        token = os.environ.get("JUPYTERHUB_API_TOKEN")
+        self.shipper = EventShipper(self.spool, self.audit_url or None, token)
+        # the hub's word on the approval, asked with the same token as the events are sent
+        self.period_source = (
+            HubPeriodSource(self.audit_url, token) if self.audit_url and token else None
         )
+        self.period_checked_at = None  # when the hub last answered
+        self.period_refresh_failures = 0
+        self._refresh_failing = False
         self.downloads = DownloadGuard(
             server.contents_manager.root_dir, self.data_root, self.context.rules
         )
@@ -196,7 +212,9 @@ class GuardApp(ExtensionApp):
         self.shipper.start()
         self._every(self.period_check_seconds, self.check_period)
         self._every(self.data_access_window, self.flush_data_access)
-        self.check_period()
+        self.judge_period()
+        if self.period_source is not None:
+            IOLoop.current().spawn_callback(self.check_period)
 
     def _every(self, seconds: float, fn) -> None:
         cb = PeriodicCallback(fn, max(seconds, 0.1) * 1000)
@@ -296,7 +314,63 @@ class GuardApp(ExtensionApp):
 
     # -- the period ----------------------------------------------------------------
 
-    def check_period(self) -> None:
+    async def check_period(self) -> None:
+        """Judge the period by the clock, ask the hub how the approval stands, judge again."""
+        self.judge_period()  # first: a hub that is slow to answer must not delay the end
+        if self._stopping or self.period_source is None:
+            return
+        await self.refresh_period()
+        self.judge_period()
+
+    async def refresh_period(self) -> None:
+        """Take the hub's answer about the approval's end; keep what is known without one.
+
+        An answer can extend the period, end it (a revocation, a suspension) or leave it
+        as it is; no answer never extends it, and the clock goes on ending it at the end
+        known last.
+        """
+        c = self.context
+        try:
+            answer = await self.period_source.fetch(c.approval_id)
+        except Exception as e:
+            self.period_refresh_failures += 1
+            # a warning when the hub stops answering, then quieter until it answers again
+            say = self.log.warning if not self._refresh_failing else self.log.info
+            self._refresh_failing = True
+            say(
+                "guard: no answer from the hub about approval %s (%s); keeping the end %s",
+                c.approval_id,
+                e,
+                c.approval_end.isoformat() if c.approval_end else "none",
+            )
+            return
+        if self._refresh_failing:
+            self._refresh_failing = False
+            self.log.info("guard: the hub answers again about approval %s", c.approval_id)
+        self.period_checked_at = self.clock.now()
+        after = answer.apply_to(c)
+        if after == c:
+            return
+        # no event schema says "the end moved"; the log does, and period-end records the end
+        self.log.warning(
+            "guard: approval %s now %s: last day %s -> %s, ends before %s -> %s",
+            c.approval_id,
+            answer.status,
+            c.end_date,
+            after.end_date,
+            c.approval_end.isoformat() if c.approval_end else "none",
+            after.approval_end.isoformat(),
+        )
+        self.set_context(after)
+
+    def set_context(self, context: ServerContext) -> None:
+        """Hold a new context (it is immutable): the period and the events read it from now."""
+        self.context = context
+        self.period = UsagePeriod(context, self.clock)
+        self.events.context = context
+        self._warned_day = None  # a new end warns again, with its own date
+
+    def judge_period(self) -> None:
         if self._stopping:
             return
         status = self.period.status()
@@ -316,8 +390,9 @@ class GuardApp(ExtensionApp):
         km = self.serverapp.kernel_manager
         kernels = list(km.list_kernel_ids())
         self.log.warning(
-            "guard: approval %s ended; shutting down %d kernels and stopping the server",
+            "guard: approval %s %s; shutting down %d kernels and stopping the server",
             self.context.approval_id,
+            self.context.halted or "ended",
             len(kernels),
         )
         self.events.emit(

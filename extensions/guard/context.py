@@ -1,8 +1,9 @@
 """What the guard knows about the server it runs in: who, where, under which approval, until when.
 
 Everything here comes from the environment the hub's spawner set for the
-container. The guard trusts nothing the user can change; the hub, the
-spawner and the enforcer check the same facts again on their side.
+container; while the server runs, the approval's end is refreshed from the
+hub (see period.HubPeriod), never from anything the user can change. The
+hub, the spawner and the enforcer check the same facts again on their side.
 """
 
 from __future__ import annotations
@@ -103,6 +104,9 @@ class ServerContext:
     end_date: date | None  # last day of the period, Japan time
     datasets: tuple[str, ...] = ()
     rules: GuardRules = field(default_factory=GuardRules)
+    # set from the hub's answer (see period.HubPeriod): 'revoked', 'suspended' or 'ended'
+    # means the period is over now, whatever the dates say
+    halted: str | None = None
 
     @classmethod
     def from_env(cls, environ=None) -> ServerContext:

@@ -2,6 +2,7 @@
 
     POST /services/audit/api/events   {"events": [...]}   Authorization: token <server token>
     GET  /services/audit/api/approvals/<user>              Authorization: token <gateway token>
+    GET  /services/audit/api/period?approval_id=<id>       Authorization: token <server token>
 
 The caller is identified by JupyterHub from its own token (no shared
 secret). A server's token is accepted only for events of that server's user
@@ -9,8 +10,9 @@ and site: the site comes from the token's `access:servers!server=<user>/<site>`
 scope, never from the payload. A site's federation gateway (the service
 `gateway-<site>`) may send `federation-query` events of its own site, about
 any caller; the intake sets their actor to the gateway. A gateway also asks
-here which approvals of a caller are active at its site, so the approval
-registry never leaves the hub side. Events
+here which approvals of a caller are active at its site, and a server asks how
+the approval it runs under stands now (extended, revoked, its user suspended),
+so the approval registry never leaves the hub side. Events
 go into the hash-chained audit store; an event id already stored is
 skipped, so a server that resends a batch after a timeout is harmless.
 """
@@ -23,6 +25,8 @@ import logging
 import os
 import re
 import sys
+from collections.abc import Sequence
+from datetime import datetime
 
 from jupyterhub.services.auth import HubAuth
 from tornado import ioloop, web
@@ -31,7 +35,7 @@ from ..access import approvals_at_site
 from ..audit import AuditError, AuditStore
 from ..periods import clock_from_env
 from ..policy import load_platform
-from ..registry import ApprovalRegistry
+from ..registry import ApprovalRegistry, ApprovalView, SuspensionView
 from ..traits import PLATFORM_ENV, REPO_ROOT
 
 log = logging.getLogger("visiting.audit")
@@ -90,6 +94,42 @@ def check_events(events, user: str | None, site: str) -> str | None:
     return None
 
 
+def period_of(
+    approvals: Sequence[ApprovalView],
+    suspension: SuspensionView | None,
+    site: str,
+    approval_id: str,
+    now: datetime,
+) -> dict | None:
+    """What a server at `site` is told about `approval_id`, given every approval naming its
+    user and the user's suspension in force; None when that approval does not name the user
+    or covers no dataset at `site` (the server may not ask about it)."""
+    approval = next(
+        (a for a in approvals_at_site(approvals, site) if a.approval_id == approval_id), None
+    )
+    if approval is None:
+        return None
+    return {
+        "approval_id": approval.approval_id,
+        "end_date": approval.period.end.isoformat(),
+        "ends_before": approval.ends_before.isoformat(),
+        "status": "suspended" if suspension is not None else approval.status_at(now),
+        "suspended": suspension is not None,
+    }
+
+
+async def token_model(handler: web.RequestHandler, auth: HubAuth) -> dict:
+    """The hub's model of the caller's token; 401 without one, 403 for one the hub refuses."""
+    header = handler.request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() not in ("token", "bearer") or not token:
+        raise web.HTTPError(401, "an Authorization: token header is needed")
+    model = await auth.user_for_token(token, sync=False)
+    if not model:
+        raise web.HTTPError(403, "the token is not valid")
+    return model
+
+
 class IntakeHandler(web.RequestHandler):
     def initialize(self, store: AuditStore, auth: HubAuth):
         self.store = store
@@ -103,13 +143,7 @@ class IntakeHandler(web.RequestHandler):
 
     async def identify(self) -> tuple[str | None, str]:
         """(user, site) of a server's token; (None, site) of a site gateway's token."""
-        header = self.request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() not in ("token", "bearer") or not token:
-            raise web.HTTPError(401, "an Authorization: token header is needed")
-        model = await self.auth.user_for_token(token, sync=False)
-        if not model:
-            raise web.HTTPError(403, "the token is not valid")
+        model = await token_model(self, self.auth)
         gateway = gateway_of(model)
         if gateway is not None:
             return None, gateway
@@ -155,12 +189,7 @@ class ApprovalsHandler(web.RequestHandler):
     write_error = IntakeHandler.write_error
 
     async def get(self, user: str):
-        header = self.request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() not in ("token", "bearer") or not token:
-            raise web.HTTPError(401, "an Authorization: token header is needed")
-        model = await self.auth.user_for_token(token, sync=False)
-        site = gateway_of(model or {})
+        site = gateway_of(await token_model(self, self.auth))
         if site is None:
             raise web.HTTPError(403, "only a site's federation gateway may ask")
         active = approvals_at_site(
@@ -182,6 +211,54 @@ class ApprovalsHandler(web.RequestHandler):
         )
 
 
+class PeriodHandler(web.RequestHandler):
+    """GET api/period?approval_id=<id>: a server asks how the approval it runs under stands.
+
+    Only a server's own token is answered, about its user and site, and only
+    about an approval that names the user and covers a dataset at that site.
+    The answer (at the registry's clock):
+
+        {"approval_id": "J-DU000101", "end_date": "2035-09-30",
+         "ends_before": "2035-09-30T15:00:00+00:00", "status": "active", "suspended": false}
+
+    `end_date` is the last day (Japan time, with any extension); `ends_before` the
+    first instant the approval no longer holds (the revocation instant when revoked);
+    `status` one of active, not-started, ended, revoked, suspended (the user is
+    suspended, whatever the approval's own state).
+    """
+
+    def initialize(self, registry, auth: HubAuth):
+        self.registry = registry
+        self.auth = auth
+
+    write_error = IntakeHandler.write_error
+
+    async def get(self):
+        owner = server_of(await token_model(self, self.auth))
+        if owner is None:
+            raise web.HTTPError(403, "only a Jupyter server's own token may ask")
+        user, site = owner
+        approval_id = self.get_query_argument("approval_id", "").strip()
+        if not approval_id:
+            raise web.HTTPError(400, "the query parameter approval_id is needed")
+        now = self.registry.clock.now()
+        answer = period_of(
+            self.registry.approvals_of(user),
+            self.registry.suspension_of(user, now),
+            site,
+            approval_id,
+            now,
+        )
+        if answer is None:
+            log.warning("refused period of %s to the server %s/%s", approval_id, user, site)
+            raise web.HTTPError(
+                403,
+                f"approval {approval_id} does not name {user} or covers no dataset at {site}",
+            )
+        self.set_header("Cache-Control", "no-store")
+        self.finish(answer)
+
+
 class HealthHandler(web.RequestHandler):
     def get(self):
         self.finish({"status": "ok"})
@@ -194,13 +271,14 @@ def make_app(store: AuditStore, auth: HubAuth, prefix: str, registry=None) -> we
         (prefix + "health", HealthHandler),
     ]
     if registry is not None:
-        routes.append(
+        routes += [
             (
                 prefix + r"api/approvals/([^/]+)",
                 ApprovalsHandler,
                 {"registry": registry, "auth": auth},
-            )
-        )
+            ),
+            (prefix + "api/period", PeriodHandler, {"registry": registry, "auth": auth}),
+        ]
     return web.Application(routes)
 
 

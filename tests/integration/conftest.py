@@ -79,3 +79,17 @@ def hub_login(hub_url: str, username: str, password: str):
     page = session.get(f"{hub_url}/hub/login", timeout=30)
     assert page.status_code == 200, page.text[:500]
     return session, idp_login(session, page, username, password)
+
+
+def token_of(stack, name: str, expires_in: int = 3600) -> str:
+    """An API token of `name`, made as a person makes one: log in, then ask the hub."""
+    session, r = hub_login(stack.config.hub_url, name, f"{name}-demo")
+    assert r.status_code == 200, r.text[:300]
+    r = session.post(
+        f"{stack.config.hub_url}/hub/api/users/{name}/tokens",
+        json={"note": "test", "expires_in": expires_in},
+        headers={"X-XSRFToken": session.cookies.get("_xsrf", path="/hub/") or ""},
+        timeout=30,
+    )
+    assert r.status_code == 201, r.text
+    return r.json()["token"]

@@ -18,7 +18,7 @@ from hub.audit import AuditStore
 from hub.periods import FileClock
 from hub.stack import Stack, StackConfig
 
-from .conftest import hub_login
+from .conftest import token_of
 from .guard_server import wait_for
 
 pytestmark = pytest.mark.integration
@@ -53,19 +53,6 @@ def http_ok(url):
 @pytest.fixture(scope="module")
 def audit(stack):
     return AuditStore(stack._database_url())
-
-
-def token_of(stack, name: str) -> str:
-    session, r = hub_login(stack.config.hub_url, name, f"{name}-demo")
-    assert r.status_code == 200, r.text[:300]
-    r = session.post(
-        f"{stack.config.hub_url}/hub/api/users/{name}/tokens",
-        json={"note": "federation test", "expires_in": 3600},
-        headers={"X-XSRFToken": session.cookies.get("_xsrf", path="/hub/") or ""},
-        timeout=30,
-    )
-    assert r.status_code == 201, r.text
-    return r.json()["token"]
 
 
 @pytest.fixture(scope="module")
