@@ -521,15 +521,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sites.add_parser("down", help="remove the sites' containers, networks and firewall rules")
     p.add_argument("--platform", default=str(DEMO_DIR))
     p.set_defaults(func=cmd_sites_down)
+    from .admin_cli import add_parsers
+
+    add_parsers(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from .admin_cli import AdminCommandError
+
     try:
         return args.func(args)
-    except CommandError as e:
+    except (CommandError, AdminCommandError) as e:
         print(f"visiting: {e}", file=sys.stderr)
         return 2
 

@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 
 # reference tools for genomic data (the tests compare against them)
 APT_PACKAGES=(bcftools tabix samtools plink2 plink1.9)
+# PostgreSQL, the production database the registry and audit tests also run on
+# (tests/postgres.py starts a throwaway server from /usr/lib/postgresql/*/bin)
+APT_PACKAGES+=(postgresql)
 # the demo IdP and the JupyterHub proxy run on Node; a Node from elsewhere is fine
 command -v node >/dev/null && command -v npm >/dev/null || APT_PACKAGES+=(nodejs npm)
 # Hail (the analysis extra) runs Spark on a JVM; 17 is what the images carry

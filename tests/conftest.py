@@ -1,4 +1,5 @@
-"""Shared fixtures: the demo policy directory and copies of it to break."""
+"""Shared fixtures: the demo policy directory and copies of it to break, and the
+databases (SQLite and a throwaway PostgreSQL server) the registry and audit store run on."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+
+from tests.postgres import PostgresNotInstalled, PostgresServer, find_bin_dir, postgres_server
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEMO_DIR = REPO_ROOT / "policies" / "demo"
@@ -20,3 +23,28 @@ def policy_copy(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("VISITING_DATA_ROOT", str(tmp_path / "data"))
     monkeypatch.delenv("VISITING_DATABASE_URL", raising=False)
     return dest
+
+
+@pytest.fixture(scope="session")
+def postgres() -> PostgresServer:
+    """A PostgreSQL server for the whole session, started on first use (see tests/postgres.py).
+
+    Not installed is a failure, not a skip: `make setup` installs it.
+    """
+    try:
+        bin_dir = find_bin_dir()
+    except PostgresNotInstalled as e:
+        bin_dir, missing = None, str(e)
+    if bin_dir is None:
+        pytest.fail(missing, pytrace=False)
+    with postgres_server(bin_dir) as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path) -> str:
+    """The SQLAlchemy URL of a new, empty database: a SQLite file in tmp_path, or a
+    database on the session's PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'db.sqlite'}"
+    return request.getfixturevalue("postgres").empty_database()

@@ -51,6 +51,7 @@ from urllib.parse import urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuthenticated
+from markupsafe import Markup
 from tornado import ioloop, web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
@@ -452,7 +453,7 @@ class PageHandler(BaseHandler):
             "roles": roles,
             "platform": self.ops.platform,
             "prefix": self.backend.prefix,
-            "xsrf": self.xsrf_form_html(),
+            "xsrf": Markup(self.xsrf_form_html()),
             "flash": self.get_argument("done", ""),
             "secretariat": SECRETARIAT in roles,
             "today": jst_date(self.ops.clock.now()).isoformat(),
@@ -606,7 +607,8 @@ def main(argv=None) -> int:
     )
     backend.ops.image_present = backend.image_present
     # a revoked or expired token stops working here within a second (0 would mean "forever")
-    BaseHandler.hub_auth = HubOAuth(cache_max_age=1)
+    # (the one instance the page, the API and the OAuth callback share)
+    HubOAuth.instance(cache_max_age=1)
     url = os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:8084")
     port = args.port or int(url.rsplit(":", 1)[1].split("/")[0])
     app = make_app(backend, prefix, os.urandom(32))

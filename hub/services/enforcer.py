@@ -145,6 +145,12 @@ class Enforcer:
         except HTTPClientError as e:
             if e.code in (400, 404):
                 return False  # not running, or gone already
+            if (
+                e.code == 500
+                and (await self.servers_of(verdict.user)).get(verdict.server, {}).get("pending")
+                == "stop"
+            ):
+                return False  # being stopped by someone else already (the hub answers 500)
             raise
         now = self.clock.now()
         self.audit.append(
@@ -220,8 +226,10 @@ class Enforcer:
             servers = await self.servers_of(user)
             verdicts = [judge(self.registry, user, name, now) for name in servers]
             stopping = [v for v in verdicts if v.stop]
-            stopped = await asyncio.gather(*(self.stop(v) for v in stopping))
-            names = {v.server for v, ok in zip(stopping, stopped, strict=True) if ok}
+            # a server that a round or a site admin is stopping already is only waited for
+            asked = [v for v in stopping if servers[v.server].get("pending") != "stop"]
+            await asyncio.gather(*(self.stop(v) for v in asked))
+            names = {v.server for v in stopping}
             pending = await self.wait_stopped(user, names, STOP_WAIT_SECONDS)
             tokens = 0
             if self.registry.suspension_of(user, now) is not None:

@@ -9,6 +9,7 @@ Rules checked: "Sanctions" (suspension at once, everywhere; a ban in the allowed
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 
@@ -152,7 +153,9 @@ def test_suspend_stops_everything_within_two_seconds(site_stack, engine, jimu, a
     answered = time.monotonic() - t0
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["changed"] and body["enforcement"]["users"]["tanaka"]["stopped"] == sorted(sites), body
+    assert body["changed"] and body["enforcement"]["users"]["tanaka"]["stopped"] == sorted(sites), (
+        body
+    )
     gone = [container_of(engine, "tanaka", s) is None for s in sites]
     token_refused = (
         requests.get(
@@ -427,3 +430,121 @@ def test_a_body_that_is_not_json(site_stack, jimu, registry, audit):
     )
     assert r.status_code == 400 and "not JSON" in r.json()["message"]
     assert state(registry, audit) == before
+
+
+# -- the command line ------------------------------------------------------------------
+
+
+def visiting(stack, token, *argv):
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hub.cli",
+            *argv,
+            "--hub-url",
+            stack.config.hub_url,
+            "--token",
+            token,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_the_command_line_acts_as_the_person(site_stack, jimu, registry, audit):
+    r = visiting(site_stack, jimu, "secretariat", "suspend", "yamada", "--reason", "late report")
+    assert r.returncode == 0, r.stderr
+    assert "suspend" in r.stdout and "done" in r.stdout
+    assert registry.suspension_of("yamada") is not None
+    r = visiting(site_stack, jimu, "secretariat", "suspensions")
+    assert "yamada" in r.stdout and "IN FORCE" in r.stdout
+    r = visiting(site_stack, jimu, "secretariat", "reinstate", "yamada", "--reason", "report in")
+    assert r.returncode == 0 and registry.suspension_of("yamada") is None
+    before = state(registry, audit)
+    r = visiting(
+        site_stack,
+        jimu,
+        "secretariat",
+        "suspend",
+        "yamada",
+        "--reason",
+        "x",
+        "--ban-until",
+        "tomorrow",
+    )
+    assert r.returncode == 2 and "refused (ban_until)" in r.stderr and "is not a date" in r.stderr
+    r = visiting(site_stack, jimu, "site-admin", "nig", "servers")
+    assert r.returncode == 2 and "not a site admin of nig" in r.stderr
+    assert state(registry, audit) == before
+
+
+# -- the page ------------------------------------------------------------------------------
+
+XSRF_RE = re.compile(r'name="_xsrf" value="([^"]+)"')
+
+
+def page_session(stack, user):
+    session, r = hub_login(stack.config.hub_url, user, f"{user}-demo")
+    assert r.status_code == 200
+    page = session.get(f"{stack.config.hub_url}/services/admin/", timeout=60)
+    assert page.status_code == 200, page.text[:500]
+    return session, page
+
+
+def test_the_page_for_the_secretariat(site_stack, registry, audit):
+    session, page = page_session(site_stack, "jimu")
+    assert "事務局 / Secretariat" in page.text and "J-DU000101" in page.text
+    assert "サイト管理" not in page.text  # jimu administers no site
+    xsrf = XSRF_RE.search(page.text).group(1)
+    before = state(registry, audit)
+    r = session.post(
+        f"{site_stack.config.hub_url}/services/admin/do/suspend",
+        data={"_xsrf": xsrf, "user": "yamada", "reason": "x", "ban_until": "2099-01-01"},
+        timeout=60,
+    )
+    assert r.status_code == 400
+    assert 'data-field="ban_until"' in r.text and "outside the range" in r.text
+    assert 'value="yamada"' in r.text  # what was typed stays in the form
+    assert state(registry, audit) == before
+    r = session.post(
+        f"{site_stack.config.hub_url}/services/admin/do/suspend",
+        data={"_xsrf": xsrf, "user": "yamada", "reason": "page test"},
+        timeout=60,
+    )
+    assert r.status_code == 200 and "suspend: done" in r.text
+    assert registry.suspension_of("yamada") is not None
+    # a form without the page's xsrf token is refused
+    r = session.post(
+        f"{site_stack.config.hub_url}/services/admin/do/reinstate",
+        data={"user": "yamada", "reason": "forged"},
+        timeout=60,
+    )
+    assert r.status_code == 403 and registry.suspension_of("yamada") is not None
+
+
+def test_the_page_for_a_site_admin_and_a_researcher(site_stack, registry, audit):
+    session, page = page_session(site_stack, "admin-nig")
+    assert "Site nig" in page.text and "Site ncc" not in page.text
+    assert "事務局 / Secretariat" not in page.text
+    xsrf = XSRF_RE.search(page.text).group(1)
+    before = state(registry, audit)
+    r = session.post(
+        f"{site_stack.config.hub_url}/services/admin/do/site-quota",
+        data={"_xsrf": xsrf, "site": "ncc", "quota.cpu": "4", "reason": "x"},
+        timeout=60,
+    )
+    assert r.status_code == 403
+    r = session.post(
+        f"{site_stack.config.hub_url}/services/admin/do/site-quota",
+        data={"_xsrf": xsrf, "site": "nig", "quota.cpu": "-2", "reason": "x"},
+        timeout=60,
+    )
+    assert r.status_code == 400 and 'data-field="quota.cpu"' in r.text
+    assert state(registry, audit) == before
+    _, page = page_session(site_stack, "yamada")
+    assert "no role that uses this page" in page.text

@@ -1,7 +1,9 @@
 """The audit store: append, idempotent event ids, whole-batch refusal, tamper detection,
 export between Japan-time dates, and the `visiting audit` commands.
 
-Every store is a SQLite file in tmp_path with a fixed clock; tampering is raw SQL on it.
+Every store has a fixed clock and runs twice: on a SQLite file in tmp_path and on a
+database of a throwaway PostgreSQL server (the `database_url` fixture, tests/conftest.py).
+Tampering is raw SQL on the same database, through a connection of its own.
 """
 
 from __future__ import annotations
@@ -9,12 +11,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import sqlite3
+import subprocess
+import sys
 import threading
-from contextlib import closing
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from hub.audit import FIELDS, GENESIS, AuditError, AuditStore, canonical_json, record_hash
 from hub.cli import main
@@ -41,13 +44,8 @@ def make_event(n: int, **fields) -> dict:
 
 
 @pytest.fixture
-def db_path(tmp_path):
-    return tmp_path / "audit.sqlite"
-
-
-@pytest.fixture
-def store(db_path):
-    s = AuditStore(f"sqlite:///{db_path}", clock=FixedClock(NOW))
+def store(database_url):
+    s = AuditStore(database_url, clock=FixedClock(NOW))
     yield s
     s.close()
 
@@ -59,45 +57,65 @@ def filled(store):
     return store
 
 
-def execute(db_path, *statements: str | tuple[str, tuple]) -> None:
-    """Raw SQL beside the store, in one transaction: what someone with database access can do."""
-    with closing(sqlite3.connect(db_path)) as db, db:
-        for s in statements:
-            sql, params = (s, ()) if isinstance(s, str) else s
-            db.execute(sql, params)
+def execute(url, *statements: str | tuple[str, dict]) -> None:
+    """Raw SQL beside the store, in one transaction: what someone with database access can do.
+
+    A statement is SQL text, or SQL text with :name parameters and a dict of their values.
+    """
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            for s in statements:
+                sql, params = (s, {}) if isinstance(s, str) else s
+                conn.execute(text(sql), params)
+    finally:
+        engine.dispose()
 
 
-def state(db_path) -> tuple:
+def dialect(url) -> str:
+    return "sqlite" if str(url).startswith("sqlite") else "postgresql"
+
+
+def state(url) -> tuple:
     """Every stored row, the head and the seq counter."""
-    with closing(sqlite3.connect(db_path)) as db:
-        return tuple(
-            db.execute(q).fetchall()
-            for q in (
-                "SELECT * FROM audit_events ORDER BY seq",
-                "SELECT * FROM audit_head",
-                "SELECT * FROM sqlite_sequence WHERE name = 'audit_events'",
+    counter = {
+        "sqlite": "SELECT * FROM sqlite_sequence WHERE name = 'audit_events'",
+        # the store numbers rows itself; the column's own sequence must stay untouched too
+        "postgresql": "SELECT last_value, is_called FROM audit_events_seq_seq",
+    }[dialect(url)]
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return tuple(
+                [tuple(row) for row in conn.execute(text(q))]
+                for q in (
+                    "SELECT * FROM audit_events ORDER BY seq",
+                    "SELECT * FROM audit_head",
+                    counter,
+                )
             )
-        )
+    finally:
+        engine.dispose()
 
 
 def stored_time(iso: str) -> str:
-    """An ISO instant as the store's SQLite column spells it (naive UTC)."""
+    """An ISO instant as the store's columns spell it (naive UTC), as SQL text."""
     return datetime.fromisoformat(iso).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
-def insert_record(db_path, record: dict) -> None:
+def insert_record(url, record: dict) -> None:
     values = record | {
         "time": stored_time(record["time"]),
         "received": stored_time(record["received"]),
         "data": canonical_json(record["data"]),
     }
     columns = ", ".join(f'"{name}"' for name in FIELDS)
-    marks = ", ".join("?" for _ in FIELDS)
+    marks = ", ".join(f":{name}" for name in FIELDS)
     execute(
-        db_path,
+        url,
         (
             f"INSERT INTO audit_events ({columns}) VALUES ({marks})",
-            tuple(values[n] for n in FIELDS),
+            {n: values[n] for n in FIELDS},
         ),
     )
 
@@ -207,10 +225,10 @@ def test_empty_batch_stores_nothing(store):
     assert store.append([]).stored == 0 and store.count() == 0
 
 
-def test_two_stores_appending_at_once_keep_one_chain(db_path):
+def test_two_stores_appending_at_once_keep_one_chain(database_url):
     # each thread sends its own events and the same shared ones: every id lands once,
     # and the seqs and links stay unbroken however the two interleave
-    stores = [AuditStore(f"sqlite:///{db_path}", clock=FixedClock(NOW)) for _ in range(2)]
+    stores = [AuditStore(database_url, clock=FixedClock(NOW)) for _ in range(2)]
     batches, start = 25, threading.Barrier(2)
     results = {0: [], 1: []}
     errors = []
@@ -244,6 +262,98 @@ def test_two_stores_appending_at_once_keep_one_chain(db_path):
     finally:
         for s in stores:
             s.close()
+
+
+# One appending process: reads its batches (a JSON line) from stdin, opens the store,
+# says "ready", waits for "go", appends the first batch, waits until the other process
+# has stored something (so the two surely overlap), appends the rest, and prints the
+# results as JSON.
+APPENDER = """
+import json, sys, time
+from datetime import datetime
+from hub.audit import AuditStore
+from hub.periods import FixedClock
+
+url, other = sys.argv[1], sys.argv[2]
+batches = json.loads(sys.stdin.readline())
+store = AuditStore(url, clock=FixedClock(datetime.fromisoformat(sys.argv[3])))
+print("ready", flush=True)
+assert sys.stdin.readline().strip() == "go"
+results = [store.append(batches[0])]
+deadline = time.monotonic() + 60
+while not store.count(user=other):
+    if time.monotonic() > deadline:
+        sys.exit(f"the other process ({other}) stored nothing in 60 s")
+    time.sleep(0.005)
+results += [store.append(batch) for batch in batches[1:]]
+store.close()
+print(json.dumps([[r.stored, r.duplicates, r.last_seq] for r in results]), flush=True)
+"""
+
+
+def test_two_processes_appending_at_once_keep_one_chain(database_url):
+    # two OS processes, each with its own events and the same shared ones, in batches
+    # of six: every event lands exactly once, in one unbroken chain
+    batches, own = 60, 5
+    shared = [make_event(9000 + b, user="shared") for b in range(batches)]
+    work = {
+        k: [
+            [make_event(1000 * (k + 1) + own * b + i, user=f"proc{k}") for i in range(own)]
+            + [shared[b]]
+            for b in range(batches)
+        ]
+        for k in (0, 1)
+    }
+    store = AuditStore(database_url, clock=FixedClock(NOW))  # the tables exist before the race
+    procs = {
+        k: subprocess.Popen(
+            [sys.executable, "-c", APPENDER, database_url, f"proc{1 - k}", NOW.isoformat()],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for k in (0, 1)
+    }
+    try:
+        for k, p in procs.items():
+            p.stdin.write(json.dumps(work[k]) + "\n")
+            p.stdin.flush()
+        for p in procs.values():
+            assert p.stdout.readline().strip() == "ready", p.stderr.read()
+        for p in procs.values():
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        outputs = {k: p.communicate(timeout=120) for k, p in procs.items()}
+        for k, p in procs.items():
+            assert p.returncode == 0, outputs[k][1]
+        results = {k: json.loads(out) for k, (out, _) in outputs.items()}
+
+        total = 2 * batches * own + batches
+        done = results[0] + results[1]
+        assert sum(stored for stored, _, _ in done) == total
+        assert sum(duplicates for _, duplicates, _ in done) == batches
+        records = list(store.events())
+        assert [r["seq"] for r in records] == list(range(1, total + 1))
+        sent = {e["event_id"]: e for k in (0, 1) for batch in work[k] for e in batch}
+        assert len(sent) == total
+        assert sorted(r["event_id"] for r in records) == sorted(sent)
+        for r in records:
+            assert {k: r[k] for k in ("user", "data")} == {
+                k: sent[r["event_id"]][k] for k in ("user", "data")
+            }
+        # the two really interleaved: each stored records after the other's first ones
+        seqs = {k: [r["seq"] for r in records if r["user"] == f"proc{k}"] for k in (0, 1)}
+        assert min(seqs[0]) < max(seqs[1]) and min(seqs[1]) < max(seqs[0])
+        result = store.verify()
+        assert result.ok and result.records == total, result.message()
+        assert store.count() == total
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        store.close()
 
 
 # ---------------------------------------------------------------------------
@@ -322,8 +432,8 @@ BAD_EVENTS = [
 
 
 @pytest.mark.parametrize("change,message", BAD_EVENTS)
-def test_bad_event_refuses_the_whole_batch(filled, db_path, change, message):
-    before = state(db_path)
+def test_bad_event_refuses_the_whole_batch(filled, database_url, change, message):
+    before = state(database_url)
     batch = [make_event(10), change(make_event(11)), make_event(12)]
     with pytest.raises(AuditError) as refused:
         filled.append(batch)
@@ -331,17 +441,17 @@ def test_bad_event_refuses_the_whole_batch(filled, db_path, change, message):
     where = "event 1 (ev-0011)" if batch[1].get("event_id") == "ev-0011" else "event 1"
     assert text.startswith(f"{where}: "), text
     assert message in text
-    assert state(db_path) == before
+    assert state(database_url) == before
     # the seq counter did not move either: the next good batch carries straight on
     assert filled.append([make_event(10)]).last_seq == 7
     assert filled.verify().ok
 
 
-def test_event_that_is_not_an_object(filled, db_path):
-    before = state(db_path)
+def test_event_that_is_not_an_object(filled, database_url):
+    before = state(database_url)
     with pytest.raises(AuditError, match=r"^event 2: must be a JSON object, not list$"):
         filled.append([make_event(10), make_event(11), ["not", "an", "object"]])
-    assert state(db_path) == before
+    assert state(database_url) == before
 
 
 def test_first_bad_event_is_named(filled):
@@ -371,29 +481,38 @@ def test_verify_counts_the_asked_range(filled):
     assert filled.verify(since=date(2026, 4, 2)).message() == "audit chain verified: 0 records"
 
 
-def test_verify_until_stops_before_later_damage(filled, db_path):
-    execute(db_path, "UPDATE audit_events SET user = 'yamada' WHERE seq = 5")
+def test_verify_until_stops_before_later_damage(filled, database_url):
+    execute(database_url, "UPDATE audit_events SET \"user\" = 'yamada' WHERE seq = 5")
     assert filled.verify(until="2026-04-01T09:05:00+09:00").ok
     assert filled.verify(until="2026-04-01T09:06:00+09:00").first_bad_seq == 5
 
 
 def _update(seq, column, value):
-    def tamper(db_path, store):
-        execute(db_path, (f'UPDATE audit_events SET "{column}" = ? WHERE seq = ?', (value, seq)))
+    """value, or {dialect: value} where the two databases need different ones."""
+
+    def tamper(url, store):
+        v = value[dialect(url)] if isinstance(value, dict) else value
+        execute(
+            url,
+            (
+                f'UPDATE audit_events SET "{column}" = :value WHERE seq = :seq',
+                {"value": v, "seq": seq},
+            ),
+        )
 
     return tamper
 
 
 def _delete(*seqs):
-    def tamper(db_path, store):
-        execute(db_path, *(f"DELETE FROM audit_events WHERE seq = {s}" for s in seqs))
+    def tamper(url, store):
+        execute(url, *(f"DELETE FROM audit_events WHERE seq = {s}" for s in seqs))
 
     return tamper
 
 
 def _sql(*statements):
-    def tamper(db_path, store):
-        execute(db_path, *statements)
+    def tamper(url, store):
+        execute(url, *statements)
 
     return tamper
 
@@ -408,7 +527,7 @@ def _swap_seqs(a, b):
 
 def _swap_contents(a, b):
     # every column but seq changes places; event_id goes by way of a placeholder (unique)
-    def tamper(db_path, store):
+    def tamper(url, store):
         records = {r["seq"]: r for r in store.events()}
         columns = [n for n in FIELDS if n != "seq"]
 
@@ -420,17 +539,17 @@ def _swap_contents(a, b):
                 "data": canonical_json(r["data"]),
             }
 
-        assign = ", ".join(f'"{n}" = ?' for n in columns)
+        assign = ", ".join(f'"{n}" = :{n}' for n in columns)
         execute(
-            db_path,
+            url,
             f"UPDATE audit_events SET event_id = 'placeholder' WHERE seq = {a}",
             (
-                f"UPDATE audit_events SET {assign} WHERE seq = ?",
-                (*(row(a)[n] for n in columns), b),
+                f"UPDATE audit_events SET {assign} WHERE seq = :seq",
+                {n: row(a)[n] for n in columns} | {"seq": b},
             ),
             (
-                f"UPDATE audit_events SET {assign} WHERE seq = ?",
-                (*(row(b)[n] for n in columns), a),
+                f"UPDATE audit_events SET {assign} WHERE seq = :seq",
+                {n: row(b)[n] for n in columns} | {"seq": a},
             ),
         )
 
@@ -438,7 +557,7 @@ def _swap_contents(a, b):
 
 
 def _forge_at_end(rehash: bool, move_head: bool = False):
-    def tamper(db_path, store):
+    def tamper(url, store):
         *_, last = store.events()
         forged = last | {
             "seq": 7,
@@ -449,18 +568,18 @@ def _forge_at_end(rehash: bool, move_head: bool = False):
         }
         if rehash:
             forged["hash"] = record_hash(forged)
-        insert_record(db_path, forged)
+        insert_record(url, forged)
         if move_head:
-            execute(db_path, "UPDATE audit_head SET last_seq = 7, hash = 'f' || substr(hash, 2)")
+            execute(url, "UPDATE audit_head SET last_seq = 7, hash = 'f' || substr(hash, 2)")
 
     return tamper
 
 
-def _forge_in_middle(db_path, store):
+def _forge_in_middle(url, store):
     # make room at 4 by moving 4..6 up one, then slip in a record that links onto 3
     # with a correct hash of its own; the break shows at the record after it
     records = list(store.events())
-    execute(db_path, *(f"UPDATE audit_events SET seq = {s + 1} WHERE seq = {s}" for s in (6, 5, 4)))
+    execute(url, *(f"UPDATE audit_events SET seq = {s + 1} WHERE seq = {s}" for s in (6, 5, 4)))
     forged = records[3] | {
         "seq": 4,
         "event_id": "forged",
@@ -468,18 +587,18 @@ def _forge_in_middle(db_path, store):
         "prev_hash": records[2]["hash"],
     }
     forged["hash"] = record_hash(forged)
-    insert_record(db_path, forged)
+    insert_record(url, forged)
 
 
-def _rehashed_edit(db_path, store):
+def _rehashed_edit(url, store):
     # change record 3 and recompute its hash: 3 checks out, 4 no longer links to it
     record = list(store.events())[2]
     record["data"] = {"n": 3, "path": "/elsewhere"}
     execute(
-        db_path,
+        url,
         (
-            "UPDATE audit_events SET data = ?, hash = ? WHERE seq = 3",
-            (canonical_json(record["data"]), record_hash(record)),
+            "UPDATE audit_events SET data = :data, hash = :hash WHERE seq = 3",
+            {"data": canonical_json(record["data"]), "hash": record_hash(record)},
         ),
     )
 
@@ -509,10 +628,18 @@ TAMPERING = [
     pytest.param(_update(3, "user", "yamada"), 3, ALTERED_3, id="alter-user"),
     pytest.param(_update(3, "time", "2026-04-01 00:30:00.000000"), 3, ALTERED_3, id="alter-time"),
     pytest.param(
-        _update(3, "time", "last tuesday"),
+        # PostgreSQL refuses text that is no timestamp; its timestamp that Python cannot
+        # read (psycopg has no datetime for it) is 'infinity'
+        _update(3, "time", {"sqlite": "last tuesday", "postgresql": "infinity"}),
         3,
         "record 3 was altered: its content cannot be read",
         id="alter-time-unreadable",
+    ),
+    pytest.param(
+        _update(3, "received", "10000-04-01 03:00:00.000000"),
+        3,
+        "record 3 was altered: its content cannot be read",
+        id="alter-received-after-9999",
     ),
     pytest.param(
         _update(3, "received", "2026-04-02 00:00:00.000000"), 3, ALTERED_3, id="alter-received"
@@ -656,22 +783,22 @@ TAMPERING = [
 
 
 @pytest.mark.parametrize("tamper,first_bad,reason", TAMPERING)
-def test_verify_finds_the_first_broken_link(filled, db_path, tamper, first_bad, reason):
-    tamper(db_path, filled)
+def test_verify_finds_the_first_broken_link(filled, database_url, tamper, first_bad, reason):
+    tamper(database_url, filled)
     result = filled.verify()
     assert not result.ok
     assert result.first_bad_seq == first_bad
     assert result.message() == f"audit chain broken: {reason}"
 
 
-def test_verify_counts_the_good_records_before_the_break(filled, db_path):
-    execute(db_path, "UPDATE audit_events SET user = 'yamada' WHERE seq = 4")
+def test_verify_counts_the_good_records_before_the_break(filled, database_url):
+    execute(database_url, "UPDATE audit_events SET \"user\" = 'yamada' WHERE seq = 4")
     result = filled.verify()
     assert (result.records, result.first_seq, result.last_seq) == (3, 1, 3)
 
 
-def test_removed_end_stays_visible_after_later_appends(filled, db_path):
-    execute(db_path, "DELETE FROM audit_events WHERE seq = 6")
+def test_removed_end_stays_visible_after_later_appends(filled, database_url):
+    execute(database_url, "DELETE FROM audit_events WHERE seq = 6")
     result = filled.append([make_event(20)])
     assert result.last_seq == 7
     assert filled.verify().message() == (
@@ -774,24 +901,23 @@ def run(capsys, *argv):
 
 
 @pytest.fixture
-def cli_db(policy_copy, tmp_path):
-    """A store with records 1..6 and the arguments that name it to the command."""
-    path = tmp_path / "cli.sqlite"
-    store = AuditStore(f"sqlite:///{path}", clock=FixedClock(NOW))
+def cli_db(policy_copy, database_url):
+    """A store with records 1..6, its URL and the arguments that name it to the command."""
+    store = AuditStore(database_url, clock=FixedClock(NOW))
     store.append([make_event(n) for n in range(1, 7)])
     store.close()
-    return path, [str(policy_copy), "--database", f"sqlite:///{path}"]
+    return database_url, [str(policy_copy), "--database", database_url]
 
 
 def test_cli_verify_ok_then_broken(capsys, cli_db):
-    path, where = cli_db
+    url, where = cli_db
     code, out, _ = run(capsys, "audit", "verify", *where)
     assert code == 0 and out.strip() == "audit chain verified: 6 records (1 .. 6)"
 
     code, out, _ = run(capsys, "audit", "verify", *where, "--since", "2026-04-01T09:05:00+09:00")
     assert code == 0 and out.strip() == "audit chain verified: 2 records (5 .. 6)"
 
-    execute(path, "UPDATE audit_events SET data = '{}' WHERE seq = 4")
+    execute(url, "UPDATE audit_events SET data = '{}' WHERE seq = 4")
     code, out, _ = run(capsys, "audit", "verify", *where)
     assert code == 1
     assert (
@@ -802,9 +928,17 @@ def test_cli_verify_ok_then_broken(capsys, cli_db):
     assert code == 0 and out.strip() == "audit chain verified: 3 records (1 .. 3)"
 
 
-def test_cli_verify_uses_the_platform_database(capsys, policy_copy, tmp_path):
-    # policy_copy puts the platform's state, and so its registry database, in tmp_path
-    store = AuditStore(f"sqlite:///{tmp_path / 'state' / 'registry.sqlite'}", FixedClock(NOW))
+def test_cli_verify_uses_the_platform_database(
+    capsys, policy_copy, tmp_path, database_url, monkeypatch
+):
+    if dialect(database_url) == "sqlite":
+        # policy_copy puts the platform's state, and so its registry database, in tmp_path
+        url = f"sqlite:///{tmp_path / 'state' / 'registry.sqlite'}"
+    else:
+        # a PostgreSQL registry is named by VISITING_DATABASE_URL (policy_copy clears it)
+        url = database_url
+        monkeypatch.setenv("VISITING_DATABASE_URL", url)
+    store = AuditStore(url, FixedClock(NOW))
     store.append([make_event(1)])
     store.close()
     code, out, _ = run(capsys, "audit", "verify", str(policy_copy))
@@ -814,6 +948,8 @@ def test_cli_verify_uses_the_platform_database(capsys, policy_copy, tmp_path):
 def test_cli_verify_of_a_missing_database_is_an_error_not_a_new_store(
     capsys, policy_copy, tmp_path
 ):
+    # SQLite only: a SQLite URL creates its file on first use, a PostgreSQL one cannot
+    # create a database, so only SQLite could turn a typo into a new, empty store
     missing = tmp_path / "typo.sqlite"
     code, out, err = run(
         capsys, "audit", "verify", str(policy_copy), "--database", f"sqlite:///{missing}"
@@ -910,6 +1046,8 @@ def test_cli_export_csv_to_file(capsys, cli_db, tmp_path):
     ],
 )
 def test_cli_bad_flags_write_nothing(capsys, policy_copy, tmp_path, argv, message):
+    # SQLite only: the flags are refused before any database is opened, and the
+    # proof that nothing was written is that no database file appears
     database = tmp_path / "never.sqlite"
     target = tmp_path / "never.jsonl"
     action, *flags = argv

@@ -5,6 +5,7 @@ Rules checked: "Who may use", "Period", "Changes" (POLICY.md).
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,11 +17,36 @@ from hub.registry import ApprovalRegistry, RegistryError
 
 
 @pytest.fixture
-def registry(tmp_path):
+def registry(database_url):
+    # every test runs on SQLite and on PostgreSQL (database_url, tests/conftest.py)
     clock = FixedClock(datetime(2026, 11, 23, 12, 0, tzinfo=JST))
-    reg = ApprovalRegistry(f"sqlite:///{tmp_path / 'registry.sqlite'}", clock=clock)
+    reg = ApprovalRegistry(database_url, clock=clock)
     yield reg
     reg.close()
+
+
+def test_two_opening_a_new_database_at_once_both_get_the_tables(database_url):
+    # both see no tables and both create them; the one that loses retries and finds them
+    start, opened, errors = threading.Barrier(2), [], []
+
+    def work():
+        try:
+            start.wait()
+            opened.append(ApprovalRegistry(database_url))
+        except Exception as e:  # reported below; a thread's exception is lost otherwise
+            errors.append(e)
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    try:
+        assert not errors
+        assert len(opened) == 2 and opened[0].approvals() == opened[1].approvals() == []
+    finally:
+        for reg in opened:
+            reg.close()
 
 
 @pytest.fixture
