@@ -57,6 +57,13 @@ class SiteSpawner(PlatformTraits, DockerSpawner):
         container sends its events to the audit intake behind it. Example: 8000.""",
     ).tag(config=True)
 
+    stop_grace_seconds = Int(
+        1,
+        help="""Seconds a stopping container gets between SIGTERM and SIGKILL. The guard's
+        events are spooled in the home volume, so a short grace loses none of them; a
+        suspension's "every container gone within 2 seconds" needs it short. Example: 1.""",
+    ).tag(config=True)
+
     period_check_seconds = Float(
         30.0,
         help="""How often the guard in the container checks the approval period (seconds).
@@ -260,5 +267,6 @@ class SiteSpawner(PlatformTraits, DockerSpawner):
             "dns": ["127.0.0.1"],
         }
         self.extra_create_kwargs = {
-            "labels": {"org.visiting.site": site.id, "org.visiting.user": self.user.name}
+            "labels": {"org.visiting.site": site.id, "org.visiting.user": self.user.name},
+            "stop_timeout": self.stop_grace_seconds,
         }
