@@ -68,9 +68,14 @@ def _registry(bundle, database: str | None):
 
 
 def cmd_approvals_import(args) -> int:
+    from .registry import RegistryError
+
     bundle = _load(args.dir)
     registry = _registry(bundle, args.database)
-    report = registry.import_policy(bundle)
+    try:
+        report = registry.import_policy(bundle)
+    except RegistryError as e:
+        raise CommandError(str(e)) from None
     for a in report.created:
         print(f"created  {a}")
     for a, changes in report.updated.items():
