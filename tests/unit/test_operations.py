@@ -414,3 +414,26 @@ def test_check_quota_reads_forms():
     assert check_quota({"cpu": "1.5", "memory": "2G", "home": ""}) == Quota(
         cpu=1.5, memory=2 * 1024**3
     )
+
+
+# -- the enforcer's decision ---------------------------------------------------------------
+
+
+def test_enforcer_judges_suspension_revocation_and_extension(ops, clock):
+    from hub.services.enforcer import judge
+
+    now = clock.now()
+    assert not judge(ops.registry, "tanaka", "nig", now).stop
+    assert judge(ops.registry, "tanaka", "imsut", now).stop  # no approval there
+    ops.suspend("jimu", user="tanaka", reason="x")
+    verdict = judge(ops.registry, "tanaka", "nig", now)
+    assert verdict.stop and "suspended" in verdict.reason and "jimu" in verdict.reason
+    assert not judge(ops.registry, "yamada", "nig", now).stop
+    ops.reinstate("jimu", user="tanaka", reason="x")
+    ops.revoke("jimu", approval_id="J-DU000101", reason="x")
+    verdict = judge(ops.registry, "yamada", "nig", now)
+    assert verdict.stop and "revoked" in verdict.reason
+    # sato's ended approval, extended: his server may run again
+    assert judge(ops.registry, "sato", "ncc", now).stop
+    ops.extend("jimu", approval_id="J-DU000102", end="2027-03-31", reason="x")
+    assert not judge(ops.registry, "sato", "ncc", now).stop
