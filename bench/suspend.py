@@ -17,6 +17,12 @@ through JupyterHub's API (DELETE, all at once) until the containers are gone;
 the ratio says what the suspension path adds over JupyterHub's own stop.
 Median of --runs runs (default 5).
 
+Also the memory of the whole demo while it runs (five sites' Dask clusters and
+gateways, the hub and its services, the IdP, and tanaka's servers, with one
+federated allele-frequency run and linear GWAS over his sites): the peak of
+the machine's used memory (MemTotal - MemAvailable) above what it used before
+the demo started, sampled every 0.5 s, against the 16 GiB the demo must fit in.
+
     .venv/bin/python bench/suspend.py [--runs 5] [--servers 1,5]
 """
 
@@ -182,6 +188,45 @@ def one_suspension(stack, engine, jimu: str, sites: list[str]) -> dict[str, floa
     return outcomes
 
 
+def used_memory() -> int:
+    info = {}
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        key, value = line.split(":", 1)
+        info[key] = int(value.split()[0]) * 1024
+    return info["MemTotal"] - info["MemAvailable"]
+
+
+class MemorySampler(threading.Thread):
+    """The peak of the machine's used memory above a baseline, sampled twice a second."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.baseline = used_memory()
+        self.peak = 0
+        self.done = threading.Event()
+
+    def run(self):
+        while not self.done.is_set():
+            self.peak = max(self.peak, used_memory() - self.baseline)
+            time.sleep(0.5)
+
+
+def federated_load(stack, sites: list[str]) -> dict[str, float]:
+    """One federated allele-frequency run and one linear GWAS over tanaka's sites, timed."""
+    from extensions.analysis import connect
+
+    tanaka = Person(stack.config.hub_url, "tanaka")
+    tanaka.start(sites)
+    fed = connect(hub_url=stack.config.hub_url, token=token_of(stack, "tanaka"))
+    t0 = time.perf_counter()
+    fed.allele_frequencies()
+    t1 = time.perf_counter()
+    fed.gwas_linear(covariates=["sex", "age_band"])
+    t2 = time.perf_counter()
+    tanaka.stop_all(sites)
+    return {"allele_frequencies": t1 - t0, "gwas_linear": t2 - t1}
+
+
 def one_plain_stop(stack, engine, sites: list[str]) -> float:
     tanaka = Person(stack.config.hub_url, "tanaka")
     tanaka.start(sites)
@@ -210,12 +255,20 @@ def main() -> int:
     )
     engine = docker.DockerClient(base_url=resolve_endpoint("local"))
     results: dict[int, dict[str, list[float]]] = {}
+    sampler = MemorySampler()
+    sampler.start()
     try:
         print("starting the platform ...", flush=True)
         stack.ensure_data()
         stack.start_sites()
         stack.start()
         jimu = token_of(stack, "jimu")
+        load = federated_load(stack, SITES[:4])
+        print(
+            "  federated load over 4 sites: "
+            + ", ".join(f"{k} {v:.1f} s" for k, v in load.items()),
+            flush=True,
+        )
         for n in sizes:
             sites = SITES[:n]
             per = results.setdefault(n, {k: [] for k in (*OUTCOMES, "answer", "plain stop")})
@@ -230,6 +283,7 @@ def main() -> int:
                     flush=True,
                 )
     finally:
+        sampler.done.set()
         stack.stop()
         engine.close()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -248,6 +302,12 @@ def main() -> int:
         print(f"| {k} | " + " | ".join(cells) + " |")
     worst = max(statistics.median(results[n][k]) for n in sizes for k in OUTCOMES)
     print(f"\nslowest outcome (median): {worst:.2f} s; target: under 2 s")
+    gib = sampler.peak / 1024**3
+    print(
+        f"peak memory of the whole demo (five sites' Dask clusters and gateways, hub, services, "
+        f"IdP, up to {max(sizes)} servers, a federated run): {gib:.2f} GiB of 16 GiB "
+        f"({gib / 16:.2f}x)"
+    )
     return 0
 
 
