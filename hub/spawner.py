@@ -200,6 +200,10 @@ class SiteSpawner(PlatformTraits, DockerSpawner):
                 "VISITING_PERIOD_CHECK_SECONDS": f"{self.period_check_seconds:g}",
             }
         )
+        home = self.quota_for(site, approval).home
+        if home:
+            # the guard refuses saves through Jupyter beyond it (see docs/admin.md)
+            env["VISITING_HOME_QUOTA"] = str(home)
         if self._clock_file():
             env["VISITING_CLOCK_FILE"] = CONTAINER_CLOCK_FILE
         return env

@@ -1,32 +1,49 @@
-"""Federated analysis from a researcher's container, through the real proxy and site gateways.
+"""Federated analysis from a notebook kernel in a researcher's container, through the real
+proxy and site gateways.
 
 Rules checked: "Where data lives" (tanaka at nig gets pooled answers over his
 approved sites; what reaches him are aggregates from each site's gateway,
-which runs on that site's network next to its data and Dask cluster).
+which runs on that site's network next to its data and Dask cluster) and
+"Who may use" (the gateways answer the person whose token comes with the
+call, whoever's kernel it runs in: sato, whose approval ended, is refused;
+yamada is answered as yamada).
+
+The code runs as JupyterLab runs a cell: a kernel started through the hub's
+proxy at /user/tanaka/nig/ with tanaka's own token, an `execute_request` on
+the kernel's websocket, the outputs read from iopub (see kernel_client.py).
+So the single-user server's data guard sees every output on its way out.
 """
 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
 
 from hub.audit import AuditStore
+from hub.periods import FileClock
 from hub.stack import Stack, StackConfig
 
+from .conftest import token_of
+from .guard_server import wait_for
+from .kernel_client import Kernel
 from .test_gateway import _pooled_counts as pooled_counts
-from .test_sites import Researcher, container_of, engine, sh  # noqa: F401  (engine: a fixture)
+from .test_sites import Researcher
 
 pytestmark = pytest.mark.integration
 
 TANAKA_SITES = ["ncc", "ncgm", "nig", "tommo"]
+GUARD_NOTICE = "[data guard]"
 
 
 @pytest.fixture(scope="module")
 def fed_stack(tmp_path_factory):
     state = tmp_path_factory.mktemp("federation-stack")
-    s = Stack(StackConfig.ephemeral(state, sites=True))
+    clock = state / "now"
+    clock.write_text("")  # the real time; sato's token is made with the clock moved back
+    s = Stack(StackConfig.ephemeral(state, sites=True, clock_file=clock))
     s.ensure_data()
     s.start_sites()
     s.start()
@@ -35,33 +52,91 @@ def fed_stack(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def tanaka_at_nig(fed_stack, engine):  # noqa: F811
+def tokens(fed_stack):
+    """Own API tokens of tanaka, yamada and sato, each made as a person makes one.
+
+    sato's approval ended on 2021-03-31, so today he cannot log in; his token is
+    made with the hub's clock in 2020, when he could (as test_gateway does). That
+    happens before tanaka's server starts: while the clock says 2020 his approval
+    (from 2024-04-01) has not begun, and a running server would be told so.
+    """
+    clock = FileClock(fed_stack.config.clock_file)
+    clock.set(datetime(2020, 6, 1, 3, 0, tzinfo=UTC))
+    try:
+        sato = token_of(fed_stack, "sato")
+    finally:
+        fed_stack.config.clock_file.write_text("")
+    return {
+        "sato": sato,
+        "tanaka": token_of(fed_stack, "tanaka"),
+        "yamada": token_of(fed_stack, "yamada"),
+    }
+
+
+@pytest.fixture(scope="module")
+def tanaka_at_nig(fed_stack, tokens):
+    """tanaka's server at nig, as his browser reaches it: its URL behind the hub's proxy."""
     t = Researcher(fed_stack, "tanaka")
     r = t.start("nig")
     assert r.status_code in (201, 202), r.text
     t.wait_ready("nig")
-    yield container_of(engine, "tanaka", "nig")
+    yield f"{fed_stack.config.hub_url}/user/tanaka/nig/"
     t.stop("nig")
 
 
-CALL = """
+@pytest.fixture(scope="module")
+def kernel(tanaka_at_nig, tokens):
+    """A python3 kernel of tanaka's server, started and driven with his own token."""
+    with Kernel(tanaka_at_nig, tokens["tanaka"], username="tanaka") as k:
+        yield k
+
+
+def queries_since(audit: AuditStore, seen: set[str], at_least: int) -> list[dict]:
+    """The federation-query events not in `seen`, once there are `at_least` of them."""
+
+    def new():
+        events = [
+            e
+            for e in audit.events()
+            if e["event_id"] not in seen and e["schema"].endswith("federation-query")
+        ]
+        return events if len(events) >= at_least else None
+
+    return wait_for(new, timeout=30)
+
+
+def in_kernel(kernel, code: str, timeout: float = 900) -> dict:
+    """Run a cell; its last stdout line is a JSON document, which is returned."""
+    run = kernel.execute(code, timeout=timeout).raise_for_error()
+    # the guard replaces an output that holds raw records with a notice on stderr; the
+    # documents printed here are aggregates and messages, which it must let through
+    assert GUARD_NOTICE not in run.stderr, run.stderr
+    lines = run.stdout.strip().splitlines()
+    assert lines, f"the cell printed nothing; stderr:\n{run.stderr[-3000:]}"
+    return json.loads(lines[-1])
+
+
+POOLED = """
 import json
 from extensions.analysis import connect
-fed = connect()
+
+fed = connect()  # tanaka, by the token of the server his kernel runs in
 af = fed.allele_frequencies()
+
+def counts(a):
+    return [None if x != x else int(x) for x in a.values.tolist()]
+
 print(json.dumps({
     "sites": fed.sites,
-    "AC": [None if x != x else int(x) for x in af["AC"].values.tolist()],
-    "AN": [None if x != x else int(x) for x in af["AN"].values.tolist()],
+    "AC": counts(af["AC"]),
+    "AN": counts(af["AN"]),
     "attrs": {k: str(v) for k, v in af.attrs.items()},
 }))
 """
 
 
-def test_pooled_allele_frequencies_from_his_container(fed_stack, tanaka_at_nig):
-    code, out = sh(tanaka_at_nig, f"python3 -c '{CALL}'", user="1000")
-    assert code == 0, out[-3000:]
-    doc = json.loads(out.strip().splitlines()[-1])
+def test_pooled_allele_frequencies_from_his_kernel(fed_stack, kernel):
+    doc = in_kernel(kernel, POOLED)
     assert doc["sites"] == TANAKA_SITES
     ac, an = pooled_counts(fed_stack, TANAKA_SITES)
     got_ac = np.array([np.nan if x is None else x for x in doc["AC"]])
@@ -74,9 +149,94 @@ def test_pooled_allele_frequencies_from_his_container(fed_stack, tanaka_at_nig):
     sent = json.loads(doc["attrs"]["bytes_from_sites"])
     assert set(sent) == set(TANAKA_SITES)
     assert all(b < 64 * len(got_ac) for b in sent.values())
+    assert json.loads(doc["attrs"]["sites"]) == TANAKA_SITES
+    assert "datasets" in doc["attrs"] and "suppressions" in doc["attrs"]
 
 
-def test_every_query_is_in_the_audit_log(fed_stack, tanaka_at_nig):
+AS_SATO = """
+import json
+from extensions.analysis import connect
+from extensions.analysis.client import FederationError
+
+as_sato = connect(token={token!r})
+outcome = {{"sites": as_sato.sites, "own": "answered", "same_call": "answered"}}
+try:
+    as_sato.allele_frequencies()
+except FederationError as e:
+    outcome["own"] = str(e)
+# the very call tanaka made (the cell above): the same gateways and datasets, sato's token
+as_sato.gateways = dict((globals().get("fed") or connect()).gateways)
+try:
+    as_sato.allele_frequencies()
+except FederationError as e:
+    outcome["same_call"] = {{"message": str(e), "site": e.site, "status": e.status}}
+print(json.dumps(outcome))
+"""
+
+
+def test_the_same_call_as_sato_is_refused(fed_stack, kernel, tokens):
+    audit = AuditStore(fed_stack._database_url())
+    seen = {e["event_id"] for e in audit.events()}
+    doc = in_kernel(kernel, AS_SATO.format(token=tokens["sato"]))
+    # no gateway lists a dataset for him, so connect() finds no site to analyse at
+    assert doc["sites"] == []
+    assert doc["own"] == "you hold no approval for an analysis dataset at any site"
+    # and each gateway refuses the call itself, naming him and why
+    refused = doc["same_call"]
+    assert isinstance(refused, dict), refused
+    assert refused["status"] == 403 and refused["site"] in TANAKA_SITES
+    assert f"site {refused['site']} refused (403)" in refused["message"]
+    assert "sato holds no approval active now for dataset" in refused["message"]
+    events = queries_since(audit, seen, len(TANAKA_SITES))
+    assert {e["user"] for e in events} == {"sato"}
+    assert sorted(e["site"] for e in events) == TANAKA_SITES
+    assert all(e["data"]["outcome"] == "refused" and e["data"]["status"] == 403 for e in events)
+
+
+AS_YAMADA = """
+import json
+from extensions.analysis import connect
+
+as_yamada = connect(token={token!r})
+af = as_yamada.allele_frequencies()
+nig = as_yamada.gateways["nig"]
+# a dataset of their approval that is not at nig: the gateway says whom it refuses
+r = as_yamada.session.post(
+    nig.url + "api/tasks/allele_frequencies",
+    json={{"dataset": "JGAD000201", "params": {{}}}},
+    timeout=120,
+)
+print(json.dumps({{
+    "sites": as_yamada.sites,
+    "approvals": sorted({{d["approval_id"] for g in as_yamada.gateways.values() for d in g.datasets}}),
+    "released": int(af["AC"].notnull().sum()),
+    "outside": {{"status": r.status_code, "message": r.json().get("message")}},
+}}))
+"""
+
+
+def test_another_users_token_is_answered_as_that_user(fed_stack, kernel, tokens):
+    """yamada shares tanaka's approval: from tanaka's kernel, his token is answered as him."""
+    audit = AuditStore(fed_stack._database_url())
+    seen = {e["event_id"] for e in audit.events()}
+    doc = in_kernel(kernel, AS_YAMADA.format(token=tokens["yamada"]))
+    assert doc["sites"] == TANAKA_SITES and doc["approvals"] == ["J-DU000101"]
+    assert doc["released"] > 0
+    assert doc["outside"] == {
+        "status": 403,
+        "message": "yamada holds no approval active now for dataset JGAD000201 at site nig",
+    }
+    new = queries_since(audit, seen, len(TANAKA_SITES) + 1)
+    # every query of that cell was recorded as yamada's, none as tanaka's
+    assert {e["user"] for e in new} == {"yamada"}
+    answered = {e["site"] for e in new if e["data"]["outcome"] == "answered"}
+    assert answered == set(TANAKA_SITES)
+    assert all(e["approval_id"] == "J-DU000101" for e in new if e["data"]["outcome"] == "answered")
+    outside = [e for e in new if e["data"]["outcome"] == "refused"]
+    assert [(e["site"], e["data"]["dataset"]) for e in outside] == [("nig", "JGAD000201")]
+
+
+def test_every_query_is_in_the_audit_log(fed_stack, kernel):
     audit = AuditStore(fed_stack._database_url())
     events = [e for e in audit.events(user="tanaka") if e["schema"].endswith("federation-query")]
     answered = {e["site"] for e in events if e["data"]["outcome"] == "answered"}
