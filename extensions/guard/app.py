@@ -28,6 +28,7 @@ from .managers import (
     GuardedContentsManager,
     GuardedKernelManager,
     GuardedKernelWebsocketConnection,
+    HomeUsage,
 )
 from .period import HubPeriodSource, UsagePeriod
 
@@ -46,11 +47,13 @@ class PeriodHandler(ExtensionHandlerMixin, APIHandler):
 
 
 class GuardStatusHandler(ExtensionHandlerMixin, APIHandler):
-    """GET what the guard is doing: guarded routes, spooled and delivered events."""
+    """GET what the guard is doing: guarded routes, spooled and delivered events, the home's
+    bytes in use and its quota."""
 
     @web.authenticated
-    def get(self):
+    async def get(self):
         app = self.extensionapp
+        used = await app.home_usage.used()
         self.finish(
             {
                 "routes": app.guarded_routes,
@@ -65,6 +68,7 @@ class GuardStatusHandler(ExtensionHandlerMixin, APIHandler):
                     ),
                     "refresh_failures": app.period_refresh_failures,
                 },
+                "home": {"used": used, "quota": app.context.home_quota},
             }
         )
 
@@ -156,6 +160,8 @@ class GuardApp(ExtensionApp):
             server.contents_manager.root_dir, self.data_root, self.context.rules
         )
         self._check_managers()
+        # the home's bytes, for its quota (see GuardedContentsManager.save)
+        self.home_usage = HomeUsage(server.contents_manager.root_dir)
         GuardedContentsManager.guard_app = self
         GuardedKernelManager.guard_app = self
         GuardedKernelWebsocketConnection.guard_app = self

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
 JST = timezone(timedelta(hours=9), "JST")
 CLOCK_FILE_ENV = "VISITING_CLOCK_FILE"
+HOME_QUOTA_ENV = "VISITING_HOME_QUOTA"
 
 
 class Clock:
@@ -107,6 +109,8 @@ class ServerContext:
     # set from the hub's answer (see period.HubPeriod): 'revoked', 'suspended' or 'ended'
     # means the period is over now, whatever the dates say
     halted: str | None = None
+    # bytes the home may hold, set by the site admins; None: no quota
+    home_quota: int | None = None
 
     @classmethod
     def from_env(cls, environ=None) -> ServerContext:
@@ -128,4 +132,18 @@ class ServerContext:
             end_date=last_day,
             datasets=tuple(d for d in env.get("VISITING_DATASETS", "").split(",") if d),
             rules=GuardRules.from_json(env.get("VISITING_GUARD_RULES")),
+            home_quota=home_quota_from_text(env.get(HOME_QUOTA_ENV)),
         )
+
+
+def home_quota_from_text(text: str | None) -> int | None:
+    """The home quota in bytes from the spawner's VISITING_HOME_QUOTA; None when it is unset."""
+    if text is None or not text.strip():
+        return None
+    if not re.fullmatch(r"[0-9]+", text.strip()):
+        raise ValueError(f"{HOME_QUOTA_ENV} must be a whole number of bytes, got {text!r}")
+    quota = int(text)
+    if quota <= 0:
+        # the spawner leaves the variable out when no quota is set; a zero is a mistake
+        raise ValueError(f"{HOME_QUOTA_ENV} must be more than 0 bytes, got {text!r}")
+    return quota

@@ -6,6 +6,15 @@ by the guard's enable file under jupyter_server_config.d.
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import stat
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import nbformat
 from jupyter_server.services.contents.largefilemanager import AsyncLargeFileManager
 from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
 from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
@@ -13,9 +22,203 @@ from tornado import web
 
 from .downloads import Literal
 
+# the home quota
+
+# seconds a measure of the home is trusted; the guard's own saves keep it up to date meanwhile
+HOME_USAGE_MAX_AGE = 10.0
+# a save is refused only on a measure this young, so files just deleted in a terminal count
+REFUSAL_MAX_AGE = 1.0
+
+
+def human_bytes(n: int) -> str:
+    """1.5 GiB, 300 MiB, 12 KiB, 80 bytes: what a researcher reads in a quota message."""
+    for unit, size in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if abs(n) >= size:
+            return f"{n / size:.1f}".removesuffix(".0") + f" {unit}"
+    return f"{n} bytes"
+
+
+def home_bytes(root: str | os.PathLike) -> int:
+    """Bytes in the regular files under `root`, the way a volume's quota would count them.
+
+    Symbolic links are not followed (the data folder's link is not the home's), other file
+    systems mounted below are not entered, a file with several hard links counts once, and
+    what cannot be read is skipped.
+    """
+    try:
+        device = os.stat(root).st_dev
+    except OSError:
+        return 0
+    total = 0
+    linked: set[tuple[int, int]] = set()
+    folders = [os.fspath(root)]
+    while folders:
+        try:
+            entries = os.scandir(folders.pop())
+        except OSError:
+            continue
+        with entries:
+            for entry in entries:
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        if entry.stat(follow_symlinks=False).st_dev == device:
+                            folders.append(entry.path)
+                    elif entry.is_file(follow_symlinks=False):
+                        st = entry.stat(follow_symlinks=False)
+                        if st.st_nlink > 1:
+                            if (st.st_dev, st.st_ino) in linked:
+                                continue
+                            linked.add((st.st_dev, st.st_ino))
+                        total += st.st_size
+                except OSError:
+                    continue  # gone since the listing, or not ours to read
+    return total
+
+
+class HomeUsage:
+    """How many bytes the home holds: measured now and then, kept up to date by the guard's saves.
+
+    A measure walks the whole home, so a storm of saves (a chunked upload, autosaves) must
+    not walk it each time: a measure is trusted for `max_age` seconds, and what the guard
+    saves meanwhile is added to it. Writes the guard does not see (kernels, terminals) are
+    counted at the next measure.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        max_age: float = HOME_USAGE_MAX_AGE,
+        now: Callable[[], float] = time.monotonic,
+        measure: Callable[[str], int] = home_bytes,
+    ):
+        self.root = os.fspath(root)
+        self.max_age = max_age
+        self.now = now
+        self.measure = measure
+        self._used: int | None = None
+        self._measured_at = 0.0
+        self._measuring: asyncio.Future | None = None
+
+    def cached(self, max_age: float | None = None) -> int | None:
+        """The bytes in use if measured within `max_age` seconds (default: self.max_age)."""
+        max_age = self.max_age if max_age is None else max_age
+        if self._used is None or self.now() - self._measured_at > max_age:
+            return None
+        return self._used
+
+    def measured(self, total: int) -> int:
+        """Hold a measure just taken."""
+        self._used = total
+        self._measured_at = self.now()
+        return total
+
+    def add(self, delta: int) -> None:
+        """Count what the guard itself just wrote (negative: freed) into the measure held."""
+        if self._used is not None:
+            self._used = max(0, self._used + delta)
+
+    def forget(self) -> None:
+        """The next question measures again (after a deletion, a folder copy)."""
+        self._used = None
+
+    async def used(self, max_age: float | None = None) -> int:
+        """The bytes in use, measured (off the event loop) when the measure held is too old."""
+        cached = self.cached(max_age)
+        if cached is not None:
+            return cached
+        if self._measuring is None:
+            self._measuring = asyncio.ensure_future(asyncio.to_thread(self.measure, self.root))
+            self._measuring.add_done_callback(self._measure_done)
+        # several saves at once wait for one walk of the home
+        return await asyncio.shield(self._measuring)
+
+    def _measure_done(self, future: asyncio.Future) -> None:
+        self._measuring = None
+        if not future.cancelled() and future.exception() is None:
+            self.measured(future.result())
+
+
+@dataclass(frozen=True)
+class HomeQuotaCheck:
+    """Whether a save fits the home quota: `replaced` bytes go, `incoming` bytes come."""
+
+    quota: int
+    used: int
+    replaced: int  # the size of the file the save replaces (0: a new file or an append)
+    incoming: int
+
+    @property
+    def after(self) -> int:
+        return self.used - self.replaced + self.incoming
+
+    @property
+    def fits(self) -> bool:
+        # a save that does not grow the home passes even over the quota: it is how one gets back
+        return self.incoming <= self.replaced or self.after <= self.quota
+
+
+def incoming_bytes(model: dict) -> int | None:
+    """Bytes a save of `model` writes: the notebook as the server writes it, the file's or
+    chunk's decoded content. None when the server would refuse the model itself (it answers
+    400 with its own reason)."""
+    content = model.get("content")
+    if model.get("type") == "notebook":
+        if not isinstance(content, dict):
+            return None
+        try:
+            major = int(content.get("nbformat", 4))
+            # the writer without the validation the save does anyway
+            text = nbformat.versions[major].writes_json(nbformat.from_dict(content))
+        except Exception:
+            text = json.dumps(content, indent=1, ensure_ascii=False)
+        return len(text.encode("utf-8")) + 1  # nbformat.write ends the file with a newline
+    if model.get("type") != "file" or not isinstance(content, str):
+        return None
+    if model.get("format") == "text":
+        return len(content.encode("utf-8"))
+    if model.get("format") == "base64":
+        # counted, not decoded: a chunk's bytes need not be held twice
+        digits = len(content) - sum(content.count(c) for c in "\r\n \t")
+        padding = len(content.rstrip()) - len(content.rstrip().rstrip("="))
+        return max(0, digits * 3 // 4 - padding)
+    return None
+
+
+def home_quota_message(path: str, check: HomeQuotaCheck) -> str:
+    """What the researcher reads when a save is refused: Japanese first, then English."""
+    quota, used, size = (
+        human_bytes(check.quota),
+        human_bytes(check.used),
+        human_bytes(check.incoming),
+    )
+    ja = (
+        f"保存できません: 「{path}」（{size}）を保存するとホーム領域の容量上限 {quota} を超えます"
+        f"（現在の使用量 {used}）。不要なファイルを削除するか、サイト管理者に上限の引き上げを"
+        "依頼してください。JupyterLab で削除したファイルはホームのゴミ箱"
+        "（~/.local/share/Trash）に残り、使用量に数えられます。"
+    )
+    en = (
+        f"Not saved: '{path}' ({size}) would take your home folder over its quota of {quota} "
+        f"({used} in use now). Delete files you no longer need, or ask your site admin to "
+        "raise the quota. Files deleted in JupyterLab stay in the trash in your home "
+        "(~/.local/share/Trash) and still count."
+    )
+    return f"{ja}\n{en}"
+
+
+class HomeQuotaExceeded(web.HTTPError):
+    """A 507 whose message is for the researcher, in Japanese and English."""
+
+    def __init__(self, path: str, check: HomeQuotaCheck):
+        super().__init__(
+            507, Literal(home_quota_message(path, check)), reason="Home quota exceeded"
+        )
+        self.check = check
+
 
 class GuardedContentsManager(AsyncLargeFileManager):
-    """Notebooks come out with outputs that hold raw records replaced by a notice."""
+    """Notebooks come out with outputs that hold raw records replaced by a notice; saves that
+    would take the home over its quota are refused."""
 
     guard_app = None  # set by the guard extension
 
@@ -29,10 +232,87 @@ class GuardedContentsManager(AsyncLargeFileManager):
         return model
 
     async def save(self, model, path=""):
+        target = await self._check_home_quota(model, path)
         result = await super().save(model, path)
+        if target is not None:
+            real, before = target
+            self.guard_app.home_usage.add(_file_size(real) - before)
         if self.guard_app is not None and model.get("type") in ("notebook", "file"):
             self.guard_app.events.emit("notebook-save", path=path, kind=model.get("type"))
         return result
+
+    async def copy(self, from_path, to_path=None):
+        """Folders are copied on disk, not through save: their size is checked here."""
+        app = self.guard_app
+        quota = app.context.home_quota if app is not None else None
+        if quota is None or not await self.dir_exists(from_path):
+            return await super().copy(from_path, to_path)
+        size = await asyncio.to_thread(home_bytes, self._get_os_path(from_path.strip("/")))
+        check = HomeQuotaCheck(quota, await app.home_usage.used(), 0, size)
+        await self._refuse_over_quota(from_path.strip("/"), check)
+        try:
+            return await super().copy(from_path, to_path)
+        finally:
+            app.home_usage.forget()
+
+    async def delete_file(self, path):
+        await super().delete_file(path)
+        if self.guard_app is not None:
+            self.guard_app.home_usage.forget()
+
+    async def _check_home_quota(self, model, path) -> tuple[str, int] | None:
+        """Refuse a save that would take the home over its quota.
+
+        Returns the file the save writes (symbolic links resolved) and its size before, for
+        counting the save afterwards; None when the quota does not apply: no quota, a
+        folder, a file outside the home, a model the server refuses itself.
+        """
+        app = self.guard_app
+        quota = app.context.home_quota if app is not None else None
+        if quota is None or model.get("type") not in ("file", "notebook"):
+            return None
+        try:
+            real = os.path.realpath(self._get_os_path(path.strip("/")))
+        except web.HTTPError:
+            return None  # outside the root: the save answers for itself
+        root = os.path.realpath(self.root_dir)
+        if real != root and not real.startswith(root.rstrip(os.sep) + os.sep):
+            return None  # written through a link to another volume, not into the home
+        before = _file_size(real)
+        incoming = await asyncio.to_thread(incoming_bytes, model)
+        if incoming is None:
+            return None
+        # the first chunk of an upload replaces the file, later ones append to it
+        replaced = before if model.get("chunk") in (None, 1) else 0
+        used = await app.home_usage.used()
+        check = HomeQuotaCheck(quota, used, replaced, incoming)
+        await self._refuse_over_quota(path.strip("/"), check)
+        return real, before
+
+    async def _refuse_over_quota(self, path: str, check: HomeQuotaCheck) -> None:
+        if check.fits:
+            return
+        # refuse on a young measure only: files deleted in a terminal count at once
+        check = replace(check, used=await self.guard_app.home_usage.used(REFUSAL_MAX_AGE))
+        if check.fits:
+            return
+        self.log.warning(
+            "guard: refused to save %s: %d bytes would take the home to %d of its %d-byte quota",
+            path,
+            check.incoming,
+            check.after,
+            check.quota,
+        )
+        raise HomeQuotaExceeded(path, check)
+
+
+def _file_size(path: str) -> int:
+    """The size of a regular file, 0 for anything else or nothing."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return 0
+    return st.st_size if stat.S_ISREG(st.st_mode) else 0
 
 
 class PeriodEnded(web.HTTPError):

@@ -497,7 +497,7 @@ def test_period_banner(tmp_path, site_data, now, level, en, ja):
         s.stop()
 
 
-def _fresh_server(tmp_path, site_data, check_seconds="0.5"):
+def _fresh_server(tmp_path, site_data, check_seconds="0.5", **env_extra):
     home = tmp_path / "home"
     home.mkdir()
     (home / "data").symlink_to(site_data, target_is_directory=True)
@@ -512,6 +512,7 @@ def _fresh_server(tmp_path, site_data, check_seconds="0.5"):
         clock,
         port,
         VISITING_PERIOD_CHECK_SECONDS=check_seconds,
+        **env_extra,
     )
     return GuardServer(tmp_path, home, site_data, tmp_path / "spool", clock, port, env)
 
@@ -676,3 +677,59 @@ def test_live_kernel_outputs_with_raw_records_are_hidden(server, subprotocol, co
     else:
         assert "mean call rate" in text
         assert not blocked
+
+
+# ---------------------------------------------------------------------------
+# the home quota (VISITING_HOME_QUOTA): saves through the contents API
+
+
+def test_saves_beyond_the_home_quota_are_refused(tmp_path, site_data):
+    """What fits is saved; what would take the home over its quota gets 507, a message in
+    Japanese and English, and is not written. Kernels and terminals are not held by it."""
+    import base64
+
+    from extensions.guard.managers import home_bytes
+
+    s = _fresh_server(tmp_path, site_data, check_seconds="3600", VISITING_HOME_QUOTA="65536")
+    s.start()
+    try:
+        mark = s.mark()
+        r = s.api(
+            "PUT",
+            "/api/contents/fits.txt",
+            json={"type": "file", "format": "text", "content": "x" * 20_000},
+        )
+        assert r.status_code == 201, r.text
+        big = base64.b64encode(b"\0" * 50_000).decode()
+        r = s.api(
+            "PUT",
+            "/api/contents/too-big.csv",
+            json={"type": "file", "format": "base64", "content": big},
+        )
+        assert r.status_code == 507, r.text
+        ja, en = r.json()["message"].split("\n")
+        assert "ホーム領域の容量上限 64 KiB" in ja and "現在の使用量 19.5 KiB" in ja, ja
+        assert "quota of 64 KiB" in en and "site admin" in en, en
+        assert not (s.home / "too-big.csv").exists()
+        # a chunked upload, as JupyterLab sends a large file: the chunk that goes over is refused
+        chunk = base64.b64encode(b"\1" * 30_000).decode()
+        upload = {"type": "file", "format": "base64", "content": chunk}
+        r = s.api("PUT", "/api/contents/upload.bin", json={**upload, "chunk": 1})
+        assert r.status_code == 201, r.text
+        r = s.api("PUT", "/api/contents/upload.bin", json={**upload, "chunk": -1})
+        assert r.status_code == 507, r.text
+        assert (s.home / "upload.bin").stat().st_size == 30_000
+        # a smaller version of a file replaces it, and a folder is made, however full the home
+        r = s.api(
+            "PUT", "/api/contents/fits.txt", json={"type": "file", "format": "text", "content": "y"}
+        )
+        assert r.status_code == 200, r.text
+        assert s.api("PUT", "/api/contents/results", json={"type": "directory"}).status_code == 201
+        home = s.api("GET", "/visiting/guard").json()["home"]
+        assert home == {"used": home_bytes(s.home), "quota": 65536}
+        assert home["used"] == 30_001
+    finally:
+        s.stop()
+    saves = [e["data"]["path"].strip("/") for e in s.events_since(mark, "notebook-save")]
+    assert saves == ["fits.txt", "upload.bin", "fits.txt"]
+    assert "guard: refused to save too-big.csv" in s.log_path.read_text()
