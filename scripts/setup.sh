@@ -11,8 +11,9 @@ APT_PACKAGES=(bcftools tabix samtools plink2 plink1.9)
 # (tests/postgres.py starts a throwaway server from /usr/lib/postgresql/*/bin)
 APT_PACKAGES+=(postgresql)
 # the annual report: a CJK font for the PDF's Japanese text (matplotlib draws it), and
-# pdftoppm/pdftotext, with which the tests read the PDF back
-APT_PACKAGES+=(fonts-noto-cjk poppler-utils)
+# pdftoppm/pdftotext, with which the tests read the PDF back; jq, with which the report's
+# figures are re-run from `visiting audit export`
+APT_PACKAGES+=(fonts-noto-cjk poppler-utils jq)
 # the demo IdP and the JupyterHub proxy run on Node; a Node from elsewhere is fine
 command -v node >/dev/null && command -v npm >/dev/null || APT_PACKAGES+=(nodejs npm)
 # Hail (the analysis extra) runs Spark on a JVM; 17 is what the images carry

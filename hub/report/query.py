@@ -1,0 +1,118 @@
+"""The audit-event query behind each figure of a report, in a form anyone can re-run.
+
+A query names a slice of the audit log, `[since, until)` on event time and
+`seq <= until_seq` (so that events that arrive after the report was made do
+not change the answer), a `where` of field conditions, and a `measure` over
+the records that match:
+
+    where:   {"schema": S, "approval_id": A, "site": "nig", "data.reason": "raw-name"}
+             a scalar means equal, a list means one of, null means missing or null;
+             "data.x" reads a field of the event's data.
+    measure: "count"                    records that match
+             "sum:data.size"            the sum of a numeric data field
+             "distinct:data.path"       distinct values of a field
+             "sum-len:data.suppressions"  the sum of the lengths of a list field
+             "sum-each:data.suppressions.count"  the sum of a field of each list item
+             "server-hours"             derived by the pairing rule (see docs/report.md)
+
+`recheck()` spells the query as a shell line over `visiting audit export`
+(JSON lines) and jq, which is how the secretariat re-runs it.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass, field
+from typing import Any
+
+MEASURES = ("count", "sum", "distinct", "sum-len", "sum-each", "server-hours")
+
+
+@dataclass(frozen=True)
+class Query:
+    since: str
+    until: str
+    until_seq: int | None
+    where: dict[str, Any]
+    measure: str = "count"
+    rule: str | None = None  # for derived measures: the rule's name in docs/report.md
+
+    def to_json(self) -> dict[str, Any]:
+        out = {
+            "since": self.since,
+            "until": self.until,
+            "until_seq": self.until_seq,
+            "where": self.where,
+            "measure": self.measure,
+        }
+        if self.rule:
+            out["rule"] = self.rule
+        return out
+
+    def jq_filter(self) -> str:
+        """The jq condition a record of the export must meet."""
+        parts = [f".seq <= {self.until_seq if self.until_seq is not None else 0}"]
+        for name, value in self.where.items():
+            path = "." + ".".join(p if p.isidentifier() else json.dumps(p) for p in name.split("."))
+            if isinstance(value, list):
+                values = json.dumps(value, ensure_ascii=False)
+                parts.append(f"({path} as $v | any({values}[]; . == $v))")
+            else:
+                parts.append(f"{path} == {json.dumps(value, ensure_ascii=False)}")
+        return " and ".join(parts)
+
+    def recheck(self) -> str:
+        """A shell line that prints the figure again from the audit log."""
+        select = f"[.[] | select({self.jq_filter()})"
+        kind, _, arg = self.measure.partition(":")
+        if kind == "count" or kind == "server-hours":
+            # server hours: the line lists the start and stop records the rule pairs
+            program = f"{select}] | length" if kind == "count" else f"{select}]"
+        elif kind == "sum":
+            program = f"{select} | .{arg} // 0] | add // 0"
+        elif kind == "distinct":
+            program = f"{select} | .{arg}] | unique | length"
+        elif kind == "sum-len":
+            program = f"{select} | (.{arg} // []) | length] | add // 0"
+        elif kind == "sum-each":
+            lst, _, item = arg.rpartition(".")
+            program = f"{select} | (.{lst} // [])[] | .{item} // 0] | add // 0"
+        else:  # pragma: no cover - guarded by MEASURES
+            raise ValueError(self.measure)
+        return (
+            f"visiting audit export --since {self.since} --until {self.until} "
+            f"| jq -s {shlex.quote(program)}"
+        )
+
+
+@dataclass
+class Figure:
+    """One number of the report and where it comes from."""
+
+    id: str
+    label: str
+    value: float | int
+    unit: str
+    approval_id: str | None
+    query: Query | None = None
+    source: str = "audit"  # audit | registry
+    note: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        out = {
+            "id": self.id,
+            "approval_id": self.approval_id,
+            "label": self.label,
+            "value": self.value,
+            "unit": self.unit,
+            "source": self.source,
+        }
+        if self.query is not None:
+            out["query"] = self.query.to_json()
+            out["recheck"] = self.query.recheck()
+        if self.note:
+            out["note"] = self.note
+        out.update(self.extra)
+        return out

@@ -1,0 +1,921 @@
+"""The data-usage report (`visiting report`): a year of activity, and the report's figures
+against counts made here, independently, from `AuditStore.export`.
+
+Rule checked: "Reporting" (once a year the using institution reports how it used the
+data, and again when the period ends; every figure traceable to the audit log). The
+activity goes through the guard's own event path (ActivityEvents on a jupyter_events
+EventLogger, the spool handler, `to_audit_record`, the intake's `check_events`) and the
+secretariat's and site admins' Operations, with a moved clock; only the HTTP hops are
+left out (tests/integration covers those).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shlex
+import shutil
+import subprocess
+from collections import Counter, defaultdict
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+from jupyter_events import EventLogger
+from sqlalchemy import create_engine, text
+
+from extensions.guard.context import ServerContext
+from extensions.guard.events import ActivityEvents, EventSpool, SpoolHandler
+from hub.audit import AuditStore
+from hub.cli import main
+from hub.operations import Operations
+from hub.periods import JST, FixedClock
+from hub.policy import load_policy_dir
+from hub.registry import ApprovalRegistry
+from hub.report import ReportError, ReportRequest, build_report, write_report
+from hub.report import build as report_build
+from hub.report.pdf import wrap
+from hub.services.audit import check_events
+from tests.conftest import DEMO_DIR
+
+ARTIFACTS = Path("/tmp/visiting-artifacts")
+FY_START = datetime(2026, 4, 1, tzinfo=JST)
+FY_END = datetime(2027, 4, 1, tzinfo=JST)
+REPORT_TIME = datetime(2027, 4, 10, 9, 0, tzinfo=JST)
+GIB = 1024**3
+
+A1, A2, A3 = "J-DU000101", "J-DU000102", "J-DU000103"
+TASKS = ("allele_frequencies", "cohort_counts", "gwas_linear")
+REASONS = ("raw-name", "raw-content", "under-data", "too-large")
+FILES = {
+    "JGAD000101": ["genotypes.vcf.gz", "clinical.tsv", "phenotypes.tsv"],
+    "JGAD000201": ["genotypes.vcf.gz", "clinical.tsv"],
+    "JGAD000301": ["genotypes.vcf.gz", "phenotypes.tsv"],
+    "JGAD000501": ["genotypes.vcf.gz", "clinical.tsv"],
+}
+SITE_DATASET = {
+    "nig": "JGAD000101",
+    "ncc": "JGAD000201",
+    "ncgm": "JGAD000301",
+    "imsut": "JGAD000501",
+}
+
+
+def jst(*args) -> datetime:
+    return datetime(*args, tzinfo=JST)
+
+
+# ---------------------------------------------------------------------------
+# making activity
+
+
+class Activity:
+    """Researchers' servers emitting the guard's events, a site gateway's federation-query
+    records and the enforcer's stops, into one audit store; the clock moves with them."""
+
+    def __init__(self, store: AuditStore, clock: FixedClock, spool_dir: Path):
+        self.store = store
+        self.clock = clock
+        self.spool_dir = spool_dir
+        self.servers: dict[tuple, ActivityEvents] = {}
+        self.arrived: list[dict] = []
+        self.open: dict[tuple[str, str], datetime] = {}
+        # what the test itself knows it did, per approval: (user, site, start, end)
+        self.sessions: list[tuple[str, str, str, datetime, datetime]] = []
+
+    def server(self, user: str, site: str, approval_id: str) -> ActivityEvents:
+        key = (user, site, approval_id)
+        if key not in self.servers:
+            logger = EventLogger()
+            context = ServerContext(
+                user=user, site=site, approval_id=approval_id, approval_end=None, end_date=None
+            )
+            events = ActivityEvents(logger, context, self.clock)
+            spool = EventSpool(self.spool_dir / f"{user}-{site}-{approval_id}")
+            logger.register_handler(SpoolHandler(spool, on_event=self.arrived.append))
+            self.servers[key] = events
+        return self.servers[key]
+
+    def emit(self, user, site, approval_id, name, at: datetime, **data) -> None:
+        self.clock.move_to(at)
+        self.server(user, site, approval_id).emit(name, **data)
+        self.ship(user, site)
+
+    def ship(self, user: str, site: str) -> None:
+        """What the intake does with a server's batch: check it, store it."""
+        batch = list(self.arrived)
+        self.arrived.clear()  # the spool handlers hold this list
+        assert check_events(batch, user, site) is None
+        self.store.append(batch)
+
+    def session(self, user, site, approval_id, start: datetime, hours: float, rng, stop=True):
+        """One server's life: start, kernels, data opened, downloads, queries, stop."""
+        end = start + timedelta(hours=hours)
+        self.emit(user, site, approval_id, "server-start", start, approval_end="2035-03-31")
+        step = (end - start) / 10
+        at = start + step
+        for _ in range(rng.randint(1, 3)):
+            self.emit(user, site, approval_id, "kernel-start", at, kernel_id=f"k{rng.random()}")
+            at += step / 4
+        dataset = SITE_DATASET[site]
+        for _ in range(rng.randint(0, 3)):
+            name = rng.choice(FILES[dataset])
+            self.emit(
+                user,
+                site,
+                approval_id,
+                "data-access",
+                at,
+                path=f"/data/{dataset}/{name}",
+                dataset=dataset,
+                channel=rng.choice(["contents", "process"]),
+                count=rng.randint(1, 20),
+            )
+            at += step / 4
+        for _ in range(rng.randint(0, 2)):
+            self.emit(
+                user,
+                site,
+                approval_id,
+                "download-allowed",
+                at,
+                path="plot.png",
+                route="files",
+                size=rng.randint(1000, 900_000),
+            )
+            at += step / 4
+        if rng.random() < 0.4:
+            self.emit(
+                user,
+                site,
+                approval_id,
+                "download-blocked",
+                at,
+                path=f"/data/{dataset}/genotypes.vcf.gz",
+                route="files",
+                reason=rng.choice(REASONS),
+            )
+            at += step / 4
+        for _ in range(rng.randint(0, 2)):
+            self.query(user, site, approval_id, rng.choice(TASKS), dataset, at, rng)
+            at += step / 4
+        if stop:
+            self.emit(user, site, approval_id, "server-stop", end, reason="shutdown")
+            self.sessions.append((approval_id, user, site, start, end))
+        return end
+
+    def query(self, user, site, approval_id, task, dataset, at, rng) -> None:
+        """A federation-query record as the site's gateway sends it (gateway.py `record`)."""
+        self.clock.move_to(at)
+        refused = rng.random() < 0.2
+        data = {"task": task, "dataset": dataset, "engine": "dask", "parameters": {}}
+        if refused:
+            data |= {"outcome": "refused", "status": 403, "reason": "task not allowed"}
+        else:
+            suppressed = [
+                {"site": site, "what": "variant", "count": rng.randint(1, 40), "rule": "mac=5"}
+                for _ in range(rng.randint(0, 2))
+            ]
+            data |= {"outcome": "answered", "result_bytes": 1234, "suppressions": suppressed}
+        event = {
+            "event_id": f"q{rng.random()}",
+            "user": user,
+            "site": site,
+            "approval_id": approval_id,
+            "time": at.isoformat(),
+            "schema": report_build.FEDERATION_QUERY,
+            "version": 1,
+            "data": data,
+        }
+        assert check_events([event], None, site) is None
+        self.store.append([dict(event, actor=f"gateway-{site}")])
+
+    def enforcement_stop(self, user, site, at, reason) -> None:
+        """The enforcer's record of a stop (enforcer.py `Enforcer.stop`)."""
+        self.clock.move_to(at)
+        self.store.append(
+            [
+                {
+                    "event_id": f"stop-{user}-{site}-{at.timestamp()}",
+                    "schema": report_build.ENFORCEMENT_STOP,
+                    "version": 1,
+                    "time": at.isoformat(),
+                    "user": user,
+                    "site": site,
+                    "approval_id": None,
+                    "actor": "enforcer",
+                    "data": {"reason": reason},
+                }
+            ]
+        )
+
+
+def set_approval(policy: Path, approval_id: str, **fields) -> None:
+    path = policy / "approvals" / f"{approval_id}.yaml"
+    doc = yaml.safe_load(path.read_text())
+    doc.update(fields)
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True))
+
+
+@pytest.fixture(scope="module")
+def year(tmp_path_factory):
+    """Fiscal year 2026 of two approvals and three handlers across sites, with a handler
+    added and removed mid-year, an approval that starts inside the year, a suspension,
+    a quota change, servers left running across both year ends, and events on the
+    boundaries. Built once for the module (about 1500 events)."""
+    base = tmp_path_factory.mktemp("report-year")
+    policy = base / "policy"
+    shutil.copytree(DEMO_DIR, policy)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VISITING_STATE_DIR", str(base / "state"))
+        mp.setenv("VISITING_DATA_ROOT", str(base / "data"))
+        mp.delenv("VISITING_DATABASE_URL", raising=False)
+        url = f"sqlite:///{base / 'registry.sqlite'}"
+        clock = FixedClock(jst(2026, 3, 1, 9, 0))
+        # tanaka alone at first; suzuki's approval starts inside the year
+        set_approval(policy, A1, handlers=["tanaka"])
+        set_approval(
+            policy,
+            A3,
+            datasets=["JGAD000101", "JGAD000501"],
+            period={"start": "2026-10-01", "end": "2027-09-30"},
+        )
+        registry = ApprovalRegistry(url, clock=clock)
+        store = AuditStore(url, clock=clock)
+        registry.import_policy(load_policy_dir(policy))
+        ops = Operations(registry, store, load_policy_dir(policy).platform, clock)
+        act = Activity(store, clock, base / "spool")
+        rng = random.Random(2026)
+
+        # FY2025: a server that runs across the year start (no stop until 02:00)
+        act.emit("tanaka", "nig", A1, "server-start", jst(2026, 3, 31, 20, 0), approval_end="x")
+        act.emit("tanaka", "nig", A1, "server-stop", jst(2026, 4, 1, 2, 0), reason="shutdown")
+        # the last instant of FY2025 and the first of FY2026
+        for at in (jst(2026, 3, 31, 23, 59, 59, 999999), jst(2026, 4, 1, 0, 0, 0)):
+            act.emit("tanaka", "ncc", A1, "download-blocked", at, path="a.bam", route="files",
+                     reason="raw-name")  # fmt: skip
+
+        # tanaka all year at nig and ncc, except while suspended
+        suspended = (jst(2026, 11, 23, 10, 0), jst(2026, 12, 1, 9, 0))
+        day = jst(2026, 4, 3, 9, 0)
+        while day < jst(2027, 3, 30):
+            if not suspended[0] - timedelta(days=1) <= day < suspended[1]:
+                site = rng.choice(["nig", "ncc"])
+                act.session("tanaka", site, A1, day + timedelta(hours=rng.randint(0, 8)),
+                            rng.choice([0.5, 1, 2.5, 4, 7.25]), rng)  # fmt: skip
+            day += timedelta(days=rng.randint(3, 9))
+
+        # yamada becomes a handler on 1 July and leaves on 15 January
+        clock.move_to(jst(2026, 7, 1, 9, 0))
+        set_approval(policy, A1, handlers=["tanaka", "yamada"])
+        registry.import_policy(load_policy_dir(policy))
+        day = jst(2026, 7, 2, 10, 0)
+        while day < jst(2027, 1, 14):
+            act.session("yamada", "ncgm", A1, day, rng.choice([1, 3, 6]), rng)
+            day += timedelta(days=rng.randint(5, 15))
+        # a server without a stop record: it counts until the next start
+        act.emit("yamada", "ncgm", A1, "server-start", jst(2026, 8, 3, 10, 0), approval_end="x")
+        act.sessions.append((A1, "yamada", "ncgm", jst(2026, 8, 3, 10, 0), jst(2026, 8, 4, 10, 0)))
+        act.session("yamada", "ncgm", A1, jst(2026, 8, 4, 10, 0), 2, rng)
+        clock.move_to(jst(2027, 1, 15, 9, 0))
+        set_approval(policy, A1, handlers=["tanaka"])
+        registry.import_policy(load_policy_dir(policy))
+
+        # site admins of nig give A1 more at their site from 1 October
+        clock.move_to(jst(2026, 10, 1, 8, 0))
+        ops.set_approval_quota(
+            "admin-nig", site="nig", approval_id=A1, quota={"cpu": 4, "memory": "8G"},
+            reason="bigger GWAS",
+        )  # fmt: skip
+
+        # tanaka suspended with a server running at nig; the enforcer stops it
+        act.emit("tanaka", "nig", A1, "server-start", jst(2026, 11, 23, 9, 0), approval_end="x")
+        clock.move_to(suspended[0])
+        ops.suspend("jimu", user="tanaka", reason="shared his screen with a student")
+        act.enforcement_stop("tanaka", "nig", suspended[0] + timedelta(seconds=30), "suspended")
+        act.sessions.append(
+            (A1, "tanaka", "nig", jst(2026, 11, 23, 9, 0), suspended[0] + timedelta(seconds=30))
+        )
+        clock.move_to(suspended[1])
+        ops.reinstate("jimu", user="tanaka", reason="investigated: no data left the platform")
+
+        # suzuki from 1 October at imsut and nig
+        day = jst(2026, 10, 1, 13, 0)
+        while day < jst(2027, 3, 25):
+            act.session("suzuki", rng.choice(["imsut", "nig"]), A3, day, rng.choice([2, 5]), rng)
+            day += timedelta(days=rng.randint(4, 12))
+        # a server still running when the year ends: cut at the boundary
+        act.emit("suzuki", "imsut", A3, "server-start", jst(2027, 3, 31, 22, 0), approval_end="x")
+        act.sessions.append((A3, "suzuki", "imsut", jst(2027, 3, 31, 22, 0), FY_END))
+        act.emit("suzuki", "imsut", A3, "server-stop", jst(2027, 4, 1, 3, 0), reason="shutdown")
+        # the last instant of FY2026 and the first of FY2027
+        for at in (jst(2027, 3, 31, 23, 59, 59), jst(2027, 4, 1, 0, 0, 0)):
+            act.emit("suzuki", "imsut", A3, "download-blocked", at, path="b.cram", route="files",
+                     reason="raw-name")  # fmt: skip
+
+        # sato's approval ended in 2021: a little activity in its period, one event after it
+        act.session("sato", "ncc", A2, jst(2020, 6, 1, 10, 0), 3, rng)
+        act.emit("sato", "ncc", A2, "kernel-refused", jst(2021, 4, 1, 0, 0), kernel_name="py")
+
+        clock.move_to(REPORT_TIME)
+        yield {
+            "url": url,
+            "policy": policy,
+            "registry": registry,
+            "store": store,
+            "clock": clock,
+            "activity": act,
+            "base": base,
+        }
+        registry.close()
+        store.close()
+
+
+@pytest.fixture(scope="module")
+def report_ja(year):
+    return build_report(
+        year["registry"], year["store"], ReportRequest(fiscal_year=2026, lang="ja"), year["clock"]
+    )
+
+
+@pytest.fixture(scope="module")
+def exported(year):
+    """The year's records as `visiting audit export` writes them (JSON lines), read back."""
+    path = year["base"] / "fy2026.jsonl"
+    with open(path, "w", encoding="utf-8") as out:
+        year["store"].export(out, since=FY_START, until=FY_END)
+    return path, [json.loads(line) for line in path.read_text().splitlines()]
+
+
+# ---------------------------------------------------------------------------
+# an independent reading of the export
+
+
+def field(record: dict, name: str):
+    value = record
+    for part in name.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def matches(record: dict, query: dict) -> bool:
+    if not query["since"] <= record["time"] < query["until"]:
+        return False
+    if record["seq"] > query["until_seq"]:
+        return False
+    for name, wanted in query["where"].items():
+        value = field(record, name)
+        if isinstance(wanted, list):
+            if value not in wanted:
+                return False
+        elif value != wanted:
+            return False
+    return True
+
+
+def evaluate(records: list[dict], query: dict):
+    hits = [r for r in records if matches(r, query)]
+    kind, _, arg = query["measure"].partition(":")
+    if kind == "count":
+        return len(hits)
+    if kind == "sum":
+        return sum(field(r, arg) or 0 for r in hits)
+    if kind == "distinct":
+        return len({field(r, arg) for r in hits})
+    if kind == "sum-len":
+        return sum(len(field(r, arg) or []) for r in hits)
+    if kind == "sum-each":
+        lst, _, item = arg.rpartition(".")
+        return sum(x.get(item, 0) for r in hits for x in (field(r, lst) or []))
+    raise AssertionError(query["measure"])
+
+
+def approval(doc, approval_id):
+    return next(a for a in doc["approvals"] if a["approval_id"] == approval_id)
+
+
+def figure(a, fid):
+    return next(f["value"] for f in a["figures"] if f["id"] == f"{a['approval_id']}/{fid}")
+
+
+# ---------------------------------------------------------------------------
+# the figures
+
+
+def test_every_figure_equals_its_query_over_the_export(report_ja, exported):
+    _, records = exported
+    checked = 0
+    for a in report_ja["approvals"]:
+        for f in a["figures"]:
+            if f["query"]["measure"] == "server-hours":
+                continue
+            assert evaluate(records, f["query"]) == f["value"], f["id"]
+            checked += 1
+    assert checked > 100
+
+
+def test_counts_from_the_export(report_ja, exported):
+    """The headline numbers, counted here straight from the exported lines."""
+    _, records = exported
+    by = defaultdict(Counter)
+    for r in records:
+        by[(r["approval_id"], r["schema"].rsplit("/", 1)[1])][r["site"]] += 1
+    for aid in (A1, A3):
+        a = approval(report_ja, aid)
+        u = a["usage"]
+        assert u["sessions"] == sum(by[(aid, "server-start")].values())
+        for row in u["by_site"]:
+            assert row["sessions"] == by[(aid, "server-start")][row["site"]]
+            assert row["kernel_starts"] == by[(aid, "kernel-start")][row["site"]]
+        assert u["federation_total"] == sum(by[(aid, "federation-query")].values())
+        blocked = Counter(
+            r["data"]["reason"]
+            for r in records
+            if r["approval_id"] == aid and r["schema"].endswith("/download-blocked")
+        )
+        assert u["downloads_blocked"] == dict(blocked)
+        allowed = [
+            r["data"]["size"]
+            for r in records
+            if r["approval_id"] == aid and r["schema"].endswith("/download-allowed")
+        ]
+        assert u["downloads_allowed"] == {"count": len(allowed), "bytes": sum(allowed)}
+        files = defaultdict(set)
+        opens = Counter()
+        for r in records:
+            if r["approval_id"] == aid and r["schema"].endswith("/data-access"):
+                files[r["data"]["dataset"]].add(r["data"]["path"])
+                opens[r["data"]["dataset"]] += r["data"]["count"]
+        assert {d["dataset"]: (d["files"], d["opens"]) for d in u["data_access"]} == {
+            d: (len(files[d]), opens[d]) for d in files
+        }
+    # sato's approval ended in 2021: not in FY2026's report
+    assert {a["approval_id"] for a in report_ja["approvals"]} == {A1, A3}
+
+
+def test_server_hours_follow_the_pairing_rule(report_ja, year):
+    """Hours from what the test did: paired sessions, the server with no stop counted to
+    the next start, the one stopped by the enforcer, the ones running across both year
+    ends cut at the boundary."""
+    expected = defaultdict(float)
+    for aid, _user, site, start, end in year["activity"].sessions:
+        start, end = max(start, FY_START), min(end, FY_END)
+        if end > start:
+            expected[(aid, site)] += (end - start).total_seconds() / 3600
+    # the server started on 31 March 2026 at 20:00 and stopped at 02:00: two hours in FY2026
+    expected[(A1, "nig")] += 2
+    for aid in (A1, A3):
+        a = approval(report_ja, aid)
+        for row in a["usage"]["by_site"]:
+            assert row["server_hours"] == pytest.approx(expected[(aid, row["site"])], abs=0.01)
+    ended = Counter(s["ended_by"] for s in approval(report_ja, A1)["sessions"])
+    assert ended["next-start"] == 1 and ended["enforcement-stop"] == 1
+    carried = [s for s in approval(report_ja, A1)["sessions"] if s["carried_in"]]
+    assert (
+        len(carried) == 1 and carried[0]["end"] == jst(2026, 4, 1, 2, 0).astimezone(UTC).isoformat()
+    )
+    last = [s for s in approval(report_ja, A3)["sessions"] if s["ended_by"] == "bound"]
+    assert len(last) == 1 and last[0]["end"] == FY_END.astimezone(UTC).isoformat()
+
+
+def test_cpu_and_memory_hours_use_the_quota_at_each_start(report_ja, year):
+    """A1's quota is 2 cores / 4G; nig's admins gave it 4 cores / 8G from 1 October."""
+    change = jst(2026, 10, 1, 8, 0)
+    cpu = mem = 2.0  # the carried-in session: 2 h at 2 cores / 4 GiB
+    cpu, mem = 2 * 2.0, 2 * 4.0
+    for aid, _user, site, start, end in year["activity"].sessions:
+        if aid == A1 and site == "nig":
+            hours = (min(end, FY_END) - max(start, FY_START)).total_seconds() / 3600
+            cpu += hours * (4 if start >= change else 2)
+            mem += hours * (8 if start >= change else 4)
+    nig = next(r for r in approval(report_ja, A1)["usage"]["by_site"] if r["site"] == "nig")
+    assert nig["cpu_hours"] == pytest.approx(cpu, abs=0.01)
+    assert nig["memory_gib_hours"] == pytest.approx(mem, abs=0.01)
+    assert {(q["cpu"], q["memory"]) for q in nig["quotas"]} == {(2.0, 4 * GIB), (4.0, 8 * GIB)}
+    # suzuki's approval has no quota of its own: the site's default, 1 core / 2G
+    imsut = next(r for r in approval(report_ja, A3)["usage"]["by_site"] if r["site"] == "imsut")
+    assert imsut["cpu_hours"] == pytest.approx(imsut["server_hours"], abs=0.01)
+
+
+def test_handlers_changes_suspension_and_period_inside_the_year(report_ja):
+    a1 = approval(report_ja, A1)
+    assert a1["handlers"] == ["tanaka"]
+    assert a1["handlers_in_window"] == ["tanaka", "yamada"]
+    moves = [(c["handlers_added"], c["handlers_removed"]) for c in a1["changes"]]
+    assert moves == [(["yamada"], []), ([], ["yamada"])]
+    assert [u["user"] for u in a1["usage"]["by_user"]] == ["tanaka", "yamada"]
+    sec = a1["security"]
+    assert [s["username"] for s in sec["suspensions"]] == ["tanaka"]
+    assert sec["suspensions"][0]["lifted_at"] == jst(2026, 12, 1, 9, 0).astimezone(UTC).isoformat()
+    assert (sec["suspension_actions"], sec["reinstatements"], sec["enforcement_stops_total"]) == (
+        1,
+        1,
+        1,
+    )
+    # no session of tanaka while suspended
+    for s in a1["sessions"]:
+        if s["user"] == "tanaka":
+            start = datetime.fromisoformat(s["start"])
+            assert not jst(2026, 11, 23, 10, 1) <= start < jst(2026, 12, 1, 9, 0)
+    a3 = approval(report_ja, A3)
+    assert a3["in_window"]["from"] == jst(2026, 10, 1).astimezone(UTC).isoformat()
+    assert a3["in_window"]["until"] == FY_END.astimezone(UTC).isoformat()
+    assert {d["dataset"]: d["used"] for d in a3["datasets"]} == {
+        "JGAD000101": True,
+        "JGAD000501": True,
+    }
+
+
+def test_boundary_events_land_in_the_right_year(year):
+    """23:59:59(.999999) JST on 31 March is the old year; 00:00:00 JST on 1 April the new."""
+    reg, store, clock = year["registry"], year["store"], year["clock"]
+
+    def blocked(fy, aid):
+        doc = build_report(reg, store, ReportRequest(fiscal_year=fy, approval_id=aid), clock)
+        return approval(doc, aid)["usage"]["downloads_blocked"].get("raw-name", 0), doc
+
+    fy25, _ = blocked(2025, A1)
+    assert fy25 == 1  # 2026-03-31 23:59:59.999999 JST
+    a1 = [
+        e for e in store.events(since=FY_START, until=FY_END, approval_id=A1)
+        if e["data"].get("path") == "a.bam"
+    ]  # fmt: skip
+    assert [e["time"] for e in a1] == ["2026-03-31T15:00:00.000000+00:00"]
+    fy27, doc27 = blocked(2027, A3)
+    assert fy27 == 1  # 2027-04-01 00:00:00 JST
+    # the server running across the end of FY2026 counts in FY2027 from 00:00 to 03:00
+    imsut = next(r for r in approval(doc27, A3)["usage"]["by_site"] if r["site"] == "imsut")
+    assert imsut["server_hours"] == pytest.approx(3.0)
+    fy26 = [e for e in store.events(since=FY_START, until=FY_END, approval_id=A3)
+            if e["data"].get("path") == "b.cram"]  # fmt: skip
+    assert [e["time"] for e in fy26] == ["2027-03-31T14:59:59.000000+00:00"]
+
+
+def test_boundaries_on_both_databases(database_url):
+    """The [since, until) bounds in UTC on SQLite and PostgreSQL alike."""
+    clock = FixedClock(REPORT_TIME)
+    store = AuditStore(database_url, clock=clock)
+    reg = ApprovalRegistry(database_url, clock=clock)
+    try:
+        reg.import_policy(load_policy_dir(DEMO_DIR))
+        instants = [
+            jst(2026, 3, 31, 23, 59, 59, 999999),
+            jst(2026, 4, 1, 0, 0, 0),
+            jst(2027, 3, 31, 23, 59, 59),
+            jst(2027, 4, 1, 0, 0, 0),
+        ]
+        store.append(
+            {
+                "event_id": f"b{i}",
+                "schema": report_build.DOWNLOAD_BLOCKED,
+                "version": 1,
+                "time": at.isoformat(),
+                "user": "tanaka",
+                "site": "nig",
+                "approval_id": A1,
+                "data": {"path": "x.vcf", "route": "files", "reason": "raw-name"},
+            }
+            for i, at in enumerate(instants)
+        )
+        counts = {
+            fy: approval(
+                build_report(reg, store, ReportRequest(fiscal_year=fy, approval_id=A1), clock), A1
+            )["usage"]["downloads_blocked_total"]
+            for fy in (2025, 2026, 2027)
+        }
+        assert counts == {2025: 1, 2026: 2, 2027: 1}
+    finally:
+        store.close()
+        reg.close()
+
+
+def test_jq_rechecks_print_the_figures(report_ja, exported):
+    """The `recheck` line of each figure, run with jq over the export, prints its value."""
+    path, _ = exported
+    done = 0
+    for f in approval(report_ja, A1)["figures"]:
+        if f["query"]["measure"] == "server-hours" or "/monthly/" in f["id"]:
+            continue
+        export, _, program = f["recheck"].partition(" | jq -s ")
+        assert (
+            export
+            == f"visiting audit export --since {f['query']['since']} --until {f['query']['until']}"
+        )
+        out = subprocess.run(
+            ["jq", "-s", shlex.split(program)[0], str(path)], capture_output=True, text=True
+        )
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout) == f["value"], f["id"]
+        done += 1
+    assert done > 30
+
+
+# ---------------------------------------------------------------------------
+# the formats
+
+
+def test_four_formats_and_the_pdf_reads_back_in_japanese(report_ja, tmp_path):
+    paths = write_report(report_ja, ["html", "pdf", "csv", "json"], tmp_path / "out")
+    names = sorted(p.name for p in paths)
+    assert names == [f"usage-report-FY2026-all-ja.{x}" for x in ("csv", "html", "json", "pdf")]
+    out = tmp_path / "out"
+    doc = json.loads((out / "usage-report-FY2026-all-ja.json").read_text())
+    assert doc["approvals"][0]["figures"][0]["query"]["where"]["approval_id"] == A1
+    html = (out / "usage-report-FY2026-all-ja.html").read_text()
+    for heading in (
+        "2026年度 データ利用報告書（年次）",
+        "利用状況",
+        "セキュリティ",
+        "自己点検チェックリスト",
+    ):
+        assert heading in html
+    assert html.count("data:image/png;base64,") == 6  # three charts per approval
+    rows = (out / "usage-report-FY2026-all-ja.csv").read_text(encoding="utf-8-sig").splitlines()
+    assert rows[0].startswith("approval_id,figure,label,value")
+    assert len(rows) == 1 + sum(len(a["figures"]) for a in report_ja["approvals"])
+
+    pdf = out / "usage-report-FY2026-all-ja.pdf"
+    extracted = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True)
+    assert extracted.returncode == 0, extracted.stderr
+    words = extracted.stdout
+    for heading in (
+        "2026年度 データ利用報告書（年次）",
+        "承認番号 J-DU000101",
+        "利用状況",
+        "セキュリティ",
+        "成果発表",
+        "自己点検チェックリスト",
+        "集計の規則",
+    ):
+        assert heading in words, heading
+    assert "月別・サイト別のサーバー利用時間" in words  # a chart's title
+    rendered = subprocess.run(
+        ["pdftoppm", "-png", "-r", "60", "-f", "1", "-l", "1", str(pdf), str(tmp_path / "page")],
+        capture_output=True,
+    )
+    assert rendered.returncode == 0, rendered.stderr
+    page = next(tmp_path.glob("page*.png"))
+    assert page.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shutil.copy(page, ARTIFACTS / "report-FY2026-ja-page1.png")
+    shutil.copy(pdf, ARTIFACTS / pdf.name)
+
+
+def test_english_report(year, tmp_path):
+    doc = build_report(
+        year["registry"],
+        year["store"],
+        ReportRequest(
+            fiscal_year=2026,
+            institution="Example University Graduate School of Medicine",
+            lang="en",
+        ),
+        year["clock"],
+    )
+    assert [a["approval_id"] for a in doc["approvals"]] == [A1]
+    paths = write_report(doc, ["pdf", "html"], tmp_path)
+    assert (
+        paths[0].name == "usage-report-FY2026-Example-University-Graduate-School-of-Medicine-en.pdf"
+    )
+    words = subprocess.run(["pdftotext", str(paths[0]), "-"], capture_output=True, text=True).stdout
+    for heading in ("Annual data-usage report, fiscal year 2026", "Usage", "Security",
+                    "Self-assessment checklist", "Server hours per month and site"):  # fmt: skip
+        assert heading in words, heading
+
+
+def test_final_report_covers_the_whole_period(year, tmp_path):
+    reg, store, clock = year["registry"], year["store"], year["clock"]
+    doc = build_report(reg, store, ReportRequest(approval_id=A2, final=True, lang="en"), clock)
+    r = doc["report"]
+    assert (r["kind"], r["label"]) == ("final", "2019-04-01 .. 2021-03-31")
+    a2 = approval(doc, A2)
+    assert a2["usage"]["sessions"] == 1 and a2["usage"]["server_hours"] == pytest.approx(3.0)
+    # the refused kernel came at 2021-04-01 00:00 JST: after the period
+    assert a2["security"]["kernel_refused"] == 0
+    assert write_report(doc, ["json"], tmp_path)[0].name == "usage-report-final-J-DU000102-en.json"
+    with pytest.raises(
+        ReportError, match="J-DU000101 has not ended: its period runs to 2035-03-31"
+    ):
+        build_report(reg, store, ReportRequest(approval_id=A1, final=True), clock)
+
+
+def test_a_year_without_activity_says_so(year, tmp_path):
+    reg, store, clock = year["registry"], year["store"], year["clock"]
+    doc = build_report(reg, store, ReportRequest(fiscal_year=2030, approval_id=A1), clock)
+    assert doc["report"]["activity"] is False
+    assert doc["report"]["summary"] == "この期間の利用記録はありません。"
+    assert approval(doc, A1)["usage"]["server_hours"] == 0
+    paths = write_report(doc, ["html", "pdf"], tmp_path)
+    assert "この期間の利用記録はありません。" in paths[0].read_text()
+    words = subprocess.run(["pdftotext", str(paths[1]), "-"], capture_output=True, text=True).stdout
+    assert "この期間の利用記録はありません。" in words
+    # an institution whose only approval began later: no approval, no activity
+    doc = build_report(
+        reg,
+        store,
+        ReportRequest(fiscal_year=2018, institution="Example Genome Institute", lang="en"),
+        clock,
+    )
+    assert (
+        doc["approvals"] == []
+        and doc["report"]["summary"] == "No activity was recorded in this period."
+    )
+
+
+# ---------------------------------------------------------------------------
+# a tampered log, and the command
+
+
+def tampered_copy(year, tmp_path) -> tuple[str, int]:
+    """A copy of the year's database with one FY2026 record changed, as someone with
+    database access could; returns its URL and the record's seq."""
+    db = tmp_path / "tampered.sqlite"
+    shutil.copy(year["url"].removeprefix("sqlite:///"), db)
+    url = f"sqlite:///{db}"
+    seq = next(
+        e["seq"]
+        for e in year["store"].events(since=FY_START, until=FY_END, approval_id=A1)
+        if e["schema"].endswith("/download-allowed")
+    )
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE audit_events SET data = :d WHERE seq = :seq"),
+            {"d": '{"path":"plot.png","route":"files","size":1}', "seq": seq},
+        )
+    engine.dispose()
+    return url, seq
+
+
+def test_a_tampered_log_stops_the_report(year, tmp_path):
+    url, seq = tampered_copy(year, tmp_path)
+    store = AuditStore(url, clock=year["clock"])
+    reg = ApprovalRegistry(url, clock=year["clock"])
+    try:
+        with pytest.raises(ReportError) as e:
+            build_report(reg, store, ReportRequest(fiscal_year=2026), year["clock"])
+    finally:
+        store.close()
+        reg.close()
+    assert str(e.value) == (
+        f"the audit chain for 2026-04-01 .. 2027-03-31 does not verify: record {seq} was "
+        "altered: its hash does not match its content; no report was written"
+    )
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_command_writes_the_report(year, capsys, tmp_path, monkeypatch):
+    clock_file = tmp_path / "now"
+    clock_file.write_text(REPORT_TIME.isoformat())
+    monkeypatch.setenv("VISITING_CLOCK_FILE", str(clock_file))
+    out = tmp_path / "reports"
+    code, stdout, err = run(
+        capsys, "report", "--fiscal-year", "2026", "--approval", A3, "--format", "json,csv",
+        "--lang", "en", "--output", str(out), "--dir", str(year["policy"]),
+        "--database", year["url"],
+    )  # fmt: skip
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == [
+        "usage-report-FY2026-J-DU000103-en.csv",
+        "usage-report-FY2026-J-DU000103-en.json",
+    ]
+    assert f"wrote {out / 'usage-report-FY2026-J-DU000103-en.json'}" in stdout
+    assert "1 approval(s)" in stdout
+
+
+def test_command_refuses_a_tampered_log_and_writes_nothing(year, capsys, tmp_path):
+    url, seq = tampered_copy(year, tmp_path)
+    out = tmp_path / "reports"
+    code, stdout, err = run(
+        capsys, "report", "--fiscal-year", "2026", "--output", str(out),
+        "--dir", str(year["policy"]), "--database", url,
+    )  # fmt: skip
+    assert code == 2 and stdout == ""
+    assert err.strip().splitlines() == [
+        f"visiting: the audit chain for 2026-04-01 .. 2027-03-31 does not verify: record {seq} "
+        "was altered: its hash does not match its content; no report was written"
+    ]
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--fiscal-year", "26"], "--fiscal-year: '26' is not a year like 2026"),
+        (["--fiscal-year", "2026", "--format", "docx"], "--format: unknown format 'docx'"),
+        (["--fiscal-year", "2026", "--format", ""], "--format: unknown format ''"),
+        (["--fiscal-year", "2026", "--lang", "fr"], "--lang: 'fr' is not one of ja, en"),
+        (["--format", "json"], "give --fiscal-year YEAR (or --approval ID --final)"),
+        (["--final"], "--final needs --approval ID"),
+        (["--final", "--approval", A1, "--fiscal-year", "2026"], "--final covers the whole"),
+        (["--fiscal-year", "2026", "--approval", A1, "--institution", "X"], "either --approval"),
+        (
+            ["--fiscal-year", "2026", "--approval", "J-NOPE"],
+            "--approval: unknown approval 'J-NOPE'",
+        ),
+        (
+            ["--fiscal-year", "2026", "--institution", "Nowhere"],
+            "--institution: no approval is held",
+        ),
+        (["--approval", A1, "--final"], "J-DU000101 has not ended"),
+    ],
+    ids=[
+        "short-year",
+        "unknown-format",
+        "empty-format",
+        "unknown-lang",
+        "no-year",
+        "final-without-approval",
+        "final-with-year",
+        "approval-and-institution",
+        "unknown-approval",
+        "unknown-institution",
+        "final-before-end",
+    ],
+)
+def test_command_refuses_bad_flags_in_one_line(year, capsys, tmp_path, argv, message):
+    out = tmp_path / "reports"
+    code, stdout, err = run(
+        capsys, "report", *argv, "--output", str(out), "--dir", str(year["policy"]),
+        "--database", year["url"],
+    )  # fmt: skip
+    assert code == 2 and stdout == ""
+    assert len(err.strip().splitlines()) == 1 and message in err
+    assert not out.exists()
+
+
+def test_command_needs_an_output_folder(year, capsys, tmp_path):
+    code, _, err = run(capsys, "report", "--fiscal-year", "2026", "--database", year["url"])
+    assert code == 2 and "--output DIR is required" in err
+    afile = tmp_path / "file"
+    afile.write_text("")
+    code, _, err = run(
+        capsys, "report", "--fiscal-year", "2026", "--output", str(afile), "--database", year["url"]
+    )
+    assert code == 2 and "exists and is not a folder" in err
+
+
+# ---------------------------------------------------------------------------
+# small parts
+
+
+def test_schema_ids_are_those_of_the_services():
+    from hub.services.enforcer import STOP_SCHEMA
+    from hub.services.gateway import QUERY_SCHEMA
+
+    assert report_build.FEDERATION_QUERY == QUERY_SCHEMA
+    assert report_build.ENFORCEMENT_STOP == STOP_SCHEMA
+
+
+def test_pairing_rule():
+    since, bound = datetime(2026, 3, 31, 15, tzinfo=UTC), datetime(2026, 4, 30, tzinfo=UTC)
+
+    def iso(day, hour):
+        return datetime(2026, 4, day, hour, tzinfo=UTC).isoformat(timespec="microseconds")
+
+    marks = [
+        ("2026-03-30T00:00:00.000000+00:00", 1, "before:start"),  # running at the start
+        (iso(1, 0), 2, "stop"),
+        (iso(2, 0), 3, "stop"),  # closes nothing
+        (iso(3, 0), 4, "start"),
+        (iso(3, 5), 5, "start"),  # the first had no stop: it ends here
+        (iso(3, 6), 6, "estop"),
+        (iso(9, 0), 7, "start"),  # never stopped: runs to the bound
+    ]
+    sessions, unpaired = report_build.pair_sessions("u", "nig", marks, since, bound)
+    assert unpaired == 1
+    got = [(s.start.isoformat(), s.end.isoformat(), s.ended_by, s.carried_in) for s in sessions]
+    assert got == [
+        (since.isoformat(), iso(1, 0).replace(".000000", ""), "server-stop", True),
+        (iso(3, 0).replace(".000000", ""), iso(3, 5).replace(".000000", ""), "next-start", False),
+        (
+            iso(3, 5).replace(".000000", ""),
+            iso(3, 6).replace(".000000", ""),
+            "enforcement-stop",
+            False,
+        ),
+        (iso(9, 0).replace(".000000", ""), bound.isoformat(), "bound", False),
+    ]
+
+
+def test_months_of_a_fiscal_year_are_japan_months():
+    months = report_build.month_starts(FY_START.astimezone(UTC), FY_END.astimezone(UTC))
+    assert len(months) == 13
+    assert months[0] == FY_START and months[-1] == FY_END
+    assert months[6] == jst(2026, 10, 1)
+
+
+def test_wrap_breaks_latin_at_spaces_and_japanese_anywhere():
+    lines = wrap("the quick brown fox jumps over the lazy dog", 1.0, 10)
+    assert all(len(line) <= 16 for line in lines) and " ".join(lines).split() == (
+        "the quick brown fox jumps over the lazy dog".split()
+    )
+    ja = "データ取扱者の変更は事務局に届け出た。" * 3
+    lines = wrap(ja, 1.5, 10)
+    assert "".join(lines) == ja and len(lines) > 3
