@@ -58,7 +58,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from ..access import SECRETARIAT, approvals_at_site
 from ..audit import AuditStore
 from ..operations import OperationError, Operations
-from ..periods import clock_from_env, jst_date
+from ..periods import clock_from_env, fiscal_year_of, jst_date
 from ..policy import load_platform
 from ..registry import ApprovalRegistry
 from ..sites import resolve_endpoint
@@ -457,6 +457,7 @@ class PageHandler(BaseHandler):
             "flash": self.get_argument("done", ""),
             "secretariat": SECRETARIAT in roles,
             "today": jst_date(self.ops.clock.now()).isoformat(),
+            "fiscal_year": fiscal_year_of(self.ops.clock.now()),
             "sites": [],
         }
         if ctx["secretariat"]:
@@ -563,6 +564,66 @@ class PageHandler(BaseHandler):
         self.redirect(self.request.path.rsplit("do/", 1)[0] + "?" + urlencode({"done": message}))
 
 
+class ReportHandler(BaseHandler):
+    """GET report?fiscal_year=2026&approval=ID|institution=NAME&final=1&lang=ja&format=pdf:
+    the data-usage report (see hub/report), for the secretariat, from the page or a token."""
+
+    TYPES = {
+        "html": "text/html; charset=UTF-8",
+        "pdf": "application/pdf",
+        "csv": "text/csv; charset=UTF-8",
+        "json": "application/json; charset=UTF-8",
+    }
+
+    def write_error(self, status_code, **kwargs):
+        exc = kwargs.get("exc_info", (None, None))[1]
+        message = getattr(exc, "message", None) or (
+            exc.log_message if isinstance(exc, web.HTTPError) and exc.log_message else self._reason
+        )
+        self.set_header("Content-Type", "text/plain; charset=UTF-8")
+        self.finish(f"{status_code}: {message}\n")
+
+    @web.authenticated
+    async def get(self):
+        from ..report import ReportError, ReportRequest, build_report
+        from ..report import render as report_render
+
+        try:
+            self.ops.require_secretariat(self.actor)
+        except OperationError as e:
+            raise web.HTTPError(403, "%s", e.message) from None
+        fmt = self.get_argument("format", "html")
+        if fmt not in self.TYPES:
+            raise web.HTTPError(400, "format: one of %s", ", ".join(self.TYPES))
+        year = self.get_argument("fiscal_year", "")
+        if year and not (year.isdigit() and 2000 <= int(year) <= 2100):
+            raise web.HTTPError(400, "fiscal_year: %r is not a year like 2026", year)
+        request = ReportRequest(
+            fiscal_year=int(year) if year else None,
+            approval_id=self.get_argument("approval", "") or None,
+            institution=self.get_argument("institution", "") or None,
+            final=self.get_argument("final", "") in ("1", "on", "true"),
+            lang=self.get_argument("lang", "ja"),
+        )
+        render = getattr(report_render, f"render_{fmt}")
+
+        def produce():
+            request.check()
+            doc = build_report(self.ops.registry, self.ops.audit, request, self.ops.clock)
+            return report_render.file_stem(doc), render(doc)
+
+        try:
+            stem, body = await asyncio.get_running_loop().run_in_executor(
+                self.backend.pool, produce
+            )
+        except ReportError as e:
+            raise web.HTTPError(400, "%s", str(e)) from None
+        self.set_header("Content-Type", self.TYPES[fmt])
+        if fmt != "html":
+            self.set_header("Content-Disposition", f'attachment; filename="{stem}.{fmt}"')
+        self.finish(body)
+
+
 def make_app(backend: Backend, prefix: str, cookie_secret: bytes) -> web.Application:
     prefix = "/" + prefix.strip("/") + "/"
     args = {"backend": backend}
@@ -581,6 +642,7 @@ def make_app(backend: Backend, prefix: str, cookie_secret: bytes) -> web.Applica
         (api + r"sites/([^/]+)/approvals/([^/]+)/quota", SiteQuotaHandler, args),
         (api + r"sites/([^/]+)/servers", SiteServersHandler, args),
         (api + r"sites/([^/]+)/servers/([^/]+)/stop", StopServerHandler, args),
+        (prefix + "report", ReportHandler, args),
         (prefix + "oauth_callback", HubOAuthCallbackHandler),
         (prefix + r"do/([a-z-]+)", PageHandler, args),
         (prefix + "?", PageHandler, args),

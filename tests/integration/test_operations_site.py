@@ -548,3 +548,34 @@ def test_the_page_for_a_site_admin_and_a_researcher(site_stack, registry, audit)
     assert state(registry, audit) == before
     _, page = page_session(site_stack, "yamada")
     assert "no role that uses this page" in page.text
+
+
+def test_the_report_from_the_admin_service(site_stack, jimu, admin_nig):
+    base = f"{site_stack.config.hub_url}/services/admin/report"
+    r = requests.get(
+        base,
+        params={"fiscal_year": "2026", "lang": "ja", "format": "json"},
+        headers={"Authorization": f"token {jimu}"},
+        timeout=300,
+    )
+    assert r.status_code == 200, r.text[:500]
+    doc = r.json()
+    assert doc["audit_chain"]["ok"] and {a["approval_id"] for a in doc["approvals"]} >= {
+        "J-DU000101"
+    }
+    session, page = page_session(site_stack, "jimu")
+    assert 'id="report-form"' in page.text
+    html = session.get(base, params={"fiscal_year": "2026", "lang": "ja"}, timeout=300)
+    assert html.status_code == 200 and "利用" in html.text
+    pdf = session.get(base, params={"fiscal_year": "2026", "format": "pdf"}, timeout=300)
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+    assert "attachment" in pdf.headers["Content-Disposition"]
+    # a site admin is not the secretariat; a bad year is named
+    assert (
+        requests.get(base, headers={"Authorization": f"token {admin_nig}"}, timeout=60).status_code
+        == 403
+    )
+    bad = requests.get(
+        base, params={"fiscal_year": "26"}, headers={"Authorization": f"token {jimu}"}, timeout=60
+    )
+    assert bad.status_code == 400 and "fiscal_year" in bad.text
