@@ -31,7 +31,9 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -237,6 +239,10 @@ def one_plain_stop(stack, engine, sites: list[str]) -> float:
     return time.perf_counter() - t0
 
 
+def _interrupt(signum, _frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=5, help="runs per size (default 5)")
@@ -253,7 +259,10 @@ def main() -> int:
     stack = Stack(
         StackConfig.ephemeral(tmp / "state", sites=True, platform_dir=bench_platform(tmp))
     )
-    engine = docker.DockerClient(base_url=resolve_endpoint("local"))
+    engine_was_up = (
+        subprocess.run(["bash", str(REPO / "scripts/docker.sh"), "status"], capture_output=True)
+    ).returncode == 0
+    engine = None
     results: dict[int, dict[str, list[float]]] = {}
     sampler = MemorySampler()
     sampler.start()
@@ -261,9 +270,14 @@ def main() -> int:
         print("starting the platform ...", flush=True)
         stack.ensure_data()
         stack.start_sites()
+        engine = docker.DockerClient(base_url=resolve_endpoint("local"))
         stack.start()
         jimu = token_of(stack, "jimu")
         load = federated_load(stack, SITES[:4])
+        # Ctrl-C and SIGTERM end the runs and take the platform down (the analysis client's
+        # imports may have put other handlers in place)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, _interrupt)
         print(
             "  federated load over 4 sites: "
             + ", ".join(f"{k} {v:.1f} s" for k, v in load.items()),
@@ -285,7 +299,10 @@ def main() -> int:
     finally:
         sampler.done.set()
         stack.stop()
-        engine.close()
+        if engine is not None:
+            engine.close()
+        if not engine_was_up:  # leave the machine as found
+            subprocess.run(["bash", str(REPO / "scripts/docker.sh"), "down"], capture_output=True)
         shutil.rmtree(tmp, ignore_errors=True)
 
     print()

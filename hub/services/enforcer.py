@@ -228,12 +228,18 @@ class Enforcer:
             stopping = [v for v in verdicts if v.stop]
             # a server that a round or a site admin is stopping already is only waited for
             asked = [v for v in stopping if servers[v.server].get("pending") != "stop"]
-            await asyncio.gather(*(self.stop(v) for v in asked))
             names = {v.server for v in stopping}
-            pending = await self.wait_stopped(user, names, STOP_WAIT_SECONDS)
-            tokens = 0
-            if self.registry.suspension_of(user, now) is not None:
-                tokens = await self.revoke_tokens(user)
+            suspended = self.registry.suspension_of(user, now) is not None
+
+            async def stops() -> set[str]:
+                await asyncio.gather(*(self.stop(v) for v in asked))
+                return await self.wait_stopped(user, names, STOP_WAIT_SECONDS)
+
+            async def tokens_of_suspended() -> int:
+                return await self.revoke_tokens(user) if suspended else 0
+
+            # the tokens go at once, while the containers are still stopping
+            pending, tokens = await asyncio.gather(stops(), tokens_of_suspended())
             out[user] = {
                 "stopped": sorted(names - pending),
                 "still_stopping": sorted(pending),
