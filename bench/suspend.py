@@ -13,7 +13,8 @@ four watchers, started just before, note when each outcome first holds:
 - federation: a query to the nig gateway with his token is refused.
 
 The reference, in the same run: the same servers stopped by their owner
-through JupyterHub's API (DELETE, all at once) until the containers are gone;
+through JupyterHub's API (one DELETE after another, as the home page's stop
+buttons do) until the containers are gone;
 the ratio says what the suspension path adds over JupyterHub's own stop.
 Median of --runs runs (default 5).
 
