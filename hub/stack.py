@@ -105,6 +105,11 @@ class StackConfig:
         return f"http://{self.host}:{self.idp_port}"
 
 
+#: How long the hub may take to stop: it stops its services one after another (JupyterHub
+#: polls each for about a second, more on a busy machine), then its proxy.
+HUB_STOP_SECONDS = 60.0
+
+
 class ManagedProcess:
     """One child process in its own process group, with a pid file and a log file."""
 
@@ -466,7 +471,7 @@ class Stack:
     def stop_hub(self) -> None:
         """Stop the hub, its proxy and its services; researchers' servers keep running."""
         for p in [p for p in self.processes if p.name == "hub"]:
-            p.stop()
+            p.stop(timeout=HUB_STOP_SECONDS)
             self.processes.remove(p)
         stop_pid_file(self.state_dir / "proxy.pid")
         stop_services_of(self.state_dir)
@@ -482,7 +487,7 @@ class Stack:
 
     def stop(self) -> None:
         for p in reversed(self.processes):
-            p.stop()
+            p.stop(timeout=HUB_STOP_SECONDS if p.name == "hub" else 15.0)
         self.processes.clear()
         stop_pid_file(self.state_dir / "proxy.pid")
         stop_services_of(self.state_dir)
@@ -501,7 +506,8 @@ class Stack:
         """Stop what a previous `start` recorded in the state folder's pid files."""
         stopped = []
         for name in ("hub", "idp"):
-            if stop_pid_file(self.state_dir / "pids" / f"{name}.pid"):
+            # the hub stops its services one after another, then its proxy
+            if stop_pid_file(self.state_dir / "pids" / f"{name}.pid", timeout=HUB_STOP_SECONDS):
                 stopped.append(name)
         # left behind only when the hub could not stop it (killed hard)
         if stop_pid_file(self.state_dir / "proxy.pid"):

@@ -12,16 +12,16 @@ import os
 import re
 import signal
 import time
+from pathlib import Path
 
 import docker
-import psutil
 import pytest
 import requests
 
 from hub.audit import AuditStore
 from hub.registry import ApprovalRegistry
 from hub.sites import resolve_endpoint
-from hub.stack import Stack, StackConfig
+from hub.stack import Stack, StackConfig, services_of
 
 from .conftest import hub_login, token_of
 from .test_sites import Researcher, container_of
@@ -186,12 +186,14 @@ def test_enforcer_down_other_checks_hold_and_it_catches_up(site_stack, engine, j
     token = token_of(site_stack, "tanaka")
     assert tanaka.start("nig").status_code in (201, 202)
     tanaka.wait_ready("nig")
+    # this stack's enforcer (other test modules run stacks of their own)
     (enforcer,) = [
-        p
-        for p in psutil.process_iter(["cmdline"])
-        if "hub.services.enforcer" in " ".join(p.info["cmdline"] or [])
+        pid
+        for pid in services_of(site_stack.state_dir)
+        if b"JUPYTERHUB_SERVICE_NAME=enforcer"
+        in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     ]
-    os.kill(enforcer.pid, signal.SIGSTOP)
+    os.kill(enforcer, signal.SIGSTOP)
     try:
         r = api(site_stack, jimu, "POST", "suspend", {"user": "tanaka", "reason": "audit finding"})
         assert r.status_code == 200, r.text
@@ -205,7 +207,7 @@ def test_enforcer_down_other_checks_hold_and_it_catches_up(site_stack, engine, j
         spawn = tanaka.start("ncc")
         assert spawn.status_code in (403, 500) or "suspended" in spawn.text
     finally:
-        os.kill(enforcer.pid, signal.SIGCONT)
+        os.kill(enforcer, signal.SIGCONT)
     # back: its next round stops the server and revokes the tokens
     deadline = time.monotonic() + 10 * ENFORCER_INTERVAL
     while time.monotonic() < deadline and container_of(engine, "tanaka", "nig") is not None:
