@@ -57,7 +57,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from ..access import SECRETARIAT, approvals_at_site
 from ..audit import AuditStore
-from ..operations import OperationError, Operations
+from ..operations import OperationError, Operations, check_reason
 from ..periods import clock_from_env, fiscal_year_of, jst_date
 from ..policy import load_platform
 from ..registry import ApprovalRegistry
@@ -230,6 +230,28 @@ class Backend:
             return down | {"detail": str(e)}
         return json.loads(resp.body)
 
+    async def enforce_after(self, out) -> dict:
+        """After a suspension or a revocation: the enforcer acts on the people it concerns."""
+        if out.action == "suspend":
+            users = sorted(out.detail["suspensions"])
+        else:
+            users = list(out.detail["approval"]["handlers"])
+        return await self.enforcer("api/enforce", {"users": users})
+
+    async def stop_server(self, actor: str, site: str, user: str, reason) -> dict:
+        """A site admin's stop of one server: checked, done by the enforcer, recorded."""
+        self.ops.require_site_admin(actor, site)
+        reason = check_reason(reason)
+        done = await self.enforcer(
+            "api/stop", {"user": user, "site": site, "reason": reason, "actor": actor}
+        )
+        if "error" in done:
+            raise OperationError(done["error"], status=503)
+        self.ops.record_server_stop(
+            actor, site=site, user=user, reason=reason, stopped=bool(done.get("stopped"))
+        )
+        return {"site": site, "user": user} | done
+
 
 # ---------------------------------------------------------------------------
 # handlers
@@ -315,8 +337,7 @@ class ApprovalActionHandler(ApiHandler):
         else:
             out = self.ops.revoke(self.actor, approval_id=approval_id, reason=body.get("reason"))
             result = out.to_json()
-            handlers = out.detail["approval"]["handlers"]
-            result["enforcement"] = await self.backend.enforcer("api/enforce", {"users": handlers})
+            result["enforcement"] = await self.backend.enforce_after(out)
         self.finish(result)
 
 
@@ -347,8 +368,7 @@ class SuspendHandler(ApiHandler):
             ban_indefinite=body.get("ban_indefinite", False),
         )
         result = out.to_json()
-        users = sorted(out.detail["suspensions"])
-        result["enforcement"] = await self.backend.enforcer("api/enforce", {"users": users})
+        result["enforcement"] = await self.backend.enforce_after(out)
         result["seconds"] = round(time.monotonic() - t0, 3)
         self.finish(result)
 
@@ -405,19 +425,8 @@ class SiteServersHandler(ApiHandler):
 
 class StopServerHandler(ApiHandler):
     async def post(self, site: str, user: str):
-        self.ops.require_site_admin(self.actor, site)
-        from ..operations import check_reason
-
-        reason = check_reason(self.body().get("reason"))
-        done = await self.backend.enforcer(
-            "api/stop", {"user": user, "site": site, "reason": reason, "actor": self.actor}
-        )
-        if "error" in done:
-            raise web.HTTPError(503, "%s", done["error"])
-        self.ops.record_server_stop(
-            self.actor, site=site, user=user, reason=reason, stopped=bool(done.get("stopped"))
-        )
-        self.finish({"site": site, "user": user} | done)
+        reason = self.body().get("reason")
+        self.finish(await self.backend.stop_server(self.actor, site, user, reason))
 
 
 # -- the page -------------------------------------------------------------------
@@ -522,38 +531,14 @@ class PageHandler(BaseHandler):
             }
         try:
             if name == "stop-server":
-                self.ops.require_site_admin(self.actor, kwargs["site"])
-                from ..operations import check_reason
-
-                reason = check_reason(kwargs["reason"])
-                done = await self.backend.enforcer(
-                    "api/stop",
-                    {
-                        "user": kwargs["user"],
-                        "site": kwargs["site"],
-                        "reason": reason,
-                        "actor": self.actor,
-                    },
-                )
-                if "error" in done:
-                    raise OperationError(done["error"], status=503)
-                self.ops.record_server_stop(
-                    self.actor,
-                    site=kwargs["site"],
-                    user=kwargs["user"],
-                    reason=reason,
-                    stopped=bool(done.get("stopped")),
+                await self.backend.stop_server(
+                    self.actor, kwargs["site"], kwargs["user"], kwargs["reason"]
                 )
                 message = f"stop-server {kwargs['user']}@{kwargs['site']}"
             else:
                 out = getattr(self.ops, op)(self.actor, **kwargs)
                 if name in ("suspend", "revoke"):
-                    users = (
-                        sorted(out.detail["suspensions"])
-                        if name == "suspend"
-                        else out.detail["approval"]["handlers"]
-                    )
-                    await self.backend.enforcer("api/enforce", {"users": users})
+                    await self.backend.enforce_after(out)
                 message = f"{name}: {'done' if out.changed else 'no change'}"
         except OperationError as e:
             if e.status == 403:
