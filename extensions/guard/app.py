@@ -408,6 +408,16 @@ class GuardApp(ExtensionApp):
         self.serverapp.stop()
 
     async def stop_extension(self):
+        """Runs once however often the server is stopped (its own period end and a SIGTERM
+        can both stop it): a second call waits for the first, so the last events are
+        spooled and shipped before the server's loop ends."""
+        if self._extension_stop is None:
+            self._extension_stop = asyncio.ensure_future(self._stop_extension_once())
+        await self._extension_stop
+
+    _extension_stop: asyncio.Future | None = None
+
+    async def _stop_extension_once(self):
         for cb in self._callbacks:
             cb.stop()
         self.flush_data_access()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import logging
 import os
 import struct
@@ -60,6 +61,10 @@ class DataWatch:
                 buf = os.read(self.fd, 65536)
             except BlockingIOError:
                 return
+            except OSError as e:
+                if e.errno == errno.EBADF:
+                    return  # closed already: the server is stopping
+                raise
             if not buf:
                 return
             i = 0
