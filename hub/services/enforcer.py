@@ -259,9 +259,11 @@ class Enforcer:
     async def enforce_once(self) -> list[Verdict]:
         now = self.clock.now()
         stopped = []
-        async for user, name, _server in self.running_servers():
+        async for user, name, server in self.running_servers():
             if not name:
                 continue  # the platform names every server after its site
+            if server.get("pending") == "stop":
+                continue  # being stopped already (a request to act at once, a site admin)
             verdict = judge(self.registry, user, name, now)
             if verdict.stop:
                 await self.stop(verdict)
