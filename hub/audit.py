@@ -48,11 +48,10 @@ from sqlalchemy import (
     type_coerce,
     update,
 )
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from .periods import Clock, as_utc, period_start
-from .registry import UTCDateTime, make_engine
+from .registry import UTCDateTime, create_tables, make_engine
 
 #: prev_hash of the first record.
 GENESIS = "0" * 64
@@ -388,14 +387,7 @@ class AuditStore:
         self.engine.dispose()
 
     def _create_tables(self) -> None:
-        # two processes opening a new database at once may both try to create the tables
-        for attempt in range(3):
-            try:
-                AuditBase.metadata.create_all(self.engine)
-                return
-            except DBAPIError:
-                if attempt == 2:
-                    raise
+        create_tables(self.engine, AuditBase.metadata)
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:

@@ -351,6 +351,9 @@ def _banner(stack) -> str:
         "",
         f"  Visiting workspace demo is up: {c.hub_url}/",
         f"  OIDC provider: {c.idp_url}/.well-known/openid-configuration",
+        f"  user guide: {c.hub_url}/services/catalogue/guide/   "
+        f"catalogue: {c.hub_url}/services/catalogue/   admin: {c.hub_url}/services/admin/",
+        "  tutorials: ~/tutorials/ in every researcher's server (notebooks/ here)",
         f"  logs: {stack.state_dir / 'logs'}",
         "",
         "  Demo accounts (DEMO ONLY passwords / デモ専用):",

@@ -47,6 +47,7 @@ class HubSettings:
     audit_port: int = 8082
     enforcer_port: int = 8083
     admin_port: int = 8084
+    catalogue_port: int = 8085
     enforcer_interval: float = 30.0
     period_check_seconds: float = 30.0
     # extra environment for researchers' containers (test set-ups: short guard intervals)
@@ -77,6 +78,7 @@ class HubSettings:
             ("audit_port", "VISITING_AUDIT_PORT", int),
             ("enforcer_port", "VISITING_ENFORCER_PORT", int),
             ("admin_port", "VISITING_ADMIN_PORT", int),
+            ("catalogue_port", "VISITING_CATALOGUE_PORT", int),
             ("enforcer_interval", "VISITING_ENFORCER_INTERVAL", float),
             ("period_check_seconds", "VISITING_PERIOD_CHECK_SECONDS", float),
         ):
@@ -220,6 +222,8 @@ SERVICE_ENV = (
 
 def configure_services(c, settings: HubSettings) -> None:
     """The hub-managed services, each with exactly the scopes it uses."""
+    from .sites import service_token
+
     env = {var: os.environ[var] for var in SERVICE_ENV if os.environ.get(var)}
     env[PLATFORM_ENV] = str(settings.platform_dir)
     env["VISITING_STATE_DIR"] = str(settings.state_dir)
@@ -259,16 +263,40 @@ def configure_services(c, settings: HubSettings) -> None:
             "oauth_no_confirm": True,
             "display": True,
         },
+        {
+            # datasets and counts of people for planning a study, and the user guide;
+            # asks the gateways for counts with its own token
+            "name": "catalogue",
+            "url": f"http://127.0.0.1:{settings.catalogue_port}",
+            "command": [python, "-m", "hub.services.catalogue"],
+            "environment": dict(env, VISITING_HUB_URL=settings.hub_url),
+            "api_token": service_token(settings.state_dir, "catalogue"),
+            "oauth_no_confirm": True,
+            "display": True,
+        },
     ]
     gateways = configure_gateways(c, settings, env)
     c.JupyterHub.load_roles = [
         {"name": "enforcer", "services": ["enforcer"], "scopes": list(ENFORCER_SCOPES)},
         {"name": "admin-service", "services": ["admin"], "scopes": list(ADMIN_SCOPES)},
-        # a person may use every site's gateway and open the admin service; each decides
-        # by approval or platform role
+        # the catalogue asks every site's gateway for counts of people (and nothing else:
+        # the gateways decide that)
+        {
+            "name": "catalogue-service",
+            "services": ["catalogue"],
+            "scopes": [f"access:services!service={g}" for g in gateways],
+        },
+        # a person may use every site's gateway and open the admin service and the
+        # catalogue; each decides by approval or platform role
         {
             "name": "user",
-            "scopes": ["self", "list:services", "read:services", "access:services!service=admin"]
+            "scopes": [
+                "self",
+                "list:services",
+                "read:services",
+                "access:services!service=admin",
+                "access:services!service=catalogue",
+            ]
             + [f"access:services!service={g}" for g in gateways],
         },
     ]
@@ -279,6 +307,7 @@ def configure_services(c, settings: HubSettings) -> None:
         "read:users:name!user",
         "list:services",
         "read:services",
+        "access:services!service=catalogue",
     ] + [f"access:services!service={g}" for g in gateways]
 
 

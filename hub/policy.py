@@ -204,6 +204,28 @@ class Account:
 
 
 @dataclass(frozen=True)
+class CatalogueEntry:
+    """One dataset in the catalogue: its JGA-style metadata (catalogue.yaml) and where it is.
+
+    `metadata` holds the file's fields as written (study, nbdc_research_id,
+    policy, title, title_ja, description, data_types, platform, library,
+    reference, target, access, release_date, keywords).
+    """
+
+    dataset: str
+    site: str
+    kind: str
+    metadata: dict[str, Any]
+
+    @property
+    def title(self) -> str:
+        return self.metadata["title"]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"dataset": self.dataset, "site": self.site, "kind": self.kind, **self.metadata}
+
+
+@dataclass(frozen=True)
 class PolicyBundle:
     """A validated policy directory."""
 
@@ -212,6 +234,7 @@ class PolicyBundle:
     approvals: dict[str, Approval]
     accounts: dict[str, Account] = field(default_factory=dict)
     warnings: tuple[PolicyIssue, ...] = ()
+    catalogue: dict[str, CatalogueEntry] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------
@@ -272,7 +295,7 @@ def _schemas() -> tuple[dict[str, Any], referencing.Registry]:
     schema_dir = Path(os.environ.get("VISITING_SCHEMA_DIR", SCHEMA_DIR))
     schemas = {}
     resources = []
-    for name in ("platform", "approval", "users"):
+    for name in ("platform", "approval", "users", "catalogue"):
         doc = json.loads((schema_dir / f"{name}.schema.json").read_text())
         schemas[name] = doc
         resource = referencing.Resource.from_contents(doc)
@@ -604,6 +627,8 @@ def load_policy_dir(directory: str | os.PathLike) -> PolicyBundle:
                             PolicyIssue(a.source, "handlers", f"{h!r} has no account in users.yaml")
                         )
 
+    catalogue = _load_catalogue_file(directory / CATALOGUE_FILE, platform, issues)
+
     if issues or platform is None:
         raise PolicyError(issues)
     return PolicyBundle(
@@ -612,7 +637,56 @@ def load_policy_dir(directory: str | os.PathLike) -> PolicyBundle:
         approvals=approvals,
         accounts=accounts,
         warnings=tuple(warnings),
+        catalogue=catalogue,
     )
+
+
+CATALOGUE_FILE = "catalogue.yaml"
+
+
+def _load_catalogue_file(
+    path: Path, platform: Platform | None, issues: list[PolicyIssue]
+) -> dict[str, CatalogueEntry]:
+    """The catalogue's entries, one per dataset of the platform.
+
+    The file is optional; a dataset it does not describe is listed with the
+    title platform.yaml gives it. A dataset id the platform does not hold is
+    an issue (a typo would otherwise hide a dataset's metadata).
+    """
+    described: dict[str, dict] = {}
+    if path.exists():
+        doc = read_yaml(path, issues)
+        if doc is not None:
+            schema_issues = _schema_issues("catalogue", doc, str(path))
+            issues.extend(schema_issues)
+            if not schema_issues:
+                described = doc["datasets"]
+    if platform is None:
+        return {}
+    for dataset_id in described:
+        if dataset_id not in platform.datasets:
+            issues.append(
+                PolicyIssue(
+                    str(path),
+                    f"datasets.{dataset_id}",
+                    f"no dataset {dataset_id} in platform.yaml "
+                    f"(known: {', '.join(sorted(platform.datasets))})",
+                )
+            )
+    entries = {}
+    for dataset_id, d in platform.datasets.items():
+        metadata = dict(described.get(dataset_id) or {"title": d.title})
+        entries[dataset_id] = CatalogueEntry(dataset_id, d.site, d.kind, metadata)
+    return entries
+
+
+def load_catalogue(directory: str | os.PathLike, platform: Platform) -> dict[str, CatalogueEntry]:
+    """The catalogue of a policy directory (for the catalogue service), or PolicyError."""
+    issues: list[PolicyIssue] = []
+    entries = _load_catalogue_file(Path(directory) / CATALOGUE_FILE, platform, issues)
+    if issues:
+        raise PolicyError(issues)
+    return entries
 
 
 def load_platform(directory: str | os.PathLike) -> Platform:

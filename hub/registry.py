@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -356,6 +357,25 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
+def create_tables(engine: Engine, metadata) -> None:
+    """Create the tables that are missing; safe when several processes open a new database.
+
+    Two processes (or threads) opening a new database at once both see no tables and
+    both create them: the one that loses gets "already exists" (PostgreSQL and SQLite
+    alike) while the other may still be half-way through. It waits a little and checks
+    again, until every table is there.
+    """
+    attempts = 20
+    for attempt in range(attempts):
+        try:
+            metadata.create_all(engine)
+            return
+        except DBAPIError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.02 * (attempt + 1))
+
+
 class ApprovalRegistry:
     """Approvals, handlers, datasets and roles, with the queries the platform needs."""
 
@@ -363,15 +383,7 @@ class ApprovalRegistry:
         self.database_url = database_url
         self.clock = clock or Clock()
         self.engine = make_engine(database_url)
-        # two processes opening a new database at once may both try to create the tables
-        # (PostgreSQL refuses the second CREATE TABLE): a retry finds them made
-        for attempt in range(3):
-            try:
-                Base.metadata.create_all(self.engine)
-                break
-            except DBAPIError:
-                if attempt == 2:
-                    raise
+        create_tables(self.engine, Base.metadata)
 
     @classmethod
     def for_platform(cls, platform: Platform, clock: Clock | None = None) -> ApprovalRegistry:

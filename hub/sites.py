@@ -290,11 +290,20 @@ def ensure_network(client, plan: SitePlan):
 
 def gateway_token(state_dir: Path, site_id: str) -> str:
     """The API token of a site's federation gateway service, random and kept per state folder."""
+    return _kept_token(Path(state_dir) / "gateway-tokens", site_id)
+
+
+def service_token(state_dir: Path, name: str) -> str:
+    """The API token of a hub-managed service that a test or an operator must be able to
+    name (the catalogue), random and kept per state folder."""
+    return _kept_token(Path(state_dir) / "service-tokens", name)
+
+
+def _kept_token(folder: Path, name: str) -> str:
     import secrets
 
-    folder = Path(state_dir) / "gateway-tokens"
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path = folder / site_id
+    path = folder / name
     if not path.exists():
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

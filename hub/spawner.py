@@ -91,7 +91,8 @@ class SiteSpawner(PlatformTraits, DockerSpawner):
 
     @default("cmd")
     def _cmd_default(self):
-        return ["jupyterhub-singleuser"]
+        # jupyterhub-singleuser, after copying the image's tutorials into ~/tutorials
+        return ["visiting-singleuser"]
 
     @default("allowed_images")
     def _allowed_images_default(self):

@@ -69,6 +69,7 @@ class StackConfig:
     audit_port: int = 8082
     enforcer_port: int = 8083
     admin_port: int = 8084
+    catalogue_port: int = 8085
     gateway_ports: dict[str, int] = field(default_factory=dict)  # site -> port, no containers
     auth_refresh_age: int = 60
     clock_file: Path | None = None  # tests only: a file holding "now"
@@ -87,6 +88,7 @@ class StackConfig:
             audit_port=free_port(),
             enforcer_port=free_port(),
             admin_port=free_port(),
+            catalogue_port=free_port(),
             gateway_ports={
                 s: free_port()
                 for s in load_policy_dir(
@@ -356,6 +358,7 @@ class Stack:
             "VISITING_AUDIT_PORT": str(c.audit_port),
             "VISITING_ENFORCER_PORT": str(c.enforcer_port),
             "VISITING_ADMIN_PORT": str(c.admin_port),
+            "VISITING_CATALOGUE_PORT": str(c.catalogue_port),
             "VISITING_GATEWAY_PORTS": json.dumps(c.gateway_ports),
             "VISITING_AUTH_REFRESH_AGE": str(c.auth_refresh_age),
         }

@@ -330,7 +330,8 @@ context_extras() {
     singleuser)
       printf '%s\t%s\n' \
         "$LABEXTENSION" labextension \
-        "$ROOT/extensions/guard/jupyter-config/visiting-guard.json" jupyter-config/visiting-guard.json
+        "$ROOT/extensions/guard/jupyter-config/visiting-guard.json" jupyter-config/visiting-guard.json \
+        "$ROOT/notebooks" tutorials
       ;;
   esac
 }

@@ -14,6 +14,10 @@ APT_PACKAGES+=(postgresql)
 # pdftoppm/pdftotext, with which the tests read the PDF back; jq, with which the report's
 # figures are re-run from `visiting audit export`
 APT_PACKAGES+=(fonts-noto-cjk poppler-utils jq)
+# the browser tests (tests/e2e): Debian's Chromium, which Playwright (dev extra) drives
+# with executable_path=; `playwright install` and its browser downloads are never used.
+# Its Japanese text is drawn with fonts-noto-cjk, above.
+APT_PACKAGES+=(chromium)
 # the demo IdP and the JupyterHub proxy run on Node; a Node from elsewhere is fine
 command -v node >/dev/null && command -v npm >/dev/null || APT_PACKAGES+=(nodejs npm)
 # Hail (the analysis extra) runs Spark on a JVM; 17 is what the images carry

@@ -13,6 +13,9 @@ from tests.postgres import PostgresNotInstalled, PostgresServer, find_bin_dir, p
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEMO_DIR = REPO_ROOT / "policies" / "demo"
 
+#: How long the process may take to exit after the session (pytest_unconfigure).
+EXIT_GRACE_SECONDS = 180
+
 
 @pytest.fixture
 def policy_copy(tmp_path, monkeypatch) -> Path:
@@ -48,3 +51,35 @@ def database_url(request, tmp_path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'db.sqlite'}"
     return request.getfixturevalue("postgres").empty_database()
+
+
+_EXIT_STATUS = {"status": 0}
+
+
+def pytest_sessionfinish(session, exitstatus):
+    _EXIT_STATUS["status"] = int(exitstatus)
+
+
+def pytest_unconfigure(config):
+    """A process that does not exit within minutes of its summary must not sit until the
+    CI's time limit: a watchdog prints every thread's stack (what keeps it alive, to be
+    fixed) and ends the process with the run's own status. A normal exit takes well under
+    a second and ends the watchdog with it."""
+    import faulthandler
+    import os
+    import sys
+    import threading
+    import time
+
+    def watchdog():
+        time.sleep(EXIT_GRACE_SECONDS)
+        print(
+            f"\n*** the test process did not exit within {EXIT_GRACE_SECONDS} s of the end of "
+            "the run; the threads that keep it alive:",
+            file=sys.__stderr__,
+            flush=True,
+        )
+        faulthandler.dump_traceback(file=sys.__stderr__, all_threads=True)
+        os._exit(_EXIT_STATUS["status"])
+
+    threading.Thread(target=watchdog, name="exit-watchdog", daemon=True).start()

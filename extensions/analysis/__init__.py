@@ -1,4 +1,5 @@
-"""Federated analysis for notebooks: `connect()` and the tasks (see extensions.analysis.client)."""
+"""Federated analysis for notebooks: `connect()`, the tasks, and the `catalogue()` (see
+extensions.analysis.client and extensions.analysis.catalogue)."""
 
 
 def connect(*args, **kwargs):
@@ -6,3 +7,10 @@ def connect(*args, **kwargs):
     from .client import connect as _connect
 
     return _connect(*args, **kwargs)
+
+
+def catalogue(*args, **kwargs):
+    """The datasets and counts of people for planning; see extensions.analysis.catalogue."""
+    from .catalogue import catalogue as _catalogue
+
+    return _catalogue(*args, **kwargs)

@@ -63,6 +63,7 @@ from ..policy import load_platform
 from ..registry import ApprovalRegistry
 from ..sites import resolve_endpoint
 from ..traits import PLATFORM_ENV, REPO_ROOT
+from . import service_port
 
 log = logging.getLogger("visiting.admin")
 
@@ -657,7 +658,7 @@ def main(argv=None) -> int:
     # (the one instance the page, the API and the OAuth callback share)
     HubOAuth.instance(cache_max_age=1)
     url = os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:8084")
-    port = args.port or int(url.rsplit(":", 1)[1].split("/")[0])
+    port = args.port or service_port(url)
     app = make_app(backend, prefix, os.urandom(32))
     app.listen(port, address="127.0.0.1", xheaders=True)
     log.info("admin service on 127.0.0.1:%d%s", port, prefix)

@@ -37,6 +37,7 @@ from ..periods import clock_from_env
 from ..policy import load_platform
 from ..registry import ApprovalRegistry, ApprovalView, SuspensionView
 from ..traits import PLATFORM_ENV, REPO_ROOT
+from . import service_port
 
 log = logging.getLogger("visiting.audit")
 
@@ -294,7 +295,7 @@ def main(argv=None) -> int:
     auth = HubAuth(cache_max_age=60)
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/audit/")
     url = os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:8082")
-    port = args.port or int(url.rsplit(":", 1)[1].split("/")[0])
+    port = args.port or service_port(url)
     app = make_app(store, auth, prefix, registry)
     app.listen(port, address="127.0.0.1", xheaders=True)
     log.info("audit intake on 127.0.0.1:%d%s, store %s", port, prefix, platform.database_url)

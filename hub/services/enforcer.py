@@ -46,6 +46,7 @@ from ..periods import Clock, clock_from_env
 from ..policy import load_platform
 from ..registry import ApprovalRegistry
 from ..traits import PLATFORM_ENV, REPO_ROOT
+from . import service_port
 
 log = logging.getLogger("visiting.enforcer")
 
@@ -390,7 +391,7 @@ def main(argv=None) -> int:
             # callers are checked without the cache (see CallerHandler.prepare)
             auth = HubAuth()
             prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/enforcer/")
-            port = int(url.rsplit(":", 1)[1].split("/")[0])
+            port = service_port(url)
             make_app(enforcer, auth, prefix).listen(port, address="127.0.0.1")
             log.info("answering the admin service on 127.0.0.1:%d%s", port, prefix)
         await enforcer.run(args.interval)

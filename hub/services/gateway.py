@@ -9,7 +9,12 @@ and placed next to the site's data and Dask cluster. A request:
    service) - no shared secret;
 2. must hold an approval active now that covers the requested dataset here
    (the gateway asks the hub's audit service, which reads the registry; the
-   registry never leaves the hub side);
+   registry never leaves the hub side). The one exception is a hub service
+   named in VISITING_GATEWAY_SERVICES (default: the catalogue), which may ask
+   for the counts of people (`cohort_counts`, under the same disclosure
+   control) of any analysis dataset here, and nothing else; it names the
+   person it asks for in the X-Visiting-On-Behalf-Of header, which the audit
+   event records;
 3. asks for a task on the allow-list, with parameters the task validates;
 4. runs the task's per-site half on the site's engine (Dask or Hail), applies
    disclosure control at the site, and returns aggregates only;
@@ -42,19 +47,40 @@ from tornado import ioloop, web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from ..periods import Clock, clock_from_env
+from . import service_port
 
 log = logging.getLogger("visiting.gateway")
 
 QUERY_SCHEMA = "https://visiting.example/events/hub/federation-query"
 MAX_BODY = 1024 * 1024
 
+#: what a trusted hub service (the catalogue) may ask: counts of people, nothing else
+SERVICE_TASKS = ("cohort_counts",)
+ON_BEHALF_HEADER = "X-Visiting-On-Behalf-Of"
+
 
 class GatewayRefusal(web.HTTPError):
-    """A refusal the caller reads: its message says what is wrong; it is audited."""
+    """A refusal the caller reads: its message says what is wrong; it is audited.
 
-    def __init__(self, status: int, message: str):
+    `code` is a machine-readable kind where one helps the caller ("small_query":
+    the query selects fewer people than disclosure control allows)."""
+
+    def __init__(self, status: int, message: str, code: str | None = None):
         super().__init__(status, message.replace("%", "%%"))
         self.message = message
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who asks: a person (kind "user") or a trusted hub service (kind "service")."""
+
+    name: str
+    kind: str
+
+    @property
+    def is_service(self) -> bool:
+        return self.kind == "service"
 
 
 @dataclass
@@ -67,6 +93,7 @@ class GatewayConfig:
     scheduler: str | None  # the site's Dask scheduler; None: computed in-process
     allowed_tasks: tuple[str, ...]  # "*": every task the package holds
     engines: tuple[str, ...] = ("dask", "hail")
+    services: tuple[str, ...] = ("catalogue",)  # hub services that may ask SERVICE_TASKS
 
     @property
     def service_name(self) -> str:
@@ -86,8 +113,8 @@ class Gateway:
 
     # -- who ---------------------------------------------------------------------
 
-    async def caller(self, token: str) -> str:
-        """The user whose token this is; refused unless it may use this service."""
+    async def caller(self, token: str) -> Caller:
+        """Whose token this is; refused unless it may use this service."""
         req = HTTPRequest(
             self.config.hub_api_url.rstrip("/") + "/user",
             headers={"Authorization": f"token {token}"},
@@ -100,7 +127,10 @@ class Gateway:
                 raise GatewayRefusal(403, "the hub does not know this token") from None
             raise GatewayRefusal(502, f"the hub did not answer ({e.code})") from None
         model = json.loads(resp.body)
-        if model.get("kind") != "user":
+        kind = model.get("kind")
+        if kind == "service" and model.get("name") in self.config.services:
+            pass  # a trusted hub service: counts only (see TaskHandler)
+        elif kind != "user":
             raise GatewayRefusal(403, "only a person's own token may query a site")
         scopes = set(model.get("scopes", []))
         wanted = {"access:services", f"access:services!service={self.config.service_name}"}
@@ -108,7 +138,7 @@ class Gateway:
             raise GatewayRefusal(
                 403, f"this token may not use the service {self.config.service_name}"
             )
-        return model["name"]
+        return Caller(model["name"], kind)
 
     async def approvals(self, user: str) -> list[dict]:
         """The caller's approvals active now at this site, from the hub's audit service.
@@ -140,6 +170,22 @@ class Gateway:
             403,
             f"{user} holds no approval active now for dataset {dataset} at site {self.config.site}",
         )
+
+    def analysis_datasets(self) -> list[dict]:
+        """Every dataset here with analysis-ready data (what a trusted service may count)."""
+        out = []
+        root = self.config.data_root
+        for folder in sorted(root.iterdir()) if root.is_dir() else []:
+            if (folder / "genotypes.vcf.zarr").exists():
+                out.append(
+                    {
+                        "dataset": folder.name,
+                        "approval_id": None,
+                        "version": dataset_version(folder),
+                        "engines": [e for e in self.config.engines if engine_ready(folder, e)],
+                    }
+                )
+        return out
 
     async def datasets(self, user: str) -> list[dict]:
         out, seen = [], set()
@@ -253,8 +299,11 @@ class GatewayHandler(web.RequestHandler):
     def write_error(self, status_code, **kwargs):
         exc = kwargs.get("exc_info", (None, None))[1]
         message = getattr(exc, "message", None) or self._reason
+        body = {"status": status_code, "message": message}
+        if getattr(exc, "code", None):
+            body["code"] = exc.code
         self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps({"status": status_code, "message": message}))
+        self.finish(json.dumps(body))
 
     def token(self) -> str:
         scheme, _, token = self.request.headers.get("Authorization", "").partition(" ")
@@ -267,16 +316,24 @@ class GatewayHandler(web.RequestHandler):
 
 class DatasetsHandler(GatewayHandler):
     async def get(self):
-        user = await self.gateway.caller(self.token())
-        datasets = await self.gateway.datasets(user)
+        caller = await self.gateway.caller(self.token())
+        if caller.is_service:
+            datasets = self.gateway.analysis_datasets()
+        else:
+            datasets = await self.gateway.datasets(caller.name)
         self.finish({"site": self.gateway.config.site, "datasets": datasets})
 
 
 class TaskHandler(GatewayHandler):
     async def post(self, name: str):
         g = self.gateway
-        user = await g.caller(self.token())
-        audit = {"user": user, "task": name}
+        caller = await g.caller(self.token())
+        audit = {"user": caller.name, "task": name}
+        if caller.is_service:
+            audit["via"] = caller.name
+            on_behalf = self.request.headers.get(ON_BEHALF_HEADER, "")[:64]
+            if on_behalf:
+                audit["on_behalf_of"] = on_behalf
         try:
             if len(self.request.body) > MAX_BODY:
                 raise GatewayRefusal(413, f"the request is larger than {MAX_BODY} bytes")
@@ -290,8 +347,20 @@ class TaskHandler(GatewayHandler):
             if not isinstance(dataset, str) or not dataset:
                 raise GatewayRefusal(400, "dataset: name one of the datasets at this site")
             audit["dataset"] = dataset
-            approval = await g.approval_for(user, dataset)
-            audit["approval_id"] = approval["approval_id"]
+            if caller.is_service:
+                if name not in SERVICE_TASKS:
+                    raise GatewayRefusal(
+                        403,
+                        f"the service {caller.name} may ask only for "
+                        f"{', '.join(SERVICE_TASKS)}, not {name!r}",
+                    )
+                if not (g.config.data_root / dataset / "genotypes.vcf.zarr").exists():
+                    raise GatewayRefusal(
+                        404, f"no analysis dataset {dataset} at site {g.config.site}"
+                    )
+            else:
+                approval = await g.approval_for(caller.name, dataset)
+                audit["approval_id"] = approval["approval_id"]
             task = g.task(name)
             engine = body.get("engine", "dask")
             if engine not in g.config.engines:
@@ -317,7 +386,9 @@ class TaskHandler(GatewayHandler):
                     g.pool, g.run, task, dataset, engine, params, state
                 )
             except TaskError as e:
-                raise GatewayRefusal(400, e.message) from None
+                refusal = GatewayRefusal(400, e.message)
+                refusal.code = e.code
+                raise refusal from None
         except GatewayRefusal as e:
             await g.record(**audit, outcome="refused", status=e.status_code, reason=e.message)
             raise
@@ -361,6 +432,11 @@ def config_from_env(environ=None) -> GatewayConfig:
         audit_url=env.get("VISITING_AUDIT_URL") or None,
         scheduler=env.get("DASK_SCHEDULER_ADDRESS") or None,
         allowed_tasks=tuple(t.strip() for t in allowed.split(",") if t.strip()),
+        services=tuple(
+            t.strip()
+            for t in env.get("VISITING_GATEWAY_SERVICES", "catalogue").split(",")
+            if t.strip()
+        ),
     )
 
 
@@ -398,7 +474,7 @@ def main(argv=None) -> int:
     gateway = Gateway(config, disclosure_from_env(), clock_from_env())
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", f"/services/{config.service_name}/")
     url = os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:8090")
-    port = args.port or int(url.rsplit(":", 1)[1].split("/")[0])
+    port = args.port or service_port(url)
     make_app(gateway, prefix).listen(port, address=args.ip, xheaders=True)
     log.info("gateway of site %s on %s:%d%s", config.site, args.ip, port, prefix)
     try:

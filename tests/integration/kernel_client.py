@@ -4,7 +4,9 @@
         run = k.execute("print(1 + 1)")
         assert run.stdout == "2\\n"
 
-The kernel is started with POST api/kernels, code goes to it as a Jupyter
+The kernel is started with POST api/kernels (or, given a notebook's path, with
+POST api/sessions as JupyterLab does when it opens a notebook: the kernel then
+runs in the notebook's folder), code goes to it as a Jupyter
 `execute_request` (message protocol 5.3) over ws(s)://.../api/kernels/<id>/channels,
 and what the kernel sends back on iopub for that request (streams, results,
 errors) is collected until it reports `idle`. Everything goes through the
@@ -60,6 +62,7 @@ class Kernel:
         username: str = "",
         kernel_name: str = "python3",
         timeout: float = 120,
+        notebook_path: str | None = None,
     ):
         self.server_url = server_url if server_url.endswith("/") else server_url + "/"
         self.token = token
@@ -70,6 +73,8 @@ class Kernel:
         self.http = requests.Session()
         self.http.headers["Authorization"] = f"token {token}"
         self.kernel_id: str | None = None
+        self.notebook_path = notebook_path
+        self.session_model_id: str | None = None
         self._loop = asyncio.new_event_loop()
         self._ws = None
         self._inbox: asyncio.Queue | None = None
@@ -77,14 +82,30 @@ class Kernel:
     # -- life ----------------------------------------------------------------------------
 
     def start(self) -> Kernel:
-        r = self.http.post(
-            urljoin(self.server_url, "api/kernels"),
-            json={"name": self.kernel_name},
-            timeout=self.timeout,
-        )
-        if r.status_code != 201:
-            raise AssertionError(f"POST api/kernels: {r.status_code} {r.text[:500]}")
-        self.kernel_id = r.json()["id"]
+        if self.notebook_path:
+            r = self.http.post(
+                urljoin(self.server_url, "api/sessions"),
+                json={
+                    "path": self.notebook_path,
+                    "name": self.notebook_path.rsplit("/", 1)[-1],
+                    "type": "notebook",
+                    "kernel": {"name": self.kernel_name},
+                },
+                timeout=self.timeout,
+            )
+            if r.status_code != 201:
+                raise AssertionError(f"POST api/sessions: {r.status_code} {r.text[:500]}")
+            self.session_model_id = r.json()["id"]
+            self.kernel_id = r.json()["kernel"]["id"]
+        else:
+            r = self.http.post(
+                urljoin(self.server_url, "api/kernels"),
+                json={"name": self.kernel_name},
+                timeout=self.timeout,
+            )
+            if r.status_code != 201:
+                raise AssertionError(f"POST api/kernels: {r.status_code} {r.text[:500]}")
+            self.kernel_id = r.json()["id"]
         self._run(self._connect())
         return self
 
@@ -93,6 +114,14 @@ class Kernel:
             if self._ws is not None:
                 self._ws.close()
                 self._ws = None
+            if self.session_model_id is not None:
+                r = self.http.delete(
+                    urljoin(self.server_url, f"api/sessions/{self.session_model_id}"),
+                    timeout=self.timeout,
+                )
+                if r.status_code not in (204, 404):
+                    raise AssertionError(f"DELETE api/sessions: {r.status_code} {r.text[:500]}")
+                self.session_model_id = self.kernel_id = None
             if self.kernel_id is not None:
                 r = self.http.delete(
                     urljoin(self.server_url, f"api/kernels/{self.kernel_id}"),

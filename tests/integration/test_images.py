@@ -244,11 +244,12 @@ def home(request, docker):
     """A researcher's home volume, as DockerSpawner mounts one; `tampered-home` holds TAMPERED_HOME."""
     volume = f"{docker.prefix}-home"
     docker("volume", "create", volume)
-    if request.param == "tampered-home":
+    files = {"tampered-home": TAMPERED_HOME, "own-tutorial": OWN_TUTORIAL}.get(request.param)
+    if files:
         docker(
             "run", "--rm", "--network", "none", "--user", "1000:1000",
             "-v", f"{volume}:/home/jovyan", SINGLEUSER,
-            "python", "-c", WRITE_HOME, json.dumps(TAMPERED_HOME),
+            "python", "-c", WRITE_HOME, json.dumps(files),
         )  # fmt: skip
     yield volume
     ids = docker("ps", "-aq", "--filter", f"name={docker.prefix}", check=False).stdout.split()
@@ -350,7 +351,8 @@ def test_a_server_in_a_tampered_home_runs_the_guard_and_the_page_config(docker, 
 
 @pytest.mark.parametrize("home", ["tampered-home"], indirect=True)
 def test_the_images_own_command_loads_the_guard_in_a_tampered_home(docker, home):
-    """The image's CMD (jupyterhub-singleuser, no shell), as DockerSpawner starts it.
+    """The image's CMD (visiting-singleuser, which execs jupyterhub-singleuser), as DockerSpawner
+    starts it.
 
     With no hub to answer, the server gets as far as loading its extensions; the
     guard loads only with the guarded managers set (it refuses to otherwise).
@@ -363,6 +365,35 @@ def test_the_images_own_command_loads_the_guard_in_a_tampered_home(docker, home)
     )  # fmt: skip
     log = wait_for_log(docker, name, "extensions.guard | extension was successfully loaded")
     assert "extensions.guard | extension failed" not in log, log[-4000:]
+
+
+OWN_TUTORIAL = {"tutorials/01-getting-started.ipynb": "my own notes"}
+TUTORIALS = sorted(p.name for p in (REPO_ROOT / "notebooks").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("home", ["own-tutorial"], indirect=True)
+def test_the_server_puts_the_tutorials_in_the_home_and_keeps_the_researchers_own(docker, home):
+    """The image's command copies the tutorials into ~/tutorials before the server starts;
+    a tutorial the researcher already has (changed, here) stays as it is."""
+    assert len(TUTORIALS) == 6, TUTORIALS
+    name = f"{docker.prefix}-singleuser"
+    env = [a for k, v in HUB_ENV.items() for a in ("-e", f"{k}={v}")]
+    docker(
+        "run", "-d", "--name", name, "--network", "none", *env,
+        "-v", f"{home}:/home/jovyan", SINGLEUSER,
+    )  # fmt: skip
+    wait_for_log(docker, name, "extensions.guard | extension was successfully loaded")
+    listing = docker("exec", name, "ls", "/home/jovyan/tutorials").stdout.split()
+    assert set(TUTORIALS) <= set(listing), listing
+    own = docker("exec", name, "cat", "/home/jovyan/tutorials/01-getting-started.ipynb").stdout
+    assert own == "my own notes"
+    shipped = docker(
+        "exec", name, "cat", "/home/jovyan/tutorials/04-pooled-allele-frequencies.ipynb"
+    )
+    assert (
+        shipped.stdout
+        == (REPO_ROOT / "notebooks" / "04-pooled-allele-frequencies.ipynb").read_text()
+    )
 
 
 def test_dask_image_runs_the_scheduler_offline(docker):

@@ -40,10 +40,12 @@ STRATIFY_BY = ("sex", "age_band", "region")
 class TaskError(Exception):
     """A request a task refuses: bad parameters, too few people. The message is for the user."""
 
-    def __init__(self, message: str, field: str | None = None):
+    def __init__(self, message: str, field: str | None = None, code: str | None = None):
         super().__init__(message)
         self.message = message
         self.field = field
+        #: a machine-readable kind for callers that treat it specially ("small_query")
+        self.code = code
 
 
 def check_parameter_names(params, known) -> None:

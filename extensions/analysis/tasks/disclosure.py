@@ -26,6 +26,10 @@ def rule_text(name: str, value: int) -> str:
     return f"{name}={value}"
 
 
+#: TaskError.code of a query refused for selecting too few people
+SMALL_QUERY = "small_query"
+
+
 def refuse_small_query(n_selected: int, rules: DisclosureRules, site: str, field: str = "where"):
     """Raise TaskError when a query selects fewer than `rules.min_people` people at the site.
 
@@ -37,6 +41,7 @@ def refuse_small_query(n_selected: int, rules: DisclosureRules, site: str, field
             f"site {site}: the query selects fewer than {rules.min_people} people "
             f"(rule {rule_text('min_people', rules.min_people)}); refused",
             field,
+            code=SMALL_QUERY,
         )
 
 
