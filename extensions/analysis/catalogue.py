@@ -51,7 +51,7 @@ class Counts:
 
     @property
     def withheld_sites(self) -> list[str]:
-        return list(self.sites.loc[self.sites["status"] == "withheld", "site"])
+        return sorted(self.sites.loc[self.sites["status"] == "withheld", "site"])
 
     def __repr__(self) -> str:
         bound = "" if self.complete else " (at least: some sites withheld small counts)"

@@ -235,8 +235,8 @@ class Catalogue:
             "total": {
                 "n": sum(a.n for a in answered),
                 "complete": len(answered) == len(answers),
-                "withheld_sites": [a.site for a in answers if a.status == "withheld"],
-                "unavailable_sites": [a.site for a in answers if a.status == "unavailable"],
+                "withheld_sites": sorted(a.site for a in answers if a.status == "withheld"),
+                "unavailable_sites": sorted(a.site for a in answers if a.status == "unavailable"),
             },
             "table": table,
             "suppressions": suppressions,

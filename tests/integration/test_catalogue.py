@@ -141,16 +141,17 @@ def test_counts_pooled_and_per_site_equal_the_clinical_tables(stack, tokens):
 def test_a_narrow_selection_is_withheld_site_by_site(stack, tokens):
     tables = clinical(stack)
     minimum = stack.bundle.platform.disclosure.min_cell_count
-    where = {"sex": "female", "age_band": "20-29", "icd10": "E11"}
+    where = {"age_band": "30-39", "icd10": "E11"}
     r = api(stack, tokens["tanaka"], "counts", **where)
     assert r.status_code == 200, r.text
     doc = r.json()
     want = {
-        s: int(((t["sex"] == "female") & (t["age_band"] == "20-29") & (t["icd10"] == "E11")).sum())
+        s: int(((t["age_band"] == "30-39") & (t["icd10"] == "E11")).sum())
         for s, t in tables.items()
     }
     withheld = sorted(s for s, n in want.items() if n < minimum)
-    assert withheld, want  # the demo's cohorts make this selection small somewhere
+    # the demo's cohorts make this selection small at some sites, not at all
+    assert withheld and len(withheld) < len(SITES), want
     assert doc["total"]["withheld_sites"] == withheld
     assert doc["total"]["complete"] is False
     assert doc["total"]["n"] == sum(n for n in want.values() if n >= minimum)
