@@ -138,7 +138,9 @@ class Catalogue:
             by=doc["by"],
             total=doc["total"]["n"],
             complete=doc["total"]["complete"],
-            sites=pd.DataFrame(doc["sites"])[["site", "dataset", "status", "n"]],
+            sites=pd.DataFrame(doc["sites"])[["site", "dataset", "status", "n"]].astype(
+                {"n": "Int64"}
+            ),
             table=table,
             min_cell_count=doc["rule"]["min_cell_count"],
             suppressions=doc.get("suppressions", []),

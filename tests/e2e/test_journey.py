@@ -25,6 +25,7 @@ import time
 import pytest
 
 from hub.stack import Stack, StackConfig
+from tests.integration.test_tutorials_site import fresh_home
 
 from .browser import chromium, new_page, screenshot
 
@@ -78,6 +79,7 @@ def wait_for_text(page, needle: str, selector: str = "body", timeout: float = 12
 def test_a_day_at_the_platform_and_a_suspension(stack):
     hub = stack.config.hub_url
     lab_url = f"{hub}/user/tanaka/nig/lab"
+    fresh_home(stack, "tanaka", "nig")
     with chromium() as browser:
         page = new_page(browser)
         page.set_default_timeout(60_000)

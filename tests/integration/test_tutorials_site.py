@@ -55,9 +55,25 @@ def tut_stack(tmp_path_factory):
     (ARTIFACTS / "seconds.json").write_text(json.dumps(SECONDS, indent=1))
 
 
+def fresh_home(stack, user: str, site: str) -> None:
+    """Remove the person's home volume at the site (kept between servers, and so between
+    test runs): the first day of a newcomer, who finds only what the image brings."""
+    import docker
+
+    from hub.sites import resolve_endpoint
+
+    endpoint = resolve_endpoint(stack.bundle.platform.sites[site].docker_endpoint)
+    client = docker.APIClient(base_url=endpoint, version="auto")
+    try:
+        client.remove_volume(f"visiting-home-{site}-{user}")
+    except docker.errors.NotFound:
+        pass
+
+
 @pytest.fixture(scope="module")
 def tanaka(tut_stack):
-    """tanaka's server at nig, as his browser reaches it, and his own token."""
+    """tanaka's server at nig on his first day, as his browser reaches it, and his own token."""
+    fresh_home(tut_stack, "tanaka", "nig")
     token = token_of(tut_stack, "tanaka")
     t = Researcher(tut_stack, "tanaka")
     r = t.start("nig")
@@ -232,10 +248,11 @@ def pooled_ols(stack, sites) -> pd.DataFrame:
     yr = y - Q @ (Q.T @ y)
     Xr = X - Q @ (Q.T @ X)
     xx = (Xr * Xr).sum(axis=0)
-    beta = (Xr.T @ yr) / xx
-    resid = yr[:, None] - Xr * beta
-    df = len(y) - C.shape[1] - 1
-    se = np.sqrt((resid * resid).sum(axis=0) / df / xx)
+    with np.errstate(invalid="ignore", divide="ignore"):  # monomorphic variants: NaN
+        beta = (Xr.T @ yr) / xx
+        resid = yr[:, None] - Xr * beta
+        df = len(y) - C.shape[1] - 1
+        se = np.sqrt((resid * resid).sum(axis=0) / df / xx)
     return pd.DataFrame({"beta": beta, "se": se})
 
 
