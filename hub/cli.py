@@ -268,6 +268,7 @@ def cmd_synth(args) -> int:
             raw_files=not args.no_raw,
             zarr=not args.no_zarr,
             matrix_table=not args.no_mt,
+            missing_rate=args.missing_rate,
             progress=(lambda msg: print(msg, flush=True)) if not args.quiet else None,
         )
     except (ValueError, IngestError) as e:
@@ -541,6 +542,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variants", type=int, default=2000, help="variants (default 2000)")
     p.add_argument("--seed", type=int, default=2026)
     p.add_argument("--fst", type=float, default=0.01, help="Fst between sites (default 0.01)")
+    p.add_argument(
+        "--missing-rate",
+        type=float,
+        default=0.005,
+        help="chance of a missing call per person and variant (default 0.005; the demo uses 0.0005)",
+    )
     p.add_argument("--no-raw", action="store_true", help="skip FASTQ/BAM/CRAM files")
     p.add_argument(
         "--no-zarr",

@@ -147,6 +147,7 @@ class SynthResult:
     fst: float
     variants: int
     samples_per_site: int
+    missing_rate: float = MISSING_RATE
     sites: dict[str, SiteFiles] = field(default_factory=dict)
     causal_quantitative: list[dict] = field(default_factory=list)
     causal_binary: list[dict] = field(default_factory=list)
@@ -259,7 +260,9 @@ def _variants(rng: np.random.Generator, n: int, n_sites: int, fst: float) -> Var
     )
 
 
-def _genotypes(streams: SiteStreams, freq: np.ndarray, n_samples: int) -> np.ndarray:
+def _genotypes(
+    streams: SiteStreams, freq: np.ndarray, n_samples: int, missing_rate: float = MISSING_RATE
+) -> np.ndarray:
     """ALT dosages 0/1/2, or 3 for a missing call; shape (variants, samples), int8.
 
     One uniform per call cut at the Hardy-Weinberg quantiles is the same
@@ -270,7 +273,7 @@ def _genotypes(streams: SiteStreams, freq: np.ndarray, n_samples: int) -> np.nda
     u = streams.genotypes.random((freq.size, n_samples), dtype=np.float32)
     g = (u >= (1 - p) ** 2).astype(np.int8)
     g += u >= 1 - p * p
-    g[streams.missing.random(g.shape, dtype=np.float32) < MISSING_RATE] = MISSING
+    g[streams.missing.random(g.shape, dtype=np.float32) < missing_rate] = MISSING
     return g
 
 
@@ -337,6 +340,7 @@ def _write_vcfs(
     causal: dict[str, np.ndarray],
     chunk: int,
     say: Callable[[str], None],
+    missing_rate: float = MISSING_RATE,
 ) -> list[dict[str, np.ndarray]]:
     """Write and index every site's VCF, a chunk of variants at a time for all sites
     together (the pooled polymorphism check needs them all); return each site's
@@ -352,7 +356,7 @@ def _write_vcfs(
         for lo in range(0, n, chunk):
             hi = min(lo + chunk, n)
             chunks = [
-                _genotypes(s, table.site_freq[k, lo:hi], len(samples[k]))
+                _genotypes(s, table.site_freq[k, lo:hi], len(samples[k]), missing_rate)
                 for k, s in enumerate(streams)
             ]
             _make_polymorphic(chunks, lo)
@@ -605,15 +609,19 @@ def generate_cohorts(
     zarr: bool = True,
     matrix_table: bool = True,
     chunk_variants: int = 10_000,
+    missing_rate: float = MISSING_RATE,
     progress: Callable[[str], None] | None = None,
 ) -> SynthResult:
     """Write one synthetic cohort per site under `out_dir/<site>/<dataset>/`; see the module doc.
 
     `zarr` False writes the VCF and the tables only, no analysis-ready copies
     (fast, no Java); `matrix_table` False skips only the Hail MatrixTable.
+    `missing_rate` is the chance of a missing call, per person and variant.
     Raises ValueError, naming the argument, for a bad one; nothing is written then.
     """
     _check_args(sites, samples_per_site, variants, fst, chunk_variants)
+    if not 0 <= missing_rate < 0.5:
+        raise ValueError(f"missing_rate: {missing_rate} is outside [0, 0.5)")
     say = progress or (lambda _msg: None)
     out_dir = Path(out_dir)
     rng = np.random.default_rng(seed)
@@ -630,7 +638,7 @@ def generate_cohorts(
     vcfs = [d / "genotypes.vcf.gz" for d in site_dirs]
     causal_g = _write_vcfs(
         vcfs, samples, sites, table, streams, {"q": fx.causal_q, "b": fx.causal_b},
-        chunk_variants, say,
+        chunk_variants, say, missing_rate,
     )  # fmt: skip
 
     # one case threshold over all sites, so site shifts show up as prevalence differences
@@ -642,7 +650,7 @@ def generate_cohorts(
     liabilities = np.concatenate([liability for _, liability in traits])
     threshold = np.quantile(liabilities, 1 - CASE_FRACTION)
 
-    result = SynthResult(str(out_dir), seed, fst, variants, samples_per_site)
+    result = SynthResult(str(out_dir), seed, fst, variants, samples_per_site, missing_rate)
     tsvs = []
     for k in range(len(sites)):
         quant, liability = traits[k]

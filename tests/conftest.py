@@ -17,6 +17,19 @@ DEMO_DIR = REPO_ROOT / "policies" / "demo"
 EXIT_GRACE_SECONDS = 180
 
 
+@pytest.fixture(scope="session", autouse=True)
+def leave_the_engine_as_found():
+    """Tests (integration, e2e) start the project's Docker engine when they need it; stop it
+    after the session, if they did."""
+    import subprocess
+
+    script = str(REPO_ROOT / "scripts" / "docker.sh")
+    status = subprocess.run(["bash", script, "status"], capture_output=True)
+    yield
+    if status.returncode != 0:
+        subprocess.run(["bash", script, "down"], capture_output=True)
+
+
 @pytest.fixture
 def policy_copy(tmp_path, monkeypatch) -> Path:
     """A private copy of the demo policy directory, with its state inside tmp_path."""

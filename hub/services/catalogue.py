@@ -246,15 +246,14 @@ class Catalogue:
 
     async def datasets(self, user: str) -> list[dict]:
         """Every dataset with its metadata, the caller's approval, and the people at its site."""
-        approved = self.admit(user)
-        everyone = {}
         from extensions.analysis.tasks.cohort_counts import CohortCounts
 
+        approved = self.admit(user)
         params = CohortCounts().validate({"by": "sex"})
-        for a in await asyncio.gather(
+        answers = await asyncio.gather(
             *(self.ask(e, params, user) for e in self.analysis_datasets())
-        ):
-            everyone[a.dataset] = a
+        )
+        everyone = {a.dataset: a for a in answers}
         out = []
         for e in self.entries.values():
             site = self.platform.sites[e.site]

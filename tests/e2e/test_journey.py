@@ -152,9 +152,10 @@ def test_a_day_at_the_platform_and_a_suspension(stack):
         jimu.fill("#suspend-form input[name=user]", "tanaka")
         jimu.fill("#suspend-form input[name=reason]", "browser journey: shared his account")
         jimu.click("#suspend-form button")
-        done = wait_for_text(jimu, "tanaka", "#flash", timeout=60)
+        wait_for_text(jimu, "suspend", "#flash", timeout=60)
+        row = wait_for_text(jimu, "browser journey", '#suspensions tr[data-user="tanaka"].active')
+        assert "jimu" in row and "停止中 / in force" in row
         screenshot(jimu, "06-secretariat-suspends")
-        assert "suspend" in done.lower() or "停止" in done
 
         # his open JupyterLab loses its server
         lost = ""

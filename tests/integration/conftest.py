@@ -7,9 +7,7 @@ folder, and with a clock file so tests can move the hub's "now".
 from __future__ import annotations
 
 import re
-import subprocess
 from html import unescape
-from pathlib import Path
 from urllib.parse import urljoin
 
 import pytest
@@ -18,18 +16,6 @@ import requests
 from hub.stack import Stack, StackConfig
 
 AUTH_REFRESH_AGE = 2  # seconds; small so a test sees the hub re-check an approval
-REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="session", autouse=True)
-def leave_the_engine_as_found():
-    """Tests start the project's Docker engine when they need it; stop it after, if they did."""
-    status = subprocess.run(
-        ["bash", str(REPO / "scripts/docker.sh"), "status"], capture_output=True
-    )
-    yield
-    if status.returncode != 0:
-        subprocess.run(["bash", str(REPO / "scripts/docker.sh"), "down"], capture_output=True)
 
 
 @pytest.fixture(scope="session")

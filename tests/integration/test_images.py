@@ -35,7 +35,12 @@ DOWNLOAD_PLUGINS = [
     "@jupyterlab/filebrowser-extension:download",
     "@jupyterlab/filebrowser-extension:open-browser-tab",
 ]
-DISABLED_PLUGINS = [*DOWNLOAD_PLUGINS, "@jupyterlab/notebook-extension:export"]
+DISABLED_PLUGINS = [
+    *DOWNLOAD_PLUGINS,
+    "@jupyterlab/notebook-extension:export",
+    # it asks the internet for news, which a site's network never reaches
+    "@jupyterlab/apputils-extension:announcements",
+]
 # Root-owned and first on the singleuser image's config path (JUPYTER_CONFIG_DIR).
 CONFIG_DIR = "/etc/visiting/jupyter"
 CONFIG_PATH = [CONFIG_DIR, "/opt/venv/etc/jupyter", "/usr/local/etc/jupyter", "/etc/jupyter"]

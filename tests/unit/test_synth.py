@@ -253,6 +253,10 @@ def test_low_frequencies_dominate(larger):
             {"sites": [SITES[0], SITES[0]]}, "site id listed twice: nig", id="duplicate-site"
         ),
         pytest.param({"chunk_variants": 0}, "chunk_variants: 0 must be positive", id="zero-chunk"),
+        pytest.param({"missing_rate": 0.5}, "missing_rate: 0.5 is outside", id="missing-rate"),
+        pytest.param(
+            {"missing_rate": -0.1}, "missing_rate: -0.1 is outside", id="missing-negative"
+        ),
     ],
 )
 def test_bad_arguments(tmp_path, kwargs, message):
@@ -260,3 +264,14 @@ def test_bad_arguments(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
         generate_cohorts(tmp_path, args.pop("sites"), **args)
     assert not any(tmp_path.iterdir()), "nothing written on bad arguments"
+
+
+def test_the_missing_rate_is_a_setting_and_recorded(tmp_path):
+    # the demo's cohorts are made with fewer missing calls than the default (hub.stack)
+    args = {"samples_per_site": 400, "variants": 200, "zarr": False, "raw_files": False}
+    generate_cohorts(tmp_path, SITES[:1], missing_rate=0.0, **args)
+    truth = json.loads((tmp_path / "truth.json").read_text())
+    assert truth["missing_rate"] == 0.0
+    with gzip.open(tmp_path / "nig" / SITES[0].analysis_dataset / "genotypes.vcf.gz", "rt") as f:
+        calls = [c for line in f if not line.startswith("#") for c in line.split("\t")[9:]]
+    assert len(calls) == 400 * 200 and not any(c.startswith(".") for c in calls)
