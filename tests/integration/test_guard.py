@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from hub.synth import SiteSpec, generate_cohorts
+from tests.aio import run as run_async
 
 from .guard_server import GuardServer, free_port, make_zoo, notebook, server_env, wait_for
 
@@ -624,7 +625,7 @@ def run_in_kernel(server, kernel_id: str, code: str, subprotocol: str | None) ->
         ws.close()
         return seen
 
-    return asyncio.run(go())
+    return run_async(go())
 
 
 PRINT_RECORDS = (

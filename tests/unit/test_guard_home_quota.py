@@ -34,6 +34,7 @@ from extensions.guard.managers import (
     human_bytes,
     incoming_bytes,
 )
+from tests.aio import run as run_async
 
 KIB = 1024
 MIB = 1024**2
@@ -129,29 +130,29 @@ def test_a_measure_is_trusted_for_its_age_and_kept_up_to_date(tmp_path):
     clock = FakeClock()
     usage, measure = make_usage(tmp_path, clock)
     assert usage.cached() is None
-    assert asyncio.run(usage.used()) == 500
+    assert run_async(usage.used()) == 500
     assert measure.walks == 1
     usage.add(300)  # the guard saved 300 bytes
     clock.t += 9.9
-    assert asyncio.run(usage.used()) == 800
+    assert run_async(usage.used()) == 800
     assert measure.walks == 1  # no walk within the age
     usage.add(-1000)
     assert usage.cached() == 0  # never below nothing
     clock.t += 0.2
     assert usage.cached() is None
-    assert asyncio.run(usage.used()) == 500  # measured again: what is on disk
+    assert run_async(usage.used()) == 500  # measured again: what is on disk
     assert measure.walks == 2
 
 
 def test_a_younger_measure_can_be_asked_for(tmp_path):
     clock = FakeClock()
     usage, measure = make_usage(tmp_path, clock)
-    asyncio.run(usage.used())
+    run_async(usage.used())
     clock.t += 2
     assert usage.cached() == 0
     assert usage.cached(max_age=1) is None
     (tmp_path / "written-in-a-terminal").write_bytes(b"t" * 42)
-    assert asyncio.run(usage.used(1)) == 42
+    assert run_async(usage.used(1)) == 42
     assert measure.walks == 2
 
 
@@ -161,10 +162,10 @@ def test_forget_measures_again_and_add_before_a_measure_does_nothing(tmp_path):
     usage.add(10_000)
     assert usage.cached() is None
     (tmp_path / "f").write_bytes(b"x" * 7)
-    assert asyncio.run(usage.used()) == 7
+    assert run_async(usage.used()) == 7
     usage.forget()
     assert usage.cached() is None
-    assert asyncio.run(usage.used()) == 7
+    assert run_async(usage.used()) == 7
     assert measure.walks == 2
 
 
@@ -175,7 +176,7 @@ def test_saves_at_once_wait_for_one_walk(tmp_path):
     async def many():
         return await asyncio.gather(*(usage.used() for _ in range(20)))
 
-    assert asyncio.run(many()) == [3] * 20
+    assert run_async(many()) == [3] * 20
     assert measure.walks == 1
 
 
@@ -319,7 +320,7 @@ def test_a_save_that_fits_passes_and_one_that_does_not_is_refused_unwritten(tmp_
             await cm.save(text_model(3 * KIB), "over.txt")
         return e.value
 
-    err = asyncio.run(run())
+    err = run_async(run())
     assert (home / "fits.txt").stat().st_size == 4 * KIB
     assert not (home / "over.txt").exists()
     assert isinstance(err, web.HTTPError) and err.status_code == 507
@@ -341,7 +342,7 @@ def test_replacing_a_file_counts_only_the_difference(tmp_path):
             await cm.save(text_model(2 * KIB), "table-2.csv")
         await cm.save(text_model(1 * KIB), "table.csv")  # shrinks
 
-    asyncio.run(run())
+    run_async(run())
     assert (home / "table.csv").stat().st_size == KIB
     assert app.home_usage.cached() == KIB
 
@@ -357,7 +358,7 @@ def test_saves_over_the_quota_that_shrink_the_home_pass(tmp_path):
         with pytest.raises(HomeQuotaExceeded):
             await cm.save(text_model(6 * KIB), "again.log")
 
-    asyncio.run(run())
+    run_async(run())
     assert (home / "huge.log").stat().st_size == 5 * KIB
     assert (home / "new-folder").is_dir()
 
@@ -366,7 +367,7 @@ def test_a_folder_can_be_made_however_full_the_home_is(tmp_path):
     home = tmp_path / "home"
     cm, _, _ = make_manager(home, quota=KIB)
     (home / "full").write_bytes(b"f" * 5 * KIB)
-    asyncio.run(cm.save({"type": "directory"}, "results"))
+    run_async(cm.save({"type": "directory"}, "results"))
     assert (home / "results").is_dir()
 
 
@@ -384,7 +385,7 @@ def test_chunked_upload_counts_each_chunk_and_the_last(tmp_path):
             await cm.save(b64_chunk(30 * KIB, -1), "upload.bin")  # the last chunk counts too
         await cm.save(b64_chunk(10 * KIB, -1), "upload.bin")  # 100: at the quota, fits
 
-    asyncio.run(run())
+    run_async(run())
     assert (home / "upload.bin").stat().st_size == 100 * KIB
     assert app.home_usage.cached() == 100 * KIB
     assert measure.walks == 1  # none per chunk; the refusal's measure was young enough
@@ -400,11 +401,11 @@ def test_a_save_storm_walks_the_home_once_per_age(tmp_path):
             await cm.save(text_model(100), f"autosave-{i % 5}.txt")
             clock.t += 0.1  # 5 s in all: within the age
 
-    asyncio.run(run())
+    run_async(run())
     assert measure.walks == 1
     assert app.home_usage.cached() == 500
     clock.t += 10
-    assert asyncio.run(app.home_usage.used()) == 500
+    assert run_async(app.home_usage.used()) == 500
     assert measure.walks == 2
 
 
@@ -418,7 +419,7 @@ def test_a_notebook_save_and_a_copy_go_through_the_quota(tmp_path):
         with pytest.raises(HomeQuotaExceeded):
             await cm.copy("analysis.ipynb")  # a file's copy is a save
 
-    asyncio.run(run())
+    run_async(run())
     assert sorted(p.name for p in home.iterdir() if p.suffix == ".ipynb") == ["analysis.ipynb"]
 
 
@@ -434,7 +435,7 @@ def test_a_folder_copy_is_checked_before_it_is_made(tmp_path):
         with pytest.raises(HomeQuotaExceeded):
             await cm.copy("run1", "")
 
-    asyncio.run(run())
+    run_async(run())
     assert sorted(p.name for p in home.iterdir()) == ["run1", "run1-Copy1"]
 
 
@@ -450,7 +451,7 @@ def test_a_deletion_is_measured_at_once(tmp_path):
         await cm.delete_file("old.csv")
         await cm.save(text_model(4 * KIB), "new.csv")
 
-    asyncio.run(run())
+    run_async(run())
     assert (home / "new.csv").exists()
 
 
@@ -460,7 +461,7 @@ def test_a_save_through_a_link_out_of_the_home_is_not_counted(tmp_path):
     scratch.mkdir()
     cm, _, measure = make_manager(home, quota=KIB)
     (home / "scratch").symlink_to(scratch, target_is_directory=True)
-    asyncio.run(cm.save(text_model(4 * KIB), "scratch/big.txt"))
+    run_async(cm.save(text_model(4 * KIB), "scratch/big.txt"))
     assert (scratch / "big.txt").stat().st_size == 4 * KIB
     assert measure.walks == 0
 
@@ -468,5 +469,5 @@ def test_a_save_through_a_link_out_of_the_home_is_not_counted(tmp_path):
 def test_without_a_quota_nothing_is_measured(tmp_path):
     home = tmp_path / "home"
     cm, _, measure = make_manager(home, quota=None)
-    asyncio.run(cm.save(text_model(4 * KIB), "a.txt"))
+    run_async(cm.save(text_model(4 * KIB), "a.txt"))
     assert measure.walks == 0
