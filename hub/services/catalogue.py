@@ -203,10 +203,10 @@ class Catalogue:
         return answer
 
     async def counts(self, user: str, where: dict, by: str | None) -> dict:
-        """The people `where` selects at every site, pooled, and a table by `by`."""
+        """The people `where` selects at every site, pooled, and a table by `by` (for `user`,
+        admitted by the caller)."""
         from extensions.analysis.tasks.cohort_counts import CohortCounts
 
-        self.admit(user)
         task = CohortCounts()
         params = task.validate({"by": by or "sex", "where": where})
         entries = self.analysis_datasets()
@@ -244,11 +244,11 @@ class Catalogue:
         self.record(user, where, by, answers)
         return doc
 
-    async def datasets(self, user: str) -> list[dict]:
-        """Every dataset with its metadata, the caller's approval, and the people at its site."""
+    async def datasets(self, user: str, approved: set[str]) -> list[dict]:
+        """Every dataset with its metadata, whether it is among the `approved` datasets of
+        `user` (from `admit`), and the people at its site."""
         from extensions.analysis.tasks.cohort_counts import CohortCounts
 
-        approved = self.admit(user)
         params = CohortCounts().validate({"by": "sex"})
         answers = await asyncio.gather(
             *(self.ask(e, params, user) for e in self.analysis_datasets())
@@ -275,7 +275,6 @@ class Catalogue:
         from extensions.analysis.cohorts import REGIONS, SEXES
         from extensions.analysis.tasks.cohort_counts import CohortCounts
 
-        self.admit(user)
         levels: dict[str, set] = {"age_band": set(), "disease": set()}
         for attribute in ("age_band", "disease_name"):
             params = CohortCounts().validate({"by": attribute})
@@ -396,6 +395,7 @@ class ApiHandler(BaseHandler):
     async def prepare(self):
         if self.current_user is None:
             raise CatalogueError(401, "log in, or send Authorization: token <your own token>")
+        self.approved = self.catalogue.admit(self.user)
 
     def write_error(self, status_code, **kwargs):
         exc = kwargs.get("exc_info", (None, None))[1]
@@ -410,7 +410,7 @@ class ApiHandler(BaseHandler):
 
 class DatasetsHandler(ApiHandler):
     async def get(self):
-        self.finish({"datasets": await self.catalogue.datasets(self.user)})
+        self.finish({"datasets": await self.catalogue.datasets(self.user, self.approved)})
 
 
 class AttributesHandler(ApiHandler):
@@ -420,7 +420,6 @@ class AttributesHandler(ApiHandler):
 
 class CountsHandler(ApiHandler):
     async def get(self):
-        self.catalogue.admit(self.user)
         where, by = self.catalogue.parse(self.query_args())
         self.finish(await self.catalogue.counts(self.user, where, by))
 
@@ -446,7 +445,7 @@ class PageHandler(BaseHandler):
     @web.authenticated
     async def get(self):
         c = self.catalogue
-        c.admit(self.user)
+        approved = c.admit(self.user)
         args = self.query_args()
         values = {k: (args.get(k) or [""])[-1] for k in (*FILTERS, "by")}
         ctx = {"values": values, "errors": {}, "counts": None, "filters": FILTERS}
@@ -456,7 +455,7 @@ class PageHandler(BaseHandler):
             ctx["errors"][e.field or "form"] = e.message
             where, by = None, None
         ctx["attributes"] = await c.attributes(self.user)
-        ctx["datasets"] = await c.datasets(self.user)
+        ctx["datasets"] = await c.datasets(self.user, approved)
         if where is not None:
             ctx["counts"] = await c.counts(self.user, where, by)
         status = 400 if ctx["errors"] else 200

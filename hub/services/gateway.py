@@ -173,19 +173,11 @@ class Gateway:
 
     def analysis_datasets(self) -> list[dict]:
         """Every dataset here with analysis-ready data (what a trusted service may count)."""
-        out = []
         root = self.config.data_root
-        for folder in sorted(root.iterdir()) if root.is_dir() else []:
-            if (folder / "genotypes.vcf.zarr").exists():
-                out.append(
-                    {
-                        "dataset": folder.name,
-                        "approval_id": None,
-                        "version": dataset_version(folder),
-                        "engines": [e for e in self.config.engines if engine_ready(folder, e)],
-                    }
-                )
-        return out
+        folders = sorted(root.iterdir()) if root.is_dir() else []
+        return [
+            self._dataset_entry(f, None) for f in folders if (f / "genotypes.vcf.zarr").exists()
+        ]
 
     async def datasets(self, user: str) -> list[dict]:
         out, seen = [], set()
@@ -195,15 +187,16 @@ class Gateway:
                 if d in seen or not (folder / "genotypes.vcf.zarr").exists():
                     continue
                 seen.add(d)
-                out.append(
-                    {
-                        "dataset": d,
-                        "approval_id": a["approval_id"],
-                        "version": dataset_version(folder),
-                        "engines": [e for e in self.config.engines if engine_ready(folder, e)],
-                    }
-                )
+                out.append(self._dataset_entry(folder, a["approval_id"]))
         return out
+
+    def _dataset_entry(self, folder: Path, approval_id: str | None) -> dict:
+        return {
+            "dataset": folder.name,
+            "approval_id": approval_id,
+            "version": dataset_version(folder),
+            "engines": [e for e in self.config.engines if engine_ready(folder, e)],
+        }
 
     def task(self, name: str):
         from extensions.analysis.tasks import TASKS
@@ -386,9 +379,7 @@ class TaskHandler(GatewayHandler):
                     g.pool, g.run, task, dataset, engine, params, state
                 )
             except TaskError as e:
-                refusal = GatewayRefusal(400, e.message)
-                refusal.code = e.code
-                raise refusal from None
+                raise GatewayRefusal(400, e.message, code=e.code) from None
         except GatewayRefusal as e:
             await g.record(**audit, outcome="refused", status=e.status_code, reason=e.message)
             raise
