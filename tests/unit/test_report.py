@@ -39,7 +39,7 @@ from hub.report.pdf import wrap
 from hub.services.audit import check_events
 from tests.conftest import DEMO_DIR
 
-ARTIFACTS = Path("/tmp/visiting-artifacts")
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "report"
 FY_START = datetime(2026, 4, 1, tzinfo=JST)
 FY_END = datetime(2027, 4, 1, tzinfo=JST)
 REPORT_TIME = datetime(2027, 4, 10, 9, 0, tzinfo=JST)
