@@ -4,9 +4,13 @@ Each site is one internal Docker network (no route out) whose host bridge has
 a fixed name, so the host firewall can speak of it:
 
 - .1 is the host (the hub's API and proxy listen there, nothing else may be reached);
-- .2 the site's Dask scheduler, .3 onwards its workers;
-- .128-.255 researchers' servers, which may reach the scheduler and the hub
-  and nothing else: not each other, not the workers, not other host ports.
+- .2 the site's Dask scheduler, .3 onwards its workers, which run the
+  federation gateway's tasks over all the site's data;
+- .64 the site's federation gateway;
+- .128-.255 researchers' servers, which may reach the hub and nothing else:
+  not each other, not the site's Dask cluster or gateway, not other host ports.
+  Each server runs its own Dask cluster inside its container
+  (`SERVER_DASK_SCHEDULER`), next to exactly the data its approval mounts.
 
 The firewall lives in two chains of its own, `VISITING-INPUT` (container to
 host) and `VISITING-FORWARD` (container to container, hooked into Docker's
@@ -31,6 +35,9 @@ INPUT_CHAIN = "VISITING-INPUT"
 FORWARD_CHAIN = "VISITING-FORWARD"
 SCHEDULER_PORT = 8786
 DASHBOARD_PORT = 8787
+# a researcher's server's own Dask scheduler, started inside the container by
+# images/singleuser/visiting-singleuser
+SERVER_DASK_SCHEDULER = f"tcp://127.0.0.1:{SCHEDULER_PORT}"
 LABEL = "org.visiting.site"
 GATEWAY_PORT = 8765
 
@@ -116,7 +123,7 @@ def firewall_rules(
     fwd: list[list[str]] = []
     ports = sorted(set(hub_ports))
     for p in plans:
-        br, users, sched = p.bridge, str(p.users_range), p.scheduler_ip
+        br, users = p.bridge, str(p.users_range)
         inp.append(
             ["-i", br, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"]
         )
@@ -139,9 +146,6 @@ def firewall_rules(
                 "RETURN",
             ]
         )
-        fwd.append(
-            ["-i", br, "-o", br, "-s", users, "-d", sched, "-p", "tcp", "--dport", f"{SCHEDULER_PORT}:{DASHBOARD_PORT}", "-j", "RETURN"]
-        )  # fmt: skip
         fwd.append(["-i", br, "-o", br, "-s", users, "-j", "DROP"])
         fwd.append(["-i", br, "-o", br, "-d", users, "-j", "DROP"])
         # whatever leaves the bridge for anywhere else (the internal network already has

@@ -27,7 +27,7 @@ from traitlets import Float, Int, default
 from .access import approvals_at_site, decide_access
 from .policy import Quota, Site
 from .registry import ApprovalView
-from .sites import SitePlan, resolve_endpoint
+from .sites import SERVER_DASK_SCHEDULER, SitePlan, resolve_endpoint
 from .traits import PlatformTraits
 
 CONTAINER_CLOCK_FILE = "/run/visiting/clock"
@@ -193,7 +193,7 @@ class SiteSpawner(PlatformTraits, DockerSpawner):
                 "VISITING_APPROVAL_END": approval.ends_before.isoformat(),
                 "VISITING_APPROVAL_END_DATE": approval.period.end.isoformat(),
                 "VISITING_DATASETS": ",".join(approval.datasets_at(site.id)),
-                "DASK_SCHEDULER_ADDRESS": plan.scheduler_address,
+                "DASK_SCHEDULER_ADDRESS": SERVER_DASK_SCHEDULER,
                 "VISITING_GUARD_RULES": self.platform.download.to_env(),
                 "VISITING_AUDIT_URL": f"http://{plan.gateway}:{self.proxy_port}/services/audit/",
                 # the hub's proxy as this site sees it: the federation gateways are behind it

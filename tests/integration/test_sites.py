@@ -252,7 +252,9 @@ def test_egress(site_stack, tanaka_at_nig, decoys):
     ncc = SitePlan.for_site(site_stack.bundle.platform.sites["ncc"])
     assert probe(c, nig.gateway, site_stack.config.hub_api_port) == "open", "the hub's API"
     assert probe(c, nig.gateway, site_stack.config.hub_port) == "open", "the hub's proxy"
-    assert probe(c, nig.scheduler_ip, 8786) == "open", "the site's own Dask scheduler"
+    # the site's Dask cluster and gateway run only the gateway's tasks, over all the site's data
+    assert probe(c, nig.scheduler_ip, 8786) == "closed", "the site's Dask scheduler"
+    assert probe(c, nig.federation_ip, 8765) == "closed", "the site's gateway, except by the hub"
     assert probe(c, decoy_ip, 8080) == "closed", "a server on another Docker network"
     assert probe(c, nig.gateway, host_port) == "closed", "a host port that is not the hub's"
     assert probe(c, ncc.scheduler_ip, 8786) == "closed", "another site's scheduler"
@@ -264,22 +266,52 @@ def test_egress(site_stack, tanaka_at_nig, decoys):
     assert out.startswith("fails"), out
 
 
-def test_dask_client_reaches_own_scheduler_only(site_stack, tanaka_at_nig):
+LIST_DATA_ON_THE_WORKER = """
+import os
+from distributed import Client
+
+c = Client(os.environ["DASK_SCHEDULER_ADDRESS"], timeout=60)
+c.wait_for_workers(1, timeout=60)
+workers = c.scheduler_info()["workers"]
+assert all(w["host"] == "127.0.0.1" for w in workers.values()), workers
+on_worker = c.submit(lambda: sorted(os.listdir("/data")), pure=False).result()
+print(on_worker == sorted(os.listdir("/data")), ",".join(on_worker), len(workers))
+"""
+
+
+def test_dask_runs_in_the_server_next_to_the_approved_data_only(site_stack, engine, tanaka_at_nig):
+    """A researcher's Dask code runs on a cluster inside their own server: its worker sees
+    the datasets the approval mounts at the site and no other (at ncc, tanaka's approval
+    covers JGAD000201, not JGAD000202); the site's own cluster and other sites' are refused.
+
+    Rules checked: "Who may use", "No disclosure" (only approved data, per person)."""
     _, current = tanaka_at_nig
     c = current()
-    code = (
-        "import os\nfrom distributed import Client\n"
-        "c = Client(os.environ['DASK_SCHEDULER_ADDRESS'], timeout=20)\n"
-        "print(c.submit(sum, [1, 2, 3]).result(), len(c.scheduler_info()['workers']))"
-    )
-    rc, out = py(c, code)
-    assert out.strip().splitlines()[-1] == "6 1", out
-    other = SitePlan.for_site(site_stack.bundle.platform.sites["ncc"]).scheduler_address
-    rc, out = py(
-        c,
-        f"from distributed import Client\ntry:\n    Client('{other}', timeout=5)\n    print('reached')\nexcept OSError as e:\n    print('refused', type(e).__name__)",
-    )
-    assert "refused" in out, out
+    rc, out = py(c, LIST_DATA_ON_THE_WORKER)
+    assert out.strip().splitlines()[-1] == "True JGAD000101,JGAD000102 1", out
+    platform = site_stack.bundle.platform
+    for site in ("nig", "ncc"):
+        address = SitePlan.for_site(platform.sites[site]).scheduler_address
+        rc, out = py(
+            c,
+            f"from distributed import Client\ntry:\n    Client('{address}', timeout=5)\n"
+            "    print('reached')\nexcept OSError as e:\n    print('refused', type(e).__name__)",
+        )
+        assert "refused" in out, (site, out)
+
+    at_ncc = Researcher(site_stack, "tanaka")
+    r = at_ncc.start("ncc")
+    assert r.status_code in (201, 202), r.text
+    try:
+        at_ncc.wait_ready("ncc")
+        assert sorted(d.name for d in (platform.site_data_dir("ncc")).iterdir() if d.is_dir()) == [
+            "JGAD000201",
+            "JGAD000202",
+        ]
+        rc, out = py(container_of(engine, "tanaka", "ncc"), LIST_DATA_ON_THE_WORKER)
+        assert out.strip().splitlines()[-1] == "True JGAD000201 1", out
+    finally:
+        at_ncc.stop("ncc")
 
 
 def test_two_users_cannot_reach_each_other(site_stack, engine, tanaka_at_nig):
