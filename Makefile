@@ -3,10 +3,21 @@ VENV := .venv
 VISITING := $(VENV)/bin/visiting
 PYTEST_ARGS ?=
 
-.PHONY: setup images docker-up docker-down demo demo-up demo-down test lint unit integration
+.PHONY: setup lock check-locks images docker-up docker-down demo demo-up demo-down test lint unit integration
 
 setup:
 	@bash scripts/setup.sh
+
+# Re-resolve the Python lock files (requirements/*.lock) on purpose, after a change of
+# pyproject.toml, requirements/host.in or images/*/requirements.txt, and print what
+# changed. Nothing else resolves. `make lock UPGRADE=1` takes the newest versions the
+# inputs allow; `make lock UPGRADE_PACKAGE=dask` only those of one package.
+lock: setup
+	@python3 scripts/locks.py compile $(if $(UPGRADE),--upgrade) $(if $(UPGRADE_PACKAGE),--upgrade-package $(UPGRADE_PACKAGE))
+
+# A lock whose inputs changed since it was resolved fails at once, naming itself.
+check-locks:
+	@python3 scripts/locks.py check
 
 # the container images, built offline; rebuilt only where their inputs changed
 images: setup
@@ -32,7 +43,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: setup lint
+test: check-locks setup lint
 	$(VENV)/bin/python -m pytest tests -ra $(PYTEST_ARGS)
 
 unit: setup

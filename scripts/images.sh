@@ -30,7 +30,7 @@ PY_VERSION=3.11 # bookworm's python3
 DERIVED=(singleuser dask)
 # Bump when the build steps below change in a way that must rebuild the
 # derived images even though none of their files did.
-RECIPE=1
+RECIPE=2
 # The Python/platform the wheels are for: bookworm's CPython 3.11 on x86_64
 # with glibc 2.36, so any manylinux tag up to 2_36 runs there.
 PIP_TARGET=(--only-binary=:all: --python-version "$PY_VERSION" --implementation cp --abi cp311
@@ -220,50 +220,56 @@ build_base() {
 
 # --- wheelhouse ----------------------------------------------------------------
 
-req_files() {
-  local name
-  for name in "${DERIVED[@]}"; do echo "$IMAGES_DIR/$name/requirements.txt"; done
-}
+# The wheelhouse holds exactly requirements/images.lock (singleuser and dask resolved
+# together by `make lock`): every file hash-checked against the lock, nothing resolved.
+WHEELHOUSE_LOCK=$ROOT/requirements/images.lock
+SDIST_LIST=$IMAGES_DIR/wheels-from-sdist.txt
 
 # Everything that decides which wheels get downloaded.
 wheelhouse_key() {
   {
+    echo "recipe=$RECIPE"
     printf '%s\n' "${PIP_TARGET[@]}"
-    local f
-    for f in "$IMAGES_DIR/wheels-from-sdist.txt" $(req_files); do
-      echo "== ${f#"$ROOT"/}"
-      cat "$f"
-    done
+    cat "$SDIST_LIST" "$WHEELHOUSE_LOCK"
   } | sha | cut -c1-16
 }
 
-# Build the sdist-only packages into pure wheels on the host, then download
-# every other wheel for the image's Python and platform. The folder is named
-# by its key and appears only once complete, so it never needs checking again.
+# Download the lock's source-only packages (hash-checked) and build each into a pure
+# wheel on the host, with the host lock's setuptools and no build isolation (which would
+# fetch an unpinned setuptools); then download every other wheel for the image's Python
+# and platform, hash-checked. The folder is named by its key and appears only once
+# complete, so it never needs checking again.
 ensure_wheelhouse() {
   WHEELHOUSE=$CACHE/wheelhouse-$(wheelhouse_key)
   if [ -s "$WHEELHOUSE/SHA256SUMS" ]; then return 0; fi
-  local partial=$WHEELHOUSE.partial spec reqs=() f
+  local partial=$WHEELHOUSE.partial f
   rm -rf "$partial"
-  mkdir -p "$partial"
-  log "downloading the wheelhouse into $WHEELHOUSE"
-  while read -r spec; do
-    log "building a wheel of $spec on the host (PyPI has no wheel of it)"
-    run_logged "$LOGS/pip-sdist.log" host_pip wheel --no-deps -w "$partial" "$spec" ||
-      die "could not build a wheel of $spec"
-  done < <(sed -e 's/#.*//' -e 's/^[[:space:]]*//' -e 's/[[:space:]]*$//' "$IMAGES_DIR/wheels-from-sdist.txt" | grep -v '^$')
+  mkdir -p "$partial/.sdist"
+  log "downloading the wheelhouse of $(basename "$WHEELHOUSE_LOCK") into $WHEELHOUSE"
+  python3 "$ROOT/scripts/locks.py" split "$WHEELHOUSE_LOCK" "$SDIST_LIST" \
+    "$partial/.binary.txt" "$partial/.source.txt" || die "could not read $WHEELHOUSE_LOCK"
+  if [ -s "$partial/.source.txt" ]; then
+    log "building wheels of $(cut -d' ' -f1 "$partial/.source.txt" | tr '\n' ' ')on the host (PyPI has no wheel of them)"
+    run_logged "$LOGS/pip-sdist.log" host_pip download --progress-bar off --no-deps --no-binary=:all: \
+      --no-build-isolation --require-hashes -r "$partial/.source.txt" -d "$partial/.sdist" ||
+      die "could not download the source archives that $(basename "$SDIST_LIST") names"
+    for f in "$partial"/.sdist/*; do
+      run_logged "$LOGS/pip-sdist.log" host_pip wheel --no-deps --no-build-isolation -w "$partial" "$f" ||
+        die "could not build a wheel of $(basename "$f")"
+    done
+  fi
   for f in "$partial"/*.whl; do
     [ -e "$f" ] || continue
     [[ $f == *-none-any.whl ]] ||
       die "$(basename "$f") is not a pure-Python wheel; a host-built wheel of it may not run in the image"
   done
-  for f in $(req_files); do reqs+=(-r "$f"); done
-  if ! run_logged "$LOGS/pip-download.log" host_pip download --progress-bar off -d "$partial" \
-    --find-links "$partial" "${PIP_TARGET[@]}" "${reqs[@]}"; then
+  if ! run_logged "$LOGS/pip-download.log" host_pip download --progress-bar off --no-deps \
+    --require-hashes -d "$partial" "${PIP_TARGET[@]}" -r "$partial/.binary.txt"; then
     local missing
-    missing=$(grep -o 'No matching distribution found for .*' "$LOGS/pip-download.log" | head -n1 || true)
-    die "pip download failed${missing:+ ($missing)}: pin a version of it that has a cp311 manylinux or pure wheel, or add it to images/wheels-from-sdist.txt if it is pure Python"
+    missing=$(grep -oE 'No matching distribution found for .*|THESE PACKAGES DO NOT MATCH THE HASHES.*' "$LOGS/pip-download.log" | head -n1 || true)
+    die "pip download of $(basename "$WHEELHOUSE_LOCK") failed${missing:+ ($missing)}; run \`make lock\` if the lock is stale"
   fi
+  rm -rf "$partial/.sdist" "$partial/.binary.txt" "$partial/.source.txt"
   (cd "$partial" && sha256sum -- *.whl) >"$partial/SHA256SUMS"
   rm -rf "$WHEELHOUSE"
   mv "$partial" "$WHEELHOUSE"
@@ -294,7 +300,7 @@ ensure_project_wheel() {
   (cd "$ROOT" && project_files | tar -cf - -T -) | tar -xf - -C "$tmp"
   # Fixed zip timestamps: the same sources give the same wheel, so the same hash.
   SOURCE_DATE_EPOCH=315532800 run_logged "$LOGS/project-wheel.log" \
-    host_pip wheel --no-deps -w "$tmp/out" "$tmp" || die "could not build the project's wheel"
+    host_pip wheel --no-deps --no-build-isolation -w "$tmp/out" "$tmp" || die "could not build the project's wheel"
   mkdir -p "$dir"
   mv "$tmp"/out/*.whl "$dir"/
   rm -rf "$tmp"
@@ -340,6 +346,7 @@ image_inputs() {
   local name=$1 src dest
   {
     echo "recipe=$RECIPE version=$VERSION base=$BASE_ID wheels=$WHEELS_HASH"
+    sha <"$ROOT/requirements/$name.lock"
     (cd "$IMAGES_DIR/$name" && find . -type f | LC_ALL=C sort | xargs -d '\n' sha256sum)
     while IFS=$'\t' read -r src dest; do
       echo "== $dest"
@@ -367,18 +374,26 @@ build_derived() {
   # Hard links: the wheelhouse is large and never modified in place.
   cp -l "$WHEELHOUSE"/*.whl "$ctx/wheels/" 2>/dev/null || cp "$WHEELHOUSE"/*.whl "$ctx/wheels/"
   cp "$PROJECT_WHEEL" "$ctx/project/"
+  # the image's own lock, with the hashes of the wheels built on the host
+  python3 "$ROOT/scripts/locks.py" image-lock "$ROOT/requirements/$name.lock" "$WHEELHOUSE" \
+    "$ctx/requirements.lock" || die "could not write the lock of $repo"
   while IFS=$'\t' read -r src dest; do
     mkdir -p "$(dirname "$ctx/$dest")"
     cp -a "$src" "$ctx/$dest"
   done < <(context_extras "$name")
-  run_logged "$LOGS/$name.log" docker build --network=none \
+  if ! run_logged "$LOGS/$name.log" docker build --network=none \
     --build-arg "BASE_IMAGE=$BASE_REF" \
     --build-arg "WHEELHOUSE=$WHEELHOUSE_HASH" \
     --label "org.visiting.project-version=$VERSION" \
     --label "org.visiting.inputs=$inputs" \
     --label "org.visiting.wheels=$WHEELS_HASH" \
-    -t "$repo:$(short "$inputs")" -t "$repo:latest" "$ctx" ||
+    -t "$repo:$(short "$inputs")" -t "$repo:latest" "$ctx"; then
+    # pip check's own lines name the packages that do not fit together
+    if grep -q 'has requirement\|which is not installed' "$LOGS/$name.log"; then
+      die "the packages of $repo do not fit together (pip check): $(grep -h 'has requirement\|which is not installed' "$LOGS/$name.log" | sort -u | tr '\n' ' ')"
+    fi
     die "docker build of $repo failed"
+  fi
   rm -rf "$ctx"
   # Keep the builder stage of the current wheelhouse as the cache; older ones
   # hold a whole copy of an old wheelhouse and venv.

@@ -24,6 +24,8 @@ command -v node >/dev/null && command -v npm >/dev/null || APT_PACKAGES+=(nodejs
 command -v java >/dev/null || APT_PACKAGES+=(openjdk-17-jre-headless)
 
 log() { printf '[setup] %s\n' "$*"; }
+# pip, without the warnings a machine's pip.conf may cause for find-links folders it lacks
+pip_() { .venv/bin/python -m pip "$@" 2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2); }
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -36,19 +38,43 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# Python: one virtual environment with every extra the tests use.
+# Python: one virtual environment with every extra the tests use, installed from
+# requirements/host.lock only (exact versions, hash-checked; nothing is resolved here:
+# `make lock` does that on purpose). pip, setuptools and wheel come from the lock first,
+# so that packages built from source (pyspark) and the project itself are built with the
+# locked setuptools rather than one fetched for an isolated build.
 PY=${PYTHON:-python3}
+LOCK=requirements/host.lock
 if [ ! -x .venv/bin/python ]; then
   log "creating .venv"
   "$PY" -m venv .venv
-  .venv/bin/pip install -q -U pip
 fi
 stamp=.venv/.visiting-installed
-want=$(cat pyproject.toml | sha256sum | cut -d' ' -f1)
+want=$(cat "$LOCK" pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  log "installing Python packages into .venv"
-  .venv/bin/pip install -q -e '.[hub,singleuser,analysis,dev]'
+  rm -f "$stamp"
+  log "installing Python packages into .venv from $LOCK"
+  boot=$(mktemp)
+  python3 scripts/locks.py select "$LOCK" pip setuptools wheel >"$boot"
+  pip_ install -q --disable-pip-version-check --require-hashes --no-deps -r "$boot"
+  rm -f "$boot"
+  pip_ install -q --require-hashes --no-deps --no-build-isolation -r "$LOCK"
+  pip_ install -q --no-deps --no-build-isolation -e .
+  # a package the lock no longer holds (an earlier lock's) goes
+  extra=$(.venv/bin/pip list --format=freeze 2>/dev/null | python3 scripts/locks.py extraneous "$LOCK" visiting-workspace)
+  if [ -n "$extra" ]; then
+    log "removing packages the lock does not hold: $(echo $extra)"
+    # shellcheck disable=SC2086
+    pip_ uninstall -q -y $extra
+  fi
   echo "$want" > "$stamp"
+fi
+# A broken set (one package's requirement not met by another's version) stops here,
+# with the packages named, before anything runs on it.
+if ! check=$(.venv/bin/pip check 2>&1); then
+  log "error: the packages in .venv do not fit together (pip check):"
+  printf '%s\n' "$check" >&2
+  exit 1
 fi
 
 # Node: the OIDC provider and configurable-http-proxy, pinned by package-lock.json.
