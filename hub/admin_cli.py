@@ -24,8 +24,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import urllib.error
-import urllib.request
 from urllib.parse import quote
 
 DEFAULT_HUB = "http://127.0.0.1:8000"
@@ -36,6 +34,10 @@ class AdminCommandError(Exception):
 
 
 def call(args, method: str, path: str, body: dict | None = None) -> dict:
+    # here, not at the top: `visiting --help` builds these commands' parsers too
+    import urllib.error
+    import urllib.request
+
     token = args.token or os.environ.get("JUPYTERHUB_API_TOKEN") or os.environ.get("VISITING_TOKEN")
     if not token:
         raise AdminCommandError(

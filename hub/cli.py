@@ -1,4 +1,10 @@
-"""The `visiting` command: platform files, approvals, synthetic data and its ingest, the demo stack."""
+"""The `visiting` command: platform files, approvals, synthetic data and its ingest, the demo stack.
+
+The parser is built from the standard library alone, so `visiting --help` and a
+mistyped option answer at once; each command imports what it needs when it runs
+(the registry, the report, Docker, Hail, ...). tests/unit/test_cli_startup.py
+holds the list of modules the parser must not import.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +15,8 @@ import sys
 import threading
 from pathlib import Path
 
-from .policy import PolicyError, load_policy_dir
-from .sites import SiteError
-from .traits import REPO_ROOT
-
-DEMO_DIR = REPO_ROOT / "policies" / "demo"
+# hub.traits.REPO_ROOT names the same folder, but importing it brings the registry
+DEMO_DIR = Path(__file__).resolve().parent.parent / "policies" / "demo"
 
 # What each demo account shows, for the start-up banner.
 DEMO_OUTCOMES = {
@@ -48,6 +51,8 @@ def cmd_policy_check(args) -> int:
 
 
 def _load(directory):
+    from .policy import PolicyError, load_policy_dir
+
     try:
         return load_policy_dir(directory)
     except PolicyError as e:
@@ -366,6 +371,7 @@ def _banner(stack) -> str:
 
 
 def cmd_demo_run(args) -> int:
+    from .sites import SiteError
     from .stack import StackError
 
     stack = _demo_stack(args)
@@ -392,6 +398,7 @@ def cmd_demo_run(args) -> int:
 
 
 def cmd_demo_up(args) -> int:
+    from .sites import SiteError
     from .stack import StackError
 
     stack = _demo_stack(args)
