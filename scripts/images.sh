@@ -9,7 +9,8 @@
 #
 # No container registry exists, so nothing is pulled: the base comes from the
 # host's Debian mirror, the Python packages from a wheelhouse downloaded on the
-# host, and `docker build --network=none` sees only its build context.
+# host from requirements/images.lock (exact versions, hash-checked; nothing is
+# resolved here), and `docker build --network=none` sees only its build context.
 # Each image is labelled with the hash of its inputs (org.visiting.inputs) and
 # tagged :latest and :<hash>; an image whose label matches is not rebuilt.
 # The singleuser image also gets the guard's JupyterLab banner, built on the

@@ -145,6 +145,79 @@ def test_singleuser_imports_the_analysis_stack_offline(docker):
     assert out.stdout.strip() == "ok"
 
 
+#: What each image's processes import: the federation gateway and the site's Dask
+#: workers run in visiting/dask, a researcher's notebook (and its own Dask cluster) in
+#: visiting/singleuser.
+IMAGE_MODULES = {
+    DASK: [
+        "hub.services.gateway",
+        "extensions.analysis.tasks",
+        "extensions.analysis.cohorts",
+        "distributed",
+        "dask.array",
+        "dask.dataframe",
+        "xarray",
+        "zarr",
+        "numpy",
+        "pandas",
+        "pysam",
+        "hail",
+    ],
+    SINGLEUSER: [
+        "extensions.guard.app",
+        "extensions.analysis.client",
+        "extensions.analysis.catalogue",
+        "extensions.analysis.cohorts",
+        "extensions.analysis.tasks",
+        "distributed",
+        "dask.array",
+        "dask.dataframe",
+        "xarray",
+        "zarr",
+        "hail",
+        "pysam",
+        "ipywidgets",
+        "ipykernel",
+        "matplotlib.pyplot",
+        "jupyterlab",
+        "jupyterhub.singleuser",
+    ],
+}
+IMAGE_LOCKS = {DASK: "requirements/dask.lock", SINGLEUSER: "requirements/singleuser.lock"}
+
+
+@pytest.mark.parametrize("image", [DASK, SINGLEUSER], ids=["dask", "singleuser"])
+def test_each_image_imports_what_its_processes_import(docker, image):
+    script = (
+        "import importlib, json, sys\n"
+        f"for m in {IMAGE_MODULES[image]!r}: importlib.import_module(m)\n"
+        "import dask, distributed\n"
+        "print(json.dumps([dask.__version__, distributed.__version__]))\n"
+    )
+    out = offline(docker, image, "python", "-c", script, timeout=600)
+    dask_version, distributed_version = json.loads(out.stdout.strip().splitlines()[-1])
+    # distributed pins dask exactly; a mismatch is the failure of a walked-back resolution
+    assert dask_version == distributed_version
+
+
+@pytest.mark.parametrize("image", [DASK, SINGLEUSER], ids=["dask", "singleuser"])
+def test_each_image_holds_exactly_its_lock(docker, image):
+    lock = REPO_ROOT / IMAGE_LOCKS[image]
+    want = {}
+    for line in lock.read_text().splitlines():
+        m = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)", line)
+        if m:
+            want[re.sub(r"[-_.]+", "-", m.group(1)).lower()] = m.group(2)
+    out = offline(docker, image, "pip", "list", "--format=json", "--disable-pip-version-check")
+    got = {re.sub(r"[-_.]+", "-", p["name"]).lower(): p["version"] for p in json.loads(out.stdout)}
+    # the venv's own pip and the project's wheel are the only things the lock does not name
+    got.pop("pip", None)
+    assert got.pop("visiting-workspace")
+    assert got == want
+    check = offline(docker, image, "pip", "check", "--disable-pip-version-check")
+    assert check.stdout.strip() == "No broken requirements found."
+
+
 def test_singleuser_has_java(docker):
     out = offline(docker, SINGLEUSER, "java", "-version")
     assert "openjdk" in (out.stderr + out.stdout).lower()
