@@ -11,7 +11,9 @@ The counts come from the hub's catalogue service, which asks every site for
 them; what a site returns has passed its disclosure control: a site whose
 selection holds fewer people than the platform's minimum shows as withheld,
 and so does a cell of a table under the minimum (NaN here). The total is then
-a lower bound, and `complete` says so.
+a lower bound, and `complete` says so. A site that gave no answer says why
+(`reason`: site_down, gateway_error or refused; `why`: the service's words in
+Japanese and English), as `c.no_answer` lists.
 """
 
 from __future__ import annotations
@@ -44,20 +46,34 @@ class Counts:
     by: str
     total: int
     complete: bool
-    sites: pd.DataFrame  # site, dataset, status (answered / withheld / unavailable), n
+    sites: pd.DataFrame  # site, dataset, status (answered / withheld / unavailable), n,
+    # reason (site_down / gateway_error / refused when unavailable), why (ja / en)
     table: pd.DataFrame  # value, icd10, count_<site>..., count, withheld_sites, complete
     min_cell_count: int
     suppressions: list = field(default_factory=list)
+
+    def __post_init__(self):
+        missing = [c for c in ("reason", "why") if c not in self.sites]
+        if missing:  # an answer from a service that does not say why
+            self.sites = self.sites.assign(**dict.fromkeys(missing))
 
     @property
     def withheld_sites(self) -> list[str]:
         return sorted(self.sites.loc[self.sites["status"] == "withheld", "site"])
 
+    @property
+    def no_answer(self) -> pd.DataFrame:
+        """The sites that gave no answer: site, dataset, reason, why."""
+        rows = self.sites[self.sites["status"] == "unavailable"]
+        return rows[["site", "dataset", "reason", "why"]].reset_index(drop=True)
+
     def __repr__(self) -> str:
-        bound = "" if self.complete else " (at least: some sites withheld small counts)"
+        bound = "" if self.complete else " (at least: some sites withheld or gave no answer)"
+        silent = ", ".join(f"{r.site}: {r.reason}" for r in self.no_answer.itertuples())
         return (
             f"<Counts {self.filters or 'everyone'}: {self.total} people{bound}; "
-            f"{len(self.sites)} sites; by {self.by}>"
+            f"{len(self.sites)} sites{f' (no answer from {silent})' if silent else ''}; "
+            f"by {self.by}>"
         )
 
     def _repr_html_(self) -> str:
@@ -68,14 +84,38 @@ class Counts:
             if s == "answered"
             else f"withheld / 秘匿 (< {self.min_cell_count})"
             if s == "withheld"
-            else "no answer / 応答なし"
-            for s, n in zip(sites["status"], sites["n"], strict=True)
+            else why or "no answer / 応答なし"
+            for s, n, why in zip(sites["status"], sites["n"], sites["why"], strict=True)
         ]
         return (
             f"<p><b>{self.total}</b> people / 人{bound} — filters: {self.filters or 'none'}</p>"
             + sites[["site", "dataset", "n"]].to_html(index=False)
             + self.table.to_html(index=False, na_rep="withheld / 秘匿")
         )
+
+
+def site_answers(rows: list[dict]) -> pd.DataFrame:
+    """The service's per-site answers as a table: site, dataset, status, n, reason, and why
+    (what the service says happened, Japanese / English) for a site that gave no answer."""
+    df = pd.DataFrame(
+        [
+            {
+                "site": r["site"],
+                "dataset": r["dataset"],
+                "status": r["status"],
+                "n": r.get("n"),
+                "reason": r.get("reason"),
+                "why": f"{r['text']['ja']} / {r['text']['en']}"
+                if r.get("text")
+                else (r.get("message") or None)
+                if r["status"] == "unavailable"
+                else None,
+            }
+            for r in rows
+        ],
+        columns=["site", "dataset", "status", "n", "reason", "why"],
+    )
+    return df.astype({"n": "Int64"})
 
 
 class Catalogue:
@@ -138,9 +178,7 @@ class Catalogue:
             by=doc["by"],
             total=doc["total"]["n"],
             complete=doc["total"]["complete"],
-            sites=pd.DataFrame(doc["sites"])[["site", "dataset", "status", "n"]].astype(
-                {"n": "Int64"}
-            ),
+            sites=site_answers(doc["sites"]),
             table=table,
             min_cell_count=doc["rule"]["min_cell_count"],
             suppressions=doc.get("suppressions", []),

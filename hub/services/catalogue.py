@@ -24,6 +24,14 @@ nothing, and the catalogue shows that site's count as withheld; a cell under
 the minimum count is withheld at the site. Answers are kept for a few
 minutes (CACHE_SECONDS), so a page reload does not ask five sites again.
 Each request for counts is recorded as a `catalogue-query` event.
+
+A site that gives no count says why, on the page and in the API's `reason`
+(see `no_answer`): its site is down (the hub's proxy cannot reach its gateway,
+or the gateway does not answer in time), its gateway failed (a 5xx: the
+gateway logs the exception and names it), or its gateway refused the query (a
+4xx with the gateway's code and message). Each is logged here with the site
+and the cause. A site found down is not asked again for SITE_DOWN_SECONDS, so
+one page does not wait for a dead site once per table.
 """
 
 from __future__ import annotations
@@ -50,6 +58,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from ..audit import AuditStore
 from ..periods import Clock, clock_from_env
+from ..platform.messages import Message, message
 from ..policy import CatalogueEntry, Platform, load_catalogue, load_platform
 from ..registry import ApprovalRegistry
 from ..traits import PLATFORM_ENV, REPO_ROOT
@@ -59,6 +68,7 @@ log = logging.getLogger("visiting.catalogue")
 
 QUERY_SCHEMA = "https://visiting.example/events/hub/catalogue-query"
 CACHE_SECONDS = 300
+SITE_DOWN_SECONDS = 15
 GATEWAY_TIMEOUT = 120
 ON_BEHALF_HEADER = "X-Visiting-On-Behalf-Of"
 TEMPLATES = Path(__file__).parent / "templates"
@@ -69,10 +79,12 @@ FILTERS = ("sex", "age_band", "region", "icd10")
 #: the attributes a table of counts may be broken down by
 BY = ("sex", "age_band", "region", "disease_name")
 
-NOT_ADMITTED = (
-    "The catalogue is open to data handlers with an approval active now; you hold none. "
-    "/ カタログは、現在有効な承認を持つデータ利用者が利用できます。"
-)
+#: why a site gave no count (SiteAnswer.reason)
+SITE_DOWN = "site_down"  # the proxy cannot reach its gateway, or no answer in time
+GATEWAY_ERROR = "gateway_error"  # the gateway answered 5xx: it failed
+REFUSED = "refused"  # the gateway answered 4xx: not allowed, not there, a bad request
+#: statuses with which the hub's proxy says it could not reach a service
+PROXY_UNREACHABLE = (502, 503, 504)
 
 
 class CatalogueError(web.HTTPError):
@@ -84,9 +96,49 @@ class CatalogueError(web.HTTPError):
         self.field = field
 
 
+@dataclass(frozen=True)
+class NoAnswer:
+    """Why a site gave no count: SITE_DOWN, GATEWAY_ERROR or REFUSED, the cause (an error,
+    or the gateway's own message) and the gateway's code when it gave one."""
+
+    reason: str
+    cause: str
+    code: str | None = None
+
+
+def no_answer(status: int | None, body: dict | None, error: str) -> NoAnswer:
+    """Why a request to a gateway gave no count.
+
+    `status` is the HTTP status (None or 599: no HTTP answer at all: refused
+    connection, timeout), `body` the answer's JSON when it is the gateway's own
+    (it holds `status` and `message`), `error` the client's description of the failure.
+    Without the gateway's JSON the hub or its proxy answered: 502-504 (and 404, no
+    route) mean the gateway could not be reached.
+    """
+    if status is None or status == 599:
+        return NoAnswer(SITE_DOWN, error)
+    if body is not None:
+        cause = str(body.get("message") or f"HTTP {status}")
+        code = body.get("code") or None
+        return NoAnswer(REFUSED if status < 500 else GATEWAY_ERROR, cause, code)
+    if status in PROXY_UNREACHABLE or status == 404:
+        return NoAnswer(SITE_DOWN, f"the hub's proxy answered {error or f'HTTP {status}'}")
+    return NoAnswer(REFUSED if status < 500 else GATEWAY_ERROR, error or f"HTTP {status}")
+
+
+def gateway_body(raw: bytes | None) -> dict | None:
+    """The gateway's JSON error (with `status` and `message`), or None for anything else
+    (the hub's error page, an empty body)."""
+    try:
+        doc = json.loads(raw) if raw else None
+    except ValueError:
+        return None
+    return doc if isinstance(doc, dict) and "message" in doc and "status" in doc else None
+
+
 @dataclass
 class SiteAnswer:
-    """What one site said about one selection: counts, withheld, or no answer."""
+    """What one site said about one selection: counts, withheld, or no answer and why."""
 
     site: str
     dataset: str
@@ -94,6 +146,32 @@ class SiteAnswer:
     n: int | None = None
     half: object | None = None  # the SiteHalf when answered
     message: str = ""
+    why: NoAnswer | None = None  # when unavailable
+
+    @property
+    def label(self) -> Message | None:
+        """A short text for a table cell: "no answer: site down"."""
+        return message(f"catalogue.{self.why.reason}.label") if self.why else None
+
+    @property
+    def text(self) -> Message | None:
+        """What happened, with the site and the cause."""
+        if self.why is None:
+            return None
+        return message(f"catalogue.{self.why.reason}", site=self.site, cause=self.why.cause)
+
+    def to_json(self) -> dict:
+        return {
+            "site": self.site,
+            "dataset": self.dataset,
+            "status": self.status,
+            "n": self.n,
+            "message": self.message,
+            "reason": self.why.reason if self.why else None,
+            "code": self.why.code if self.why else None,
+            "label": self.label.to_json() if self.why else None,
+            "text": self.text.to_json() if self.why else None,
+        }
 
 
 @dataclass
@@ -108,7 +186,9 @@ class Catalogue:
     token: str  # the catalogue's own service token
     clock: Clock
     cache_seconds: float = CACHE_SECONDS
+    site_down_seconds: float = SITE_DOWN_SECONDS
     _cache: dict = field(default_factory=dict)
+    _down: dict = field(default_factory=dict)  # site -> (monotonic time, NoAnswer)
 
     def __post_init__(self):
         self.http = AsyncHTTPClient()
@@ -119,7 +199,7 @@ class Catalogue:
         """The datasets `user` is approved for now; refused without any active approval."""
         active = self.registry.active_approvals(user, self.clock.now())
         if not active:
-            raise CatalogueError(403, NOT_ADMITTED)
+            raise CatalogueError(403, str(message("catalogue.not_admitted")))
         return {d for a in active for d in a.datasets}
 
     # -- parameters ------------------------------------------------------------------
@@ -165,6 +245,11 @@ class Catalogue:
         hit = self._cache.get(key)
         if hit and time.monotonic() - hit[0] < self.cache_seconds:
             return hit[1]
+        down = self._down.get(entry.site)
+        if down and time.monotonic() - down[0] < self.site_down_seconds:
+            return SiteAnswer(
+                entry.site, entry.dataset, "unavailable", message=down[1].cause, why=down[1]
+            )
         url = f"{self.hub_url.rstrip('/')}/services/gateway-{entry.site}/api/tasks/cohort_counts"
         req = HTTPRequest(
             url,
@@ -180,27 +265,40 @@ class Catalogue:
         try:
             resp = await self.http.fetch(req)
         except HTTPClientError as e:
-            body = {}
-            if e.response is not None and e.response.body:
-                try:
-                    body = json.loads(e.response.body)
-                except ValueError:
-                    body = {}
-            if body.get("code") == "small_query":
+            body = gateway_body(e.response.body if e.response is not None else None)
+            if body is not None and body.get("code") == "small_query":
                 answer = SiteAnswer(entry.site, entry.dataset, "withheld", message=body["message"])
             else:
-                message = body.get("message") or str(e)
-                log.warning("site %s: %s", entry.site, message)
-                return SiteAnswer(entry.site, entry.dataset, "unavailable", message=message)
-        except OSError as e:
-            log.warning("site %s did not answer: %s", entry.site, e)
-            return SiteAnswer(entry.site, entry.dataset, "unavailable", message=str(e))
+                error = f"HTTP {e.code}: {e.message}" if e.code != 599 else e.message
+                return self.no_answer(entry, no_answer(e.code, body, error))
+        except OSError as e:  # the hub's proxy itself did not answer
+            return self.no_answer(entry, no_answer(None, None, str(e) or type(e).__name__))
         else:
             half = SiteHalf.from_json(json.loads(resp.body))
             n = int(half.counts.get("n_selected", 0))
             answer = SiteAnswer(entry.site, entry.dataset, "answered", n=n, half=half)
         self._cache[key] = (time.monotonic(), answer)
         return answer
+
+    def no_answer(self, entry: CatalogueEntry, why: NoAnswer) -> SiteAnswer:
+        """A site's no-answer, logged with its cause; a site found down is remembered for
+        `site_down_seconds`."""
+        code = f" [{why.code}]" if why.code else ""
+        level = logging.ERROR if why.reason == GATEWAY_ERROR else logging.WARNING
+        log.log(
+            level,
+            "site %s gave no count for %s: %s%s: %s",
+            entry.site,
+            entry.dataset,
+            why.reason.replace("_", " "),
+            code,
+            why.cause,
+        )
+        if why.reason == SITE_DOWN:
+            self._down[entry.site] = (time.monotonic(), why)
+        else:
+            self._down.pop(entry.site, None)
+        return SiteAnswer(entry.site, entry.dataset, "unavailable", message=why.cause, why=why)
 
     async def counts(self, user: str, where: dict, by: str | None) -> dict:
         """The people `where` selects at every site, pooled, and a table by `by` (for `user`,
@@ -222,16 +320,7 @@ class Catalogue:
             "filters": where,
             "by": by or "sex",
             "rule": {"min_cell_count": self.platform.disclosure.min_cell_count},
-            "sites": [
-                {
-                    "site": a.site,
-                    "dataset": a.dataset,
-                    "status": a.status,
-                    "n": a.n,
-                    "message": a.message,
-                }
-                for a in answers
-            ],
+            "sites": [a.to_json() for a in answers],
             "total": {
                 "n": sum(a.n for a in answered),
                 "complete": len(answered) == len(answers),
@@ -266,6 +355,9 @@ class Catalogue:
                     "approved": e.dataset in approved,
                     "people": a.n if a else None,
                     "people_status": a.status if a else "not counted (raw data)",
+                    "people_reason": a.why.reason if a and a.why else None,
+                    "people_label": str(a.label) if a and a.why else None,
+                    "people_note": str(a.text) if a and a.why else None,
                 }
             )
         return out

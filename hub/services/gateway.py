@@ -20,7 +20,14 @@ and placed next to the site's data and Dask cluster. A request:
    disclosure control at the site, and returns aggregates only;
 5. is recorded as a `federation.query` event (user, approval, site, task,
    parameters, result size, suppressions) in the hub's audit store; refusals
-   are recorded too.
+   are recorded too, and so are failures.
+
+A failure (a task or an import that raises) is the gateway's own error, not a
+refusal: its exception and traceback go to the log (standard error: the hub's
+log when the hub runs the gateway, the container's log at a site) under an
+error id, and the caller gets a 500 naming the task, the exception's type and
+that id (`code` "gateway_error"), never the exception's text, which may quote
+the data.
 
 Routes (under the service prefix):
     GET  api/datasets            the datasets here the caller may analyse, with versions
@@ -126,6 +133,8 @@ class Gateway:
             if e.code in (401, 403):
                 raise GatewayRefusal(403, "the hub does not know this token") from None
             raise GatewayRefusal(502, f"the hub did not answer ({e.code})") from None
+        except OSError as e:
+            raise GatewayRefusal(502, f"the hub did not answer ({e})") from None
         model = json.loads(resp.body)
         kind = model.get("kind")
         if kind == "service" and model.get("name") in self.config.services:
@@ -159,6 +168,8 @@ class Gateway:
             raise GatewayRefusal(
                 502, f"the hub did not say which approvals hold ({e.code})"
             ) from None
+        except OSError as e:
+            raise GatewayRefusal(502, f"the hub did not say which approvals hold ({e})") from None
         return json.loads(resp.body)["approvals"]
 
     async def approval_for(self, user: str, dataset: str) -> dict:
@@ -285,16 +296,51 @@ def engine_ready(folder: Path, engine: str) -> bool:
 # HTTP
 
 
+def new_error_id() -> str:
+    """The id under which a failure is logged, and which the caller is told."""
+    return uuid.uuid4().hex[:12]
+
+
 class GatewayHandler(web.RequestHandler):
+    #: what the request does, for the message of a failure ("the task cohort_counts")
+    doing = "the request"
+    #: the failure's id in the log, once something failed
+    error_id: str | None = None
+
     def initialize(self, gateway: Gateway):
         self.gateway = gateway
 
+    def log_exception(self, typ, value, tb):
+        """A refusal is tornado's one line; anything else is a failure of the gateway,
+        logged with its traceback and an error id."""
+        if isinstance(value, web.HTTPError):
+            return super().log_exception(typ, value, tb)
+        self.error_id = self.error_id or new_error_id()
+        log.error(
+            "%s failed at site %s (error %s): %s: %s; request %s",
+            self.doing,
+            self.gateway.config.site,
+            self.error_id,
+            typ.__name__,
+            value,
+            self._request_summary(),
+            exc_info=(typ, value, tb),
+        )
+
     def write_error(self, status_code, **kwargs):
         exc = kwargs.get("exc_info", (None, None))[1]
-        message = getattr(exc, "message", None) or self._reason
-        body = {"status": status_code, "message": message}
-        if getattr(exc, "code", None):
-            body["code"] = exc.code
+        if exc is not None and not isinstance(exc, web.HTTPError):
+            body = {
+                "status": status_code,
+                "code": "gateway_error",
+                "message": f"{self.doing} failed with {type(exc).__name__}; "
+                f"error {self.error_id} in the gateway's log",
+                "error_id": self.error_id,
+            }
+        else:
+            body = {"status": status_code, "message": getattr(exc, "message", None) or self._reason}
+            if getattr(exc, "code", None):
+                body["code"] = exc.code
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(body))
 
@@ -308,6 +354,8 @@ class GatewayHandler(web.RequestHandler):
 
 
 class DatasetsHandler(GatewayHandler):
+    doing = "listing the datasets"
+
     async def get(self):
         caller = await self.gateway.caller(self.token())
         if caller.is_service:
@@ -320,6 +368,7 @@ class DatasetsHandler(GatewayHandler):
 class TaskHandler(GatewayHandler):
     async def post(self, name: str):
         g = self.gateway
+        self.doing = f"the task {name}"
         caller = await g.caller(self.token())
         audit = {"user": caller.name, "task": name}
         if caller.is_service:
@@ -382,6 +431,16 @@ class TaskHandler(GatewayHandler):
                 raise GatewayRefusal(400, e.message, code=e.code) from None
         except GatewayRefusal as e:
             await g.record(**audit, outcome="refused", status=e.status_code, reason=e.message)
+            raise
+        except Exception as e:  # logged with its traceback by log_exception
+            self.error_id = new_error_id()
+            await g.record(
+                **audit,
+                outcome="failed",
+                status=500,
+                error=type(e).__name__,
+                error_id=self.error_id,
+            )
             raise
         doc = half.to_json()
         await g.record(

@@ -1,0 +1,1 @@
+"""Rules without a web framework: what the pages, services and commands share."""
