@@ -326,15 +326,41 @@ def cmd_site_ingest(args) -> int:
 # demo
 
 
+# `demo up|run` flag -> default: a port for every process of the stack (and --gateway-port)
+DEMO_PORTS = {
+    "hub-port": 8000,
+    "idp-port": 9000,
+    "hub-api-port": 8081,
+    "proxy-api-port": 8001,
+    "audit-port": 8082,
+    "enforcer-port": 8083,
+    "admin-port": 8084,
+    "catalogue-port": 8085,
+}
+
+
 def _demo_stack(args):
     from .stack import Stack, StackConfig
 
     ports = {
         name: getattr(args, name)
-        for name in ("hub_port", "idp_port", "hub_api_port", "proxy_api_port")
+        for name in (flag.replace("-", "_") for flag in DEMO_PORTS)
         if getattr(args, name, None)
     }
-    return Stack(StackConfig(platform_dir=Path(args.platform).resolve(), **ports))
+    config = StackConfig(
+        platform_dir=Path(args.platform).resolve(),
+        gateway_ports=dict(getattr(args, "gateway_port", None) or []),
+        sites=not getattr(args, "no_sites", True),
+        **ports,
+    )
+    stack = Stack(config)
+    unknown = sorted(set(config.gateway_ports) - set(stack.bundle.platform.sites))
+    if unknown:
+        raise CommandError(
+            f"--gateway-port: unknown site {unknown[0]!r} "
+            f"(known: {', '.join(stack.bundle.platform.sites)})"
+        )
+    return stack
 
 
 def _prepare(stack, args) -> None:
@@ -379,6 +405,7 @@ def cmd_demo_run(args) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     try:
+        stack.check_ports_free()
         _prepare(stack, args)
         stack.start()
     except (StackError, SiteError) as e:
@@ -403,6 +430,7 @@ def cmd_demo_up(args) -> int:
 
     stack = _demo_stack(args)
     try:
+        stack.check_ports_free()
         _prepare(stack, args)
         stack.start()
     except (StackError, SiteError) as e:
@@ -457,6 +485,13 @@ def _port(text: str) -> int:
     if not 1024 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"{port} is outside 1024-65535")
     return port
+
+
+def _site_port(text: str) -> tuple[str, int]:
+    site, sep, port = text.partition("=")
+    if not sep or not site:
+        raise argparse.ArgumentTypeError(f"{text!r} is not SITE=PORT (e.g. nig=18090)")
+    return site, _port(port)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -604,13 +639,16 @@ def build_parser() -> argparse.ArgumentParser:
                 action="store_true",
                 help="hub and IdP only: no Docker, no site containers",
             )
-            for opt, default in (
-                ("hub-port", 8000),
-                ("idp-port", 9000),
-                ("hub-api-port", 8081),
-                ("proxy-api-port", 8001),
-            ):
+            for opt, default in DEMO_PORTS.items():
                 p.add_argument(f"--{opt}", type=_port, help=f"loopback port (default {default})")
+            p.add_argument(
+                "--gateway-port",
+                type=_site_port,
+                action="append",
+                metavar="SITE=PORT",
+                help="loopback port of a site's gateway with --no-sites "
+                "(default 8090, 8091, ... in the platform file's order); repeat for each site",
+            )
         p.set_defaults(func=func)
     sites = sub.add_parser(
         "sites", help="site networks, firewall and Dask clusters"

@@ -19,6 +19,8 @@ from urllib.parse import urlparse
 
 from .home import site_rows
 from .policy import load_platform
+from .services import local_gateway_ports
+from .services._base import HUB_PID_ENV
 from .services.admin import SCOPES as ADMIN_SCOPES
 from .services.enforcer import SCOPES as ENFORCER_SCOPES
 from .traits import PLATFORM_ENV, REPO_ROOT
@@ -49,6 +51,8 @@ class HubSettings:
     admin_port: int = 8084
     catalogue_port: int = 8085
     enforcer_interval: float = 30.0
+    # how often the hub looks whether a managed service's process has exited (to restart it)
+    service_poll_seconds: int = 2
     period_check_seconds: float = 30.0
     # extra environment for researchers' containers (test set-ups: short guard intervals)
     container_env: dict = field(default_factory=dict)
@@ -81,6 +85,7 @@ class HubSettings:
             ("catalogue_port", "VISITING_CATALOGUE_PORT", int),
             ("enforcer_interval", "VISITING_ENFORCER_INTERVAL", float),
             ("period_check_seconds", "VISITING_PERIOD_CHECK_SECONDS", float),
+            ("service_poll_seconds", "VISITING_SERVICE_POLL_SECONDS", int),
         ):
             if env.get(var):
                 try:
@@ -221,12 +226,21 @@ SERVICE_ENV = (
 
 
 def configure_services(c, settings: HubSettings) -> None:
-    """The hub-managed services, each with exactly the scopes it uses."""
+    """The hub-managed services, each with exactly the scopes it uses.
+
+    Each service ends when the hub that started it ends (VISITING_HUB_PID, see
+    hub.services._base); the hub restarts one whose process exits and records
+    it for the admin page (hub.service_restarts).
+    """
+    from .service_restarts import watch_managed_services
     from .sites import service_token
 
     env = {var: os.environ[var] for var in SERVICE_ENV if os.environ.get(var)}
     env[PLATFORM_ENV] = str(settings.platform_dir)
     env["VISITING_STATE_DIR"] = str(settings.state_dir)
+    # this function runs in the hub's process, the services' parent
+    env[HUB_PID_ENV] = str(os.getpid())
+    watch_managed_services(settings.state_dir, settings.service_poll_seconds)
     python = sys.executable
     c.JupyterHub.services = [
         {
@@ -276,6 +290,10 @@ def configure_services(c, settings: HubSettings) -> None:
         },
     ]
     gateways = configure_gateways(c, settings, env)
+    admin = next(s for s in c.JupyterHub.services if s["name"] == "admin")
+    admin["environment"]["VISITING_SERVICE_HEALTH"] = json.dumps(
+        service_health_urls(c.JupyterHub.services)
+    )
     c.JupyterHub.load_roles = [
         {"name": "enforcer", "services": ["enforcer"], "scopes": list(ENFORCER_SCOPES)},
         {"name": "admin-service", "services": ["admin"], "scopes": list(ADMIN_SCOPES)},
@@ -311,6 +329,15 @@ def configure_services(c, settings: HubSettings) -> None:
     ] + [f"access:services!service={g}" for g in gateways]
 
 
+def service_health_urls(services: list[dict]) -> dict[str, str]:
+    """name -> the health route of each service the hub knows by address, for the admin page."""
+    return {
+        s["name"]: f"{s['url'].rstrip('/')}/services/{s['name']}/health"
+        for s in services
+        if s.get("url")
+    }
+
+
 def configure_gateways(c, settings: HubSettings, env: dict) -> list[str]:
     """One federation gateway service per site; returns their service names.
 
@@ -322,8 +349,9 @@ def configure_gateways(c, settings: HubSettings, env: dict) -> list[str]:
     if not (settings.platform_dir / "platform.yaml").exists():
         return []  # no platform yet: nothing to federate (the authenticator says what is missing)
     platform = load_platform(settings.platform_dir)
+    ports = local_gateway_ports(platform.sites, settings.gateway_ports)
     names = []
-    for i, site in enumerate(platform.sites.values()):
+    for site in platform.sites.values():
         name = f"gateway-{site.id}"
         names.append(name)
         if settings.sites:
@@ -339,7 +367,7 @@ def configure_gateways(c, settings: HubSettings, env: dict) -> list[str]:
                 }
             )
             continue
-        port = settings.gateway_ports.get(site.id, 8090 + i)
+        port = ports[site.id]
         c.JupyterHub.services.append(
             {
                 "name": name,

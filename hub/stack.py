@@ -27,7 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .policy import load_policy_dir
+from .ports import describe_holders, port_free
 from .registry import ApprovalRegistry
+from .services import local_gateway_ports
 from .traits import PLATFORM_ENV, REPO_ROOT
 
 
@@ -232,30 +234,58 @@ def _wait_group_gone(pgid: int, timeout: float) -> None:
     _signal_group(pgid, signal.SIGKILL)
 
 
+STATE_DIR_ENV = "VISITING_STATE_DIR"
+SERVICE_NAME_ENV = "JUPYTERHUB_SERVICE_NAME"
+
+
+def _environ(pid: int) -> dict[str, str]:
+    """A process's environment; {} when it is gone, a zombie, or another user's."""
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return {}
+    pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
+    return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs}
+
+
+def processes_of(state_dir: Path, inside: bool = False) -> dict[int, dict[str, str]]:
+    """pid -> environment of the live processes (not this one) whose VISITING_STATE_DIR is
+    `state_dir`, or with `inside`, `state_dir` or any folder under it.
+
+    Every process of a stack has it: the IdP, the hub, its proxy and its services.
+    """
+    base = str(state_dir).rstrip("/")
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        env = _environ(int(entry.name))
+        value = env.get(STATE_DIR_ENV, "").rstrip("/")
+        if value == base or (inside and value.startswith(base + "/")):
+            found[int(entry.name)] = env
+    return found
+
+
 def services_of(state_dir: Path) -> list[int]:
     """Pids of hub-managed services started for this state folder.
 
     The hub starts its services in sessions of their own and stops them with
-    SIGINT; a hub killed while starting, or started with SIGINT ignored, leaves
-    them running (and holding their ports). Their environment names the state
-    folder, which is how they are found.
+    SIGINT; a service ends with its hub (hub.services._base), but one of an
+    older version, or one that does not stop, keeps running (and holding its
+    port). Their environment names the state folder, which is how they are found.
     """
-    marker = f"VISITING_STATE_DIR={state_dir}".encode()
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            env = (entry / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if marker in env and any(v.startswith(b"JUPYTERHUB_SERVICE_NAME=") for v in env):
-            pids.append(int(entry.name))
-    return pids
+    return [pid for pid, env in processes_of(state_dir).items() if SERVICE_NAME_ENV in env]
 
 
-def stop_services_of(state_dir: Path, timeout: float = 10.0) -> None:
-    pids = services_of(state_dir)
+def stop_services_of(state_dir: Path, timeout: float = 10.0) -> list[str]:
+    """Stop the services left running for this state folder; returns their names."""
+    found = {
+        pid: env[SERVICE_NAME_ENV]
+        for pid, env in processes_of(state_dir).items()
+        if env.get(SERVICE_NAME_ENV)
+    }
+    names = sorted(set(found.values()))
+    pids = list(found)
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in pids:
             try:
@@ -266,7 +296,8 @@ def stop_services_of(state_dir: Path, timeout: float = 10.0) -> None:
         while time.monotonic() < deadline and (pids := [p for p in pids if _alive(p)]):
             time.sleep(0.1)
         if not pids:
-            return
+            break
+    return names
 
 
 def _alive(pid: int) -> bool:
@@ -366,7 +397,7 @@ class Stack:
             "VISITING_ENFORCER_PORT": str(c.enforcer_port),
             "VISITING_ADMIN_PORT": str(c.admin_port),
             "VISITING_CATALOGUE_PORT": str(c.catalogue_port),
-            "VISITING_GATEWAY_PORTS": json.dumps(c.gateway_ports),
+            "VISITING_GATEWAY_PORTS": json.dumps(self.gateway_ports()),
             "VISITING_AUTH_REFRESH_AGE": str(c.auth_refresh_age),
         }
         argv = [
@@ -392,19 +423,80 @@ class Stack:
 
     # -- whole stack ------------------------------------------------------
 
-    def check_ports_free(self) -> None:
+    def gateway_ports(self) -> dict[str, int]:
+        """site -> port of its gateway when it runs beside the hub (no site containers)."""
+        return local_gateway_ports(self.bundle.platform.sites, self.config.gateway_ports)
+
+    def needed_ports(self) -> list[tuple[str, int, str]]:
+        """(what, port, address it listens on) for every port the stack's processes take."""
         c = self.config
-        for name, port in (
-            ("hub", c.hub_port),
-            ("OIDC provider", c.idp_port),
-            ("hub API", c.hub_api_port),
-            ("proxy API", c.proxy_api_port),
-        ):
-            if port_in_use(port, c.host):
+        # with sites, the hub's proxy and API listen on every address (see hub.config)
+        public = "0.0.0.0" if c.sites else c.host
+        ports = [
+            ("hub", c.hub_port, public),
+            ("OIDC provider", c.idp_port, c.host),
+            ("hub API", c.hub_api_port, public),
+            ("proxy API", c.proxy_api_port, c.host),
+            ("audit", c.audit_port, c.host),
+            ("enforcer", c.enforcer_port, c.host),
+            ("admin", c.admin_port, c.host),
+            ("catalogue", c.catalogue_port, c.host),
+        ]
+        if not c.sites:  # with sites, each gateway is a container on its site's network
+            ports += [(f"gateway-{s}", p, c.host) for s, p in self.gateway_ports().items()]
+        return ports
+
+    def check_ports_free(self) -> None:
+        """Refuse to start when a port is given twice or is taken, naming who holds it.
+
+        Everything is checked before anything starts, so a refusal leaves nothing behind.
+        """
+        given: dict[int, str] = {}
+        for name, port, _ in self.needed_ports():
+            if port in given:
+                raise StackError(f"port {port} is given to both {given[port]} and {name}")
+            given[port] = name
+        taken = [
+            f"port {port} ({name}) on {host} is already in use{describe_holders(port)}"
+            for name, port, host in self.needed_ports()
+            if not port_free(port, host)
+        ]
+        if taken:
+            raise StackError(
+                "\n".join(taken) + "\nnothing was started; is a demo already running? "
+                "(`make demo-down` stops one started by `make demo-up`; "
+                "`visiting demo up --help` lists the flags that choose other ports)"
+            )
+
+    def service_health_urls(self) -> dict[str, str]:
+        """name -> health route of each hub service, through the hub's proxy."""
+        names = ["audit", "enforcer", "admin", "catalogue"]
+        names += [f"gateway-{s}" for s in self.bundle.platform.sites]
+        return {n: f"{self.config.hub_url}/services/{n}/health" for n in names}
+
+    def wait_services_healthy(self, hub: ManagedProcess, timeout: float) -> None:
+        """Every service answers its health check through the proxy, or StackError naming those
+        that do not (the hub answers its own health check before its services do)."""
+        waiting = self.service_health_urls()
+        deadline = time.monotonic() + timeout
+        while waiting:
+            waiting = {n: u for n, u in waiting.items() if not http_ok(u, timeout=2.0)}
+            if not waiting:
+                return
+            if not hub.alive():
                 raise StackError(
-                    f"port {port} ({name}) on {c.host} is already in use; is a demo already "
-                    f"running? (`make demo-down` stops one started by `make demo-up`)"
+                    f"the hub exited with status {hub.proc.returncode} while its services "
+                    f"started; last lines of {hub.log_file}:\n{hub.log_tail()}"
                 )
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        raise StackError(
+            f"the hub is up, but {len(waiting)} of its services do not answer their health "
+            f"check after {timeout:.0f} s: "
+            + ", ".join(f"{n} ({u})" for n, u in waiting.items())
+            + f"; last lines of {hub.log_file}:\n{hub.log_tail()}"
+        )
 
     def ensure_data(self, say=lambda _msg: None) -> None:
         """The demo's synthetic cohorts under the platform's data root, written once."""
@@ -455,10 +547,7 @@ class Stack:
             if self.config.sites:
                 # before the hub: it waits at start for the services it knows by address
                 self.start_gateways()
-            hub = self.hub_process()
-            hub.start()
-            self.processes.append(hub)
-            hub.wait_ready(lambda: http_ok(f"{self.config.hub_url}/hub/health"), timeout)
+            self.start_hub(timeout)
         except BaseException:
             self.stop()
             raise
@@ -491,10 +580,12 @@ class Stack:
         stop_services_of(self.state_dir)
 
     def start_hub(self, timeout: float = 90.0) -> None:
+        """The hub, ready when it and every one of its services answer their health checks."""
         hub = self.hub_process()
         hub.start()
         self.processes.append(hub)
         hub.wait_ready(lambda: http_ok(f"{self.config.hub_url}/hub/health"), timeout)
+        self.wait_services_healthy(hub, timeout)
 
     started_sites = False
     _opened_ports: tuple[int, ...] = ()
@@ -517,15 +608,17 @@ class Stack:
         self._opened_ports = ()
 
     def stop_recorded(self) -> list[str]:
-        """Stop what a previous `start` recorded in the state folder's pid files."""
+        """Stop what a previous `start` recorded in the state folder's pid files, and the
+        hub's services left running; returns what was still running."""
         stopped = []
         for name in ("hub", "idp"):
             # the hub stops its services one after another, then its proxy
             if stop_pid_file(self.state_dir / "pids" / f"{name}.pid", timeout=HUB_STOP_SECONDS):
                 stopped.append(name)
-        # left behind only when the hub could not stop it (killed hard)
+        # left behind only when the hub could not stop them (killed hard)
         if stop_pid_file(self.state_dir / "proxy.pid"):
             stopped.append("proxy")
+        stopped += stop_services_of(self.state_dir)
         return stopped
 
     def __enter__(self) -> Stack:

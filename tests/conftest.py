@@ -3,7 +3,9 @@ databases (SQLite and a throwaway PostgreSQL server) the registry and audit stor
 
 from __future__ import annotations
 
+import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -68,9 +70,68 @@ def database_url(request, tmp_path) -> str:
 
 _EXIT_STATUS = {"status": 0}
 
+#: seconds a process left running by the tests gets between SIGTERM and SIGKILL
+LEAK_STOP_SECONDS = 5.0
+
 
 def pytest_sessionfinish(session, exitstatus):
-    _EXIT_STATUS["status"] = int(exitstatus)
+    if stop_leaked_processes(session.config):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    _EXIT_STATUS["status"] = int(session.exitstatus)
+
+
+def _session_basetemp(config) -> Path | None:
+    """This session's temporary folder, if a test made one (none made: nothing to look for)."""
+    factory = getattr(config, "_tmp_path_factory", None)
+    return getattr(factory, "_basetemp", None)
+
+
+def stop_leaked_processes(config) -> list[str]:
+    """No process of the project may outlive the session: every stack's process (IdP, hub,
+    proxy, services) names its state folder in VISITING_STATE_DIR, and the tests' state
+    folders are in this session's temporary folder. Those still running are stopped and
+    named, and the session fails. A demo the user started (its state outside the temporary
+    folder) and other sessions' stacks (their own temporary folders) are not touched."""
+    import signal
+    import time
+
+    from hub.stack import processes_of
+
+    base = _session_basetemp(config)
+    if base is None:
+        return []
+    leaked = processes_of(Path(base), inside=True)
+    if not leaked:
+        return []
+    lines = [_describe_process(pid, env) for pid, env in leaked.items()]
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in leaked:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + LEAK_STOP_SECONDS
+        while time.monotonic() < deadline and processes_of(Path(base), inside=True):
+            time.sleep(0.1)
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    write = reporter.write_line if reporter else (lambda line, **_: print(line, file=sys.stderr))
+    if reporter:
+        reporter.write_sep("=", f"{len(lines)} process(es) left running by the tests", red=True)
+    for line in lines:
+        write(line, red=True)
+    write("they were stopped now; the session fails (a test or fixture must stop what it starts)")
+    return lines
+
+
+def _describe_process(pid: int, env: dict[str, str]) -> str:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+        cmdline = " ".join(a.decode(errors="replace") for a in argv)[:200]
+    except OSError:
+        cmdline = "?"
+    service = env.get("JUPYTERHUB_SERVICE_NAME")
+    what = f" (service {service})" if service else ""
+    return f"  pid {pid}{what}: {cmdline}  [VISITING_STATE_DIR={env.get('VISITING_STATE_DIR')}]"
 
 
 def pytest_unconfigure(config):

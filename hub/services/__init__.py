@@ -17,3 +17,13 @@ def service_port(url: str) -> int:
     if port is None:
         raise ValueError(f"JUPYTERHUB_SERVICE_URL {url!r} names no port")
     return port
+
+
+#: the first of the gateways' loopback ports when they run beside the hub (no site containers)
+FIRST_GATEWAY_PORT = 8090
+
+
+def local_gateway_ports(site_ids, given: dict[str, int] | None = None) -> dict[str, int]:
+    """site -> the port of its gateway beside the hub: as given, else 8090, 8091, ... in order."""
+    given = given or {}
+    return {site: given.get(site, FIRST_GATEWAY_PORT + i) for i, site in enumerate(site_ids)}

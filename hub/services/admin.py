@@ -33,6 +33,13 @@ and the enforcer stops the servers when it is back.
 The page (GET /services/admin/) shows each person the parts of their roles,
 in Japanese and English; its forms post to the same actions and show a
 refused field's message next to the field.
+
+    GET  api/services      (secretariat, site admins) each hub service: up or
+                           down by its health check, pid, restarts since the hub started
+
+The page shows the same table to the secretariat and the site admins, and a
+warning at its top while the enforcer does not answer (suspensions and
+revocations then hold, but nobody stops the servers).
 """
 
 from __future__ import annotations
@@ -58,12 +65,14 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from ..access import SECRETARIAT, approvals_at_site
 from ..audit import AuditStore
 from ..operations import OperationError, Operations, check_reason
-from ..periods import clock_from_env, fiscal_year_of, jst_date
+from ..periods import JST, clock_from_env, fiscal_year_of, jst_date
 from ..policy import load_platform
 from ..registry import ApprovalRegistry
+from ..service_restarts import read_service_status
 from ..sites import resolve_endpoint
 from ..traits import PLATFORM_ENV, REPO_ROOT
 from . import service_port
+from ._base import follow_the_hub, health_route
 
 log = logging.getLogger("visiting.admin")
 
@@ -71,6 +80,9 @@ log = logging.getLogger("visiting.admin")
 SCOPES = ["list:users", "read:users:name", "read:servers", "access:services!service=enforcer"]
 
 TEMPLATES = Path(__file__).parent / "templates"
+
+#: seconds a service may take to answer its health check before the page calls it down
+HEALTH_TIMEOUT = 1.0
 
 
 class Backend:
@@ -83,8 +95,12 @@ class Backend:
         token: str,
         enforcer_url: str | None,
         prefix: str = "/services/admin/",
+        service_health: dict[str, str] | None = None,
+        state_dir: Path | None = None,
     ):
         self.ops = ops
+        self.service_health = dict(service_health or {})
+        self.state_dir = state_dir
         self.prefix = "/" + prefix.strip("/") + "/"
         self.hub_api_url = hub_api_url.rstrip("/")
         self.token = token
@@ -200,6 +216,40 @@ class Backend:
                 }
             )
         return sorted(rows, key=lambda r: r["user"])
+
+    # -- the hub's services -------------------------------------------------------
+
+    async def answers_health(self, url: str) -> bool:
+        try:
+            await self.http.fetch(url, request_timeout=HEALTH_TIMEOUT)
+            return True
+        except (HTTPClientError, OSError) as e:
+            log.warning("%s does not answer: %s", url, e)
+            return False
+
+    async def services_status(self) -> list[dict]:
+        """Each hub service: up (its health check answers now), and from the hub's record its
+        pid, start, restarts since the hub started, last restart and the exit status before it."""
+        names = list(self.service_health)
+        answers = await asyncio.gather(
+            *(self.answers_health(self.service_health[n]) for n in names)
+        )
+        record = read_service_status(self.state_dir) if self.state_dir else {}
+        rows = []
+        for name, up in zip(names, answers, strict=True):
+            entry = record.get(name, {})
+            rows.append(
+                {
+                    "name": name,
+                    "up": up,
+                    "pid": entry.get("pid"),
+                    "started": entry.get("started"),
+                    "restarts": entry.get("restarts", 0),
+                    "last_restart": entry.get("last_restart"),
+                    "last_exit_status": entry.get("last_exit_status"),
+                }
+            )
+        return rows
 
     # -- the enforcer ---------------------------------------------------------------
 
@@ -381,6 +431,22 @@ class ReinstateHandler(ApiHandler):
         self.finish(out.to_json())
 
 
+class ServicesHandler(ApiHandler):
+    async def get(self):
+        roles = self.ops.registry.roles_of(self.actor)
+        if SECRETARIAT not in roles and not self.ops.admin_sites(self.actor):
+            raise OperationError(
+                f"{self.actor} is neither secretariat nor a site admin", field=None, status=403
+            )
+        services = await self.backend.services_status()
+        self.finish({"services": services, "enforcer_up": enforcer_up(services)})
+
+
+def enforcer_up(services: list[dict]) -> bool:
+    """False when the enforcer is configured and does not answer (no enforcer: nothing to warn of)."""
+    return all(s["up"] for s in services if s["name"] == "enforcer")
+
+
 class SiteHandler(ApiHandler):
     def get(self, site: str):
         self.ops.require_site_admin(self.actor, site)
@@ -449,12 +515,20 @@ FORMS = {
 }
 
 
+def jst_time(instant: str | None) -> str:
+    """An ISO instant as Japan time to the second, for the page; '—' for none."""
+    if not instant:
+        return "—"
+    return datetime.fromisoformat(instant).astimezone(JST).strftime("%Y-%m-%d %H:%M:%S JST")
+
+
 class PageHandler(BaseHandler):
     """The admin page: what the person's roles let them see and do, ja/en."""
 
     env = Environment(
         loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html"])
     )
+    env.filters["jst"] = jst_time
 
     async def context(self) -> dict:
         roles = self.ops.registry.roles_of(self.actor)
@@ -469,7 +543,11 @@ class PageHandler(BaseHandler):
             "today": jst_date(self.ops.clock.now()).isoformat(),
             "fiscal_year": fiscal_year_of(self.ops.clock.now()),
             "sites": [],
+            "services": None,
         }
+        if ctx["secretariat"] or self.ops.admin_sites(self.actor):
+            ctx["services"] = await self.backend.services_status()
+            ctx["enforcer_up"] = enforcer_up(ctx["services"])
         if ctx["secretariat"]:
             ctx["approvals"] = self.ops.approvals_state()
             now = self.ops.clock.now()
@@ -622,6 +700,7 @@ def make_app(backend: Backend, prefix: str, cookie_secret: bytes) -> web.Applica
         (api + "suspensions", SuspensionsHandler, args),
         (api + "suspend", SuspendHandler, args),
         (api + "reinstate", ReinstateHandler, args),
+        (api + "services", ServicesHandler, args),
         (api + r"sites/([^/]+)", SiteHandler, args),
         (api + r"sites/([^/]+)/images(/retire)?", SiteImagesHandler, args),
         (api + r"sites/([^/]+)/quota", SiteQuotaHandler, args),
@@ -629,6 +708,7 @@ def make_app(backend: Backend, prefix: str, cookie_secret: bytes) -> web.Applica
         (api + r"sites/([^/]+)/servers", SiteServersHandler, args),
         (api + r"sites/([^/]+)/servers/([^/]+)/stop", StopServerHandler, args),
         (prefix + "report", ReportHandler, args),
+        health_route(prefix),
         (prefix + "oauth_callback", HubOAuthCallbackHandler),
         (prefix + r"do/([a-z-]+)", PageHandler, args),
         (prefix + "?", PageHandler, args),
@@ -641,6 +721,7 @@ def main(argv=None) -> int:
     parser.add_argument("--port", type=int, help="port (default: from JUPYTERHUB_SERVICE_URL)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[admin %(levelname)s %(asctime)s] %(message)s")
+    follow_the_hub()
     platform = load_platform(os.environ.get(PLATFORM_ENV, REPO_ROOT / "policies" / "demo"))
     clock = clock_from_env()
     registry = ApprovalRegistry(platform.database_url, clock=clock)
@@ -652,6 +733,10 @@ def main(argv=None) -> int:
         os.environ["JUPYTERHUB_API_TOKEN"],
         os.environ.get("VISITING_ENFORCER_URL"),
         prefix,
+        service_health=json.loads(os.environ.get("VISITING_SERVICE_HEALTH") or "{}"),
+        state_dir=Path(os.environ["VISITING_STATE_DIR"])
+        if os.environ.get("VISITING_STATE_DIR")
+        else None,
     )
     backend.ops.image_present = backend.image_present
     # a revoked or expired token stops working here within a second (0 would mean "forever")
@@ -664,7 +749,7 @@ def main(argv=None) -> int:
     log.info("admin service on 127.0.0.1:%d%s", port, prefix)
     try:
         ioloop.IOLoop.current().start()
-    except KeyboardInterrupt:  # the hub stops its services with SIGINT
+    except KeyboardInterrupt:  # the hub stops its services with SIGINT (SIGTERM: _base)
         log.info("stopped")
     return 0
 

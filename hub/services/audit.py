@@ -38,6 +38,7 @@ from ..policy import load_platform
 from ..registry import ApprovalRegistry, ApprovalView, SuspensionView
 from ..traits import PLATFORM_ENV, REPO_ROOT
 from . import service_port
+from ._base import follow_the_hub, health_route
 
 log = logging.getLogger("visiting.audit")
 
@@ -260,16 +261,11 @@ class PeriodHandler(web.RequestHandler):
         self.finish(answer)
 
 
-class HealthHandler(web.RequestHandler):
-    def get(self):
-        self.finish({"status": "ok"})
-
-
 def make_app(store: AuditStore, auth: HubAuth, prefix: str, registry=None) -> web.Application:
     prefix = "/" + prefix.strip("/") + "/" if prefix.strip("/") else "/"
     routes = [
         (prefix + "api/events", IntakeHandler, {"store": store, "auth": auth}),
-        (prefix + "health", HealthHandler),
+        health_route(prefix),
     ]
     if registry is not None:
         routes += [
@@ -288,6 +284,7 @@ def main(argv=None) -> int:
     parser.add_argument("--port", type=int, help="port (default: from JUPYTERHUB_SERVICE_URL)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[audit %(levelname)s %(asctime)s] %(message)s")
+    follow_the_hub()
     platform = load_platform(os.environ.get(PLATFORM_ENV, REPO_ROOT / "policies" / "demo"))
     clock = clock_from_env()
     store = AuditStore(platform.database_url, clock=clock)
@@ -301,7 +298,7 @@ def main(argv=None) -> int:
     log.info("audit intake on 127.0.0.1:%d%s, store %s", port, prefix, platform.database_url)
     try:
         ioloop.IOLoop.current().start()
-    except KeyboardInterrupt:  # the hub stops its services with SIGINT
+    except KeyboardInterrupt:  # the hub stops its services with SIGINT (SIGTERM: _base)
         log.info("stopped")
     return 0
 

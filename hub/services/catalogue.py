@@ -63,6 +63,7 @@ from ..policy import CatalogueEntry, Platform, load_catalogue, load_platform
 from ..registry import ApprovalRegistry
 from ..traits import PLATFORM_ENV, REPO_ROOT
 from . import service_port
+from ._base import follow_the_hub, health_route
 
 log = logging.getLogger("visiting.catalogue")
 
@@ -578,6 +579,7 @@ def make_app(catalogue: Catalogue, prefix: str, cookie_secret: bytes) -> web.App
         (prefix + "api/datasets", DatasetsHandler, args),
         (prefix + "api/attributes", AttributesHandler, args),
         (prefix + "api/counts", CountsHandler, args),
+        health_route(prefix),
         (prefix + "oauth_callback", HubOAuthCallbackHandler),
         (prefix + r"guide/?([a-z0-9-]*)", GuideHandler, args),
         (prefix + "?", PageHandler, args),
@@ -592,6 +594,7 @@ def main(argv=None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="[catalogue %(levelname)s %(asctime)s] %(message)s"
     )
+    follow_the_hub()
     platform_dir = os.environ.get(PLATFORM_ENV, REPO_ROOT / "policies" / "demo")
     platform = load_platform(platform_dir)
     clock = clock_from_env()
@@ -613,7 +616,7 @@ def main(argv=None) -> int:
     log.info("catalogue on 127.0.0.1:%d%s", port, prefix)
     try:
         ioloop.IOLoop.current().start()
-    except KeyboardInterrupt:  # the hub stops its services with SIGINT
+    except KeyboardInterrupt:  # the hub stops its services with SIGINT (SIGTERM: _base)
         log.info("stopped")
     return 0
 

@@ -47,6 +47,7 @@ from ..policy import load_platform
 from ..registry import ApprovalRegistry
 from ..traits import PLATFORM_ENV, REPO_ROOT
 from . import service_port
+from ._base import follow_the_hub, health_route
 
 log = logging.getLogger("visiting.enforcer")
 
@@ -347,11 +348,6 @@ class StopHandler(CallerHandler):
         self.finish(done)
 
 
-class HealthHandler(web.RequestHandler):
-    def get(self):
-        self.finish({"status": "ok"})
-
-
 def make_app(enforcer: Enforcer, auth: HubAuth, prefix: str) -> web.Application:
     prefix = "/" + prefix.strip("/") + "/" if prefix.strip("/") else "/"
     args = {"enforcer": enforcer, "auth": auth}
@@ -359,7 +355,7 @@ def make_app(enforcer: Enforcer, auth: HubAuth, prefix: str) -> web.Application:
         [
             (prefix + "api/enforce", EnforceHandler, args),
             (prefix + "api/stop", StopHandler, args),
-            (prefix + "health", HealthHandler),
+            health_route(prefix),
         ]
     )
 
@@ -375,6 +371,7 @@ def main(argv=None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="[enforcer %(levelname)s %(asctime)s] %(message)s"
     )
+    follow_the_hub()
     platform = load_platform(os.environ.get(PLATFORM_ENV, REPO_ROOT / "policies" / "demo"))
     clock = clock_from_env()
     enforcer = Enforcer(
@@ -399,7 +396,7 @@ def main(argv=None) -> int:
     log.info("enforcing every %.0f s", args.interval)
     try:
         asyncio.run(serve())
-    except KeyboardInterrupt:  # the hub stops its services with SIGINT
+    except KeyboardInterrupt:  # the hub stops its services with SIGINT (SIGTERM: _base)
         log.info("stopped")
     return 0
 

@@ -55,6 +55,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from ..periods import Clock, clock_from_env
 from . import service_port
+from ._base import follow_the_hub, health_route
 
 log = logging.getLogger("visiting.gateway")
 
@@ -453,11 +454,6 @@ class TaskHandler(GatewayHandler):
         self.finish(json.dumps(doc))
 
 
-class HealthHandler(web.RequestHandler):
-    def get(self):
-        self.finish({"status": "ok"})
-
-
 def make_app(gateway: Gateway, prefix: str) -> web.Application:
     prefix = "/" + prefix.strip("/") + "/" if prefix.strip("/") else "/"
     args = {"gateway": gateway}
@@ -465,7 +461,7 @@ def make_app(gateway: Gateway, prefix: str) -> web.Application:
         [
             (prefix + "api/datasets", DatasetsHandler, args),
             (prefix + r"api/tasks/([a-z_]+)", TaskHandler, args),
-            (prefix + "health", HealthHandler),
+            health_route(prefix),
         ]
     )
 
@@ -520,6 +516,7 @@ def main(argv=None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="[gateway %(levelname)s %(asctime)s] %(message)s"
     )
+    follow_the_hub()
     config = config_from_env()
     gateway = Gateway(config, disclosure_from_env(), clock_from_env())
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", f"/services/{config.service_name}/")
@@ -529,7 +526,7 @@ def main(argv=None) -> int:
     log.info("gateway of site %s on %s:%d%s", config.site, args.ip, port, prefix)
     try:
         ioloop.IOLoop.current().start()
-    except KeyboardInterrupt:  # the hub stops its services with SIGINT
+    except KeyboardInterrupt:  # the hub stops its services with SIGINT (SIGTERM: _base)
         log.info("stopped")
     return 0
 

@@ -63,3 +63,30 @@ def test_discovery_failure_names_the_url():
     # port 9 (discard) on loopback: nothing listens there in the tests
     with pytest.raises(ConfigError, match=r"http://127.0.0.1:9/.well-known/openid-configuration"):
         discover_oidc("http://127.0.0.1:9", timeout=2)
+
+
+def test_services_know_their_hub_and_the_admin_page_knows_every_service(tmp_path):
+    import json
+    import os
+
+    from hub.traits import REPO_ROOT
+
+    settings = HubSettings(
+        platform_dir=REPO_ROOT / "policies" / "demo",
+        state_dir=tmp_path / "state",
+        enforcer_port=18083,
+        gateway_ports={"ncc": 18091},
+    )
+    c = Config()
+    configure(c, settings, discovery=DISCOVERY)
+    services = {s["name"]: s for s in c.JupyterHub.services}
+    # every service the hub starts names the hub's pid, so it ends with the hub
+    managed = [s for s in services.values() if s.get("command")]
+    assert len(managed) == 9
+    assert all(s["environment"]["VISITING_HUB_PID"] == str(os.getpid()) for s in managed)
+    # gateways beside the hub: as given, else 8090, 8091, ... in the platform's order
+    assert services["gateway-nig"]["url"] == "http://127.0.0.1:8090"
+    assert services["gateway-ncc"]["url"] == "http://127.0.0.1:18091"
+    health = json.loads(services["admin"]["environment"]["VISITING_SERVICE_HEALTH"])
+    assert sorted(health) == sorted(services)
+    assert health["enforcer"] == "http://127.0.0.1:18083/services/enforcer/health"
