@@ -45,6 +45,23 @@ MESSAGES: dict[str, dict[str, str]] = {
         "ja": "サイト {site} のゲートウェイが照会を拒否しました（{cause}）。",
         "en": "The gateway of site {site} refused the query ({cause}).",
     },
+    # -- the admin page: the hub's services --------------------------------------------
+    "admin.service.up": {"ja": "稼働中", "en": "up"},
+    "admin.service.down": {"ja": "応答なし", "en": "down"},
+    "admin.services.note": {
+        "ja": "再起動の回数はハブの起動以降です。終了したサービスはハブが数秒以内に再起動します。",
+        "en": "Restarts since the hub started; the hub restarts a service that exits "
+        "within seconds.",
+    },
+    # the warning at the top of the page while the enforcer does not answer
+    "admin.enforcer_down": {
+        "ja": "執行サービス（enforcer）が応答していません。利用停止・承認取消は登録され、"
+        "ログイン・起動・ゲートウェイは拒否しますが、稼働中のサーバーは enforcer が"
+        "復帰するまで停止されません。ハブのログを確認してください。",
+        "en": "The enforcer is not answering. Suspensions and revocations are recorded, and "
+        "login, spawn and the gateways refuse, but running servers are not stopped until "
+        "the enforcer is back. Check the hub's log.",
+    },
 }
 
 

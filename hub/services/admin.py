@@ -66,6 +66,7 @@ from ..access import SECRETARIAT, approvals_at_site
 from ..audit import AuditStore
 from ..operations import OperationError, Operations, check_reason
 from ..periods import JST, clock_from_env, fiscal_year_of, jst_date
+from ..platform.messages import message
 from ..policy import load_platform
 from ..registry import ApprovalRegistry
 from ..service_restarts import read_service_status
@@ -439,7 +440,10 @@ class ServicesHandler(ApiHandler):
                 f"{self.actor} is neither secretariat nor a site admin", field=None, status=403
             )
         services = await self.backend.services_status()
-        self.finish({"services": services, "enforcer_up": enforcer_up(services)})
+        answer = {"services": services, "enforcer_up": enforcer_up(services)}
+        if not answer["enforcer_up"]:
+            answer["warning"] = message("admin.enforcer_down").to_json()
+        self.finish(answer)
 
 
 def enforcer_up(services: list[dict]) -> bool:
@@ -529,6 +533,7 @@ class PageHandler(BaseHandler):
         loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html"])
     )
     env.filters["jst"] = jst_time
+    env.globals["text"] = message
 
     async def context(self) -> dict:
         roles = self.ops.registry.roles_of(self.actor)

@@ -11,10 +11,12 @@ from __future__ import annotations
 import os
 import signal
 import time
+from html import unescape
 
 import pytest
 import requests
 
+from hub.platform.messages import message
 from hub.service_restarts import read_service_status
 from hub.stack import Stack, StackConfig, http_ok, processes_of
 
@@ -108,11 +110,13 @@ def test_the_enforcer_not_answering_is_shown_at_once(stack, jimu):
     try:
         page = admin(stack, jimu)
         assert page.status_code == 200
-        banner = page.text.split('id="enforcer-down"', 1)[1].split("</div>", 1)[0]
-        assert "執行サービス（enforcer）が応答していません" in banner
-        assert "The enforcer is not answering" in banner
+        banner = unescape(page.text.split('id="enforcer-down"', 1)[1].split("</div>", 1)[0])
+        warning = message("admin.enforcer_down")
+        assert warning.ja in banner and warning.en in banner
+        assert "執行サービス（enforcer）が応答していません" in warning.ja
         assert 'data-service="enforcer" data-up="no"' in page.text
-        assert admin(stack, jimu, "api/services").json()["enforcer_up"] is False
+        answer = admin(stack, jimu, "api/services").json()
+        assert answer["enforcer_up"] is False and answer["warning"] == warning.to_json()
     finally:
         os.kill(enforcer, signal.SIGCONT)
     assert wait_until(lambda: 'id="enforcer-down"' not in admin(stack, jimu).text, 10)
