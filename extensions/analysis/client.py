@@ -205,8 +205,10 @@ class Federation:
                 message = r.json().get("message", r.text)
             except ValueError:
                 message = r.text[:300]
+            # a 5xx is the gateway failing (its message names the error id in its log)
+            what = "refused" if r.status_code < 500 else "failed"
             raise FederationError(
-                f"site {site} refused ({r.status_code}): {message}", site, r.status_code
+                f"site {site} {what} ({r.status_code}): {message}", site, r.status_code
             )
         return SiteHalf.from_json(r.json())
 

@@ -12,9 +12,11 @@ text, which may quote the data), "Reporting" (a failed query is recorded).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sys
+import threading
 
 import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
@@ -43,8 +45,7 @@ def broken_site(root):
     return root
 
 
-async def ask(root, dataset=DATASET, task="cohort_counts"):
-    """(status, JSON body) of one task request to a gateway over `root`."""
+def gateway_over(root) -> TrustedGateway:
     config = GatewayConfig(
         site=SITE,
         data_root=root,
@@ -54,7 +55,12 @@ async def ask(root, dataset=DATASET, task="cohort_counts"):
         scheduler=None,
         allowed_tasks=("*",),
     )
-    gateway = TrustedGateway(config, DisclosureRules(5, 5), clock_from_env())
+    return TrustedGateway(config, DisclosureRules(5, 5), clock_from_env())
+
+
+async def ask(root, dataset=DATASET, task="cohort_counts"):
+    """(status, JSON body) of one task request to a gateway over `root`."""
+    gateway = gateway_over(root)
     port = free_port()
     server = make_app(gateway, f"/services/gateway-{SITE}/").listen(port, address="127.0.0.1")
     try:
@@ -133,3 +139,47 @@ def test_a_refusal_is_one_line_with_the_gateways_words(
     assert got == status and words in body["message"], body
     assert "error_id" not in body
     assert failures(caplog) == []
+
+
+def test_a_researchers_client_reads_a_failure_as_the_sites_failure(tmp_path):
+    """The federation client (requests, in the researcher's kernel) says the site failed, and
+    passes on the gateway's words with the error id to quote."""
+    from extensions.analysis.client import Federation, FederationError, SiteGateway
+
+    port, loop, ready = free_port(), asyncio.new_event_loop(), threading.Event()
+    parts = {}
+
+    async def start():
+        parts["gateway"] = gateway_over(broken_site(tmp_path))
+        app = make_app(parts["gateway"], f"/services/gateway-{SITE}/")
+        parts["server"] = app.listen(port, address="127.0.0.1")
+        ready.set()
+
+    def serve():
+        loop.run_until_complete(start())
+        loop.run_forever()
+
+    def stop():
+        parts["server"].stop()
+        loop.stop()
+
+    thread = threading.Thread(target=serve, name="gateway", daemon=True)
+    thread.start()
+    try:
+        assert ready.wait(30)
+        fed = Federation("http://127.0.0.1:1/", "http://127.0.0.1:1/hub/api", "t")
+        fed.gateways[SITE] = SiteGateway(
+            SITE,
+            f"http://127.0.0.1:{port}/services/gateway-{SITE}/",
+            [{"dataset": DATASET, "engines": ["dask"]}],
+        )
+        with pytest.raises(FederationError) as e:
+            fed._ask(SITE, "cohort_counts", {}, None, "dask", 60)
+        assert e.value.status == 500 and e.value.site == SITE
+        assert str(e.value).startswith(f"site {SITE} failed (500): the task cohort_counts failed")
+        assert "in the gateway's log" in str(e.value)
+    finally:
+        loop.call_soon_threadsafe(stop)
+        thread.join(30)
+        parts["gateway"].pool.shutdown(wait=True)
+        loop.close()
