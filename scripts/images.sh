@@ -116,7 +116,7 @@ use_engine() {
 # Another images.sh (a test fixture, a second terminal) would race for the
 # same tags and cache folders.
 take_lock() {
-  mkdir -p "$CACHE" "$LOGS"
+  mkdir -p "$CACHE" "$LOGS" "$CACHE/build"
   exec 9>"$CACHE/images.lock"
   if ! flock -n 9; then
     log "another scripts/images.sh is running; waiting for it"
@@ -333,6 +333,7 @@ sys.stdout.buffer.write(zipfile.ZipFile(sys.argv[1]).read("jupyterlab/staging/pa
 # Files from outside images/NAME that go into its build context, as lines of
 # "source<TAB>path in the context"; a folder goes whole.
 context_extras() {
+  printf '%s\t%s\n' "$IMAGES_DIR/check-env.py" check-env.py
   case $1 in
     singleuser)
       printf '%s\t%s\n' \
@@ -389,10 +390,12 @@ build_derived() {
     --label "org.visiting.inputs=$inputs" \
     --label "org.visiting.wheels=$WHEELS_HASH" \
     -t "$repo:$(short "$inputs")" -t "$repo:latest" "$ctx"; then
-    # pip check's own lines name the packages that do not fit together
-    if grep -q 'has requirement\|which is not installed' "$LOGS/$name.log"; then
-      die "the packages of $repo do not fit together (pip check): $(grep -h 'has requirement\|which is not installed' "$LOGS/$name.log" | sort -u | tr '\n' ' ')"
-    fi
+    # pip check's and check-env.py's own lines name the packages that do not fit together
+    # (the classic builder colours a step's stderr)
+    local broken
+    broken=$(sed 's/\x1b\[[0-9;]*m//g' "$LOGS/$name.log" |
+      grep -h 'has requirement\|which is not installed\|^check-env: ' | sort -u | tr '\n' ' ' || true)
+    [ -z "$broken" ] || die "the packages of $repo do not fit together: $broken"
     die "docker build of $repo failed"
   fi
   rm -rf "$ctx"
