@@ -21,31 +21,24 @@ import traceback
 #: What each image's processes import. visiting/dask runs the site's Dask scheduler and
 #: workers (the federation's tasks) and the federation gateway; visiting/singleuser a
 #: researcher's Jupyter server, its kernels and its own Dask cluster.
+#: The analysis stack both images run: Dask and its arrays over VCF Zarr, Hail, pysam.
+ANALYSIS = [
+    "distributed",
+    "dask.array",
+    "dask.dataframe",
+    "xarray",
+    "zarr",
+    "numpy",
+    "pandas",
+    "pysam",
+    "hail",
+    "extensions.analysis.tasks",
+    "extensions.analysis.cohorts",
+]
 MODULES = {
-    "dask": [
-        "distributed",
-        "dask.array",
-        "dask.dataframe",
-        "xarray",
-        "zarr",
-        "numpy",
-        "pandas",
-        "pysam",
-        "hail",
-        "extensions.analysis.tasks",
-        "extensions.analysis.cohorts",
-        "hub.services.gateway",
-    ],
+    "dask": [*ANALYSIS, "hub.services.gateway"],
     "singleuser": [
-        "distributed",
-        "dask.array",
-        "dask.dataframe",
-        "xarray",
-        "zarr",
-        "numpy",
-        "pandas",
-        "pysam",
-        "hail",
+        *ANALYSIS,
         "ipywidgets",
         "ipykernel",
         "matplotlib.pyplot",
@@ -55,8 +48,6 @@ MODULES = {
         "extensions.guard.app",
         "extensions.analysis.client",
         "extensions.analysis.catalogue",
-        "extensions.analysis.tasks",
-        "extensions.analysis.cohorts",
     ],
 }
 #: Packages released together, whose versions must be equal.

@@ -145,44 +145,20 @@ def test_singleuser_imports_the_analysis_stack_offline(docker):
     assert out.stdout.strip() == "ok"
 
 
-#: What each image's processes import: the federation gateway and the site's Dask
-#: workers run in visiting/dask, a researcher's notebook (and its own Dask cluster) in
-#: visiting/singleuser.
-IMAGE_MODULES = {
-    DASK: [
-        "hub.services.gateway",
-        "extensions.analysis.tasks",
-        "extensions.analysis.cohorts",
-        "distributed",
-        "dask.array",
-        "dask.dataframe",
-        "xarray",
-        "zarr",
-        "numpy",
-        "pandas",
-        "pysam",
-        "hail",
-    ],
-    SINGLEUSER: [
-        "extensions.guard.app",
-        "extensions.analysis.client",
-        "extensions.analysis.catalogue",
-        "extensions.analysis.cohorts",
-        "extensions.analysis.tasks",
-        "distributed",
-        "dask.array",
-        "dask.dataframe",
-        "xarray",
-        "zarr",
-        "hail",
-        "pysam",
-        "ipywidgets",
-        "ipykernel",
-        "matplotlib.pyplot",
-        "jupyterlab",
-        "jupyterhub.singleuser",
-    ],
-}
+def image_modules() -> dict[str, list[str]]:
+    """What each image's processes import: the list its own build checks (images/check-env.py)."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(
+        "check_env", REPO_ROOT / "images" / "check-env.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return {DASK: module.MODULES["dask"], SINGLEUSER: module.MODULES["singleuser"]}
+
+
 IMAGE_LOCKS = {DASK: "requirements/dask.lock", SINGLEUSER: "requirements/singleuser.lock"}
 
 
@@ -190,7 +166,7 @@ IMAGE_LOCKS = {DASK: "requirements/dask.lock", SINGLEUSER: "requirements/singleu
 def test_each_image_imports_what_its_processes_import(docker, image):
     script = (
         "import importlib, json, sys\n"
-        f"for m in {IMAGE_MODULES[image]!r}: importlib.import_module(m)\n"
+        f"for m in {image_modules()[image]!r}: importlib.import_module(m)\n"
         "import dask, distributed\n"
         "print(json.dumps([dask.__version__, distributed.__version__]))\n"
     )
