@@ -73,6 +73,11 @@ _EXIT_STATUS = {"status": 0}
 #: seconds a process left running by the tests gets between SIGTERM and SIGKILL
 LEAK_STOP_SECONDS = 5.0
 
+#: the project's programs, as their command lines name them; one a test started by hand
+#: (not through a stack) is the session's when its working folder is in the session's
+#: temporary folder
+PROJECT_PROGRAMS = ("hub.services.", "jupyterhub", "configurable-http-proxy", "idp/server.mjs")
+
 
 def pytest_sessionfinish(session, exitstatus):
     if stop_leaked_processes(session.config):
@@ -89,21 +94,20 @@ def _session_basetemp(config) -> Path | None:
 def stop_leaked_processes(config) -> list[str]:
     """No process of the project may outlive the session: every stack's process (IdP, hub,
     proxy, services) names its state folder in VISITING_STATE_DIR, and the tests' state
-    folders are in this session's temporary folder. Those still running are stopped and
-    named, and the session fails. A demo the user started (its state outside the temporary
-    folder) and other sessions' stacks (their own temporary folders) are not touched."""
+    folders are in this session's temporary folder (see session_processes). Those still
+    running are stopped and named, and the session fails. A demo the user started (its
+    state outside the temporary folder) and other sessions' stacks (their own temporary
+    folders) are not touched."""
     import signal
     import time
-
-    from hub.stack import processes_of
 
     base = _session_basetemp(config)
     if base is None:
         return []
-    leaked = processes_of(Path(base), inside=True)
+    leaked = session_processes(Path(base))
     if not leaked:
         return []
-    lines = [_describe_process(pid, env) for pid, env in leaked.items()]
+    lines = list(leaked.values())
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in leaked:
             try:
@@ -111,7 +115,7 @@ def stop_leaked_processes(config) -> list[str]:
             except ProcessLookupError:
                 pass
         deadline = time.monotonic() + LEAK_STOP_SECONDS
-        while time.monotonic() < deadline and processes_of(Path(base), inside=True):
+        while time.monotonic() < deadline and session_processes(Path(base)):
             time.sleep(0.1)
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     write = reporter.write_line if reporter else (lambda line, **_: print(line, file=sys.stderr))
@@ -123,15 +127,46 @@ def stop_leaked_processes(config) -> list[str]:
     return lines
 
 
-def _describe_process(pid: int, env: dict[str, str]) -> str:
+def session_processes(base: Path) -> dict[int, str]:
+    """pid -> a line naming it, for each live process of the project that is this session's:
+    its VISITING_STATE_DIR is in `base` (a stack's process), or it runs one of the project's
+    programs with its working folder in `base` (one a test started by hand)."""
+    from hub.stack import processes_of
+
+    found = {
+        pid: f"  pid {pid}{_service(env)}: {_cmdline(pid)}  "
+        f"[VISITING_STATE_DIR={env.get('VISITING_STATE_DIR')}]"
+        for pid, env in processes_of(base, inside=True).items()
+    }
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        if pid in found or pid == os.getpid():
+            continue
+        cmdline = _cmdline(pid)
+        if not any(program in cmdline for program in PROJECT_PROGRAMS):
+            continue
+        try:
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            continue
+        if cwd == str(base) or cwd.startswith(f"{base}/"):
+            found[pid] = f"  pid {pid}: {cmdline}  [working folder {cwd}]"
+    return found
+
+
+def _cmdline(pid: int) -> str:
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
-        cmdline = " ".join(a.decode(errors="replace") for a in argv)[:200]
     except OSError:
-        cmdline = "?"
+        return ""
+    return " ".join(a.decode(errors="replace") for a in argv if a)[:200]
+
+
+def _service(env: dict[str, str]) -> str:
     service = env.get("JUPYTERHUB_SERVICE_NAME")
-    what = f" (service {service})" if service else ""
-    return f"  pid {pid}{what}: {cmdline}  [VISITING_STATE_DIR={env.get('VISITING_STATE_DIR')}]"
+    return f" (service {service})" if service else ""
 
 
 def pytest_unconfigure(config):

@@ -22,6 +22,12 @@ LEAKY = textwrap.dedent(
         p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"],
                              env=env, start_new_session=True)
         open(os.environ["LEAK_PID_FILE"], "w").write(str(p.pid))
+
+    def test_leaves_an_idp_running(tmp_path):
+        # started by hand, not through a stack: no VISITING_STATE_DIR, its folder in tmp_path
+        p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)",
+                              "idp/server.mjs"], cwd=tmp_path, start_new_session=True)
+        open(os.environ["LEAK_PID_FILE"] + ".idp", "w").write(str(p.pid))
     """
 )
 
@@ -63,11 +69,13 @@ def test_a_process_left_running_fails_the_session_and_is_stopped(tmp_path):
             timeout=120,
         )
         leaked = int(pid_file.read_text())
-        assert "1 passed" in r.stdout
+        idp = int(Path(f"{pid_file}.idp").read_text())
+        assert "2 passed" in r.stdout
         assert r.returncode == 1, r.stdout
-        assert "1 process(es) left running by the tests" in r.stdout
+        assert "2 process(es) left running by the tests" in r.stdout
         assert f"pid {leaked} (service enforcer)" in r.stdout
-        assert not running(leaked)
+        assert f"pid {idp}: " in r.stdout and "idp/server.mjs  [working folder " in r.stdout
+        assert not running(leaked) and not running(idp)
         assert bystander.poll() is None, "a process outside the session's folder was stopped"
     finally:
         bystander.kill()
