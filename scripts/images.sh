@@ -383,7 +383,7 @@ build_derived() {
     mkdir -p "$(dirname "$ctx/$dest")"
     cp -a "$src" "$ctx/$dest"
   done < <(context_extras "$name")
-  if ! run_logged "$LOGS/$name.log" docker build --network=none \
+  if ! run_logged "$LOGS/$name.log" docker build --network=none --force-rm \
     --build-arg "BASE_IMAGE=$BASE_REF" \
     --build-arg "WHEELHOUSE=$WHEELHOUSE_HASH" \
     --label "org.visiting.project-version=$VERSION" \
