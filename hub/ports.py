@@ -92,16 +92,21 @@ def holders_of_inodes(inodes: list[int], proc: Path = PROC) -> list[PortHolder]:
     return [h for i in inodes for h in found.get(i, [])]
 
 
+def cmdline_of(pid: int, proc: Path = PROC) -> str:
+    """A process's command line as one string; '' when it is gone or unreadable."""
+    try:
+        argv = (proc / str(pid) / "cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+    except OSError:
+        return ""
+    return " ".join(a.decode(errors="replace") for a in argv if a)
+
+
 def _holder(entry: Path) -> PortHolder:
     try:
         name = (entry / "comm").read_text().strip()
     except OSError:
         name = "?"
-    try:
-        argv = (entry / "cmdline").read_bytes().rstrip(b"\0").split(b"\0")
-        cmdline = " ".join(a.decode(errors="replace") for a in argv)
-    except OSError:
-        cmdline = ""
+    cmdline = cmdline_of(int(entry.name), entry.parent)
     if len(cmdline) > 160:
         cmdline = cmdline[:157] + "..."
     return PortHolder(int(entry.name), name, cmdline)

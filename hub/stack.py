@@ -284,8 +284,13 @@ def stop_services_of(state_dir: Path, timeout: float = 10.0) -> list[str]:
         for pid, env in processes_of(state_dir).items()
         if env.get(SERVICE_NAME_ENV)
     }
-    names = sorted(set(found.values()))
-    pids = list(found)
+    stop_pids(found, timeout)
+    return sorted(set(found.values()))
+
+
+def stop_pids(pids, timeout: float = 10.0) -> None:
+    """SIGTERM to each of `pids`; SIGKILL to those still running `timeout` s later."""
+    pids = list(pids)
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in pids:
             try:
@@ -296,8 +301,7 @@ def stop_services_of(state_dir: Path, timeout: float = 10.0) -> list[str]:
         while time.monotonic() < deadline and (pids := [p for p in pids if _alive(p)]):
             time.sleep(0.1)
         if not pids:
-            break
-    return names
+            return
 
 
 def _alive(pid: int) -> bool:
@@ -451,14 +455,15 @@ class Stack:
 
         Everything is checked before anything starts, so a refusal leaves nothing behind.
         """
+        needed = self.needed_ports()
         given: dict[int, str] = {}
-        for name, port, _ in self.needed_ports():
+        for name, port, _ in needed:
             if port in given:
                 raise StackError(f"port {port} is given to both {given[port]} and {name}")
             given[port] = name
         taken = [
             f"port {port} ({name}) on {host} is already in use{describe_holders(port)}"
-            for name, port, host in self.needed_ports()
+            for name, port, host in needed
             if not port_free(port, host)
         ]
         if taken:

@@ -156,8 +156,9 @@ def read_lock(path: Path) -> dict[str, Entry]:
     return entries
 
 
-def sdist_names() -> list[str]:
-    return [normalise(line) for line in logical_lines((ROOT / SDIST_LIST).read_text())]
+def sdist_names(path: Path | None = None) -> list[str]:
+    """The packages built from source on the host: SDIST_LIST, or the list at `path`."""
+    return [normalise(line) for line in logical_lines((path or ROOT / SDIST_LIST).read_text())]
 
 
 def rel(path: Path | str) -> str:
@@ -358,13 +359,12 @@ def cmd_select(args) -> int:
 
 def cmd_split(args) -> int:
     entries = read_lock(Path(args.lock))
-    from_source = (
-        set(sdist_names())
-        if args.sdist_list == SDIST_LIST
-        else {normalise(n) for n in logical_lines(Path(args.sdist_list).read_text())}
-    )
-    for name in from_source - entries.keys():
-        raise LockError(f"{args.sdist_list} names {name}, which {rel(args.lock)} does not hold")
+    from_source = set(sdist_names(Path(args.sdist_list)))
+    missing = sorted(from_source - entries.keys())
+    if missing:
+        raise LockError(
+            f"{args.sdist_list} names {missing[0]}, which {rel(args.lock)} does not hold"
+        )
     Path(args.binary_out).write_text(
         "".join(e.text + "\n" for n, e in entries.items() if n not in from_source)
     )
@@ -382,15 +382,16 @@ def wheel_name(filename: str) -> tuple[str, str]:
 def cmd_image_lock(args) -> int:
     """The lock with the hash of each wheel built on the host in place of the sdist's."""
     entries = read_lock(Path(args.lock))
+    from_source = set(sdist_names())
     built = {}
     for whl in Path(args.wheelhouse).glob("*.whl"):
         name, version = wheel_name(whl.name)
-        if name in entries:
+        if name in from_source:
             built.setdefault(name, []).append((version, whl))
     out = []
     for name, entry in entries.items():
         text = entry.text
-        if name in sdist_names():
+        if name in from_source:
             candidates = [w for v, w in built.get(name, []) if v == entry.version]
             if len(candidates) != 1:
                 raise LockError(

@@ -98,8 +98,7 @@ def stop_leaked_processes(config) -> list[str]:
     running are stopped and named, and the session fails. A demo the user started (its
     state outside the temporary folder) and other sessions' stacks (their own temporary
     folders) are not touched."""
-    import signal
-    import time
+    from hub.stack import stop_pids
 
     base = _session_basetemp(config)
     if base is None:
@@ -108,15 +107,7 @@ def stop_leaked_processes(config) -> list[str]:
     if not leaked:
         return []
     lines = list(leaked.values())
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in leaked:
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + LEAK_STOP_SECONDS
-        while time.monotonic() < deadline and session_processes(Path(base)):
-            time.sleep(0.1)
+    stop_pids(leaked, LEAK_STOP_SECONDS)
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     write = reporter.write_line if reporter else (lambda line, **_: print(line, file=sys.stderr))
     if reporter:
@@ -157,11 +148,9 @@ def session_processes(base: Path) -> dict[int, str]:
 
 
 def _cmdline(pid: int) -> str:
-    try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
-    except OSError:
-        return ""
-    return " ".join(a.decode(errors="replace") for a in argv if a)[:200]
+    from hub.ports import cmdline_of
+
+    return cmdline_of(pid)[:200]
 
 
 def _service(env: dict[str, str]) -> str:
