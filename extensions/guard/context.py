@@ -18,6 +18,11 @@ from pathlib import Path
 JST = timezone(timedelta(hours=9), "JST")
 CLOCK_FILE_ENV = "VISITING_CLOCK_FILE"
 HOME_QUOTA_ENV = "VISITING_HOME_QUOTA"
+#: the platform's egress rules as JSON (extensions.guard.meter.EgressRules.from_env)
+EGRESS_RULES_ENV = "VISITING_EGRESS_RULES"
+#: "guarded" or "off": whether this site lets its servers open terminals (terminals_from_env)
+TERMINALS_ENV = "VISITING_TERMINALS"
+TERMINAL_MODES = ("guarded", "off")
 
 
 class Clock:
@@ -147,3 +152,17 @@ def home_quota_from_text(text: str | None) -> int | None:
         # the spawner leaves the variable out when no quota is set; a zero is a mistake
         raise ValueError(f"{HOME_QUOTA_ENV} must be more than 0 bytes, got {text!r}")
     return quota
+
+
+def terminals_from_env(environ=None) -> str:
+    """The site's terminal mode from the spawner's VISITING_TERMINALS: "guarded" (the
+    default, when unset) or "off"; anything else is a ValueError (the gate does not start)."""
+    env = os.environ if environ is None else environ
+    text = (env.get(TERMINALS_ENV) or "").strip()
+    if not text:
+        return "guarded"
+    if text not in TERMINAL_MODES:
+        raise ValueError(
+            f"{TERMINALS_ENV} must be one of {', '.join(TERMINAL_MODES)}, got {text!r}"
+        )
+    return text
