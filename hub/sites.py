@@ -505,3 +505,26 @@ def sites_down(platform: Platform, remove_servers: bool = True) -> list[str]:
     remove_firewall()
     done.append("firewall: removed")
     return done
+
+
+def remove_gate_volumes(platform: Platform) -> list[str]:
+    """Remove the egress gates' state volumes no container uses (a test stack starts afresh).
+
+    A gate's volume keeps the day's egress across restarts of a server; a test
+    stack must not inherit the meter of an earlier one on the same engine.
+    """
+    import docker.errors
+
+    done = []
+    for site in platform.sites.values():
+        client = docker_client(site.docker_endpoint)
+        try:
+            for v in client.volumes.list(filters={"name": f"visiting-gate-{site.id}-"}):
+                try:
+                    v.remove()
+                    done.append(f"{site.id}: removed volume {v.name}")
+                except docker.errors.APIError:
+                    pass  # in use by a running server
+        finally:
+            client.close()
+    return done

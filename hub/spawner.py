@@ -31,6 +31,8 @@ from .sites import SERVER_DASK_SCHEDULER, SitePlan, resolve_endpoint
 from .traits import PlatformTraits
 
 CONTAINER_CLOCK_FILE = "/run/visiting/clock"
+# the port of a researcher's container that the proxy routes to: the egress gate's
+GATE_PORT = 80
 
 
 class SiteRefused(web.HTTPError):
@@ -263,15 +265,30 @@ class SiteSpawner(PlatformTraits, DockerSpawner):
         if clock_file:
             # a test set-up's moved clock, read-only: the guard reads the hub's time
             volumes[str(clock_file)] = {"bind": CONTAINER_CLOCK_FILE, "mode": "ro"}
+        # the egress gate's state (its meter and event spool) outlives a restart of the server,
+        # so a restart does not reset the day's egress; only the gate's user can enter it
+        volumes[f"visiting-gate-{site.id}-{{username}}"] = {
+            "bind": "/var/lib/visiting-gate",
+            "mode": "rw",
+        }
         self.volumes = volumes
+        # The container starts as root with four capabilities only, used by the gate's launcher
+        # (extensions/guard/gate/launch.py): bind the gate's port below 1024, change to the
+        # gate's and the researcher's users, stop them. The researcher's processes run without
+        # any capability and cannot gain one (no-new-privileges); no user but root may bind a
+        # port below 1024, so nothing in the container can take the gate's place.
+        self.port = GATE_PORT
         self.extra_host_config = {
             "security_opt": ["no-new-privileges"],
             "cap_drop": ["ALL"],
+            "cap_add": ["SETUID", "SETGID", "NET_BIND_SERVICE", "KILL"],
+            "sysctls": {"net.ipv4.ip_unprivileged_port_start": "1024"},
             "pids_limit": 1024,
             # no outside names; the network's embedded resolver still answers for itself
             "dns": ["127.0.0.1"],
         }
         self.extra_create_kwargs = {
             "labels": {"org.visiting.site": site.id, "org.visiting.user": self.user.name},
+            "user": "0:0",
             "stop_timeout": self.stop_grace_seconds,
         }

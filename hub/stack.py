@@ -76,6 +76,8 @@ class StackConfig:
     auth_refresh_age: int = 60
     clock_file: Path | None = None  # tests only: a file holding "now"
     sites: bool = False  # Docker engine, images, site networks, Dask clusters, SiteSpawner
+    # tests: the egress gates' state of earlier stacks on the same engine is removed at start
+    fresh_gate_state: bool = False
     extra_env: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -97,7 +99,7 @@ class StackConfig:
                     kwargs.get("platform_dir", cls.platform_dir)
                 ).platform.sites
             },
-            **kwargs,
+            **{"fresh_gate_state": True, **kwargs},
         )
 
     @property
@@ -537,6 +539,9 @@ class Stack:
         for line in sites.sites_up(platform, ports):
             say(f"  {line}")
         self._opened_ports = tuple(p for p in ports if p not in already)
+        if self.config.fresh_gate_state:
+            for line in sites.remove_gate_volumes(platform):
+                say(f"  {line}")
 
     def start(self, timeout: float = 90.0) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)

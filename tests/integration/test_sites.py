@@ -106,13 +106,17 @@ def container_of(engine, user, site):
     return None
 
 
+# the researcher's own user: the container itself starts as root for the egress gate's launcher
+RESEARCHER = "1000:1000"
+
+
 def sh(container, script, user=None):
-    code, out = container.exec_run(["sh", "-c", script], user=user or "")
+    code, out = container.exec_run(["sh", "-c", script], user=user or RESEARCHER)
     return code, out.decode(errors="replace")
 
 
 def py(container, code):
-    rc, out = container.exec_run(["python3", "-c", code])
+    rc, out = container.exec_run(["python3", "-c", code], user=RESEARCHER)
     return rc, out.decode(errors="replace")
 
 
@@ -215,7 +219,7 @@ except OSError as e:
 
 
 def probe(container, host, port):
-    rc, out = container.exec_run(["python3", "-c", PROBE, host, str(port)])
+    rc, out = container.exec_run(["python3", "-c", PROBE, host, str(port)], user=RESEARCHER)
     return out.decode().split()[0]
 
 
