@@ -57,6 +57,13 @@ KINDS: dict[str, tuple[str, str]] = {
         "a file name the platform lists as raw data",
         "プラットフォームが生データと定める名前",
     ),
+    # found by the recogniser (recognise.py), which uses this table for every kind it reports
+    "people-table": ("a table naming people of the cohort", "コホートの個人を名指しする表"),
+    "genotype-matrix": ("a matrix of individual genotypes", "個人ごとの遺伝型の行列"),
+    "clinical-rows": (
+        "clinical or phenotype rows, one person a row",
+        "個人ごとの臨床情報・表現型の行",
+    ),
 }
 
 # Built-in name rules: (glob on the lower-cased base name, kind). Compression
@@ -402,6 +409,10 @@ class Sniffer:
             return self._tar(data, name, depth + 1, "tar")
         return self._text(data, partial_tail=truncated)
 
+    def classify_magic(self, data: bytes) -> Finding | None:
+        """Raw data by the magic bytes at the start of `data` alone (no containers, no text)."""
+        return self._magic(data)
+
     def _magic(self, data: bytes) -> Finding | None:
         if data[:4] == b"CRAM":
             return self._found("cram", "its magic bytes (CRAM)")
@@ -542,6 +553,15 @@ class Sniffer:
         if found is None and re.search(r"<(pre|table|td)\b", text, re.I):
             found = self._lines(_html_text(text), False, False)
         return found.inside("a notebook output") if found else None
+
+    def classify_lines(
+        self, text: str, partial_head: bool = False, partial_tail: bool = False
+    ) -> Finding | None:
+        """Raw records in plain text by headers and record shapes (no JSON, HTML or containers).
+
+        partial_head / partial_tail: the text is a window cut inside a line at that end.
+        """
+        return self._lines(text, partial_head, partial_tail)
 
     def _lines(self, text: str, partial_head: bool, partial_tail: bool) -> Finding | None:
         """Raw data by headers and record shapes; only candidate lines are split and checked."""
