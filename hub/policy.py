@@ -25,6 +25,8 @@ import jsonschema
 import referencing
 import yaml
 
+from extensions.guard.meter import EgressRules, EgressRulesError
+
 from .periods import Period
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "policies" / "schema"
@@ -108,6 +110,8 @@ class Site:
     default_image: str
     quota: Quota
     datasets: tuple[Dataset, ...]
+    # "guarded": terminals open and their output passes the egress gate; "off": none opens
+    terminals: str = "guarded"
 
 
 @dataclass(frozen=True)
@@ -157,6 +161,9 @@ class Platform:
     sanctions: SanctionRules
     download: DownloadRules
     sites: dict[str, Site]
+    # the egress meter's rules (extensions.guard.meter.EgressRules, one definition for the
+    # hub and the gate); to_env() is what the spawner passes in VISITING_EGRESS_RULES
+    egress: EgressRules = field(default_factory=EgressRules)
 
     @property
     def datasets(self) -> dict[str, Dataset]:
@@ -438,6 +445,8 @@ def _build_platform(doc: dict[str, Any], path: Path, issues: list[PolicyIssue]) 
             default_image=s["default_image"],
             quota=_quota(s["quota"]) or Quota(),
             datasets=tuple(datasets),
+            # YAML 1.1 reads a bare `off` as false; the schema lets both mean "off"
+            terminals="off" if s.get("terminals") is False else s.get("terminals", "guarded"),
         )
     networks = [s.network for s in sites.values()]
     for net in {n for n in networks if networks.count(n) > 1}:
@@ -454,6 +463,7 @@ def _build_platform(doc: dict[str, Any], path: Path, issues: list[PolicyIssue]) 
             PolicyIssue(file, "rules.sanctions", "ban_months_min is larger than ban_months_max")
         )
     download_raw = rules.get("download", {})
+    egress = _egress_rules(rules.get("egress", {}), file, issues)
     state_dir = _resolve(base, p.get("state_dir"), STATE_DIR_ENV, base / "state")
     data_root = _resolve(base, p.get("data_root"), DATA_ROOT_ENV, state_dir / "data")
     database_url = (
@@ -479,7 +489,18 @@ def _build_platform(doc: dict[str, Any], path: Path, issues: list[PolicyIssue]) 
             ),
         ),
         sites=sites,
+        egress=egress,
     )
+
+
+def _egress_rules(raw: dict[str, Any], file: str, issues: list[PolicyIssue]) -> EgressRules:
+    """`rules.egress` with sizes in bytes; a rule that does not hold is an issue naming it."""
+    values = {k: parse_size(v) if k.endswith("_bytes") else v for k, v in raw.items()}
+    try:
+        return EgressRules.from_mapping(values)
+    except EgressRulesError as e:
+        issues.append(PolicyIssue(file, f"rules.egress.{e.field}", e.reason))
+        return EgressRules()
 
 
 def _build_approval(

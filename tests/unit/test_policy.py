@@ -6,12 +6,14 @@ either load whole or not at all.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import pytest
 import yaml
 
+from extensions.guard.meter import EgressRules
 from hub.policy import PolicyError, load_policy_dir, parse_size
 
 
@@ -293,6 +295,48 @@ BAD_INPUTS = [
         "larger than",
     ),
     (
+        "egress-alert-over-cap",
+        lambda d: _platform(d, lambda p: p["rules"]["egress"].update(alert_bytes="1G")),
+        "platform.yaml",
+        "rules.egress.alert_bytes",
+        r"the alert \(1,073,741,824 bytes\) is above the cap \(268,435,456\)",
+    ),
+    (
+        "egress-people-alert-over-cap",
+        lambda d: _platform(d, lambda p: p["rules"]["egress"].update(cap_people=20)),
+        "platform.yaml",
+        "rules.egress.alert_people",
+        r"the alert \(30 people\) is above the cap \(20\)",
+    ),
+    (
+        "egress-size-nonsense",
+        lambda d: _platform(d, lambda p: p["rules"]["egress"].update(cap_bytes="lots")),
+        "platform.yaml",
+        "rules.egress.cap_bytes",
+        "not a size",
+    ),
+    (
+        "egress-zero-people",
+        lambda d: _platform(d, lambda p: p["rules"]["egress"].update(alert_people=0)),
+        "platform.yaml",
+        "rules.egress.alert_people",
+        "less than the minimum of 1",
+    ),
+    (
+        "egress-unknown-rule",
+        lambda d: _platform(d, lambda p: p["rules"]["egress"].update(daily_bytes=5)),
+        "platform.yaml",
+        "rules.egress",
+        "daily_bytes",
+    ),
+    (
+        "terminals-unknown-mode",
+        lambda d: _platform(d, lambda p: p["sites"][1].update(terminals="open")),
+        "platform.yaml",
+        "sites[1].terminals",
+        "'open' is not one of",
+    ),
+    (
         "user-listed-twice",
         lambda d: _users(d, lambda u: u["users"].append(dict(u["users"][0]))),
         "users.yaml",
@@ -338,6 +382,50 @@ def test_bad_input_is_named(policy_copy, breaker, file, field, reason):
         if i.file.endswith(file) and i.field.startswith(field) and re.search(reason, i.reason)
     ]
     assert matching, f"expected {file}: {field}: {reason!r}; got:\n{info.value}"
+
+
+def test_demo_egress_rules_and_terminals(policy_copy):
+    """The demo keeps the default egress rules; terminals guarded at four sites, off at imsut."""
+    p = load_policy_dir(policy_copy).platform
+    assert p.egress == EgressRules()
+    assert json.loads(p.egress.to_env()) == {
+        "alert_bytes": 64 * 1024**2,
+        "cap_bytes": 256 * 1024**2,
+        "alert_people": 30,
+        "cap_people": 100,
+        "max_people_per_output": 10,
+    }
+    assert EgressRules.from_env(p.egress.to_env()) == p.egress
+    assert {s.id: s.terminals for s in p.sites.values()} == {
+        "nig": "guarded",
+        "ncc": "guarded",
+        "ncgm": "guarded",
+        "tommo": "guarded",
+        "imsut": "off",
+    }
+
+
+def test_egress_rules_and_terminals_when_left_out(policy_copy):
+    def drop(p):
+        del p["rules"]["egress"]
+        del p["sites"][4]["terminals"]
+
+    _platform(policy_copy, drop)
+    p = load_policy_dir(policy_copy).platform
+    assert p.egress == EgressRules() and p.sites["imsut"].terminals == "guarded"
+
+
+def test_egress_sizes_and_a_bare_off(policy_copy):
+    def change(p):
+        p["rules"]["egress"] = {"alert_bytes": "1.5M", "cap_bytes": 4194304}
+
+    _platform(policy_copy, change)
+    path = policy_copy / "platform.yaml"
+    path.write_text(path.read_text().replace("terminals: 'off'", "terminals: off"))
+    assert "terminals: off\n" in path.read_text()
+    p = load_policy_dir(policy_copy).platform
+    assert (p.egress.alert_bytes, p.egress.cap_bytes) == (int(1.5 * 1024**2), 4 * 1024**2)
+    assert p.sites["imsut"].terminals == "off"
 
 
 def test_every_problem_is_reported_not_only_the_first(policy_copy):
