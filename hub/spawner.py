@@ -24,6 +24,8 @@ from dockerspawner import DockerSpawner
 from tornado import web
 from traitlets import Float, Int, default
 
+from extensions.guard.context import EGRESS_RULES_ENV, TERMINALS_ENV
+
 from .access import approvals_at_site, decide_access
 from .policy import Quota, Site
 from .registry import ApprovalView
@@ -197,6 +199,9 @@ class SiteSpawner(PlatformTraits, DockerSpawner):
                 "VISITING_DATASETS": ",".join(approval.datasets_at(site.id)),
                 "DASK_SCHEDULER_ADDRESS": SERVER_DASK_SCHEDULER,
                 "VISITING_GUARD_RULES": self.platform.download.to_env(),
+                # the gate's egress meter and whether it lets terminals open at this site
+                EGRESS_RULES_ENV: self.platform.egress.to_env(),
+                TERMINALS_ENV: site.terminals,
                 "VISITING_AUDIT_URL": f"http://{plan.gateway}:{self.proxy_port}/services/audit/",
                 # the hub's proxy as this site sees it: the federation gateways are behind it
                 "VISITING_HUB_URL": f"http://{plan.gateway}:{self.proxy_port}/",

@@ -1,0 +1,53 @@
+"""What the spawner tells a site's server about egress: the platform's rules and the site's
+terminal mode, under the names the gate reads (extensions/guard/context.py).
+
+Rule checked: "Security" (POLICY.md): the gate in every researcher's container applies the
+platform file's egress rules, and terminals are off where the site says so.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from types import SimpleNamespace
+
+import pytest
+from dockerspawner import DockerSpawner
+
+from extensions.guard.context import EGRESS_RULES_ENV, TERMINALS_ENV, terminals_from_env
+from extensions.guard.meter import EgressRules
+from hub.policy import Quota
+from hub.spawner import SiteSpawner
+from tests.conftest import DEMO_DIR
+
+
+def env_at(site: str, monkeypatch) -> dict[str, str]:
+    monkeypatch.setattr(DockerSpawner, "get_env", lambda self: {})
+    monkeypatch.delenv("VISITING_CLOCK_FILE", raising=False)
+    spawner = SiteSpawner(
+        platform_dir=str(DEMO_DIR), orm_spawner=SimpleNamespace(name=site, server=None)
+    )
+    spawner._approval = SimpleNamespace(
+        approval_id="J-DU000101",
+        ends_before=datetime(2030, 1, 1, tzinfo=UTC),
+        period=SimpleNamespace(end=date(2029, 12, 31)),
+        datasets_at=lambda site_id: ["JGAD000101"],
+    )
+    spawner.quota_for = lambda site, approval: Quota()
+    return spawner.get_env()
+
+
+@pytest.mark.parametrize(
+    "site,terminals",
+    [
+        ("nig", "guarded"),
+        ("ncc", "guarded"),
+        ("ncgm", "guarded"),
+        ("tommo", "guarded"),
+        ("imsut", "off"),
+    ],  # fmt: skip
+)
+def test_the_gate_gets_the_rules_and_the_sites_terminal_mode(site, terminals, monkeypatch):
+    env = env_at(site, monkeypatch)
+    assert EgressRules.from_env(env[EGRESS_RULES_ENV]) == EgressRules()
+    assert env[TERMINALS_ENV] == terminals
+    assert terminals_from_env(env) == terminals
