@@ -11,6 +11,7 @@ import socket
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from . import STATE_DIR, UPSTREAM_PORT
 
@@ -54,16 +55,17 @@ def asset_digests(prefix: str = sys.prefix) -> set[bytes]:
     return out
 
 
-def wait_for_upstream(timeout: float = 600) -> None:
+def wait_for_upstream(upstream: str, timeout: float = 600) -> None:
     """The gate accepts connections only once the server behind it answers (the hub waits)."""
+    parts = urlsplit(upstream)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            with socket.create_connection(("127.0.0.1", UPSTREAM_PORT), timeout=1):
+            with socket.create_connection((parts.hostname, parts.port), timeout=1):
                 return
         except OSError:
             time.sleep(0.2)
-    raise SystemExit(f"visiting-gate: no server on 127.0.0.1:{UPSTREAM_PORT} after {timeout:.0f} s")
+    raise SystemExit(f"visiting-gate: no server at {upstream} after {timeout:.0f} s")
 
 
 def build_gate(prefix: str, environ=os.environ):
@@ -76,6 +78,7 @@ def build_gate(prefix: str, environ=os.environ):
     context = ServerContext.from_env(environ)
     clock = clock_from_env(environ)
     state = Path(environ.get("VISITING_GATE_STATE", STATE_DIR))
+    upstream = environ.get("VISITING_GATE_UPSTREAM", f"http://127.0.0.1:{UPSTREAM_PORT}")
     rules = EgressRules.from_env(environ.get("VISITING_EGRESS_RULES"))
     cohort = Cohort.from_data(
         environ.get("VISITING_DATA_ROOT", "/data"), list(context.datasets) or None
@@ -94,6 +97,7 @@ def build_gate(prefix: str, environ=os.environ):
         events=events,
         max_bytes=context.rules.max_bytes,
         terminals=environ.get("VISITING_TERMINALS", "guarded"),
+        upstream=upstream,
     )
     return gate, shipper
 
@@ -110,7 +114,7 @@ async def serve(fd: int, prefix: str) -> None:
     httpclient.AsyncHTTPClient.configure(None, max_body_size=limit, max_buffer_size=limit)
     loop = asyncio.get_running_loop()
     gate.assets = await loop.run_in_executor(None, asset_digests)
-    await loop.run_in_executor(None, wait_for_upstream)
+    await loop.run_in_executor(None, wait_for_upstream, gate.upstream)
     sock = socket.socket(fileno=fd)
     sock.setblocking(False)
     server = HTTPServer(make_app(gate), max_body_size=1024**3, xheaders=False)
@@ -137,21 +141,21 @@ async def serve(fd: int, prefix: str) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     tally.cancel()
-    gate.events.tally(gate.meter.reading())
+    gate.events.tallies(gate.meter, force=True)
+    gate.meter.close()
     server.stop()
     if shipper is not None:
         await shipper.stop()
 
 
-async def _tallies(gate, every: float = 60.0) -> None:
-    last = None
+async def _tallies(gate, every: float = 10.0) -> None:
+    """The ledger's lines as the meter hands them out (it spaces today's; a past day's at once)."""
     while True:
         await asyncio.sleep(every)
-        reading = gate.meter.reading()
-        key = repr(reading)
-        if key != last:
-            gate.events.tally(reading)
-            last = key
+        try:
+            gate.events.tallies(gate.meter)
+        except Exception:
+            log.exception("could not write the egress ledger's lines")
 
 
 def main(argv=None) -> int:

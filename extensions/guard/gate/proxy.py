@@ -104,9 +104,8 @@ class Gate:
 
     def count(self, channel: str, data: bytes, people=()) -> None:
         reading = self.meter.count(channel, digest(data), len(data), people)
-        crossed = getattr(reading, "crossed", None)
-        if crossed:
-            self.events.level_crossed(crossed, reading)
+        for level in reading.crossed:
+            self.events.level_crossed(level, reading)
 
     @property
     def capped(self) -> bool:
@@ -711,7 +710,7 @@ class GateEvents:
         self.spool = spool
         self.shipper = shipper
 
-    def emit(self, name: str, **data) -> None:
+    def emit(self, name: str, at=None, **data) -> None:
         from ..events import SCHEMA_BASE
 
         record = {
@@ -719,7 +718,7 @@ class GateEvents:
             "user": self.context.user,
             "site": self.context.site,
             "approval_id": self.context.approval_id,
-            "time": self.clock.now().isoformat(),
+            "time": (at or self.clock.now()).isoformat(),
             "schema": SCHEMA_BASE + name,
             "version": 1,
             "data": {k: v for k, v in data.items() if v is not None},
@@ -752,8 +751,13 @@ class GateEvents:
         )
 
     def level_crossed(self, level: str, reading) -> None:
-        data = reading.to_json() if hasattr(reading, "to_json") else {}
-        self.emit(f"egress-{level}", **{k: v for k, v in data.items() if k != "level"})
+        """`egress-alert` or `egress-cap`: the secretariat sees it on the admin page."""
+        self.emit(f"egress-{level}", **reading.event_data(level))
+
+    def tallies(self, meter, force: bool = False) -> None:
+        """The ledger's lines due now (`egress-tally`), each at the instant of its last count."""
+        for t in meter.tallies(force=force):
+            self.emit("egress-tally", at=t.at, **t.event_data())
 
 
 def spool_dir() -> Path:
