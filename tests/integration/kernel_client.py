@@ -12,6 +12,15 @@ and what the kernel sends back on iopub for that request (streams, results,
 errors) is collected until it reports `idle`. Everything goes through the
 hub's proxy with the person's own token in an `Authorization: token` header,
 so the single-user server's own checks (and the data guard's) apply.
+
+Both websocket protocols JupyterLab speaks are available: the JSON one
+(`protocol="json"`, the default; a message with buffers then comes as a
+binary frame) and `v1.kernel.websocket.jupyter.org` (`protocol="v1"`, every
+message a binary frame of offsets, channel and parts). Every message the
+kernel sends, on every channel, is kept in `Kernel.received` in the order it
+arrived; `request()` sends any shell message (inspect, complete, history,
+comm, debug) and returns every message answering it, and `execute()` can
+answer `input()` prompts and ask for `user_expressions`.
 """
 
 from __future__ import annotations
@@ -29,6 +38,66 @@ from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
 PROTOCOL_VERSION = "5.3"
+V1_PROTOCOL = "v1.kernel.websocket.jupyter.org"
+
+
+def _json_default(obj):
+    if isinstance(obj, datetime):
+        return obj.isoformat()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def serialize_v1(msg: dict, channel: str) -> bytes:
+    """A message as the v1 protocol frames it: offsets (little-endian 64-bit), channel, parts."""
+    parts = [
+        json.dumps(msg[k], default=_json_default).encode()
+        for k in ("header", "parent_header", "metadata", "content")
+    ] + [bytes(b) for b in msg.get("buffers", [])]
+    name = channel.encode()
+    offsets = [8 * (1 + 1 + len(parts) + 1)]
+    offsets.append(offsets[-1] + len(name))
+    for part in parts:
+        offsets.append(offsets[-1] + len(part))
+    head = len(offsets).to_bytes(8, "little") + b"".join(o.to_bytes(8, "little") for o in offsets)
+    return head + name + b"".join(parts)
+
+
+def deserialize_v1(frame: bytes) -> dict:
+    """A v1 frame back into a message dict with `channel` and `buffers` (bytes)."""
+    n = int.from_bytes(frame[:8], "little")
+    offsets = [int.from_bytes(frame[8 * (i + 1) : 8 * (i + 2)], "little") for i in range(n)]
+    channel = frame[offsets[0] : offsets[1]].decode()
+    parts = [frame[offsets[i] : offsets[i + 1]] for i in range(1, n - 1)]
+    msg = {
+        k: json.loads(parts[i]) if i < len(parts) else {}
+        for i, k in enumerate(("header", "parent_header", "metadata", "content"))
+    }
+    msg["buffers"] = [bytes(b) for b in parts[4:]]
+    msg["channel"] = channel
+    return msg
+
+
+def deserialize_legacy_binary(frame: bytes) -> dict:
+    """A binary frame of the JSON protocol (a message with buffers): a 32-bit big-endian count,
+    offsets, the JSON message, then the buffers."""
+    import struct
+
+    nbufs = struct.unpack("!I", frame[:4])[0]
+    offsets = list(struct.unpack("!" + "I" * nbufs, frame[4 : 4 * (nbufs + 1)])) + [None]
+    chunks = [frame[a:b] for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+    msg = json.loads(chunks[0])
+    msg["buffers"] = [bytes(c) for c in chunks[1:]]
+    return msg
+
+
+@dataclass
+class Reply:
+    """Every message answering one request (any channel), and the shell reply's content."""
+
+    msg_id: str
+    reply: dict | None = None
+    reply_type: str = ""
+    messages: list[dict] = field(default_factory=list)
 
 
 @dataclass
@@ -41,6 +110,8 @@ class Execution:
     results: list[dict] = field(default_factory=list)  # execute_result / display_data `data`
     error: dict | None = None  # ename, evalue, traceback
     outputs: list[dict] = field(default_factory=list)  # every output message's type and content
+    reply: dict | None = None  # the execute_reply's content (user_expressions, payload)
+    messages: list[dict] = field(default_factory=list)  # every message answering it, any channel
 
     def raise_for_error(self) -> Execution:
         if self.status != "ok" or self.error:
@@ -63,7 +134,11 @@ class Kernel:
         kernel_name: str = "python3",
         timeout: float = 120,
         notebook_path: str | None = None,
+        protocol: str = "json",
     ):
+        if protocol not in ("json", "v1"):
+            raise ValueError(f"protocol is 'json' or 'v1', not {protocol!r}")
+        self.protocol = protocol
         self.server_url = server_url if server_url.endswith("/") else server_url + "/"
         self.token = token
         self.username = username
@@ -78,6 +153,10 @@ class Kernel:
         self._loop = asyncio.new_event_loop()
         self._ws = None
         self._inbox: asyncio.Queue | None = None
+        #: every message the kernel sent, decoded, in the order it arrived
+        self.received: list[dict] = []
+        #: the websocket subprotocol the server chose (None: the JSON protocol)
+        self.selected_subprotocol: str | None = None
 
     # -- life ----------------------------------------------------------------------------
 
@@ -142,9 +221,56 @@ class Kernel:
 
     # -- code ----------------------------------------------------------------------------
 
-    def execute(self, code: str, timeout: float = 600) -> Execution:
-        """Run `code` as a notebook cell; returns its outputs once the kernel is idle again."""
-        return self._run(self._execute(code, timeout))
+    def execute(
+        self,
+        code: str,
+        timeout: float = 600,
+        *,
+        allow_stdin: bool = False,
+        input_reply: str = "",
+        user_expressions: dict | None = None,
+        silent: bool = False,
+        store_history: bool = True,
+    ) -> Execution:
+        """Run `code` as a notebook cell; returns its outputs once the kernel is idle again.
+
+        With `allow_stdin`, each `input_request` is answered with `input_reply`.
+        """
+        return self._run(
+            self._execute(
+                code,
+                timeout,
+                allow_stdin=allow_stdin,
+                input_reply=input_reply,
+                user_expressions=user_expressions or {},
+                silent=silent,
+                store_history=store_history,
+            )
+        )
+
+    def request(
+        self, msg_type: str, content: dict, channel: str = "shell", timeout: float = 60
+    ) -> Reply:
+        """Send any request (inspect_request, complete_request, history_request, comm_open,
+        comm_msg, debug_request, ...) and collect every message whose parent it is until
+        the kernel has replied and is idle again (or, for a message without a reply such
+        as comm_msg, until the kernel is idle)."""
+        return self._run(self._request(msg_type, content, channel, timeout))
+
+    def drain(self, seconds: float = 1.0) -> list[dict]:
+        """Wait `seconds` for messages that arrive on their own; returns those."""
+        before = len(self.received)
+
+        async def wait():
+            deadline = time.monotonic() + seconds
+            while (left := deadline - time.monotonic()) > 0:
+                try:
+                    await self._receive(left)
+                except TimeoutError:
+                    break
+
+        self._run(wait())
+        return self.received[before:]
 
     # -- the websocket -------------------------------------------------------------------
 
@@ -170,7 +296,13 @@ class Kernel:
             request,
             on_message_callback=self._inbox.put_nowait,
             max_message_size=256 * 1024 * 1024,
+            subprotocols=[V1_PROTOCOL] if self.protocol == "v1" else None,
         )
+        self.selected_subprotocol = self._ws.selected_subprotocol
+        if self.protocol == "v1" and self.selected_subprotocol != V1_PROTOCOL:
+            raise AssertionError(
+                f"asked for {V1_PROTOCOL}, the server chose {self.selected_subprotocol!r}"
+            )
         # as JupyterLab does on connecting: ask for kernel_info until the kernel answers
         deadline = time.monotonic() + self.timeout
         while True:
@@ -208,19 +340,66 @@ class Kernel:
             "channel": channel,
         }
 
-    def _send(self, msg_type: str, content: dict) -> str:
-        msg = self._message(msg_type, content)
-        self._ws.write_message(json.dumps(msg))
+    def _send(
+        self, msg_type: str, content: dict, channel: str = "shell", parent: dict | None = None
+    ) -> str:
+        msg = self._message(msg_type, content, channel)
+        if parent is not None:
+            msg["parent_header"] = parent
+        if self.selected_subprotocol == V1_PROTOCOL:
+            self._ws.write_message(serialize_v1(msg, channel), binary=True)
+        else:
+            self._ws.write_message(json.dumps(msg, default=_json_default))
         return msg["header"]["msg_id"]
 
-    async def _receive(self, timeout: float) -> dict | None:
-        """The next JSON message; None for a binary frame (buffers of widgets, not needed here)."""
+    def _decode(self, raw) -> dict:
+        if isinstance(raw, bytes):
+            if self.selected_subprotocol == V1_PROTOCOL:
+                return deserialize_v1(raw)
+            return deserialize_legacy_binary(raw)
+        msg = json.loads(raw)
+        msg.setdefault("buffers", [])
+        return msg
+
+    async def _receive(self, timeout: float) -> dict:
+        """The next message, decoded whatever its framing; kept in `received`."""
         raw = await asyncio.wait_for(self._inbox.get(), timeout)
         if raw is None:
             raise AssertionError(f"the websocket of kernel {self.kernel_id} closed")
-        if isinstance(raw, bytes):
-            return None
-        return json.loads(raw)
+        msg = self._decode(raw)
+        self.received.append(msg)
+        return msg
+
+    async def _request(self, msg_type: str, content: dict, channel: str, timeout: float):
+        msg_id = self._send(msg_type, content, channel)
+        out = Reply(msg_id)
+        expects_reply = msg_type.endswith("_request")
+        replied = not expects_reply
+        idle = False
+        deadline = time.monotonic() + timeout
+        while not (replied and idle):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                if replied:
+                    break  # some requests never make the kernel busy; the reply is what counts
+                raise AssertionError(
+                    f"no {msg_type[:-8]}_reply within {timeout} s; got {out.messages[-5:]}"
+                )
+            try:
+                msg = await self._receive(min(left, 5.0) if replied else left)
+            except TimeoutError:
+                if replied:
+                    break
+                continue
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            out.messages.append(msg)
+            kind = msg["header"]["msg_type"]
+            if kind == "status" and msg["channel"] == "iopub":
+                idle = msg["content"].get("execution_state") == "idle"
+            elif kind.endswith("_reply") and msg["channel"] in ("shell", "control"):
+                out.reply, out.reply_type, replied = msg["content"], kind, True
+        return out
 
     async def _until(self, done, timeout: float) -> dict:
         deadline = time.monotonic() + timeout
@@ -229,18 +408,27 @@ class Kernel:
             if left <= 0:
                 raise TimeoutError
             msg = await self._receive(left)
-            if msg is not None and done(msg):
+            if done(msg):
                 return msg
 
-    async def _execute(self, code: str, timeout: float) -> Execution:
+    async def _execute(
+        self,
+        code: str,
+        timeout: float,
+        allow_stdin: bool = False,
+        input_reply: str = "",
+        user_expressions: dict | None = None,
+        silent: bool = False,
+        store_history: bool = True,
+    ) -> Execution:
         msg_id = self._send(
             "execute_request",
             {
                 "code": code,
-                "silent": False,
-                "store_history": True,
-                "user_expressions": {},
-                "allow_stdin": False,
+                "silent": silent,
+                "store_history": store_history,
+                "user_expressions": user_expressions or {},
+                "allow_stdin": allow_stdin,
                 "stop_on_error": True,
             },
         )
@@ -258,12 +446,16 @@ class Kernel:
                 msg = await self._receive(left)
             except TimeoutError:
                 continue
-            if msg is None or msg.get("parent_header", {}).get("msg_id") != msg_id:
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
                 continue
+            run.messages.append(msg)
             kind, content = msg["header"]["msg_type"], msg["content"]
             if msg["channel"] == "shell" and kind == "execute_reply":
                 run.status = content.get("status", "")
+                run.reply = content
                 replied = True
+            elif msg["channel"] == "stdin" and kind == "input_request":
+                self._send("input_reply", {"value": input_reply}, "stdin", parent=msg["header"])
             elif msg["channel"] != "iopub":
                 continue
             elif kind == "status":
