@@ -1,0 +1,2235 @@
+"""The one recogniser every channel of the egress gate uses: is this individual-level data?
+
+`Recogniser.bytes` (a response body, a file, a websocket buffer) and
+`Recogniser.text` (a kernel output, a terminal chunk, a JSON string) answer
+with a `Verdict`: the kind of individual-level data found, if any, how it was
+recognised (English and Japanese), the keyed digests of the cohort's people
+named, the records or person rows seen, and whether some content could not
+be decoded (opaque). Policy is the gate's (gate/policy.py); this module only
+says what is there.
+
+What is recognised:
+
+- raw genomic data, by `sniff.Sniffer`'s rules (magic bytes, headers, three
+  records of one shape);
+- people of the cohort: their sample ids, learnt by `Cohort.from_data` from
+  the datasets mounted at the site and held only as keyed BLAKE2b digests
+  (8 bytes, a random key per process); text is scanned by regular
+  expressions built from the ids' shapes (`NIG-` then six digits), so a scan
+  costs a few ms per 10 MB;
+- per-person clinical rows without ids: table rows that repeat the clinical
+  vocabulary (sex, age band, region, disease name, ICD-10) as person rows;
+- genotype matrices without ids: many cells of genotype codes or dosages
+  over many people, in text tables and in NumPy arrays;
+- all of that inside gzip/BGZF, zlib, raw deflate, bzip2, xz/lzma, zstd,
+  lz4, zip, tar, base64/base32/hex runs in text, notebooks, JSON, HTML,
+  Parquet, Arrow IPC/Feather, Excel (.xlsx), NumPy (.npy/.npz), pickle
+  (opcodes walked, never loaded) and SQLite, nested.
+
+Work is bounded: big inputs are read in windows (head, tail, evenly spaced
+windows between them, and windows around signatures of records), decoded
+bytes have a budget, and containers have a depth and a member limit. What
+lies beyond the windows of a huge input is not seen; the egress meter
+bounds that, as it bounds opaque content.
+"""
+
+from __future__ import annotations
+
+import ast
+import base64
+import binascii
+import bz2
+import gzip
+import hashlib
+import html
+import io
+import json
+import lzma
+import math
+import os
+import re
+import struct
+import sys
+import tarfile
+import tempfile
+import time
+import zipfile
+import zlib
+from array import array
+from bisect import bisect_left
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .sniff import KINDS, Finding, Sniffer
+
+KIB = 1024
+MIB = 1024 * KIB
+
+# kinds found by this module rather than by the sniffer
+PEOPLE_TABLE = "people-table"
+GENOTYPE_MATRIX = "genotype-matrix"
+CLINICAL_ROWS = "clinical-rows"
+OWN_KINDS = frozenset({PEOPLE_TABLE, GENOTYPE_MATRIX, CLINICAL_ROWS})
+# the order in which a verdict names what it found: raw records first
+_PRIORITY = {GENOTYPE_MATRIX: 1, PEOPLE_TABLE: 2, CLINICAL_ROWS: 3}
+
+# One key per process: the digests mean nothing outside it, and never leave it.
+_KEY = os.urandom(32)
+
+
+def _digest(token: bytes) -> bytes:
+    return hashlib.blake2b(token, digest_size=8, key=_KEY).digest()
+
+
+# ---------------------------------------------------------------------------
+# the cohort
+
+# ids that cannot be told from other tokens of a results table are not scanned for
+_NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?%?$")
+_ALNUM = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789")
+_MIN_ID_LENGTH = 4
+_MAX_PATTERN_GROUPS = 16
+_MAX_SHAPES = 16
+_HEADER_CELLS = frozenset(
+    {"sample_id", "sample", "samples", "iid", "#iid", "fid", "#fid", "id", "s"}
+)
+# clinical.tsv's columns whose values are the vocabulary of per-person rows
+_VOCAB_COLUMNS = {
+    "sex": "sex",
+    "gender": "sex",
+    "age_band": "age_band",
+    "ageband": "age_band",
+    "age_group": "age_band",
+    "prefecture": "region",
+    "region": "region",
+    "disease_name": "disease_name",
+    "disease": "disease_name",
+    "diagnosis": "disease_name",
+    "icd10": "icd10",
+    "icd_10": "icd10",
+    "icd-10": "icd10",
+}
+_MAX_VOCABULARY = 1000  # distinct values of a column; more and it is not a vocabulary
+DEFAULT_VOCABULARY: dict[str, frozenset[str]] = {
+    "sex": frozenset({"male", "female"}),
+    "age_band": frozenset(f"{a}-{a + 9}" for a in range(0, 110, 10)),
+}
+
+
+def _shape(token: bytes) -> tuple:
+    """Runs of letters ('a', n), digits ('d', n) and single other bytes (byte, 1)."""
+    runs: list[list] = []
+    for c in token:
+        cls = "a" if 97 <= c <= 122 else "d" if 48 <= c <= 57 else c
+        if runs and runs[-1][0] == cls and cls in ("a", "d"):
+            runs[-1][1] += 1
+        else:
+            runs.append([cls, 1])
+    return tuple((c, n) for c, n in runs)
+
+
+def _shape_regex(shape: tuple) -> bytes:
+    out = []
+    for cls, n in shape:
+        if cls == "a":
+            out.append(b"[a-z]{%d}" % n)
+        elif cls == "d":
+            out.append(b"[0-9]{%d}" % n)
+        else:
+            out.append(re.escape(bytes([cls])))
+    return b"".join(out)
+
+
+def _common_prefix(tokens: list[bytes]) -> bytes:
+    lo, hi = min(tokens), max(tokens)
+    n = 0
+    while n < len(lo) and lo[n] == hi[n]:
+        n += 1
+    return lo[:n]
+
+
+def _id_patterns(tokens: Iterable[bytes]) -> list[re.Pattern]:
+    """Regular expressions that match every id (lower-cased) and little else, fast.
+
+    Ids are grouped by shape and by their first run (`nig` of `nig-000001`); a
+    group's pattern is its common literal prefix and then the shape of the rest,
+    so each pattern starts with a literal that the regex engine searches for.
+    Alternatives of one group share that prefix (the engine factors it out).
+    """
+    groups: dict[bytes, dict[tuple, list[bytes]]] = {}
+    for t in tokens:
+        shape = _shape(t)
+        first = t[: shape[0][1]] if shape[0][0] in ("a", "d") else t[:1]
+        if shape[0][0] == "d":
+            first = t[:2]
+        groups.setdefault(first, {}).setdefault(shape, []).append(t)
+    tail = rb"(?![a-z0-9])"
+    if len(groups) <= _MAX_PATTERN_GROUPS:
+        out = []
+        for by_shape in groups.values():
+            alts = []
+            for members in by_shape.values():
+                lcp = _common_prefix(members)
+                rest = _shape(members[0][len(lcp) :]) if len(members[0]) > len(lcp) else ()
+                alts.append(re.escape(lcp) + _shape_regex(rest))
+            alts.sort(key=len, reverse=True)
+            out.append(re.compile(b"(?:" + b"|".join(alts) + b")" + tail))
+        return out
+    shapes = {s for by_shape in groups.values() for s in by_shape}
+    if len(shapes) <= _MAX_SHAPES:
+        alts = sorted((_shape_regex(s) for s in shapes), key=len, reverse=True)
+        return [re.compile(b"(?:" + b"|".join(alts) + b")" + tail)]
+    return [re.compile(rb"[a-z0-9](?:[a-z0-9.:-]*[a-z0-9])?" + tail)]
+
+
+class Cohort:
+    """The people this server may read: learnt at gate start from the data mounted at the site.
+
+    Ids are held only as keyed digests (BLAKE2b, 8 bytes, a key drawn once per
+    process) in a sorted array, and compared lower-cased. Ids shorter than 4
+    characters or that are plain numbers are not held: in a table of results
+    they cannot be told from positions and counts (`skipped` counts them).
+    `vocabulary` holds the values of clinical.tsv's attribute columns (sex,
+    age band, region, disease name, ICD-10), which are not identifying.
+    """
+
+    def __init__(
+        self,
+        digests: Iterable[int],
+        patterns: list[re.Pattern],
+        vocabulary: dict[str, frozenset[str]] | None = None,
+        sources: Iterable[str] = (),
+        skipped: int = 0,
+    ):
+        self._digests = array("Q", sorted(set(digests)))
+        self._patterns = patterns
+        self.vocabulary: dict[str, frozenset[str]] = dict(vocabulary or {})
+        self.sources: tuple[str, ...] = tuple(sources)
+        self.skipped = skipped
+
+    # -- building ------------------------------------------------------------
+
+    @classmethod
+    def from_ids(
+        cls, ids: Iterable[str], vocabulary: dict[str, Iterable[str]] | None = None
+    ) -> Cohort:
+        """A cohort of these ids (tests, benchmarks); `vocabulary`: column -> values."""
+        return cls._build(ids, vocabulary or {}, ())
+
+    @classmethod
+    def from_data(
+        cls, root: str | os.PathLike = "/data", datasets: list[str] | None = None
+    ) -> Cohort:
+        """The people of the datasets under `root` (every folder in it, or the ones named).
+
+        Read from each dataset folder (and folders one level below): the first
+        column of clinical.tsv and phenotypes.tsv, the sample columns of VCF and
+        BCF headers (*.vcf.gz, *.vcf.bgz, *.vcf, *.bcf; the header only), PLINK
+        .fam (FID and IID) and .psam (IID, FID) files. A file that cannot be
+        read is skipped; `sources` lists the files read.
+        """
+        root = Path(root)
+        if datasets is None:
+            try:
+                folders = sorted(
+                    p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
+                )
+            except OSError:
+                folders = []
+            if (root / "clinical.tsv").is_file():
+                folders.insert(0, root)
+        else:
+            folders = [root / d for d in datasets]
+        ids: list[str] = []
+        vocabulary: dict[str, set[str]] = {}
+        sources: list[str] = []
+        for folder in folders:
+            for path in _dataset_files(folder):
+                try:
+                    found = _ids_of_file(path, vocabulary)
+                except (OSError, ValueError, EOFError, zlib.error):
+                    continue
+                ids.extend(found)
+                sources.append(str(path))
+        return cls._build(ids, vocabulary, sources)
+
+    @classmethod
+    def _build(cls, ids: Iterable[str], vocabulary: dict, sources: Iterable[str]) -> Cohort:
+        tokens: set[bytes] = set()
+        skipped = 0
+        for i in ids:
+            t = str(i).strip().lower().encode("utf-8", "surrogatepass")
+            if len(t) < _MIN_ID_LENGTH or _NUMBER.match(t.decode("utf-8", "replace")):
+                skipped += 1
+                continue
+            tokens.add(t)
+        digests = [int.from_bytes(_digest(t), "big") for t in tokens]
+        patterns = _id_patterns(tokens) if tokens else []
+        vocab = {
+            col: frozenset(v.casefold() for v in values if v)
+            for col, values in vocabulary.items()
+            if len(values) <= _MAX_VOCABULARY
+        }
+        return cls(digests, patterns, vocab, sources, skipped)
+
+    # -- asking --------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._digests)
+
+    def __contains__(self, sample_id: str) -> bool:
+        d = _digest(str(sample_id).strip().lower().encode("utf-8", "surrogatepass"))
+        return self._has(int.from_bytes(d, "big"))
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held for the ids: the digest array and the compiled patterns' sources."""
+        return sys.getsizeof(self._digests) + sum(
+            sys.getsizeof(p.pattern) + 200 for p in self._patterns
+        )
+
+    def _has(self, value: int) -> bool:
+        a = self._digests
+        i = bisect_left(a, value)
+        return i < len(a) and a[i] == value
+
+    def people_in(self, text: str) -> set[bytes]:
+        """Keyed digests of the cohort's people named in `text`."""
+        return {d for d, _, _ in self.find(text.encode("utf-8", "surrogatepass"))}
+
+    def find(self, data: bytes, limit: int = 1_000_000) -> list[tuple[bytes, int, int]]:
+        """(digest, start, end) of each cohort id in `data`, compared lower-cased.
+
+        An id counts where it is not part of a longer word: `'NIG-000001'`,
+        `<td>NIG-000001</td>` and PLINK's `NIG-000001_NIG-000001` all name it.
+        """
+        if not self._patterns or not data:
+            return []
+        low = data.lower()
+        out = []
+        for rx in self._patterns:
+            for m in rx.finditer(low):
+                s = m.start()
+                if s and low[s - 1] in _ALNUM:
+                    continue
+                d = _digest(m.group())
+                if self._has(int.from_bytes(d, "big")):
+                    out.append((d, s, m.end()))
+                    if len(out) >= limit:
+                        return out
+        return out
+
+
+def _dataset_files(folder: Path) -> list[Path]:
+    names = ("clinical.tsv", "phenotypes.tsv")
+    globs = ("*.vcf.gz", "*.vcf.bgz", "*.vcf", "*.bcf", "*.fam", "*.psam")
+    out: list[Path] = []
+    for d in (folder, *sorted(p for p in _subdirs(folder))):
+        out += [d / n for n in names if (d / n).is_file()]
+        for g in globs:
+            out += sorted(p for p in d.glob(g) if p.is_file())
+    return out
+
+
+def _subdirs(folder: Path) -> list[Path]:
+    try:
+        return [
+            p
+            for p in folder.iterdir()
+            if p.is_dir() and not p.name.startswith(".") and not p.name.endswith((".mt", ".zarr"))
+        ]
+    except OSError:
+        return []
+
+
+def _ids_of_file(path: Path, vocabulary: dict[str, set[str]]) -> list[str]:
+    name = path.name.lower()
+    if name.endswith(".tsv"):
+        return _ids_of_table(path, vocabulary if name == "clinical.tsv" else None)
+    if name.endswith(".fam"):
+        ids = []
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) >= 2:
+                    ids += fields[:2]
+        return ids
+    if name.endswith(".psam"):
+        return _ids_of_psam(path)
+    return _ids_of_vcf_header(path)
+
+
+def _ids_of_table(path: Path, vocabulary: dict[str, set[str]] | None) -> list[str]:
+    ids = []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        header = f.readline().rstrip("\r\n").split("\t")
+        columns = [_VOCAB_COLUMNS.get(h.strip().lower()) for h in header]
+        if header and header[0].strip().lower() not in _HEADER_CELLS:
+            ids.append(header[0])  # no header row: the first line is a person too
+        for line in f:
+            cells = line.rstrip("\r\n").split("\t")
+            if cells[0]:
+                ids.append(cells[0])
+            if vocabulary is not None:
+                for col, value in zip(columns, cells, strict=False):
+                    value = value.strip()
+                    if col and value and not _NUMBER.match(value) and value.lower() != "na":
+                        values = vocabulary.setdefault(col, set())
+                        if len(values) <= _MAX_VOCABULARY:
+                            values.add(value)
+    return ids
+
+
+def _ids_of_psam(path: Path) -> list[str]:
+    ids = []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        header = f.readline().split()
+        keep = [i for i, h in enumerate(header) if h.lstrip("#").upper() in ("IID", "FID")]
+        if not header or not header[0].startswith("#"):
+            keep = [0, 1]  # no header: FID IID
+            ids += header[:2]
+        for line in f:
+            fields = line.split()
+            ids += [fields[i] for i in keep if i < len(fields)]
+    return ids
+
+
+def _ids_of_vcf_header(path: Path, limit: int = 64 * MIB) -> list[str]:
+    with open(path, "rb") as raw:
+        magic = raw.read(2)
+    opener = gzip.open if magic == b"\x1f\x8b" else open
+    with opener(path, "rb") as f:
+        head = f.read(5)
+        if head[:3] == b"BCF":
+            (l_text,) = struct.unpack("<I", f.read(4))
+            text = f.read(min(l_text, limit)).decode("utf-8", "replace")
+            lines = text.split("\n")
+        else:
+            lines = _header_lines(head + f.read(0), f, limit)
+    for line in lines:
+        if line.startswith("#CHROM"):
+            return line.rstrip("\r\n\x00").split("\t")[9:]
+    return []
+
+
+def _header_lines(first: bytes, f, limit: int) -> list[str]:
+    out, read = [], len(first)
+    line = first + f.readline()
+    while line and read < limit:
+        text = line.decode("utf-8", "replace")
+        out.append(text)
+        if not text.startswith("#") or text.startswith("#CHROM"):
+            break
+        line = f.readline()
+        read += len(line)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# the verdict
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the recogniser found in one piece of content.
+
+    kind: None when nothing individual-level, else a kind of `sniff.KINDS`;
+    how / how_ja: how it was recognised, innermost first ("... inside gzip");
+    people: keyed digests of the distinct cohort people named (also when kind is None);
+    records: raw records or person rows seen (in the windows read);
+    opaque: some content could not be decoded (encrypted, unknown compression, random bytes).
+    """
+
+    kind: str | None
+    how: str
+    how_ja: str
+    people: frozenset[bytes] = frozenset()
+    records: int = 0
+    opaque: bool = False
+
+    def describe_en(self) -> str:
+        if self.kind is not None:
+            return f"{KINDS[self.kind][0]} ({self.how})"
+        if self.people:
+            return self.how
+        if self.opaque:
+            return f"content that cannot be read here ({self.how})"
+        return "no individual-level data"
+
+    def describe_ja(self) -> str:
+        if self.kind is not None:
+            return f"{KINDS[self.kind][1]}（{self.how_ja}）"
+        if self.people:
+            return self.how_ja
+        if self.opaque:
+            return f"ここでは読めない内容（{self.how_ja}）"
+        return "個人レベルのデータなし"
+
+
+NOTHING = Verdict(None, "nothing individual-level", "個人レベルのデータなし")
+
+Link = tuple[str, str]  # one container on the way in: (English, Japanese)
+
+
+@dataclass
+class _Hit:
+    kind: str
+    en: str
+    ja: str
+    records: int
+    chain: tuple[Link, ...]
+
+
+def _render(en: str, ja: str, chain: tuple[Link, ...]) -> tuple[str, str]:
+    how = en + "".join(f", inside {c[0]}" for c in reversed(chain))
+    how_ja = "".join(f"{c[1]}の中の" for c in chain) + ja
+    return how, how_ja
+
+
+# ---------------------------------------------------------------------------
+# text: cells, genotype codes, clinical vocabulary
+
+_SPLIT_WORDS = re.compile(r"[\s,;|\"'\[\](){}<>=]+")
+_STOP_WORDS = frozenset(
+    "of and the with without other type disease disorder unspecified due from in on to by "
+    "for not acute chronic".split()
+)
+_ICD10 = re.compile(r"^[a-z][0-9]{2}(?:\.[0-9]{1,2})?$")
+_STRIP_CELL = " \t'\"[](){}"
+_MISSING = frozenset({"-1", "na", "nan", "<na>", ".", "none", "null", "n/a", "./.", ".|."})
+_DOSAGE = re.compile(r"^(?:[0-2](?:\.[0-9]*)?|\.[0-9]+)$")
+_ROW_SPACES = re.compile(rb"\S {2,}\S")
+
+
+def _cells(line: str) -> list[str]:
+    if "\t" in line:
+        parts = line.split("\t")
+    elif line.count(",") >= 2:
+        parts = line.split(",")
+    elif line.count("|") >= 2:
+        parts = line.split("|")
+    elif line.count(";") >= 2:
+        parts = line.split(";")
+    else:
+        parts = line.split()
+    return [c for c in (p.strip(_STRIP_CELL) for p in parts) if c and c != "..."]
+
+
+def _code(cell: str, cache: dict) -> tuple | None:
+    """A cell as a genotype code: ('=', level) exactly 0/1/2, ('~', level) a dosage within
+    0.1 of a level, ('f', None) another number in [0, 2], ('m', None) missing; None if not one."""
+    c = cache.get(cell, 0)
+    if c != 0:
+        return c
+    low = cell.lower()
+    if low in ("0", "1", "2"):
+        c = ("=", int(low))
+    elif low in _MISSING:
+        c = ("m", None)
+    elif len(low) <= 12 and _DOSAGE.match(low):
+        v = float(low)
+        level = round(v)
+        if v > 2:
+            c = None
+        elif v == level:
+            c = ("=", level)
+        else:
+            c = ("~", level) if abs(v - level) <= 0.1 else ("f", None)
+    else:
+        c = None
+    if len(cache) < 4096:
+        cache[cell] = c
+    return c
+
+
+@dataclass
+class _Matrix:
+    """Genotype-code cells seen in one table, for the genotype-matrix rule.
+
+    Calls are 0/1/2 (missing -1, NA, nan, .); dosages are numbers in [0, 2]
+    that cluster near those levels. A table of frequencies, p-values or
+    standard errors spreads over [0, 1] or sits at one level (rare variants):
+    it fails the clustering or the second-level test.
+    """
+
+    wide: int = 0  # rows holding >= 20 codes
+    narrow: int = 0  # rows that are codes but for <= 2 label cells, >= 3 codes
+    near: int = 0  # cells at a level, exactly or within 0.1
+    far: int = 0  # numbers in [0, 2] away from every level
+    exact: Counter = field(default_factory=Counter)  # level -> cells exactly at it
+    close: Counter = field(default_factory=Counter)  # level -> dosages within 0.1 of it
+    widest: int = 0
+
+    def add(self, cells: list[str], cache: dict) -> None:
+        n = len(cells)
+        if n < 3:
+            return
+        codes = missing = 0
+        row: list[tuple] = []
+        for cell in cells[:4096]:
+            c = _code(cell, cache)
+            if c is not None:
+                codes += 1
+                if c[0] == "m":
+                    missing += 1
+                else:
+                    row.append(c)
+        if codes < 3 or missing * 2 > codes:
+            return
+        other = min(n, 4096) - codes
+        if codes >= 20 and other <= max(6, n // 10):
+            self.wide += 1
+        elif other <= 2:
+            self.narrow += 1
+        else:
+            return
+        for kind, level in row:
+            if kind == "=":
+                self.exact[level] += 1
+                self.near += 1
+            elif kind == "~":
+                self.close[level] += 1
+                self.near += 1
+            else:
+                self.far += 1
+        self.widest = max(self.widest, codes)
+
+    def found(self) -> bool:
+        if not (self.wide >= 3 or self.narrow >= 20):
+            return False
+        if self.near < 0.7 * (self.near + self.far):
+            return False
+        if len(self.exact) >= 2 and not self.close:
+            return True  # calls: two levels present are enough (rare variants are mostly 0)
+        levels = sorted((self.exact + self.close).values(), reverse=True)
+        return len(levels) >= 2 and levels[1] >= 0.05 * (self.near + self.far)
+
+
+# ---------------------------------------------------------------------------
+# formats
+
+_B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=-_"
+_RUNS = bytes(
+    (ord("a") if c in _B64_ALPHABET else ord("n") if c == 10 else ord("r") if c == 13 else 32)
+    for c in range(256)
+)
+_RUN_MIN = 64
+_RUN = re.compile(rb"a{64,}(?:r?na{60,})*(?:r?na+)?")
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+_B32 = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567=")
+# signatures of raw records, looked for between the windows of a long text
+_HINTS = (b"\t0/0", b"\t0|0", b"#CHROM\t")
+_KNOWN = (
+    (b"\x89PNG\r\n\x1a\n", "PNG image"),
+    (b"\xff\xd8\xff", "JPEG image"),
+    (b"GIF87a", "GIF image"),
+    (b"GIF89a", "GIF image"),
+    (b"%PDF-", "PDF document"),
+    (b"wOFF", "WOFF font"),
+    (b"wOF2", "WOFF2 font"),
+    (b"OTTO", "OpenType font"),
+    (b"\x00\x01\x00\x00\x00", "TrueType font"),
+    (b"\x00asm", "WebAssembly module"),
+    (b"II*\x00", "TIFF image"),
+    (b"MM\x00*", "TIFF image"),
+    (b"\x00\x00\x01\x00", "icon"),
+)
+_CANNOT = (
+    (b"7z\xbc\xaf\x27\x1c", "7z archive"),
+    (b"Rar!\x1a\x07", "RAR archive"),
+    (b"\xff\x06\x00\x00sNaPpY", "snappy stream"),
+    (b"-----BEGIN PGP MESSAGE", "PGP message"),
+    (b"Salted__", "OpenSSL encrypted file"),
+    (b"age-encryption.org/", "age encrypted file"),
+)
+_PICKLE_STRINGS = frozenset(
+    {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "STRING", "BINSTRING",
+     "SHORT_BINSTRING"}
+)  # fmt: skip
+_PICKLE_BYTES = frozenset({"SHORT_BINBYTES", "BINBYTES", "BINBYTES8", "BYTEARRAY8"})
+_PICKLE_INTS = frozenset({"BININT", "BININT1", "BININT2", "INT", "LONG1", "LONG", "LONG4"})
+_DTYPE = re.compile(r"^[<>|=]?([iuf])([1248])$")
+
+
+def _entropy(sample: bytes) -> tuple[float, Counter]:
+    counts = Counter(sample)
+    n = len(sample)
+    return -sum(c / n * math.log2(c / n) for c in counts.values()), counts
+
+
+def _looks_text(sample: bytes) -> bool:
+    if not sample:
+        return True
+    try:
+        sample.decode("utf-8")
+    except UnicodeDecodeError as e:
+        if e.start < len(sample) - 4:
+            # not UTF-8: text in another encoding has few control bytes and no NULs
+            if b"\x00" in sample:
+                return False
+            controls = len(sample) - len(
+                sample.translate(None, bytes(range(9)) + bytes(range(14, 32)))
+            )
+            return controls * 100 < len(sample) and _entropy(sample[:16384])[0] < 7.0
+    controls = len(sample) - len(sample.translate(None, bytes(range(9)) + bytes(range(14, 32))))
+    return controls * 100 < len(sample)
+
+
+def _size(n: float) -> str:
+    return f"{n / MIB:.1f} MiB" if n >= MIB else f"{n / KIB:.1f} KiB" if n >= KIB else f"{n:.0f} B"
+
+
+def _html_text(text: str) -> str:
+    text = re.sub(r"(?i)</t[dh]>\s*<t[dh]\b[^>]*>", "\t", text)
+    text = re.sub(r"(?i)</tr>|<br\s*/?>|</p>|</li>|</div>|</h\d>", "\n", text)
+    text = re.sub(r"<[^>]*>", "", text)
+    return html.unescape(text)
+
+
+class _Budget(Exception):
+    """The decoded-bytes budget is spent."""
+
+
+# ---------------------------------------------------------------------------
+# the recogniser
+
+
+class Recogniser:
+    """Recognises individual-level data in bytes and text; see the module doc.
+
+    cohort: the people to look for (None: no ids are looked for);
+    sniffer: the raw-format rules (its min_records and disabled kinds apply);
+    budget_bytes: decoded bytes (decompressed, base64-decoded ...) per call;
+    stream_bytes: the most decoded from one stream or member;
+    full_bytes: content up to this size is scanned whole for ids and encoded
+      runs; bigger content is scanned in windows (scan_head, scan_tail and
+      scan_windows evenly spaced windows of scan_window bytes);
+    head_bytes, tail_bytes, windows, window_bytes: the windows whose lines
+      are parsed for records and tables;
+    max_depth, max_members: how deep containers nest, how many members
+      (archive members, tables, sheets, outputs) are looked at per call;
+    min_person_rows: clinical rows without ids count from this many rows
+      (df.head() shows 5);
+    opaque_min_bytes: undecodable high-entropy content smaller than this is
+      not reported opaque (a hash, a token).
+    """
+
+    def __init__(
+        self,
+        cohort: Cohort | None = None,
+        sniffer: Sniffer | None = None,
+        *,
+        budget_bytes: int = 64 * MIB,
+        stream_bytes: int = 16 * MIB,
+        full_bytes: int = 32 * MIB,
+        scan_head: int = 8 * MIB,
+        scan_tail: int = 2 * MIB,
+        scan_windows: int = 32,
+        scan_window: int = 256 * KIB,
+        head_bytes: int = 512 * KIB,
+        tail_bytes: int = 128 * KIB,
+        windows: int = 8,
+        window_bytes: int = 32 * KIB,
+        max_depth: int = 8,
+        max_members: int = 256,
+        max_table_rows: int = 2000,
+        max_table_columns: int = 512,
+        min_person_rows: int = 6,
+        opaque_min_bytes: int = 1 * KIB,
+        sqlite_seconds: float = 2.0,
+    ):
+        self.cohort = cohort
+        self.sniffer = sniffer or Sniffer()
+        self.budget_bytes = budget_bytes
+        self.stream_bytes = stream_bytes
+        self.full_bytes = full_bytes
+        self.scan_head = scan_head
+        self.scan_tail = scan_tail
+        self.scan_windows = scan_windows
+        self.scan_window = scan_window
+        self.head_bytes = head_bytes
+        self.tail_bytes = tail_bytes
+        self.windows = windows
+        self.window_bytes = window_bytes
+        self.max_depth = max_depth
+        self.max_members = max_members
+        self.max_table_rows = max_table_rows
+        self.max_table_columns = max_table_columns
+        self.min_person_rows = min_person_rows
+        self.opaque_min_bytes = opaque_min_bytes
+        self.sqlite_seconds = sqlite_seconds
+        vocabulary: dict[str, set[str]] = {k: set(v) for k, v in DEFAULT_VOCABULARY.items()}
+        for col, values in (cohort.vocabulary if cohort else {}).items():
+            vocabulary.setdefault(col, set()).update(values)
+        self._words: dict[str, str] = {}  # a word of a vocabulary value -> its column
+        self._values: dict[str, str] = {}  # a whole value -> its column
+        for col, values in vocabulary.items():
+            for v in values:
+                v = v.casefold().strip()
+                if not v or _NUMBER.match(v):
+                    continue
+                self._values.setdefault(v, col)
+                words = [w for w in _SPLIT_WORDS.split(v) if w]
+                if len(words) == 1:
+                    self._words.setdefault(words[0], col)
+                else:
+                    for w in words:
+                        if len(w) >= 4 and w not in _STOP_WORDS and not _NUMBER.match(w):
+                            self._words.setdefault(w, col)
+
+    def bytes(self, data: bytes, name: str = "") -> Verdict:
+        """A whole response body, file or websocket binary buffer."""
+        scan = _Scan(self)
+        scan.run(lambda: scan.blob(_Src.of(data), (), 0, name))
+        return scan.verdict()
+
+    def text(self, text: str) -> Verdict:
+        """A kernel output, a terminal chunk, a JSON string."""
+        scan = _Scan(self)
+        data = text.encode("utf-8", "surrogatepass")
+        scan.run(lambda: scan.text_unit(_Src.of(data), (), 0))
+        return scan.verdict()
+
+    def file(self, path: str | os.PathLike, name: str = "") -> Verdict:
+        """A file on disk, read in windows when it is big (a 1 GiB file costs what a few MB do)."""
+        scan = _Scan(self)
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            src = _Src.of(f.read()) if size <= self.full_bytes else _Src(size, f)
+            scan.run(lambda: scan.blob(src, (), 0, name or os.path.basename(os.fspath(path))))
+        return scan.verdict()
+
+
+class _Src:
+    """Content to look at: bytes held, or a file read at offsets when it is too big to hold."""
+
+    def __init__(self, size: int, f=None, data: bytes | None = None):
+        self.size = size
+        self.f = f
+        self.data = data
+
+    @classmethod
+    def of(cls, data: bytes) -> _Src:
+        return cls(len(data), None, data)
+
+    def read(self, a: int, b: int) -> bytes:
+        b = min(b, self.size)
+        if a >= b:
+            return b""
+        if self.data is not None:
+            return self.data[a:b]
+        return os.pread(self.f.fileno(), b - a, a)
+
+    def fileobj(self):
+        if self.data is not None:
+            return io.BytesIO(self.data)
+        self.f.seek(0)
+        return self.f
+
+
+class _Scan:
+    """One call of the recogniser: the budgets left and what was found so far."""
+
+    def __init__(self, r: Recogniser):
+        self.r = r
+        self.people: set[bytes] = set()
+        self.hits: list[_Hit] = []
+        self.opaque: list[tuple[str, str, tuple[Link, ...]]] = []
+        self.budget = r.budget_bytes
+        self.members = r.max_members
+        self.cut = False  # a budget stopped the scan early
+
+    def run(self, fn) -> None:
+        try:
+            fn()
+        except _Budget:
+            self.cut = True
+
+    # -- results -------------------------------------------------------------
+
+    @property
+    def raw_found(self) -> bool:
+        return any(h.kind not in OWN_KINDS for h in self.hits)
+
+    def hit(self, kind: str, en: str, ja: str, records: int, chain: tuple[Link, ...]) -> None:
+        if kind not in self.r.sniffer.disabled:
+            self.hits.append(_Hit(kind, en, ja, records, chain))
+
+    def mark_opaque(self, en: str, ja: str, chain: tuple[Link, ...]) -> None:
+        self.opaque.append((en, ja, chain))
+
+    def verdict(self) -> Verdict:
+        people = frozenset(self.people)
+        opaque = bool(self.opaque)
+        if self.hits:
+            best = min(self.hits, key=lambda h: _PRIORITY.get(h.kind, 0))
+            records = sum(h.records for h in self.hits if h.kind == best.kind)
+            en, ja = best.en, best.ja
+            if best.kind == PEOPLE_TABLE:
+                n = len(people)
+                en = f"{n} sample id{'s' if n != 1 else ''} of the cohort in a table"
+                ja = f"表の中のコホートのサンプルID {n} 件"
+            how, how_ja = _render(en, ja, best.chain)
+            return Verdict(best.kind, how, how_ja, people, records, opaque)
+        if people:
+            n = len(people)
+            return Verdict(
+                None,
+                f"{n} sample id{'s' if n != 1 else ''} of the cohort named",
+                f"コホートのサンプルID {n} 件の記載",
+                people,
+                0,
+                opaque,
+            )
+        if opaque:
+            how, how_ja = _render(*self.opaque[0])
+            return Verdict(None, how, how_ja, people, 0, True)
+        return NOTHING
+
+    # -- budgets -------------------------------------------------------------
+
+    def allowance(self) -> int:
+        """How many bytes the next decoding may produce."""
+        if self.budget <= 0:
+            raise _Budget
+        return min(self.budget, self.r.stream_bytes)
+
+    def spend(self, n: int) -> None:
+        self.budget -= n
+
+    def member(self) -> bool:
+        self.members -= 1
+        return self.members >= 0
+
+    # -- dispatch on content -------------------------------------------------
+
+    def blob(self, src: _Src, chain: tuple[Link, ...], depth: int, name: str = "") -> None:
+        """Any content: by its magic bytes, else as text, else as binary."""
+        if src.size == 0 or depth > self.r.max_depth or self.raw_found:
+            return
+        head = src.read(0, 64 * KIB)
+        finding = self.r.sniffer.classify_magic(head)
+        if finding is not None:
+            self.sniffed(finding, 0, chain)
+            return
+        for handler in (self.compressed, self.archive, self.structured, self.known):
+            if handler(src, head, chain, depth, name):
+                return
+        if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+            data = self.whole(src) or src.read(0, self.r.scan_head)
+            text = data.decode("utf-16", "replace").encode("utf-8", "surrogatepass")
+            self.text_unit(_Src.of(text), (*chain, ("UTF-16 text", "UTF-16 テキスト")), depth + 1)
+        elif _looks_text(head[: 16 * KIB]):
+            self.text_unit(src, chain, depth)
+        else:
+            self.binary(src, head, chain, depth)
+
+    def whole(self, src: _Src) -> bytes | None:
+        """All of `src` when it is small enough to hold, else None."""
+        if src.data is not None:
+            return src.data
+        if src.size <= self.r.full_bytes:
+            return src.read(0, src.size)
+        return None
+
+    # -- compression ---------------------------------------------------------
+
+    def compressed(self, src: _Src, head: bytes, chain, depth, name) -> bool:
+        if head[:2] == b"\x1f\x8b":
+            bgzf = len(head) >= 18 and head[3] & 4 and head[12:14] == b"BC"
+            self.gzip(src, bool(bgzf), chain, depth)
+            return True
+        if head[:3] == b"BZh" and head[4:10] == b"1AY&SY":
+            self.stream(
+                src, "bzip2", lambda d, n: bz2.BZ2Decompressor().decompress(d, n), chain, depth
+            )
+            return True
+        if head[:6] == b"\xfd7zXZ\x00":
+            self.stream(
+                src, "xz", lambda d, n: lzma.LZMADecompressor().decompress(d, n), chain, depth
+            )
+            return True
+        if head[:4] == b"\x28\xb5\x2f\xfd":
+            self.stream(src, "zstd", _codec("zstd"), chain, depth)
+            return True
+        if head[:4] == b"\x04\x22\x4d\x18":
+            self.stream(src, "lz4", _codec("lz4"), chain, depth)
+            return True
+        if len(head) >= 2 and head[0] & 0x0F == 8 and (head[0] << 8 | head[1]) % 31 == 0:
+            inner = self.decode(src, lambda d, n: zlib.decompressobj().decompress(d, n))
+            if inner:
+                self.blob(_Src.of(inner), (*chain, ("zlib", "zlib")), depth + 1)
+                return True
+        if head[:1] == b"\x5d" and head[1:5] in (b"\x00\x00\x80\x00", b"\x00\x00\x00\x01",
+                                                   b"\x00\x00\x00\x04", b"\x00\x00\x00\x02"):  # fmt: skip
+            inner = self.decode(
+                src, lambda d, n: lzma.LZMADecompressor(lzma.FORMAT_ALONE).decompress(d, n)
+            )
+            if inner:
+                self.blob(_Src.of(inner), (*chain, ("lzma", "lzma")), depth + 1)
+                return True
+        return False
+
+    def decode(self, src: _Src, fn) -> bytes:
+        """Up to the allowance of `fn(data, limit)`'s output; b'' when it fails at once."""
+        limit = self.allowance()
+        data = self.whole(src)
+        if data is None:
+            data = src.read(0, max(4 * MIB, limit))  # a stream's head decodes on its own
+        try:
+            out = fn(data, limit)
+        except (OSError, ValueError, EOFError, lzma.LZMAError, zlib.error):
+            return b""
+        self.spend(len(out))
+        return out
+
+    def stream(self, src: _Src, label: str, fn, chain, depth) -> None:
+        if fn is None:
+            self.mark_opaque(
+                f"{label} stream (cannot be decoded here)",
+                f"{label} ストリーム（ここでは展開できない）",
+                chain,
+            )
+            return
+        inner = self.decode(src, fn)
+        if inner:
+            self.blob(_Src.of(inner), (*chain, (label, label)), depth + 1)
+        elif src.size >= self.r.opaque_min_bytes:
+            self.mark_opaque(f"a damaged {label} stream", f"壊れた {label} ストリーム", chain)
+
+    def gzip(self, src: _Src, bgzf: bool, chain, depth) -> None:
+        label = "BGZF" if bgzf else "gzip"
+        inner = self.decode(src, _inflate)
+        if not inner:
+            if src.size >= self.r.opaque_min_bytes:
+                self.mark_opaque(f"a damaged {label} stream", f"壊れた {label} ストリーム", chain)
+            return
+        link = (label, label)
+        if bgzf and inner[:4] == b"BAM\x01":
+            self.sniffed(Finding("bam", "its magic bytes (BAM in BGZF)"), 0, chain)
+            return
+        if bgzf and inner[:3] == b"BCF":
+            self.sniffed(Finding("bcf", "its magic bytes (BCF in BGZF)"), 0, chain)
+            return
+        self.blob(_Src.of(inner), (*chain, link), depth + 1)
+        if not bgzf or self.raw_found or src.size <= 4 * MIB:
+            return
+        # BGZF blocks decode on their own: windows in the middle and at the end
+        step = src.size // (self.r.windows + 1)
+        for k in range(1, self.r.windows + 2):
+            at = src.size - MIB if k == self.r.windows + 1 else k * step
+            piece = src.read(at, at + 2 * MIB)
+            start = _bgzf_block(piece)
+            if start < 0:
+                continue
+            try:
+                text = _inflate(piece[start:], min(self.allowance(), self.r.window_bytes * 8))
+            except (ValueError, zlib.error):
+                continue
+            self.spend(len(text))
+            self.window(
+                text,
+                (
+                    *chain,
+                    (
+                        f"{label} (a block at byte {at + start})",
+                        f"{label}（{at + start} バイト目のブロック）",
+                    ),
+                ),
+                True,
+                True,
+            )
+            if self.raw_found:
+                return
+
+    # -- archives ------------------------------------------------------------
+
+    def archive(self, src: _Src, head: bytes, chain, depth, name) -> bool:
+        if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
+            self.zip(src, chain, depth)
+            return True
+        if len(head) >= 262 and head[257:262] == b"ustar":
+            self.tar(src, chain, depth)
+            return True
+        return False
+
+    def zip(self, src: _Src, chain, depth, fallback: bool = True) -> None:
+        try:
+            z = zipfile.ZipFile(src.fileobj())
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+            if fallback:
+                self.binary(src, src.read(0, 64 * KIB), chain, depth)
+            return
+        with z:
+            names = set(z.namelist()[:10000])
+            if "xl/workbook.xml" in names:
+                self.xlsx(z, chain, depth)
+                return
+            for info in z.infolist():
+                if self.raw_found or not self.member():
+                    return
+                if info.is_dir():
+                    continue
+                link = (f"zip member {info.filename!r}", f"zip のメンバー {info.filename!r}")
+                found = self.r.sniffer.classify_name(info.filename)
+                if found is not None and found.kind != "pattern":
+                    self.sniffed(found, 0, (*chain, link))
+                    return
+                if info.flag_bits & 1:
+                    self.mark_opaque(
+                        "an encrypted zip member", "暗号化された zip のメンバー", (*chain, link)
+                    )
+                    continue
+                try:
+                    with z.open(info) as member:
+                        data = member.read(self.allowance())
+                except (zipfile.BadZipFile, OSError, ValueError, RuntimeError, EOFError,
+                        NotImplementedError, zlib.error, lzma.LZMAError):  # fmt: skip
+                    self.mark_opaque(
+                        "a zip member that cannot be read here",
+                        "ここでは読めない zip のメンバー",
+                        (*chain, link),
+                    )
+                    continue
+                self.spend(len(data))
+                self.blob(_Src.of(data), (*chain, link), depth + 1, info.filename)
+
+    def tar(self, src: _Src, chain, depth) -> None:
+        try:
+            with tarfile.open(fileobj=src.fileobj(), mode="r:") as t:
+                for member in t:
+                    if self.raw_found or not self.member():
+                        return
+                    if not member.isfile():
+                        continue
+                    link = (f"tar member {member.name!r}", f"tar のメンバー {member.name!r}")
+                    found = self.r.sniffer.classify_name(member.name)
+                    if found is not None and found.kind != "pattern":
+                        self.sniffed(found, 0, (*chain, link))
+                        return
+                    f = t.extractfile(member)
+                    if f is None:
+                        continue
+                    data = f.read(self.allowance())
+                    self.spend(len(data))
+                    self.blob(_Src.of(data), (*chain, link), depth + 1, member.name)
+        except (tarfile.TarError, EOFError, OSError):
+            return  # a tar cut short by a window or a budget ends here
+
+    def xlsx(self, z: zipfile.ZipFile, chain, depth) -> None:
+        def read(name: str) -> str:
+            try:
+                with z.open(name) as f:
+                    data = f.read(min(self.allowance(), 8 * MIB))
+            except (KeyError, zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError):
+                return ""
+            self.spend(len(data))
+            return data.decode("utf-8", "replace")
+
+        shared_xml = read("xl/sharedStrings.xml")
+        shared = [
+            html.unescape("".join(re.findall(r"<t\b[^>]*>(.*?)</t>", si, re.S)))
+            for si in re.findall(r"<si>(.*?)</si>", shared_xml, re.S)
+        ]
+        self.ids(shared_xml.encode(), (*chain, ("Excel shared strings", "Excel の共有文字列")))
+        sheets = sorted(n for n in z.namelist() if re.match(r"xl/worksheets/sheet\d+\.xml$", n))
+        for name in sheets:
+            if self.raw_found or not self.member():
+                return
+            rows = _xlsx_rows(read(name), shared, self.r.max_table_rows)
+            sheet = name.rsplit("/", 1)[-1][:-4]
+            self.table(rows, (*chain, (f"Excel {sheet}", f"Excel の {sheet}")), depth)
+
+    # -- structured formats --------------------------------------------------
+
+    def structured(self, src: _Src, head: bytes, chain, depth, name) -> bool:
+        if head[:4] == b"PAR1":
+            self.arrow(src, "Parquet", chain, depth)
+            return True
+        if head[:6] == b"ARROW1" or head[:4] == b"FEA1":
+            self.arrow(src, "Arrow IPC" if head[:6] == b"ARROW1" else "Feather", chain, depth)
+            return True
+        if head[:4] == b"\xff\xff\xff\xff" and len(head) > 8:
+            if self.arrow(src, "Arrow IPC stream", chain, depth, quiet=True):
+                return True
+        if head[:6] == b"\x93NUMPY":
+            self.npy(src, chain, depth)
+            return True
+        if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+            self.pickle(src, chain, depth)
+            return True
+        if head[:16] == b"SQLite format 3\x00":
+            self.sqlite(src, chain, depth)
+            return True
+        return False
+
+    def arrow(self, src: _Src, label: str, chain, depth, quiet: bool = False) -> bool:
+        link = (label, label)
+        try:
+            import pyarrow as pa
+            import pyarrow.ipc as ipc
+            import pyarrow.parquet as pq
+        except ImportError:
+            self.mark_opaque(
+                f"{label} (cannot be read here)", f"{label}（ここでは読めない）", chain
+            )
+            return True
+        rows = self.r.max_table_rows
+        try:
+            source = (
+                pa.BufferReader(src.data) if src.data is not None else pa.PythonFile(src.fileobj())
+            )
+            if label == "Parquet":
+                pf = pq.ParquetFile(source)
+                columns = pf.schema_arrow.names[: self.r.max_table_columns]
+                batch = next(pf.iter_batches(batch_size=rows, columns=columns), None)
+                table = pa.Table.from_batches([batch]) if batch is not None else None
+            elif label == "Feather":
+                import pyarrow.feather as feather
+
+                table = feather.read_table(source).slice(0, rows)
+            elif label == "Arrow IPC":
+                reader = ipc.open_file(source)
+                table = (
+                    pa.Table.from_batches([reader.get_batch(0)])
+                    if reader.num_record_batches
+                    else None
+                )
+            else:
+                reader = ipc.open_stream(source)
+                table = pa.Table.from_batches([reader.read_next_batch()])
+        except (pa.ArrowException, OSError, ValueError, StopIteration, IndexError):
+            if quiet:
+                return False
+            self.mark_opaque(
+                f"{label} that cannot be read here", f"ここでは読めない {label}", chain
+            )
+            return True
+        if table is not None:
+            self.table(_arrow_rows(table, rows, self.r.max_table_columns), (*chain, link), depth)
+        return True
+
+    def npy(self, src: _Src, chain, depth) -> None:
+        link = ("NumPy .npy", "NumPy .npy")
+        head = src.read(0, 64 * KIB)
+        try:
+            if head[6] == 1:
+                (hlen,), off = struct.unpack("<H", head[8:10]), 10
+            else:
+                (hlen,), off = struct.unpack("<I", head[8:12]), 12
+            header = ast.literal_eval(head[off : off + hlen].decode("latin-1"))
+            descr, shape = header["descr"], tuple(header["shape"])
+        except (IndexError, struct.error, ValueError, SyntaxError, KeyError, TypeError):
+            self.binary(src, head, chain, depth)
+            return
+        start = off + hlen
+        if descr == "|O":
+            self.pickle(
+                _Src.of(src.read(start, start + self.allowance())), (*chain, link), depth + 1
+            )
+            return
+        try:
+            import numpy as np
+
+            dtype = np.dtype(descr)
+        except (ImportError, TypeError, ValueError):
+            self.binary(src, head, chain, depth)
+            return
+        count = min(
+            math.prod(shape) if shape else 1,
+            max(1, self.allowance() // max(1, dtype.itemsize)),
+            4_000_000,
+        )
+        data = src.read(start, start + count * dtype.itemsize)
+        self.spend(len(data))
+        self.ndarray(data, dtype, shape, (*chain, link), depth)
+
+    def ndarray(self, data: bytes, dtype, shape: tuple, chain, depth) -> None:
+        """A NumPy array's buffer: genotype calls or dosages, or strings to read as text."""
+        import numpy as np
+
+        if dtype.kind in "US":
+            text = data.decode("utf-32-le" if dtype.kind == "U" else "latin-1", "replace")
+            self.text_unit(_Src.of(text.replace("\x00", "\n").encode()), chain, depth + 1)
+            return
+        if dtype.kind not in "iuf" or not dtype.itemsize:
+            return
+        n = len(data) // dtype.itemsize
+        values = np.frombuffer(data, dtype=dtype, count=n)[:4_000_000]
+        if _genotype_array(values, shape):
+            self.hit(
+                GENOTYPE_MATRIX,
+                f"a NumPy array of genotype {'calls' if dtype.kind in 'iu' else 'dosages'}, "
+                f"shape {shape}, {dtype}",
+                f"遺伝型の{'コール' if dtype.kind in 'iu' else 'ドーズ'}の NumPy 配列（形 {shape}、{dtype}）",
+                int(shape[0]) if shape else 0,
+                chain,
+            )
+
+    def pickle(self, src: _Src, chain, depth) -> None:
+        """Strings, numbers and buffers of a pickle, by walking its opcodes; never loaded."""
+        import pickletools
+
+        link = ("pickle", "pickle")
+        data = self.whole(src) or src.read(0, self.allowance())
+        strings: list[str] = []
+        events: list[tuple[str, object]] = []
+        memo: dict[int, object] = {}
+        last: object = None
+        try:
+            for k, (op, arg, _pos) in enumerate(pickletools.genops(io.BytesIO(data))):
+                if k >= 2_000_000:
+                    break
+                name = op.name
+                if name in _PICKLE_STRINGS:
+                    s = arg if isinstance(arg, str) else bytes(arg).decode("latin-1")
+                    strings.append(s)
+                    events.append(("s", s))
+                    last = s
+                elif name in _PICKLE_BYTES:
+                    events.append(("b", bytes(arg)))
+                    last = None
+                elif name in _PICKLE_INTS and isinstance(arg, int):
+                    events.append(("i", arg))
+                    last = None
+                elif name in ("TUPLE1", "TUPLE2", "TUPLE3", "TUPLE"):
+                    events.append(("t", name))
+                    last = None
+                elif name == "MARK":
+                    events.append(("m", None))
+                elif name == "MEMOIZE":
+                    memo[len(memo)] = last
+                elif name in ("BINPUT", "LONG_BINPUT", "PUT"):
+                    memo[int(arg)] = last
+                elif name in ("BINGET", "LONG_BINGET", "GET"):
+                    got = memo.get(int(arg))
+                    if isinstance(got, str):
+                        strings.append(got)
+                        events.append(("s", got))
+                    last = got
+                elif name == "STOP":
+                    break
+                elif name not in ("FRAME", "PROTO"):
+                    last = None
+        except (ValueError, EOFError, struct.error, UnicodeDecodeError):
+            pass  # a pickle cut short: what was read stands
+        self.spend(len(data))
+        chain = (*chain, link)
+        self.pickled_arrays(events, chain, depth)
+        if strings:
+            text = "\n".join(s for s in strings if len(s) < 64 * KIB)
+            self.text_unit(
+                _Src.of(text.encode("utf-8", "surrogatepass")),
+                (*chain, ("its strings", "その文字列")),
+                depth + 1,
+            )
+            rows = self.columns_to_rows(strings)
+            if rows:
+                self.table(
+                    rows, (*chain, ("its string columns", "その文字列の列")), depth, header=False
+                )
+
+    def pickled_arrays(self, events: list, chain, depth) -> None:
+        try:
+            import numpy as np
+        except ImportError:
+            return
+
+        shapes: list[tuple[int, tuple]] = []
+        dtypes: list[tuple[int, str]] = []
+        for k, (kind, value) in enumerate(events):
+            if kind == "t":
+                take = {"TUPLE1": 1, "TUPLE2": 2, "TUPLE3": 3}.get(value)
+                if take is None:  # TUPLE: back to the MARK
+                    j = k - 1
+                    while j >= 0 and events[j][0] == "i":
+                        j -= 1
+                    take = k - 1 - j if j >= 0 and events[j][0] == "m" else 0
+                prev = events[k - take : k] if take else []
+                if prev and all(e[0] == "i" for e in prev):
+                    shapes.append((k, tuple(int(e[1]) for e in prev)))
+            elif kind == "s" and _DTYPE.match(value):
+                dtypes.append((k, value))
+        for k, (kind, value) in enumerate(events):
+            if self.raw_found:
+                return
+            raw = value if kind == "b" else None
+            if kind == "s" and len(value) >= 60 and max(map(ord, value[:4096])) < 256:
+                raw = value.encode("latin-1")  # protocol 2 writes buffers as latin-1 text
+            if raw is None or len(raw) < 60:
+                continue
+            near = [d for j, d in dtypes if abs(j - k) <= 64]
+            matched = False
+            for code in near:
+                dtype = np.dtype(code)
+                n = len(raw) // dtype.itemsize
+                for j, shape in shapes:
+                    if (
+                        abs(j - k) <= 64
+                        and math.prod(shape) == n
+                        and n * dtype.itemsize == len(raw)
+                    ):
+                        self.ndarray(
+                            raw,
+                            dtype,
+                            shape,
+                            (*chain, ("a NumPy buffer", "NumPy のバッファ")),
+                            depth,
+                        )
+                        matched = True
+                        break
+                if matched:
+                    break
+            if not matched and kind == "b" and self.member():
+                self.blob(_Src.of(raw), (*chain, ("pickled bytes", "pickle のバイト列")), depth + 1)
+
+    def sqlite(self, src: _Src, chain, depth) -> None:
+        import sqlite3
+
+        data = self.whole(src)
+        if data is None:
+            self.mark_opaque(
+                f"an SQLite database too big to read here ({_size(src.size)})",
+                f"ここで読むには大きすぎる SQLite データベース（{_size(src.size)}）",
+                chain,
+            )
+            return
+        deadline = time.monotonic() + self.r.sqlite_seconds
+        with tempfile.TemporaryDirectory(prefix="visiting-recognise-") as tmp:
+            path = os.path.join(tmp, "copy.sqlite")
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            try:
+                conn = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
+            except sqlite3.Error:
+                self.mark_opaque(
+                    "an SQLite database that cannot be opened",
+                    "開けない SQLite データベース",
+                    chain,
+                )
+                return
+            try:
+                conn.set_progress_handler(lambda: time.monotonic() > deadline, 10000)
+                names = [
+                    n
+                    for (n,) in conn.execute(
+                        "SELECT name FROM sqlite_master WHERE type='table' LIMIT 64"
+                    )
+                ]
+                for table in names:
+                    if self.raw_found or not self.member():
+                        return
+                    quoted = '"' + table.replace('"', '""') + '"'
+                    cur = conn.execute(f"SELECT * FROM {quoted} LIMIT {self.r.max_table_rows}")
+                    header = [c[0] for c in cur.description or ()]
+                    rows = [header, *cur.fetchall()]
+                    link = (f"SQLite table {table!r}", f"SQLite の表 {table!r}")
+                    self.table(rows, (*chain, link), depth)
+            except sqlite3.Error:
+                self.mark_opaque(
+                    "an SQLite database that cannot be read here",
+                    "ここでは読めない SQLite データベース",
+                    chain,
+                )
+            finally:
+                conn.close()
+
+    # -- formats that are results --------------------------------------------
+
+    def known(self, src: _Src, head: bytes, chain, depth, name) -> bool:
+        for magic, label in _CANNOT:
+            if head.startswith(magic):
+                self.mark_opaque(
+                    f"a {label} (cannot be decoded here)", f"{label}（ここでは展開できない）", chain
+                )
+                return True
+        label = next((label for magic, label in _KNOWN if head.startswith(magic)), None)
+        if label is None and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+            label = "WebP image"
+        if label is None:
+            return False
+        if label == "PNG image":
+            self.png(src, chain, depth)
+        elif label == "PDF document":
+            self.pdf(src, chain)
+        # a zip appended to an image (a polyglot) is read as the zip it also is
+        if b"PK\x05\x06" in src.read(max(0, src.size - 64 * KIB), src.size):
+            link = (f"a zip inside a {label}", f"{label} の中の zip")
+            self.zip(src, (*chain, link), depth + 1, fallback=False)
+        return True
+
+    def png(self, src: _Src, chain, depth) -> None:
+        """Text chunks and whatever follows the image end are read; pixels are not."""
+        at, seen = 8, 0
+        while at + 8 <= src.size and seen < 10000:
+            seen += 1
+            length, kind = struct.unpack(">I4s", src.read(at, at + 8))
+            if kind in (b"tEXt", b"iTXt", b"zTXt") and length <= 4 * MIB:
+                body = src.read(at + 8, at + 8 + length)
+                if kind == b"zTXt":
+                    key, _, rest = body.partition(b"\x00")
+                    try:
+                        body = (
+                            key
+                            + b"\n"
+                            + zlib.decompressobj().decompress(rest[1:], self.allowance())
+                        )
+                    except zlib.error:
+                        pass
+                self.text_unit(
+                    _Src.of(body.replace(b"\x00", b"\n")),
+                    (*chain, ("PNG text", "PNG のテキスト")),
+                    depth + 1,
+                )
+            at += 12 + length
+            if kind == b"IEND":
+                break
+        if src.size - at >= 64:
+            rest = src.read(at, min(src.size, at + self.allowance()))
+            self.blob(
+                _Src.of(rest),
+                (*chain, ("bytes after a PNG image", "PNG 画像の後のバイト列")),
+                depth + 1,
+            )
+
+    def pdf(self, src: _Src, chain) -> None:
+        """Only the ids: in the file and in its first deflated streams (cheap; text is not parsed)."""
+        data = src.read(0, min(src.size, 16 * MIB))
+        self.ids(data, chain)
+        budget = min(self.allowance(), 4 * MIB)
+        for m in re.finditer(rb"stream\r?\n", data[: 16 * MIB]):
+            if budget <= 0:
+                break
+            try:
+                out = zlib.decompressobj().decompress(data[m.end() : m.end() + budget], budget)
+            except zlib.error:
+                continue
+            budget -= len(out)
+            self.spend(len(out))
+            self.ids(out, (*chain, ("a PDF stream", "PDF のストリーム")))
+
+    # -- binary that is none of the above ------------------------------------
+
+    def binary(self, src: _Src, head: bytes, chain, depth) -> None:
+        sample = head[: 64 * KIB]
+        bits, counts = _entropy(sample)
+        if bits >= 7.2:
+            inner = self.decode(src, lambda d, n: zlib.decompressobj(-15).decompress(d, n))
+            if len(inner) >= 64 and (
+                _looks_text(inner[:4096]) or self.r.sniffer.classify_magic(inner)
+            ):
+                self.blob(_Src.of(inner), (*chain, ("raw deflate", "raw deflate")), depth + 1)
+                return
+            if src.size >= self.r.opaque_min_bytes:
+                self.mark_opaque(
+                    f"{_size(src.size)} of high-entropy bytes of no known format",
+                    f"既知の形式でない高エントロピーのバイト列 {_size(src.size)}",
+                    chain,
+                )
+            return
+        if len(sample) >= 60 and set(counts) <= {0, 1, 2, 3, 0xFF}:
+            levels = sum(1 for v in (0, 1, 2) if counts.get(v, 0) * 100 >= len(sample))
+            if levels >= 2:
+                self.hit(
+                    GENOTYPE_MATRIX,
+                    f"{_size(src.size)} of bytes that are all genotype codes (0, 1, 2, missing)",
+                    f"すべて遺伝型コード（0、1、2、欠測）のバイト列 {_size(src.size)}",
+                    0,
+                    chain,
+                )
+                return
+        # binary with text inside (an HDF5 file, a UTF-16 table): its strings are read
+        whole = self.whole(src)
+        for a, b in [(0, src.size)] if whole is not None else self.scan_ranges(src.size):
+            piece = whole[a:b] if whole is not None else src.read(a, b)
+            self.ids(piece, chain)
+            if piece.count(b"\x00") * 4 > len(piece):
+                self.ids(piece.replace(b"\x00", b""), chain)
+        text = re.sub(rb"[\x00-\x08\x0e-\x1f]+", b"\n", head[: self.r.head_bytes])
+        self.window(
+            text, (*chain, ("text inside binary content", "バイナリの中のテキスト")), False, True
+        )
+
+    # -- text ----------------------------------------------------------------
+
+    def scan_ranges(self, size: int) -> list[tuple[int, int]]:
+        """Where a big content is scanned for ids and encoded runs."""
+        r = self.r
+        if size <= r.full_bytes:
+            return [(0, size)]
+        out = [(0, r.scan_head)]
+        step = (size - r.scan_head - r.scan_tail) // (r.scan_windows + 1)
+        for k in range(1, r.scan_windows + 1):
+            a = r.scan_head + k * step
+            out.append((a, a + r.scan_window))
+        out.append((size - r.scan_tail, size))
+        return out
+
+    def text_unit(self, src: _Src, chain, depth, *, table_context: bool = False) -> None:
+        """Text: ids everywhere, JSON and HTML by structure, encoded runs, records and tables in windows."""
+        if src.size == 0 or depth > self.r.max_depth or self.raw_found:
+            return
+        data = self.whole(src) if src.size <= self.r.full_bytes else None
+        ranges = [(0, src.size)] if data is not None else self.scan_ranges(src.size)
+        for a, b in ranges:
+            self.ids(data if data is not None else src.read(a, b), chain, table=table_context)
+        if data is not None:
+            stripped = data[:256].lstrip(b"\xef\xbb\xbf \t\r\n")
+            if stripped[:1] in (b"{", b"[") and self.json(data, chain, depth):
+                return
+        for a, b in ranges:
+            self.encoded(data if data is not None else src.read(a, b), chain, depth)
+            if self.raw_found:
+                return
+        self.structure(src, data, chain)
+
+    def structure(self, src: _Src, data: bytes | None, chain) -> None:
+        """Records and tables in the windows of a text: head, evenly spaced, tail, and around hints."""
+        r = self.r
+        size = src.size
+        if size <= r.head_bytes + r.tail_bytes + r.windows * r.window_bytes:
+            spans = [(0, size)]
+        else:
+            spans = [(0, r.head_bytes)]
+            step = (size - r.head_bytes - r.tail_bytes) // (r.windows + 1)
+            for k in range(1, r.windows + 1):
+                a = r.head_bytes + k * step
+                spans.append((a, a + r.window_bytes))
+            spans.append((size - r.tail_bytes, size))
+            if data is not None:
+                spans += self.hinted(data, spans)
+        for a, b in spans:
+            piece = data[a:b] if data is not None else src.read(a, b)
+            self.window(piece, chain, a > 0, b < size)
+            if self.raw_found:
+                return
+
+    def hinted(self, data: bytes, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        """Windows around signatures of raw records that lie outside the other windows."""
+        out: list[tuple[int, int]] = []
+        lo, hi = self.r.head_bytes, len(data) - self.r.tail_bytes
+        for hint in _HINTS:
+            at = lo
+            for _ in range(4):
+                at = data.find(hint, at, hi)
+                if at < 0:
+                    break
+                if not any(a <= at < b for a, b in spans + out):
+                    out.append((max(0, at - 4 * KIB), at + 60 * KIB))
+                at += 64 * KIB
+        return out
+
+    def window(self, piece: bytes, chain, partial_head: bool, partial_tail: bool) -> None:
+        """One window of text: raw records (the sniffer) and tables (genotypes, clinical rows)."""
+        text = piece.decode("utf-8", "replace")
+        if "<t" in text or "<T" in text or "&#9;" in text:
+            if re.search(r"(?i)<(table|td|tr|pre)\b", text[: 1 * MIB]) or "&#9;" in text:
+                converted = _html_text(text)
+                self.lines_of(converted, (*chain, ("HTML", "HTML")), False, False)
+                if self.raw_found:
+                    return
+        self.lines_of(text, chain, partial_head, partial_tail)
+
+    def lines_of(self, text: str, chain, partial_head: bool, partial_tail: bool) -> None:
+        finding = self.r.sniffer.classify_lines(text, partial_head, partial_tail)
+        if finding is not None:
+            self.sniffed(finding, _count_records(finding.kind, text), chain)
+            return
+        lines = text.splitlines()
+        if partial_head and lines:
+            lines = lines[1:]
+        if partial_tail and lines:
+            lines = lines[:-1]
+        self.table_lines(lines[: self.r.max_table_rows * 2], chain)
+
+    def sniffed(self, finding: Finding, records: int, chain) -> None:
+        en, ja = _sniff_how(finding)
+        self.hit(finding.kind, en, ja, records, chain)
+
+    # -- ids -----------------------------------------------------------------
+
+    def ids(self, data: bytes, chain, table: bool = False) -> None:
+        cohort = self.r.cohort
+        if cohort is None or not data:
+            return
+        found = cohort.find(data)
+        if not found:
+            return
+        distinct = {d for d, _, _ in found}
+        self.people |= distinct
+        rows: set[int] = set()
+        context = table
+        for _d, s, e in found:
+            start = data.rfind(b"\n", 0, s) + 1
+            rows.add(start)
+            if not context:
+                end = data.find(b"\n", e)
+                line = data[max(start, s - 2048) : min(e + 2048, len(data) if end < 0 else end)]
+                context = (
+                    b"\t" in line
+                    or line.count(b",") >= 2
+                    or line.count(b"|") >= 2
+                    or b"<td" in line.lower()
+                    or len(_ROW_SPACES.findall(line)) >= 2
+                )
+        if context or len(distinct) >= 2:
+            self.hit(PEOPLE_TABLE, "", "", len(rows), chain)
+
+    # -- encoded runs ----------------------------------------------------------
+
+    def encoded(self, data: bytes, chain, depth) -> None:
+        """base64, base32 and hex runs of 64 characters or more are decoded and looked at."""
+        mapped = data.translate(_RUNS)
+        at = mapped.find(b"a" * _RUN_MIN)
+        runs = 0
+        while at >= 0 and runs < 64:
+            m = _RUN.match(mapped, at)
+            end = m.end() if m else at + _RUN_MIN
+            run = re.sub(rb"\s+", b"", data[at:end])
+            runs += 1
+            decoded, label = _decode_run(run)
+            if decoded is not None and len(decoded) >= 16:
+                if len(decoded) > self.allowance():
+                    decoded = decoded[: self.allowance()]
+                self.spend(len(decoded))
+                self.blob(
+                    _Src.of(decoded), (*chain, (f"{label} text", f"{label} テキスト")), depth + 1
+                )
+                if self.raw_found:
+                    return
+            at = mapped.find(b"a" * _RUN_MIN, end)
+
+    # -- JSON ----------------------------------------------------------------
+
+    def json(self, data: bytes, chain, depth) -> bool:
+        try:
+            doc = json.loads(data.removeprefix(b"\xef\xbb\xbf"))
+        except (ValueError, RecursionError):
+            return False
+        if (
+            isinstance(doc, dict)
+            and isinstance(doc.get("content"), dict)
+            and doc.get("type") == "notebook"
+        ):
+            doc = doc["content"]  # a contents-API model of a notebook
+        if isinstance(doc, dict) and isinstance(doc.get("cells"), list):
+            self.notebook(doc, chain, depth)
+        else:
+            self.json_doc(doc, (*chain, ("JSON", "JSON")), depth)
+        return True
+
+    def notebook(self, nb: dict, chain, depth) -> None:
+        for i, cell in enumerate(nb["cells"]):
+            if not isinstance(cell, dict) or self.raw_found:
+                continue
+            where = (f"cell {i + 1} of a notebook", f"ノートブックのセル {i + 1}")
+            for out in cell.get("outputs") or []:
+                if not isinstance(out, dict):
+                    continue
+                for label, value in _output_parts(out):
+                    if self.raw_found:
+                        return
+                    link = (f"its output ({label})", f"その出力（{label}）")
+                    if label.startswith("image/") and label != "image/svg+xml":
+                        self.image(value, (*chain, where, link), depth)
+                    else:
+                        self.text_unit(
+                            _Src.of(value.encode("utf-8", "surrogatepass")),
+                            (*chain, where, link),
+                            depth + 1,
+                        )
+            source = cell.get("source")
+            source = "".join(source) if isinstance(source, list) else source
+            if isinstance(source, str) and source:
+                link = ("its source", "そのソース")
+                self.text_unit(
+                    _Src.of(source.encode("utf-8", "surrogatepass")),
+                    (*chain, where, link),
+                    depth + 1,
+                )
+            for att in (cell.get("attachments") or {}).values():
+                if isinstance(att, dict):
+                    for mime, value in att.items():
+                        if isinstance(value, str):
+                            self.image(
+                                value,
+                                (*chain, where, (f"an attachment ({mime})", f"添付（{mime}）")),
+                                depth,
+                            )
+        if nb.get("metadata"):
+            self.json_doc(
+                nb["metadata"], (*chain, ("notebook metadata", "ノートブックのメタデータ")), depth
+            )
+
+    def image(self, value, chain, depth) -> None:
+        """An image in a notebook: passed if it is one, read as encoded content if not."""
+        if isinstance(value, list):
+            value = "".join(map(str, value))
+        if not isinstance(value, str):
+            return
+        raw = re.sub(rb"\s+", b"", value.encode("ascii", "replace"))
+        try:
+            start = base64.b64decode(raw[:64] + b"=" * (-len(raw[:64]) % 4))
+        except (binascii.Error, ValueError):
+            start = b""
+        if start.startswith(b"\x89PNG"):
+            try:
+                image = base64.b64decode(raw + b"=" * (-len(raw) % 4))
+            except (binascii.Error, ValueError):
+                image = b""
+            self.png(_Src.of(image), chain, depth)
+        elif not (any(start.startswith(m) for m, _ in _KNOWN) or start[:4] == b"RIFF"):
+            self.text_unit(_Src.of(raw), chain, depth + 1)
+
+    def json_doc(self, doc, chain, depth) -> None:
+        """Tables in JSON (records, rows, columns) and its strings, long ones one by one."""
+        strings: list[str] = []
+        budget = [self.allowance()]
+
+        def walk(item, level: int) -> None:
+            if budget[0] <= 0 or level > 64:
+                return
+            if isinstance(item, str):
+                budget[0] -= len(item)
+                strings.append(item)
+                return
+            rows = _json_table(item)
+            if rows is not None:
+                self.table(rows, (*chain, ("a JSON table", "JSON の表")), depth)
+                return
+            if isinstance(item, dict):
+                for key, value in item.items():
+                    strings.append(str(key))
+                    walk(value, level + 1)
+            elif isinstance(item, list):
+                if item and all(isinstance(x, str) for x in item):
+                    sep = "" if all(x.endswith("\n") for x in item[:-1]) else "\n"
+                    joined = sep.join(item)
+                    budget[0] -= len(joined)
+                    strings.append(joined)
+                    if sep and self.member():
+                        rows = self.columns_to_rows(item)
+                        if rows:
+                            self.table(
+                                rows,
+                                (*chain, ("a JSON list", "JSON のリスト")),
+                                depth,
+                                header=False,
+                            )
+                    return
+                for x in item:
+                    walk(x, level + 1)
+
+        walk(doc, 0)
+        short = []
+        for s in strings:
+            if self.raw_found:
+                return
+            if len(s) >= 256 or "\n" in s:
+                self.text_unit(
+                    _Src.of(s.encode("utf-8", "surrogatepass")),
+                    (*chain, ("a JSON string", "JSON の文字列")),
+                    depth + 1,
+                )
+            else:
+                short.append(s)
+        if short:
+            self.text_unit(
+                _Src.of("\n".join(short).encode("utf-8", "surrogatepass")),
+                (*chain, ("its short strings", "その短い文字列")),
+                depth + 1,
+            )
+
+    # -- tables --------------------------------------------------------------
+
+    def table(self, rows: list, chain, depth, header: bool = True) -> None:
+        """Rows of cells from a structured format: ids, records, genotype codes, clinical rows."""
+        if not rows:
+            return
+        lines = [
+            "\t".join("" if c is None else str(c) for c in row)
+            for row in rows[: self.r.max_table_rows + 1]
+        ]
+        text = "\n".join(lines)
+        data = text.encode("utf-8", "surrogatepass")
+        self.ids(data, chain, table=True)
+        finding = self.r.sniffer.classify_lines(text)
+        if finding is not None:
+            self.sniffed(finding, _count_records(finding.kind, text), chain)
+            return
+        self.table_lines(lines, chain)
+        # cells holding content of their own (bytes, long text) are looked at too
+        for row in rows[: self.r.max_table_rows]:
+            for c in row:
+                if isinstance(c, (bytes, bytearray)) and len(c) >= 64 and self.member():
+                    self.blob(
+                        _Src.of(bytes(c)), (*chain, ("a binary cell", "バイナリのセル")), depth + 1
+                    )
+                elif isinstance(c, str) and len(c) >= 256 and self.member():
+                    self.text_unit(
+                        _Src.of(c.encode("utf-8", "surrogatepass")),
+                        (*chain, ("a text cell", "テキストのセル")),
+                        depth + 1,
+                    )
+                if self.raw_found:
+                    return
+
+    def table_lines(self, lines: list[str], chain) -> None:
+        matrix = _Matrix()
+        cache: dict = {}
+        blocks: list[list[tuple]] = []
+        current: list[tuple] = []
+        for line in lines:
+            if len(line) > 64 * KIB:
+                line = line[: 64 * KIB]
+            if not line.strip():
+                continue  # blank lines (HTML made text has many) neither start nor end a table
+            cells = _cells(line)
+            matrix.add(cells, cache)
+            row = self.clinical_row(line)
+            if row is None:
+                if current:
+                    blocks.append(current)
+                current = []
+            else:
+                current.append(row)
+        if current:
+            blocks.append(current)
+        if matrix.found():
+            rows = matrix.wide if matrix.wide >= 3 else matrix.narrow
+            self.hit(
+                GENOTYPE_MATRIX,
+                f"{rows} rows of genotype codes or dosages, up to {matrix.widest} a row",
+                f"遺伝型コードまたはドーズの {rows} 行（1 行に最大 {matrix.widest}）",
+                rows,
+                chain,
+            )
+        person_rows = 0
+        columns: set[str] = set()
+        for block in blocks:
+            if self.person_block(block):
+                person_rows += len(block)
+                for _, cols, _ in block:
+                    columns |= cols
+        if person_rows:
+            names = ", ".join(sorted(columns))
+            self.hit(
+                CLINICAL_ROWS,
+                f"{person_rows} rows of clinical attributes ({names}), one person a row",
+                f"臨床属性（{names}）の {person_rows} 行、1 行に 1 人",
+                person_rows,
+                chain,
+            )
+
+    def clinical_row(self, line: str) -> tuple | None:
+        """(key, vocabulary columns, holds a count) of a line naming >= 2 clinical columns."""
+        words = [w for w in _SPLIT_WORDS.split(line.lower()) if w]
+        if len(words) < 2 or len(words) > 64:
+            return None
+        cols = set()
+        key = []
+        for w in words:
+            col = self.r._words.get(w)
+            if col is None and 3 <= len(w) <= 6 and _ICD10.match(w):
+                col = "icd10"
+            if col is not None:
+                cols.add(col)
+            if not _NUMBER.match(w):
+                key.append(w)
+        if len(cols) < 2:
+            return None
+        # a count is one of the last two cells (n, then a share perhaps), not the row index
+        count = any(w.isdigit() and int(w) >= 2 for w in words[-2:] if w is not words[0])
+        return tuple(key), cols, count
+
+    def person_block(self, block: list[tuple]) -> bool:
+        """Consecutive clinical lines are person rows, not a table of counts?
+
+        A count table lists each combination once; person rows repeat one.
+        Rows that are all distinct are person rows when they carry three
+        attributes or more and no counts.
+        """
+        if len(block) < self.r.min_person_rows:
+            return False
+        keys = [k for k, _, _ in block]
+        if len(set(keys)) < len(keys):
+            return True
+        mean_cols = sum(len(c) for _, c, _ in block) / len(block)
+        counts = sum(1 for _, _, c in block if c)
+        return mean_cols >= 3 and counts * 2 < len(block)
+
+    def columns_to_rows(self, strings: list[str]) -> list[list[str]] | None:
+        """Rows from strings stored a column at a time (a pickled or JSON DataFrame)."""
+        runs: list[tuple[str, list[str]]] = []
+        for s in strings[:200_000]:
+            col = self.r._values.get(s.casefold().strip()) if len(s) < 128 else None
+            if col is not None and runs and runs[-1][0] == col:
+                runs[-1][1].append(s)
+            elif col is not None:
+                runs.append((col, [s]))
+            else:
+                runs.append(("", []))
+        by_length: dict[int, list[list[str]]] = {}
+        for col, values in runs:
+            if col and len(values) >= self.r.min_person_rows:
+                by_length.setdefault(len(values), []).append(values)
+        for values in by_length.values():
+            if len(values) >= 2:
+                return [list(r) for r in zip(*values, strict=True)]
+        return None
+
+
+# ---------------------------------------------------------------------------
+# helpers
+
+
+def _inflate(data: bytes, limit: int) -> bytes:
+    """Up to `limit` bytes of a gzip stream, across members (BGZF is many members)."""
+    out = bytearray()
+    rest = data
+    while rest and len(out) < limit:
+        if rest[:2] != b"\x1f\x8b":
+            break
+        d = zlib.decompressobj(zlib.MAX_WBITS | 16)
+        try:
+            out += d.decompress(rest, limit - len(out))
+        except zlib.error as e:
+            if not out:
+                raise ValueError(f"not a gzip stream: {e}") from None
+            break
+        if not d.eof:
+            break
+        rest = d.unused_data
+    return bytes(out)
+
+
+def _bgzf_block(piece: bytes) -> int:
+    at = 0
+    while True:
+        at = piece.find(b"\x1f\x8b\x08\x04", at)
+        if at < 0 or at + 18 > len(piece):
+            return -1
+        if piece[at + 12 : at + 14] == b"BC":
+            return at
+        at += 1
+
+
+def _codec(name: str):
+    """A decoder for zstd or lz4 frames from what is importable here, or None."""
+    if name == "zstd":
+        try:
+            from compression import zstd  # Python 3.14
+
+            return lambda d, n: zstd.ZstdDecompressor().decompress(d, n)
+        except ImportError:
+            pass
+        try:
+            import zstandard
+
+            return lambda d, n: zstandard.ZstdDecompressor().stream_reader(io.BytesIO(d)).read(n)
+        except ImportError:
+            pass
+    if name == "lz4":
+        try:
+            import lz4.frame
+
+            return lambda d, n: lz4.frame.LZ4FrameDecompressor().decompress(d, max_length=n)
+        except ImportError:
+            pass
+    try:
+        import pyarrow as pa
+    except ImportError:
+        return None
+    if not pa.Codec.is_available(name):
+        return None
+
+    def decode(data: bytes, limit: int) -> bytes:
+        stream = pa.CompressedInputStream(pa.py_buffer(data), name)
+        out = bytearray()
+        try:
+            while len(out) < limit:
+                chunk = stream.read(min(MIB, limit - len(out)))
+                if not chunk:
+                    break
+                out += chunk
+        except (OSError, pa.ArrowException):
+            if not out:
+                raise ValueError(f"not a {name} stream") from None
+        return bytes(out)
+
+    return decode
+
+
+def _decode_run(run: bytes) -> tuple[bytes | None, str]:
+    """A run of text as hex, base32 or base64 (standard or URL-safe), whichever it is."""
+    if len(run) % 2 == 0 and set(run) <= _HEX:
+        try:
+            return binascii.unhexlify(run), "hex"
+        except binascii.Error:
+            return None, ""
+    if len(run) % 8 == 0 and set(run) <= _B32:
+        try:
+            return base64.b32decode(run), "base32"
+        except (binascii.Error, ValueError):
+            pass
+    body = run.rstrip(b"=")
+    if b"=" in body:
+        body = body.split(b"=", 1)[0]
+    body += b"=" * (-len(body) % 4)
+    try:
+        if b"-" in body or b"_" in body:
+            return base64.urlsafe_b64decode(body), "base64"
+        return base64.b64decode(body, validate=True), "base64"
+    except (binascii.Error, ValueError):
+        return None, ""
+
+
+def _count_records(kind: str, text: str) -> int:
+    """Records of `kind` in a window of text, counted by a cheap line shape."""
+    if kind == "fastq":
+        return text.count("\n+")
+    tabs = {"vcf": 7, "sam": 10, "genotype-table": 7}.get(kind, 4)
+    return (
+        sum(
+            1
+            for line in text.splitlines()
+            if line and line[0] not in "#@" and line.count("\t") >= tabs
+        )
+        or 3
+    )
+
+
+def _sniff_how(finding: Finding) -> tuple[str, str]:
+    by = finding.by
+    m = re.match(r"(\d+) lines shaped like its records", by)
+    if m:
+        return by.replace(
+            "its records", f"{finding.kind} records"
+        ), f"{finding.kind} のレコードの形をした {m.group(1)} 行"
+    m = re.match(r"its magic bytes \((.*)\)", by)
+    if m:
+        return by, f"マジックバイト（{m.group(1)}）"
+    m = re.match(r"(\d+) FASTQ records", by)
+    if m:
+        return by, f"FASTQ レコード {m.group(1)} 件"
+    if by.startswith("its name"):
+        return f"{by} in an archive", "アーカイブの中の名前"
+    if by.startswith("its place in the store"):
+        return by, "ストアの中の位置"
+    m = re.match(r"its (\w+) header", by)
+    if m:
+        return by, f"{m.group(1)} ヘッダー"
+    return by, "内容の形"
+
+
+def _output_parts(out: dict) -> list[tuple[str, str]]:
+    parts = []
+    text = out.get("text")
+    if text:
+        parts.append(("stream", text if isinstance(text, str) else "".join(map(str, text))))
+    for mime, value in (out.get("data") or {}).items():
+        if isinstance(value, list):
+            value = "".join(map(str, value))
+        if not isinstance(value, str):
+            value = json.dumps(value)
+        parts.append((mime, value))
+    if out.get("traceback"):
+        parts.append(("traceback", "\n".join(map(str, out["traceback"]))))
+    return parts
+
+
+def _scalar(x) -> bool:
+    return x is None or isinstance(x, (str, int, float, bool))
+
+
+def _json_table(item) -> list | None:
+    """Rows of a JSON table: records, rows, or columns (pandas' orients); None if not one."""
+    if isinstance(item, list) and len(item) >= 2:
+        if all(isinstance(x, dict) for x in item[:50]) and all(
+            all(_scalar(v) for v in x.values()) for x in item[:50]
+        ):
+            keys = list(item[0].keys())
+            return [keys] + [list(x.values()) for x in item if isinstance(x, dict)]
+        if all(isinstance(x, list) for x in item[:50]) and all(
+            all(_scalar(v) for v in x[:100]) for x in item[:50]
+        ):
+            return [x for x in item if isinstance(x, list)]
+    if isinstance(item, dict) and len(item) >= 2:
+        values = list(item.values())
+        if all(isinstance(v, list) and all(_scalar(x) for x in v[:50]) for v in values):
+            n = len(values[0])
+            if n >= 2 and all(len(v) == n for v in values):
+                return [list(item.keys())] + [list(r) for r in zip(*values, strict=True)]
+        if all(isinstance(v, dict) for v in values) and all(
+            all(_scalar(x) for x in list(v.values())[:50]) for v in values
+        ):
+            index = list(values[0].keys())
+            if len(index) >= 2 and all(list(v.keys()) == index for v in values[:50]):
+                return [list(item.keys())] + [[v.get(i) for v in values] for i in index]
+    return None
+
+
+def _arrow_rows(table, rows: int, columns: int) -> list[list]:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    table = table.slice(0, rows).select(list(range(min(columns, table.num_columns))))
+    out_columns = []
+    for col in table.columns:
+        try:
+            values = pc.cast(col, pa.string()).to_pylist()
+        except (pa.ArrowException, NotImplementedError):
+            values = [v if isinstance(v, (bytes, bytearray)) else str(v) for v in col.to_pylist()]
+        out_columns.append(values)
+    return [list(table.column_names)] + [list(r) for r in zip(*out_columns, strict=True)]
+
+
+def _xlsx_rows(xml: str, shared: list[str], limit: int) -> list[list[str]]:
+    rows = []
+    for row in re.finditer(r"<row\b[^>]*>(.*?)</row>", xml, re.S):
+        cells: dict[int, str] = {}
+        for c in re.finditer(r"<c\b([^>]*?)(?:/>|>(.*?)</c>)", row.group(1), re.S):
+            attrs, body = c.group(1), c.group(2) or ""
+            ref = re.search(r'\br="([A-Z]+)', attrs)
+            col = 0
+            for ch in ref.group(1) if ref else "":
+                col = col * 26 + ord(ch) - 64
+            kind = re.search(r'\bt="(\w+)"', attrs)
+            v = re.search(r"<v>(.*?)</v>", body, re.S)
+            if kind and kind.group(1) == "s" and v:
+                i = int(v.group(1)) if v.group(1).isdigit() else -1
+                value = shared[i] if 0 <= i < len(shared) else ""
+            elif kind and kind.group(1) == "inlineStr":
+                value = "".join(re.findall(r"<t\b[^>]*>(.*?)</t>", body, re.S))
+            else:
+                value = v.group(1) if v else ""
+            cells[col or len(cells) + 1] = html.unescape(value)
+        if cells:
+            rows.append([cells.get(i, "") for i in range(1, max(cells) + 1)])
+        if len(rows) > limit:
+            break
+    return rows
+
+
+def _genotype_array(values, shape: tuple) -> bool:
+    """A NumPy array of calls (-1/0/1, 0/1/2, missing) or dosages in [0, 2] over many people?"""
+    import numpy as np
+
+    dims = sorted((int(d) for d in shape), reverse=True)
+    if len(dims) < 2 or dims[0] < 20 or dims[1] < 3 or values.size < 60:
+        return False
+    if values.dtype.kind in "iu":
+        seen = set(np.unique(values[:1_000_000]).tolist())
+        return seen <= {-1, 0, 1, 2, 3, 255} and len(seen & {0, 1, 2}) >= 2
+    finite = values[~np.isnan(values)]
+    if finite.size < 60 or finite.min() < 0 or finite.max() > 2:
+        return False
+    level = np.round(finite)
+    near = np.abs(finite - level) <= 0.1
+    if near.mean() < 0.7:
+        return False
+    counts = np.sort(np.bincount(level[near].astype(np.int64), minlength=3))[::-1]
+    return bool(counts[1] >= 0.05 * finite.size or (counts[1] and (finite == level).all()))
