@@ -37,12 +37,25 @@ DATA_ACCESS = SCHEMA_BASE + "data-access"
 DOWNLOAD_ALLOWED = SCHEMA_BASE + "download-allowed"
 DOWNLOAD_BLOCKED = SCHEMA_BASE + "download-blocked"
 PERIOD_END = SCHEMA_BASE + "period-end"
+EGRESS_TALLY = SCHEMA_BASE + "egress-tally"
+EGRESS_ALERT = SCHEMA_BASE + "egress-alert"
+EGRESS_CAP = SCHEMA_BASE + "egress-cap"
+OUTPUT_WITHHELD = SCHEMA_BASE + "output-withheld"
+#: the egress meter's channels (extensions.guard.meter.CHANNELS), in the report's order
+EGRESS_CHANNELS = ("download", "kernel", "terminal", "other")
 #: the same ids as hub.services.gateway.QUERY_SCHEMA and hub.services.enforcer.STOP_SCHEMA
 #: (not imported: those modules bring in tornado and JupyterHub; a test keeps them equal)
 FEDERATION_QUERY = "https://visiting.example/events/hub/federation-query"
 ENFORCEMENT_STOP = "https://visiting.example/events/hub/enforcement-stop"
 
 GIB = 1024**3
+#: the figures of an egress-tally line, each cumulative for its day and channel
+EGRESS_MEASURES = ("bytes", "contents", "people")
+
+
+def _count(data: dict[str, Any], name: str) -> int:
+    value = data.get(name)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 class ReportError(Exception):
@@ -245,6 +258,13 @@ class ApprovalTally:
         self.enforcement_stops: Counter[str] = Counter()
         self.suspend_actions = 0
         self.reinstate_actions = 0
+        # the egress ledger: (user, site, channel, JST day) -> the day's last line so far,
+        # as ((time, seq), bytes, contents, people); the lines are cumulative for the day
+        self.egress_last: dict[tuple[str, str, str, str], tuple] = {}
+        # (user, site, level) -> the JST days that reached it
+        self.egress_days: dict[tuple[str, str, str], set[str]] = defaultdict(set)
+        self.withheld: Counter[tuple[str, str]] = Counter()
+        self.blocked_at: Counter[tuple[str, str]] = Counter()
 
     def month(self, time: str) -> int:
         return bisect.bisect_right(self.months, time) - 1
@@ -288,6 +308,17 @@ class ApprovalTally:
         elif schema == DOWNLOAD_BLOCKED:
             self.blocked[data.get("reason") or "?"] += 1
             self.blocked_month[self.month(r["time"])] += 1
+            self.blocked_at[(r["user"], site)] += 1
+        elif schema == EGRESS_TALLY:
+            key = (r["user"], site, data.get("channel") or "?", data.get("day") or "?")
+            line = ((r["time"], r["seq"]), *(_count(data, k) for k in EGRESS_MEASURES))
+            if key not in self.egress_last or line[0] > self.egress_last[key][0]:
+                self.egress_last[key] = line
+        elif schema in (EGRESS_ALERT, EGRESS_CAP):
+            level = "alert" if schema == EGRESS_ALERT else "cap"
+            self.egress_days[(r["user"], site, level)].add(data.get("day") or "?")
+        elif schema == OUTPUT_WITHHELD:
+            self.withheld[(r["user"], site)] += 1
         elif schema == KERNEL_REFUSED:
             self.kernel_refused += 1
         elif schema == PERIOD_END:
@@ -574,6 +605,115 @@ def build_report(
     }
 
 
+def _egress_section(tally: ApprovalTally, aid: str, q, fig, lang: str) -> dict[str, Any]:
+    """The egress ledger per handler, site and channel (the sum over Japan-time days of each
+    day's last egress-tally line), the days at the alert and at the cap, and the outputs
+    withheld and downloads blocked per handler and site."""
+    ledger: dict[tuple[str, str, str], dict[str, int]] = {}
+    for (user, site, channel, _day), (_order, *values) in sorted(tally.egress_last.items()):
+        row = ledger.setdefault((user, site, channel), dict.fromkeys((*EGRESS_MEASURES, "days"), 0))
+        for name, value in zip(EGRESS_MEASURES, values, strict=True):
+            row[name] += value
+        row["days"] += 1
+    order = {c: i for i, c in enumerate(EGRESS_CHANNELS)}
+    rows = []
+    for (user, site, channel), row in sorted(
+        ledger.items(), key=lambda kv: (kv[0][0], kv[0][1], order.get(kv[0][2], 99), kv[0][2])
+    ):
+        rows.append({"user": user, "site": site, "channel": channel} | row)
+        where = {
+            "schema": EGRESS_TALLY,
+            "approval_id": aid,
+            "user": user,
+            "site": site,
+            "data.channel": channel,
+        }
+        key = f"egress/{user}/{site}/{channel}"
+        for name in EGRESS_MEASURES:
+            fig(
+                f"{key}/{name}",
+                f"{t('egress_' + name, lang)} {user} {site} {channel}",
+                row[name],
+                name,
+                q(where, f"sum-daily-last:data.{name}", "egress-ledger"),
+            )
+        fig(
+            f"{key}/days",
+            f"{t('egress_days', lang)} {user} {site} {channel}",
+            row["days"],
+            "days",
+            q(where, "distinct:data.day"),
+        )
+    pairs = sorted(
+        {(u, s) for (u, s, _c) in ledger}
+        | {(u, s) for (u, s, _lvl) in tally.egress_days}
+        | set(tally.withheld)
+        | set(tally.blocked_at)
+    )
+    people_sites = []
+    for user, site in pairs:
+        at = {"approval_id": aid, "user": user, "site": site}
+        row = {
+            "user": user,
+            "site": site,
+            "bytes": sum(r["bytes"] for r in rows if (r["user"], r["site"]) == (user, site)),
+            "days_alert": len(tally.egress_days.get((user, site, "alert"), ())),
+            "days_cap": len(tally.egress_days.get((user, site, "cap"), ())),
+            "outputs_withheld": tally.withheld.get((user, site), 0),
+            "downloads_blocked": tally.blocked_at.get((user, site), 0),
+        }
+        people_sites.append(row)
+        key = f"egress/{user}/{site}"
+        fig(
+            f"{key}/days_alert",
+            f"{t('egress_days_alert', lang)} {user} {site}",
+            row["days_alert"],
+            "days",
+            q({"schema": EGRESS_ALERT} | at, "distinct:data.day"),
+        )
+        fig(
+            f"{key}/days_cap",
+            f"{t('egress_days_cap', lang)} {user} {site}",
+            row["days_cap"],
+            "days",
+            q({"schema": EGRESS_CAP} | at, "distinct:data.day"),
+        )
+        fig(
+            f"{key}/outputs_withheld",
+            f"{t('outputs_withheld', lang)} {user} {site}",
+            row["outputs_withheld"],
+            "outputs",
+            q({"schema": OUTPUT_WITHHELD} | at),
+        )
+        fig(
+            f"{key}/downloads_blocked",
+            f"{t('downloads_blocked', lang)} {user} {site}",
+            row["downloads_blocked"],
+            "downloads",
+            q({"schema": DOWNLOAD_BLOCKED} | at),
+        )
+    total = sum(r["bytes"] for r in rows)
+    fig(
+        "egress/bytes/total",
+        t("egress_bytes", lang),
+        total,
+        "bytes",
+        q(
+            {"schema": EGRESS_TALLY, "approval_id": aid},
+            "sum-daily-last:data.bytes",
+            "egress-ledger",
+        ),
+    )
+    return {
+        "ledger": rows,
+        "by_user_site": people_sites,
+        "bytes_total": total,
+        "days_alert": sum(r["days_alert"] for r in people_sites),
+        "days_cap": sum(r["days_cap"] for r in people_sites),
+        "outputs_withheld": sum(tally.withheld.values()),
+    }
+
+
 def _approval_section(
     registry: ApprovalRegistry,
     view: ApprovalView,
@@ -831,6 +971,8 @@ def _approval_section(
         q(blocked_where),
     )
 
+    egress = _egress_section(tally, aid, q, fig, lang)
+
     # -- per month (the charts)
     month_names = [m.astimezone(JST).strftime("%Y-%m") for m in months[:-1]]
     monthly = {
@@ -975,6 +1117,7 @@ def _approval_section(
             "downloads_blocked_total": blocked_total,
             "monthly": monthly,
         },
+        "egress": egress,
         "sessions": [
             {
                 "user": s.user,

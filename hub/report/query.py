@@ -14,6 +14,9 @@ the records that match:
              "sum-len:data.suppressions"  the sum of the lengths of a list field
              "sum-each:data.suppressions.count"  the sum of a field of each list item
              "server-hours"             derived by the pairing rule (see docs/report.md)
+             "sum-daily-last:data.bytes"  egress-tally lines are cumulative for their day: the
+                                        sum of the last line (by time, then seq) of each
+                                        user, site, data.channel and data.day
 
 `recheck()` spells the query as a shell line over `visiting audit export`
 (JSON lines) and jq, which is how the secretariat re-runs it.
@@ -26,7 +29,9 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
-MEASURES = ("count", "sum", "distinct", "sum-len", "sum-each", "server-hours")
+MEASURES = ("count", "sum", "distinct", "sum-len", "sum-each", "server-hours", "sum-daily-last")
+#: what a cumulative line is the last of (the egress ledger: one server's channel on one day)
+DAILY_GROUP = "[.user, .site, .data.channel, .data.day]"
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,11 @@ class Query:
         elif kind == "sum-each":
             lst, _, item = arg.rpartition(".")
             program = f"{select} | (.{lst} // [])[] | .{item} // 0] | add // 0"
+        elif kind == "sum-daily-last":
+            program = (
+                f"{select}] | group_by({DAILY_GROUP}) "
+                f"| map(sort_by(.time, .seq) | last | .{arg} // 0) | add // 0"
+            )
         else:  # pragma: no cover - guarded by MEASURES
             raise ValueError(self.measure)
         return (

@@ -113,7 +113,7 @@ def blocks(doc: dict[str, Any]) -> list[tuple]:
         out.append(("heading", 1, "Notes"))
         out += [("para", n, "muted") for n in doc["notes"]]
     out.append(("heading", 1, t("sec_rules", lang)))
-    for key in ("window", "sessions", "server-hours", "cpu-hours", "attribution"):
+    for key in ("window", "sessions", "server-hours", "cpu-hours", "egress-ledger", "attribution"):
         out.append(("para", rule(key, lang), "normal"))
     for a in doc["approvals"]:
         out += _source_blocks(a, lang)
@@ -324,6 +324,8 @@ def _approval_blocks(a: dict, lang: str) -> list[tuple]:
         out.append(("heading", 2, t("sec_charts", lang)))
         for key in ("server_hours", "federation", "blocked"):
             out.append(("chart", key, u["monthly"]))
+    out.append(("heading", 1, f"{t('sec_egress', lang)} ({a['approval_id']})"))
+    out += _egress_blocks(a.get("egress"), lang)
 
     s = a["security"]
     out.append(("heading", 1, f"{t('sec_security', lang)} ({a['approval_id']})"))
@@ -385,6 +387,72 @@ def _approval_blocks(a: dict, lang: str) -> list[tuple]:
             ["#", t("sec_checklist", lang), t("answer", lang), t("note", lang)],
             [[str(i + 1), c["item"], "", ""] for i, c in enumerate(a["self_assessment"])],
             [0.05, 0.55, 0.12, 0.28],
+            0,
+        )
+    )
+    return out
+
+
+def _egress_blocks(e: dict | None, lang: str) -> list[tuple]:
+    """The egress ledger and the alerts, caps and blocks per handler and site."""
+    out: list[tuple] = [("para", t("egress_intro", lang), "muted")]
+    if not e or not (e["ledger"] or e["by_user_site"]):
+        return out + [("para", t("none", lang), "muted")]
+    out.append(("heading", 2, t("egress_ledger", lang)))
+    out.append(
+        (
+            "table",
+            [
+                t("user", lang),
+                t("site", lang),
+                t("channel", lang),
+                t("egress_bytes", lang),
+                t("egress_contents", lang),
+                t("egress_people", lang),
+                t("egress_days", lang),
+            ],
+            [
+                [
+                    r["user"],
+                    r["site"],
+                    r["channel"],
+                    fmt_bytes(r["bytes"]),
+                    fmt_num(r["contents"]),
+                    fmt_num(r["people"]),
+                    fmt_num(r["days"]),
+                ]
+                for r in e["ledger"]
+            ],
+            [0.12, 0.1, 0.1, 0.32, 0.12, 0.12, 0.12],
+            0,
+        )
+    )
+    out.append(("heading", 2, t("egress_levels", lang)))
+    out.append(
+        (
+            "table",
+            [
+                t("user", lang),
+                t("site", lang),
+                t("egress_bytes", lang),
+                t("egress_days_alert", lang),
+                t("egress_days_cap", lang),
+                t("outputs_withheld", lang),
+                t("downloads_blocked", lang),
+            ],
+            [
+                [
+                    r["user"],
+                    r["site"],
+                    fmt_bytes(r["bytes"]),
+                    fmt_num(r["days_alert"]),
+                    fmt_num(r["days_cap"]),
+                    fmt_num(r["outputs_withheld"]),
+                    fmt_num(r["downloads_blocked"]),
+                ]
+                for r in e["by_user_site"]
+            ],
+            [0.12, 0.1, 0.3, 0.12, 0.12, 0.12, 0.12],
             0,
         )
     )

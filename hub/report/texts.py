@@ -98,6 +98,33 @@ TEXTS: dict[str, dict[str, str]] = {
     "enforcement_stops": {"ja": "強制停止されたサーバー", "en": "Servers stopped by the enforcer"},
     "kernel_refused": {"ja": "期間外のカーネル起動拒否", "en": "Kernel starts refused (period)"},
     "period_end_events": {"ja": "期間終了によるサーバー停止", "en": "Period-end shutdowns"},
+    # egress
+    "sec_egress": {"ja": "データの持ち出し（外部への送信量）", "en": "Egress"},
+    "egress_intro": {
+        "ja": "各サーバーからブラウザ等へ送られたデータ量（チャネル別、同じ内容は1日1回）と、"
+        "表示された対象者の人数（日ごとの異なり人数の合計）。警告・上限に達した日数、"
+        "出力の差し止め、遮断されたダウンロードも示す。",
+        "en": "What each server sent to browsers and other clients, by channel (each content "
+        "once a day), and the cohort people whose rows were shown (distinct per day, summed "
+        "over the days); the days that reached the alert and the cap, outputs withheld and "
+        "downloads blocked.",
+    },
+    "egress_ledger": {
+        "ja": "取扱者・サイト・チャネル別の送信量",
+        "en": "Ledger per handler, site and channel",
+    },
+    "egress_levels": {
+        "ja": "取扱者・サイト別の警告・上限・差し止め",
+        "en": "Alerts, caps and blocks per handler and site",
+    },
+    "channel": {"ja": "チャネル", "en": "Channel"},
+    "egress_bytes": {"ja": "送信量", "en": "Bytes sent"},
+    "egress_contents": {"ja": "内容の数", "en": "Distinct contents"},
+    "egress_people": {"ja": "表示人数（人日）", "en": "People shown (person-days)"},
+    "egress_days": {"ja": "送信のあった日数", "en": "Days with egress"},
+    "egress_days_alert": {"ja": "警告に達した日数", "en": "Days at the alert"},
+    "egress_days_cap": {"ja": "上限に達した日数", "en": "Days at the cap"},
+    "outputs_withheld": {"ja": "差し止めた出力", "en": "Outputs withheld"},
     "audit_ok": {
         "ja": "検証済み：{records} 件の記録（seq {first} 〜 {last}）のハッシュ連鎖は正しい。",
         "en": "Verified: the hash chain holds for {records} records (seq {first} .. {last}).",
@@ -172,6 +199,18 @@ RULES: dict[str, dict[str, str]] = {
         "started (CPU cores, memory): the site's default, the approval's quota and the site "
         "admins' settings (site-admin-action records). They measure the quota, not what "
         "was used.",
+    },
+    "egress-ledger": {
+        "ja": "送信量：ゲートは取扱者・サイト・チャネル・日本時間の日ごとに、その日の累計を egress-tally "
+        "記録として送る。各日の最後の記録（時刻順、同時刻は seq 順）をその日の値とし、対象期間の日について合計する。"
+        "表示人数はその日に表示された異なる対象者の数で、日をまたいだ合計（人日）である。警告・上限の日数は "
+        "egress-alert・egress-cap 記録の異なる日の数。",
+        "en": "Egress: the gate sends, per handler, site, channel and Japan-time day, the day's "
+        "running totals as egress-tally records. The last record of each day (by time, then "
+        "seq) is that day's figure; the figures are the sum over the days of the period. "
+        "People are the distinct cohort people shown that day, summed over days "
+        "(person-days). Days at the alert or the cap are the distinct days of the "
+        "egress-alert and egress-cap records.",
     },
     "attribution": {
         "ja": "承認番号を持つ記録はその承認に、承認番号のない強制停止・利用停止の記録は、その取扱者を含み"
@@ -253,6 +292,8 @@ BLOCK_REASONS: dict[str, dict[str, str]] = {
     "too-large": {"ja": "サイズ上限超過", "en": "over the size limit"},
     "raw-outputs-hidden": {"ja": "出力中の生データを非表示", "en": "raw records hidden in outputs"},
     "raw-response": {"ja": "応答中の生データ", "en": "raw data in a response"},
+    "individual-level": {"ja": "個人単位のデータ（ゲート）", "en": "individual-level data (gate)"},
+    "egress-cap": {"ja": "1日の送信上限", "en": "the day's egress cap"},
 }
 
 

@@ -211,6 +211,48 @@ class Activity:
         )
 
 
+# the egress ledger the test writes: (user, site, approval, JST day, channel) -> the lines
+# the gate sends through the day, (JST hour, minute, bytes, contents, people), cumulative;
+# each day's last line (by time) is the day's figure
+EGRESS_LINES = {
+    ("tanaka", "nig", A1, (2026, 5, 12), "kernel"): [(10, 0, 1_000, 3, 0), (15, 0, 5_000, 9, 4)],
+    ("tanaka", "nig", A1, (2026, 5, 12), "download"): [(11, 0, 70_000_000, 2, 0)],
+    ("tanaka", "nig", A1, (2026, 5, 20), "download"): [(9, 30, 280_000_000, 3, 0)],
+    ("tanaka", "nig", A1, (2026, 5, 20), "terminal"): [(9, 0, 2_000, 5, 0)],
+    ("tanaka", "ncc", A1, (2026, 9, 1), "kernel"): [(13, 0, 40_000, 12, 7), (18, 0, 90_000, 20, 9)],
+    # the last instant of FY2026 and the first of FY2027
+    ("suzuki", "imsut", A3, (2027, 3, 31), "kernel"): [(23, 59, 3_000, 2, 1)],
+    ("suzuki", "imsut", A3, (2027, 4, 1), "kernel"): [(0, 0, 500, 1, 0)],
+}
+
+
+def egress_activity(act: Activity) -> None:
+    """The gates' ledger lines, alerts, caps and withheld outputs. One line of 12 May comes
+    in late (a higher seq, an earlier time): it is not that day's last."""
+    for (user, site, aid, day, channel), lines in EGRESS_LINES.items():
+        for hour, minute, nbytes, contents, people in lines:
+            act.emit(user, site, aid, "egress-tally", jst(*day, hour, minute),
+                     day=f"{day[0]:04d}-{day[1]:02d}-{day[2]:02d}", channel=channel,
+                     bytes=nbytes, contents=contents, people=people)  # fmt: skip
+    act.emit("tanaka", "nig", A1, "egress-tally", jst(2026, 5, 12, 14, 0), day="2026-05-12",
+             channel="kernel", bytes=4_000, contents=8, people=4)  # fmt: skip
+    reading = {"bytes": 70_001_000, "people": 0, "reached_by": ["bytes"]}
+    act.emit("tanaka", "nig", A1, "egress-alert", jst(2026, 5, 12, 11, 0), day="2026-05-12",
+             level="alert", limit_bytes=64 * 1024**2, limit_people=30, **reading)  # fmt: skip
+    for level, limit in (("alert", 64 * 1024**2), ("cap", 256 * 1024**2)):
+        act.emit("tanaka", "nig", A1, f"egress-{level}", jst(2026, 5, 20, 9, 30),
+                 day="2026-05-20", level=level, bytes=280_002_000, people=0,
+                 reached_by=["bytes"], limit_bytes=limit, limit_people=100)  # fmt: skip
+    for kind in ("people", "egress-cap"):
+        act.emit("tanaka", "nig", A1, "output-withheld", jst(2026, 5, 20, 10, 0),
+                 channel="kernel", msg_type="execute_result", kind=kind, people=40,
+                 records=40)  # fmt: skip
+    act.emit("tanaka", "nig", A1, "download-blocked", jst(2026, 5, 20, 10, 5),
+             path="api/contents/copy.tsv", route="gate", reason="egress-cap", kind="egress-cap")  # fmt: skip
+    act.emit("tanaka", "ncc", A1, "output-withheld", jst(2026, 9, 1, 13, 30),
+             channel="terminal", msg_type="stdout", kind="raw-records", records=120)  # fmt: skip
+
+
 def set_approval(policy: Path, approval_id: str, **fields) -> None:
     path = policy / "approvals" / f"{approval_id}.yaml"
     doc = yaml.safe_load(path.read_text())
@@ -318,6 +360,8 @@ def year(tmp_path_factory):
         act.session("sato", "ncc", A2, jst(2020, 6, 1, 10, 0), 3, rng)
         act.emit("sato", "ncc", A2, "kernel-refused", jst(2021, 4, 1, 0, 0), kernel_name="py")
 
+        egress_activity(act)
+
         clock.move_to(REPORT_TIME)
         yield {
             "url": url,
@@ -388,6 +432,13 @@ def evaluate(records: list[dict], query: dict):
     if kind == "sum-each":
         lst, _, item = arg.rpartition(".")
         return sum(x.get(item, 0) for r in hits for x in (field(r, lst) or []))
+    if kind == "sum-daily-last":
+        last = {}
+        for r in hits:
+            key = (r["user"], r["site"], field(r, "data.channel"), field(r, "data.day"))
+            if key not in last or (r["time"], r["seq"]) > (last[key]["time"], last[key]["seq"]):
+                last[key] = r
+        return sum(field(r, arg) or 0 for r in last.values())
     raise AssertionError(query["measure"])
 
 
@@ -862,7 +913,138 @@ def test_command_needs_an_output_folder(year, capsys, tmp_path):
 
 
 # ---------------------------------------------------------------------------
+# egress
+
+
+def expected_ledger(since: datetime, until: datetime) -> dict[tuple, dict[str, int]]:
+    """The ledger from what the test sent: per (user, site, channel) the sum over days of
+    each day's last line by time, for the lines whose time is in [since, until)."""
+    out: dict[tuple, dict[str, int]] = {}
+    for (user, site, _aid, day, channel), lines in EGRESS_LINES.items():
+        lines = [x for x in lines if since <= jst(*day, x[0], x[1]) < until]
+        if not lines:
+            continue
+        _h, _m, nbytes, contents, people = max(lines)  # the latest line of the day
+        row = out.setdefault((user, site, channel), dict(bytes=0, contents=0, people=0, days=0))
+        row["bytes"] += nbytes
+        row["contents"] += contents
+        row["people"] += people
+        row["days"] += 1
+    return out
+
+
+def test_egress_ledger_per_handler_site_and_channel(report_ja):
+    """The sum of each day's last tally; a line that arrives late with an earlier time is
+    not the day's last; 1 April 00:00 JST belongs to the next year."""
+    got = {}
+    for aid in (A1, A3):
+        for r in approval(report_ja, aid)["egress"]["ledger"]:
+            got[(r["user"], r["site"], r["channel"])] = {
+                k: r[k] for k in ("bytes", "contents", "people", "days")
+            }
+    assert got == expected_ledger(FY_START, FY_END)
+    assert got[("tanaka", "nig", "kernel")]["bytes"] == 5_000
+    assert got[("tanaka", "nig", "download")] == {
+        "bytes": 350_000_000, "contents": 5, "people": 0, "days": 2,
+    }  # fmt: skip
+    a1 = approval(report_ja, A1)
+    assert a1["egress"]["bytes_total"] == sum(
+        v["bytes"] for k, v in got.items() if k[0] == "tanaka"
+    )
+    assert figure(a1, "egress/bytes/total") == a1["egress"]["bytes_total"]
+    assert [r["channel"] for r in a1["egress"]["ledger"] if r["site"] == "nig"] == [
+        "download", "kernel", "terminal",
+    ]  # fmt: skip
+
+
+def test_egress_days_at_alert_and_cap_and_blocks(report_ja, exported):
+    _, records = exported
+
+    def n(user, site, name, reason=None):
+        return sum(
+            1
+            for r in records
+            if (r["user"], r["site"], r["approval_id"]) == (user, site, A1)
+            and r["schema"].endswith("/" + name)
+        )
+
+    rows = {(r["user"], r["site"]): r for r in approval(report_ja, A1)["egress"]["by_user_site"]}
+    nig = rows[("tanaka", "nig")]
+    assert (nig["days_alert"], nig["days_cap"], nig["outputs_withheld"]) == (2, 1, 2)
+    assert nig["downloads_blocked"] == n("tanaka", "nig", "download-blocked") >= 1
+    ncc = rows[("tanaka", "ncc")]
+    assert (ncc["days_alert"], ncc["days_cap"], ncc["outputs_withheld"]) == (0, 0, 1)
+    assert ncc["downloads_blocked"] == n("tanaka", "ncc", "download-blocked")
+    a1 = approval(report_ja, A1)["egress"]
+    assert (a1["days_alert"], a1["days_cap"], a1["outputs_withheld"]) == (2, 1, 3)
+    # the gate's new reasons read as words in the downloads table
+    assert approval(report_ja, A1)["usage"]["downloads_blocked"]["egress-cap"] == 1
+
+
+def test_egress_line_of_1_april_is_the_next_years(year):
+    doc = build_report(
+        year["registry"], year["store"], ReportRequest(fiscal_year=2027, approval_id=A3),
+        year["clock"],
+    )  # fmt: skip
+    ledger = approval(doc, A3)["egress"]["ledger"]
+    assert [(r["site"], r["channel"], r["bytes"], r["days"]) for r in ledger] == [
+        ("imsut", "kernel", 500, 1)
+    ]
+
+
+@pytest.mark.parametrize(
+    "lang,words",
+    [
+        ("ja", ["データの持ち出し（外部への送信量） (J-DU000101)", "取扱者・サイト・チャネル別の送信量",
+                "警告に達した日数", "上限に達した日数", "差し止めた出力", "1日の送信上限 (egress-cap)",
+                "各日の最後の記録"]),
+        ("en", ["Egress (J-DU000101)", "Ledger per handler, site and channel", "Days at the alert",
+                "Days at the cap", "Outputs withheld", "the day&#x27;s egress cap (egress-cap)",
+                "The last record of each day"]),
+    ],
+)  # fmt: skip
+def test_egress_section_in_both_languages(year, lang, words):
+    from hub.report.render import render_html
+
+    doc = build_report(
+        year["registry"], year["store"], ReportRequest(fiscal_year=2026, lang=lang), year["clock"]
+    )
+    html = render_html(doc).decode()
+    for w in words:
+        assert w in html, w
+    assert "333.8 MiB (350,000,000 bytes)" in html  # tanaka's downloads at nig
+
+
+def test_an_approval_before_the_gate_has_no_ledger(year):
+    """sato's year 2020: no ledger line, no alert; the blocked downloads still count."""
+    doc = build_report(
+        year["registry"], year["store"], ReportRequest(fiscal_year=2020, approval_id=A2),
+        year["clock"],
+    )  # fmt: skip
+    a2 = approval(doc, A2)
+    e = a2["egress"]
+    assert e["ledger"] == [] and e["bytes_total"] == 0
+    assert (e["days_alert"], e["days_cap"], e["outputs_withheld"]) == (0, 0, 0)
+    assert (
+        sum(r["downloads_blocked"] for r in e["by_user_site"])
+        == (a2["usage"]["downloads_blocked_total"])
+    )
+
+
+# ---------------------------------------------------------------------------
 # small parts
+
+
+def test_report_event_ids_are_guard_schemas():
+    """Every guard event the report counts has its schema under extensions/guard/events."""
+    from extensions.guard.events import EVENT_NAMES, SCHEMA_BASE
+    from extensions.guard.meter import CHANNELS
+
+    ids = [v for k, v in vars(report_build).items() if k.isupper() and isinstance(v, str)]
+    guard = {i.removeprefix(SCHEMA_BASE) for i in ids if i.startswith(SCHEMA_BASE)} - {""}
+    assert guard >= {"egress-tally", "egress-alert", "egress-cap", "output-withheld"}
+    assert guard <= set(EVENT_NAMES)
+    assert report_build.EGRESS_CHANNELS == CHANNELS
 
 
 def test_schema_ids_are_those_of_the_services():
