@@ -62,6 +62,28 @@ MESSAGES: dict[str, dict[str, str]] = {
         "login, spawn and the gateways refuse, but running servers are not stopped until "
         "the enforcer is back. Check the hub's log.",
     },
+    # -- the admin page: egress alerts and caps of researchers' servers ------------------
+    "admin.egress.title": {
+        "ja": "持ち出しの警告と上限（直近 {days} 日）",
+        "en": "Egress alerts and caps (last {days} days)",
+    },
+    "admin.egress.note": {
+        "ja": "各サーバーの持ち出し量（ブラウザ等への送信量と表示された対象者の人数、日本時間の1日ごと）が"
+        "警告値に達した日と上限に達した日です。上限に達したサーバーは、その日の終わりまで出力と"
+        "ダウンロードが止まっています。年間の集計は利用報告書にあります。",
+        "en": "Days on which a server's egress (bytes sent to browsers and other clients, and "
+        "cohort people shown, per Japan-time day) reached the alert or the cap. At the cap the "
+        "server's outputs and downloads are withheld for the rest of that day. The year's "
+        "ledger is in the data-usage report.",
+    },
+    "admin.egress.none": {
+        "ja": "この期間に警告・上限に達したサーバーはありません。",
+        "en": "No server reached the alert or the cap in this period.",
+    },
+    "admin.egress.level.alert": {"ja": "警告", "en": "alert"},
+    "admin.egress.level.cap": {"ja": "上限（出力停止）", "en": "cap: outputs withheld"},
+    "admin.egress.reached.bytes": {"ja": "送信量", "en": "bytes"},
+    "admin.egress.reached.people": {"ja": "人数", "en": "people"},
 }
 
 

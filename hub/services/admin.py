@@ -36,6 +36,9 @@ refused field's message next to the field.
 
     GET  api/services      (secretariat, site admins) each hub service: up or
                            down by its health check, pid, restarts since the hub started
+    GET  api/egress?days=30  (secretariat) the egress alerts and caps of researchers'
+                           servers in the last days, from the audit store: one row per
+                           person, site and Japan-time day at its highest level
 
 The page shows the same table to the secretariat and the site admins, and a
 warning at its top while the enforcer does not answer (suspensions and
@@ -52,7 +55,7 @@ import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -61,6 +64,8 @@ from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuth
 from markupsafe import Markup
 from tornado import ioloop, web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+
+from extensions.guard.events import SCHEMA_BASE
 
 from ..access import SECRETARIAT, approvals_at_site
 from ..audit import AuditStore
@@ -84,6 +89,50 @@ TEMPLATES = Path(__file__).parent / "templates"
 
 #: seconds a service may take to answer its health check before the page calls it down
 HEALTH_TIMEOUT = 1.0
+
+#: the egress meter's events the secretariat is shown, and their order
+EGRESS_LEVELS = {SCHEMA_BASE + "egress-alert": "alert", SCHEMA_BASE + "egress-cap": "cap"}
+_LEVEL_RANK = {"alert": 1, "cap": 2}
+#: days of egress alerts the page shows; the API takes ?days= up to a year
+EGRESS_DAYS = 30
+
+
+def egress_alerts(audit: AuditStore, since: datetime, until: datetime | None = None) -> list[dict]:
+    """The egress alerts and caps of researchers' servers stored with a time in [since, until):
+    one row per person, site and Japan-time day, at the highest level the day reached (with
+    that event's bytes and people), the newest day first."""
+    rows: dict[tuple[str, str, str], dict] = {}
+    for schema, level in EGRESS_LEVELS.items():
+        for r in audit.events(since=since, until=until, schema=schema):
+            data = r["data"]
+            day = data.get("day") or jst_date(datetime.fromisoformat(r["time"])).isoformat()
+            key = (r["user"], r["site"], day)
+            row = rows.get(key)
+            if row is not None and _LEVEL_RANK[row["level"]] >= _LEVEL_RANK[level]:
+                continue
+            rows[key] = {
+                "user": r["user"],
+                "site": r["site"],
+                "day": day,
+                "level": level,
+                "bytes": data.get("bytes"),
+                "people": data.get("people"),
+                "reached_by": data.get("reached_by") or [],
+                "time": r["time"],
+                "approval_id": r["approval_id"],
+            }
+    return sorted(rows.values(), key=lambda x: (x["day"], x["time"], x["user"]), reverse=True)
+
+
+def egress_since(now: datetime, days: int) -> datetime:
+    """The first instant of the Japan-time day `days - 1` days before today: `days` whole days."""
+    first = jst_date(now) - timedelta(days=days - 1)
+    return datetime.combine(first, datetime.min.time(), tzinfo=JST)
+
+
+def mib(n: int | None) -> str:
+    """Bytes as MiB with one decimal, for the page; '—' for none."""
+    return "—" if n is None else f"{n / 1024**2:,.1f} MiB"
 
 
 class Backend:
@@ -425,6 +474,16 @@ class SuspendHandler(ApiHandler):
         self.finish(result)
 
 
+class EgressHandler(ApiHandler):
+    def get(self):
+        self.ops.require_secretariat(self.actor)
+        days = self.get_argument("days", str(EGRESS_DAYS))
+        if not days.isdigit() or not 1 <= int(days) <= 366:
+            raise OperationError(f"days: {days!r} is not a number of days from 1 to 366", "days")
+        since = egress_since(self.ops.clock.now(), int(days))
+        self.finish({"since": since.isoformat(), "egress": egress_alerts(self.ops.audit, since)})
+
+
 class ReinstateHandler(ApiHandler):
     def post(self):
         body = self.body()
@@ -533,6 +592,7 @@ class PageHandler(BaseHandler):
         loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html"])
     )
     env.filters["jst"] = jst_time
+    env.filters["mib"] = mib
     env.globals["text"] = message
 
     async def context(self) -> dict:
@@ -560,6 +620,8 @@ class PageHandler(BaseHandler):
                 s.to_json() | {"active": s.active_at(now)} for s in self.ops.registry.suspensions()
             ]
             ctx["institutions"] = self.ops.registry.institutions()
+            ctx["egress_days"] = EGRESS_DAYS
+            ctx["egress"] = egress_alerts(self.ops.audit, egress_since(now, EGRESS_DAYS))
         for site in self.ops.admin_sites(self.actor):
             settings = self.ops.registry.site_settings(site)
             try:
@@ -706,6 +768,7 @@ def make_app(backend: Backend, prefix: str, cookie_secret: bytes) -> web.Applica
         (api + "suspend", SuspendHandler, args),
         (api + "reinstate", ReinstateHandler, args),
         (api + "services", ServicesHandler, args),
+        (api + "egress", EgressHandler, args),
         (api + r"sites/([^/]+)", SiteHandler, args),
         (api + r"sites/([^/]+)/images(/retire)?", SiteImagesHandler, args),
         (api + r"sites/([^/]+)/quota", SiteQuotaHandler, args),
