@@ -154,8 +154,9 @@ def _id_patterns(tokens: Iterable[bytes]) -> list[re.Pattern]:
     """Regular expressions that match every id (lower-cased) and little else, fast.
 
     Ids are grouped by shape and by their first run (`nig` of `nig-000001`); a
-    group's pattern is its common literal prefix and then the shape of the rest,
-    so each pattern starts with a literal that the regex engine searches for.
+    group's pattern is its common literal prefix (never more than an id's length
+    less 4, so no id is written out) and then the shape of the rest, so each
+    pattern starts with a literal that the regex engine searches for.
     Alternatives of one group share that prefix (the engine factors it out).
     """
     groups: dict[bytes, dict[tuple, list[bytes]]] = {}
@@ -171,9 +172,9 @@ def _id_patterns(tokens: Iterable[bytes]) -> list[re.Pattern]:
         for by_shape in groups.values():
             alts = []
             for members in by_shape.values():
-                lcp = _common_prefix(members)
-                rest = _shape(members[0][len(lcp) :]) if len(members[0]) > len(lcp) else ()
-                alts.append(re.escape(lcp) + _shape_regex(rest))
+                # the literal part stops 4 characters short of an id: no id is ever written out
+                lcp = _common_prefix(members)[: max(0, len(members[0]) - 4)]
+                alts.append(re.escape(lcp) + _shape_regex(_shape(members[0][len(lcp) :])))
             alts.sort(key=len, reverse=True)
             out.append(re.compile(b"(?:" + b"|".join(alts) + b")" + tail))
         return out
@@ -500,6 +501,10 @@ _ICD10 = re.compile(r"^[a-z][0-9]{2}(?:\.[0-9]{1,2})?$")
 _STRIP_CELL = " \t'\"[](){}"
 _MISSING = frozenset({"-1", "na", "nan", "<na>", ".", "none", "null", "n/a", "./.", ".|."})
 _DOSAGE = re.compile(r"^(?:[0-2](?:\.[0-9]*)?|\.[0-9]+)$")
+_CODE_START = frozenset("012.-n<")  # first characters of a genotype code, lower-cased
+_CODE_SHAPE = re.compile(
+    r"^(?:[0-2](?:\.[0-9]*)?|\.[0-9]+|-1|na|nan|<na>|\.|none|null|n/a|\./\.|\.\|\.)$"
+)
 _ROW_SPACES = re.compile(rb"\S {2,}\S")
 
 
@@ -620,7 +625,7 @@ _RUN = re.compile(rb"a{64,}(?:r?na{60,})*(?:r?na+)?")
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 _B32 = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567=")
 # signatures of raw records, looked for between the windows of a long text
-_HINTS = (b"\t0/0", b"\t0|0", b"#CHROM\t")
+_HINTS = (b"\t0/0", b"\t0|0")
 _KNOWN = (
     (b"\x89PNG\r\n\x1a\n", "PNG image"),
     (b"\xff\xd8\xff", "JPEG image"),
@@ -728,8 +733,8 @@ class Recogniser:
         scan_tail: int = 2 * MIB,
         scan_windows: int = 32,
         scan_window: int = 256 * KIB,
-        head_bytes: int = 512 * KIB,
-        tail_bytes: int = 128 * KIB,
+        head_bytes: int = 256 * KIB,
+        tail_bytes: int = 64 * KIB,
         windows: int = 8,
         window_bytes: int = 32 * KIB,
         max_depth: int = 8,
@@ -1643,7 +1648,7 @@ class _Scan:
             lines = lines[1:]
         if partial_tail and lines:
             lines = lines[:-1]
-        self.table_lines(lines[: self.r.max_table_rows * 2], chain)
+        self.table_lines(lines, chain, text)
 
     def sniffed(self, finding: Finding, records: int, chain) -> None:
         en, ja = _sniff_how(finding)
@@ -1877,19 +1882,36 @@ class _Scan:
                 if self.raw_found:
                     return
 
-    def table_lines(self, lines: list[str], chain) -> None:
-        matrix = _Matrix()
+    def table_lines(self, lines: list[str], chain, text: str | None = None) -> None:
+        """Genotype matrices and per-person clinical rows among `lines` (`text`: them joined)."""
+        words = Counter(
+            _SPLIT_WORDS.split((text if text is not None else "\n".join(lines)).lower())
+        )
         cache: dict = {}
+        codes = sum(n for w, n in words.items() if w[:1] in _CODE_START and _CODE_SHAPE.match(w))
+        per_column: Counter = Counter()
+        for w, n in words.items():
+            col = self.r._words.get(w)
+            if col is None and 3 <= len(w) <= 6 and w[1:3].isdigit() and _ICD10.match(w):
+                col = "icd10"
+            if col is not None:
+                per_column[col] += n
+        rows_needed = self.r.min_person_rows
+        maybe_matrix = codes >= 60 and codes * 3 >= sum(words.values())
+        maybe_rows = sum(1 for n in per_column.values() if n >= rows_needed) >= 2
+        if not (maybe_matrix or maybe_rows):
+            return  # the cheap test first: most windows of results end here
+        matrix = _Matrix()
         blocks: list[list[tuple]] = []
         current: list[tuple] = []
-        for line in lines:
+        for line in lines[: self.r.max_table_rows * 2]:
             if len(line) > 64 * KIB:
                 line = line[: 64 * KIB]
             if not line.strip():
                 continue  # blank lines (HTML made text has many) neither start nor end a table
-            cells = _cells(line)
-            matrix.add(cells, cache)
-            row = self.clinical_row(line)
+            if maybe_matrix:
+                matrix.add(_cells(line), cache)
+            row = self.clinical_row(line) if maybe_rows else None
             if row is None:
                 if current:
                     blocks.append(current)
