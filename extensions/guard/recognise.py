@@ -118,6 +118,11 @@ DEFAULT_VOCABULARY: dict[str, frozenset[str]] = {
 }
 
 
+_SHAPE_TABLE = bytes(
+    ord("a") if 97 <= c <= 122 else ord("d") if 48 <= c <= 57 else c for c in range(256)
+)
+
+
 def _shape(token: bytes) -> tuple:
     """Runs of letters ('a', n), digits ('d', n) and single other bytes (byte, 1)."""
     runs: list[list] = []
@@ -159,13 +164,13 @@ def _id_patterns(tokens: Iterable[bytes]) -> list[re.Pattern]:
     pattern starts with a literal that the regex engine searches for.
     Alternatives of one group share that prefix (the engine factors it out).
     """
-    groups: dict[bytes, dict[tuple, list[bytes]]] = {}
+    groups: dict[bytes, dict[bytes, list[bytes]]] = {}
     for t in tokens:
-        shape = _shape(t)
-        first = t[: shape[0][1]] if shape[0][0] in ("a", "d") else t[:1]
-        if shape[0][0] == "d":
-            first = t[:2]
-        groups.setdefault(first, {}).setdefault(shape, []).append(t)
+        key = t.translate(_SHAPE_TABLE)  # nig-000001 -> aaa-dddddd: the shape, exact lengths
+        lead = key[:1]
+        run = len(key) - len(key.lstrip(lead)) if lead in (b"a", b"d") else 1
+        first = t[: min(run, 2)] if lead == b"d" else t[:run]
+        groups.setdefault(first, {}).setdefault(key, []).append(t)
     tail = rb"(?![a-z0-9])"
     if len(groups) <= _MAX_PATTERN_GROUPS:
         out = []
@@ -178,7 +183,7 @@ def _id_patterns(tokens: Iterable[bytes]) -> list[re.Pattern]:
             alts.sort(key=len, reverse=True)
             out.append(re.compile(b"(?:" + b"|".join(alts) + b")" + tail))
         return out
-    shapes = {s for by_shape in groups.values() for s in by_shape}
+    shapes = {_shape(members[0]) for by_shape in groups.values() for members in by_shape.values()}
     if len(shapes) <= _MAX_SHAPES:
         alts = sorted((_shape_regex(s) for s in shapes), key=len, reverse=True)
         return [re.compile(b"(?:" + b"|".join(alts) + b")" + tail)]
@@ -1520,14 +1525,13 @@ class _Scan:
 
     def binary(self, src: _Src, head: bytes, chain, depth) -> None:
         sample = head[: 64 * KIB]
+        # raw deflate has no magic: tried on anything binary (it fails within bytes on the rest)
+        inner = self.decode(src, lambda d, n: zlib.decompressobj(-15).decompress(d, n))
+        if len(inner) >= 64 and (_looks_text(inner[:4096]) or self.r.sniffer.classify_magic(inner)):
+            self.blob(_Src.of(inner), (*chain, ("raw deflate", "raw deflate")), depth + 1)
+            return
         bits, counts = _entropy(sample)
         if bits >= 7.2:
-            inner = self.decode(src, lambda d, n: zlib.decompressobj(-15).decompress(d, n))
-            if len(inner) >= 64 and (
-                _looks_text(inner[:4096]) or self.r.sniffer.classify_magic(inner)
-            ):
-                self.blob(_Src.of(inner), (*chain, ("raw deflate", "raw deflate")), depth + 1)
-                return
             if src.size >= self.r.opaque_min_bytes:
                 self.mark_opaque(
                     f"{_size(src.size)} of high-entropy bytes of no known format",
@@ -1964,15 +1968,16 @@ class _Scan:
         if len(cols) < 2:
             return None
         # a count is one of the last two cells (n, then a share perhaps), not the row index
-        count = any(w.isdigit() and int(w) >= 2 for w in words[-2:] if w is not words[0])
-        return tuple(key), cols, count
+        tail = [int(w) for w in words[-2:] if w.isdigit() and w is not words[0] and len(w) < 10]
+        return tuple(key), cols, (tail[-1] if tail else None)
 
     def person_block(self, block: list[tuple]) -> bool:
         """Consecutive clinical lines are person rows, not a table of counts?
 
         A count table lists each combination once; person rows repeat one.
         Rows that are all distinct are person rows when they carry three
-        attributes or more and no counts.
+        attributes or more and no column of counts: integers >= 1 at the end
+        of most rows, some >= 2 (a 0/1 case status is not a count).
         """
         if len(block) < self.r.min_person_rows:
             return False
@@ -1980,8 +1985,9 @@ class _Scan:
         if len(set(keys)) < len(keys):
             return True
         mean_cols = sum(len(c) for _, c, _ in block) / len(block)
-        counts = sum(1 for _, _, c in block if c)
-        return mean_cols >= 3 and counts * 2 < len(block)
+        tails = [t for _, _, t in block if t is not None]
+        counted = len(tails) * 5 >= len(block) * 4 and min(tails) >= 1 and max(tails) >= 2
+        return mean_cols >= 3 and not counted
 
     def columns_to_rows(self, strings: list[str]) -> list[list[str]] | None:
         """Rows from strings stored a column at a time (a pickled or JSON DataFrame)."""
