@@ -87,7 +87,7 @@ class EgressRules:
     Defaults, from normal use (measured in docs/platform-files.md): the six tutorials
     end to end send about 1.3 MB to a browser and show nobody's rows, so the alert at
     64 MiB is about fifty tutorial runs; a heavy day of interactive work (200 plots
-    at the GWAS tutorial's 75 KB, summary tables, a few result files) stays below it.
+    at the GWAS tutorial's 73 KB, summary tables, a few result files) stays below it.
     The cap at 256 MiB is five downloads of the largest file the guard serves
     (50 MiB) and about two people's whole-genome VCFs: it bounds what an encoding no
     recogniser sees can carry out in a day, and the alert reaches the secretariat
