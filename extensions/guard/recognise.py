@@ -72,6 +72,7 @@ PEOPLE_TABLE = "people-table"
 GENOTYPE_MATRIX = "genotype-matrix"
 CLINICAL_ROWS = "clinical-rows"
 OWN_KINDS = frozenset({PEOPLE_TABLE, GENOTYPE_MATRIX, CLINICAL_ROWS})
+_STORE_KINDS = frozenset({"hail-matrixtable", "vcf-zarr"})
 # the order in which a verdict names what it found: raw records first
 _PRIORITY = {GENOTYPE_MATRIX: 1, PEOPLE_TABLE: 2, CLINICAL_ROWS: 3}
 
@@ -790,9 +791,15 @@ class Recogniser:
                             self._words.setdefault(w, col)
 
     def bytes(self, data: bytes, name: str = "") -> Verdict:
-        """A whole response body, file or websocket binary buffer."""
+        """A whole response body, file or websocket binary buffer.
+
+        `name`: its path or file name. Only the sniffer's store rule reads it (a
+        file inside `*.mt/` or `*.vcf.zarr/` is part of a store, whatever its
+        bytes: chunks are compressed in ways no recogniser reads); the rest is by
+        content.
+        """
         scan = _Scan(self)
-        scan.run(lambda: scan.blob(_Src.of(data), (), 0, name))
+        scan.run(lambda: scan.named(name) or scan.blob(_Src.of(data), (), 0, name))
         return scan.verdict()
 
     def text(self, text: str) -> Verdict:
@@ -808,7 +815,8 @@ class Recogniser:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             src = _Src.of(f.read()) if size <= self.full_bytes else _Src(size, f)
-            scan.run(lambda: scan.blob(src, (), 0, name or os.path.basename(os.fspath(path))))
+            name = name or os.fspath(path)
+            scan.run(lambda: scan.named(name) or scan.blob(src, (), 0, name))
         return scan.verdict()
 
 
@@ -850,6 +858,14 @@ class _Scan:
         self.budget = r.budget_bytes
         self.members = r.max_members
         self.cut = False  # a budget stopped the scan early
+
+    def named(self, name: str) -> bool:
+        """A file of a Hail MatrixTable or VCF Zarr store, by its place in the store."""
+        found = self.r.sniffer.classify_name(name) if name else None
+        if found is not None and found.kind in _STORE_KINDS:
+            self.sniffed(found, 0, ())
+            return True
+        return False
 
     def run(self, fn) -> None:
         try:

@@ -653,6 +653,13 @@ def test_zstd_without_a_decoder_is_opaque(rec, monkeypatch):
     assert v.how_ja == "zstd ストリーム（ここでは展開できない）"
 
 
+def test_a_file_of_a_store_is_known_by_its_place_in_the_store(rec):
+    chunk = os.urandom(5000)  # a blosc-compressed Zarr chunk reads as random bytes
+    v = rec.bytes(chunk, name="data/JGAD000101/genotypes.vcf.zarr/call_genotype/0.0.0")
+    assert v.kind == "vcf-zarr" and "store" in v.how
+    assert rec.bytes(chunk, name="0.0.0").opaque
+
+
 def test_a_plot_with_data_appended_is_read_after_the_image(rec):
     v = rec.bytes(png() + gzip.compress(CLINICAL.encode()))
     assert v.kind == "people-table"
