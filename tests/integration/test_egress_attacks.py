@@ -3,9 +3,10 @@
 Rule checked: "No disclosure" (only aggregates leave a site; the four clinical
 attributes and the phenotypes are individual-level data as much as genotypes).
 
-tanaka holds nothing but his own token. His server runs at nig, in its site
-container, behind the hub's proxy. Each row of the table is one real way he
-could take the cohort's data to his client: a channel (a file route, a kernel
+yamada (a data handler of J-DU000101, like tanaka) holds nothing but her own
+token. Her server runs at nig, in its site container, behind the hub's proxy.
+Each row of the table is one real way she could take the cohort's data to her
+client: a channel (a file route, a kernel
 message of any type over either websocket protocol, a terminal), a disguise (a
 copy under another name, a genotype matrix, another file format, a notebook's
 stored output) and an encoding (compression, archives, base64/base32/hex,
@@ -17,9 +18,12 @@ nested). Each row asserts that
     (egress_client.py; it never asks the gate), and
 (b) the block is in the hub's audit store: a `download-blocked` (or, at the daily
     cap, `egress-cap`) event for a download, an `output-withheld` event for a
-    kernel message or a terminal line, and the client got the gate's notice
-    (403/429 in Japanese and English; "Withheld by the egress gate" and
-    "持ち出し制御" in place of the output).
+    kernel message or a terminal line; and the client was told: a download is
+    refused with 403 (429 at the cap) in Japanese and English (a notebook opened
+    as a notebook may instead come back with its outputs replaced by the notice),
+    and a cell's output or a terminal line shows "Withheld by the egress gate" and
+    "持ち出し制御" in its place (a reply, a payload or a comm has no place a person
+    reads, so only its event is asked for).
 
 What each row received, and its verdict, is written to
 tests/artifacts/egress/attacks.json.
@@ -53,7 +57,8 @@ from .egress_client import (
 
 pytestmark = pytest.mark.integration
 
-USER, SITE = "tanaka", "nig"
+USER, SITE = "yamada", "nig"  # not tanaka: other suites start tanaka at nig, and a
+# container and its gate volume are named by person and site
 DATASETS = ["JGAD000101", "JGAD000102"]  # what J-DU000101 mounts at nig
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "egress"
 RESULTS: dict[str, dict] = {}
@@ -675,7 +680,7 @@ TERMINAL = [
     ),
     term(
         "pandas-to-string",
-        f"python3 -c \"import pandas as pd; pd.set_option('display.max_rows', 500); "
+        f"/opt/venv/bin/python -c \"import pandas as pd; pd.set_option('display.max_rows', 500); "
         f"print(pd.read_csv('{CLIN}', sep='\\t').to_string())\"",
     ),
     term("zcat-fastq", f"zcat {FASTQ} | head -80"),
@@ -790,7 +795,12 @@ def run_download(server: Server, a: Attempt) -> Received:
         blobs.append(inner.content)
         status = inner.status_code
         r = inner
-    return Received(blobs, r.content[:4000].decode("utf-8", "replace"), status)
+    text = r.content.decode("utf-8", "replace")
+    try:  # the server's and the gate's JSON errors: the message as a person reads it
+        text = json.loads(text).get("message", text) if text.lstrip().startswith("{") else text
+    except ValueError:
+        pass
+    return Received(blobs, text, status)
 
 
 def run_kernel(kernels: Kernels, a: Attempt) -> Received:
@@ -820,13 +830,18 @@ def run_terminal(server: Server, a: Attempt) -> Received:
     return Received([text.encode()], text)
 
 
+#: kernel messages that are a cell's outputs: withheld, they show the gate's notice in their place
+OUTPUT_TYPES = {"stream", "display_data", "update_display_data", "execute_result", "error"}
+
+
 def expected_event(a: Attempt):
     def match(e: dict) -> bool:
         name, data = event_name(e), e["data"]
         if name == "egress-cap":
             return True
         if a.channel == "download":
-            return name == "download-blocked" and str(data.get("path", "")).endswith(a.event_path)
+            where = str(data.get("path") or data.get("route") or "")
+            return name in ("download-blocked", "output-withheld") and where.endswith(a.event_path)
         if name != "output-withheld":
             return False
         if a.channel == "terminal":
@@ -864,10 +879,11 @@ def test_individual_level_data_does_not_reach_the_client(server, kernels, cohort
     # (a) nothing of the cohort beyond what one output may show
     assert not found.leaked(MAX_PEOPLE), f"{a.id} leaked: {found.summary()}"
     # (b) refused or withheld where the client sees it, and recorded
-    if a.channel == "download":
+    if a.channel == "download" and not (got.status == 200 and notice):  # 200: a notebook
+        # opened as a notebook, its stored outputs replaced by the gate's notice
         assert got.status in (403, 429), f"{a.id}: status {got.status}"
         assert CJK.search(got.text) and re.search(r"[A-Za-z]{4}", got.text), got.text[:300]
-    else:
+    elif a.channel == "terminal" or a.msg_types <= OUTPUT_TYPES:
         assert notice, f"{a.id}: no notice of the gate in what arrived: {got.text[:300]}"
     event = audit.wait(mark, expected_event(a), timeout=30)
     record["event"] = {"name": event_name(event), **event["data"]}
