@@ -1,4 +1,4 @@
-"""Overhead of the download guard, cost of classifying a 1 GiB file, and audit intake throughput.
+"""Overhead of the download guard, cost of classifying a 1 GiB file, audit intake, the recogniser.
 
 1. Latency of the contents API and /files/ for allowed files (a summary
    table, a PNG, a clean notebook) on a real jupyter_server with the guard,
@@ -13,8 +13,13 @@
    EventSpool and EventShipper through the real hub and proxy (no Docker),
    once with the hub up and once with the hub stopped and started again in
    the middle; against `AuditStore.append` of the same batches in-process.
+4. The egress gate's recogniser (extensions/guard/recognise.py): a 1 GiB
+   file (read in windows) and a 50 MB Parquet file against sha256 of the
+   same bytes, 10 MiB of summary text and typical outputs per call, and the
+   memory held for 10,000 and 100,000 cohort ids against the plaintext ids
+   in a set (tracemalloc). In-process, no server.
 
-    .venv/bin/python bench/guard.py [--quick]
+    .venv/bin/python bench/guard.py [--quick] [--parts latency,sniff,intake,recogniser]
 
 Exits non-zero when a request fails or an event is lost or stored twice.
 """
@@ -23,6 +28,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
+import hashlib
 import http.client
 import json
 import os
@@ -32,6 +39,7 @@ import statistics
 import sys
 import tempfile
 import time
+import tracemalloc
 import zlib
 from contextlib import ExitStack, suppress
 from pathlib import Path
@@ -61,6 +69,9 @@ GUARD_SETTINGS = (
     "kernel_websocket_connection_class",
     "reraise_server_extension_failures",
 )
+
+
+PARTS = ("latency", "sniff", "recogniser", "intake")
 
 
 class BenchError(Exception):
@@ -771,6 +782,203 @@ def bench_intake(tmp: Path, n: int, batch: int, gap: float, cleanup: ExitStack):
 
 
 # ---------------------------------------------------------------------------
+# 4. the recogniser
+
+
+def summary_parquet(path: Path, target: int = 50 * MIB) -> int:
+    """A per-variant results table (chrom, pos, rsid, ref, alt, beta, se, p, AF) of about `target`."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(1)
+    start, n = 0, 250_000
+    sink = pa.BufferOutputStream()
+    writer = None
+    while sink.tell() < target:
+        table = pa.table(
+            {
+                "chrom": pa.array([f"chr{20 + start // 1_000_000 % 3}"] * n).dictionary_encode(),
+                "pos": np.arange(start, start + n) * 37 + 10_000,
+                "rsid": [f"rs{i}" for i in range(start, start + n)],
+                "ref": pa.array(rng.choice(list("ACGT"), n)).dictionary_encode(),
+                "alt": pa.array(rng.choice(list("ACGT"), n)).dictionary_encode(),
+                "beta": rng.normal(0, 0.05, n),
+                "se": rng.uniform(0.01, 0.05, n),
+                "p": rng.uniform(0, 1, n),
+                "af": rng.beta(0.5, 2, n),
+            }
+        )
+        writer = writer or pq.ParquetWriter(sink, table.schema)
+        writer.write_table(table)
+        start += n
+    writer.close()
+    path.write_bytes(sink.getvalue().to_pybytes())
+    return start
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb", buffering=0) as f:
+        while chunk := f.read(8 * MIB):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def alternate(reps: int, measured, reference) -> tuple[float, float, object]:
+    """Medians of `measured` and `reference`, run in turns (who goes first alternates)."""
+    m_times, r_times, result = [], [], None
+    for i in range(reps):
+        order = [("m", measured), ("r", reference)]
+        for which, fn in order if i % 2 == 0 else reversed(order):
+            t0 = time.perf_counter()
+            out = fn()
+            took = time.perf_counter() - t0
+            if which == "m":
+                m_times.append(took)
+                result = out
+            else:
+                r_times.append(took)
+    return statistics.median(m_times), statistics.median(r_times), result
+
+
+def held_memory(build) -> tuple[int, object]:
+    """Bytes still allocated after `build()` returns (tracemalloc), and what it built."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        built = build()
+        gc.collect()
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    return after - before, built
+
+
+def verdict_note(v) -> str:
+    found = v.kind or ("opaque" if v.opaque else "nothing individual-level")
+    return f"found: {found}" + (f" ({v.how})" if v.kind else "")
+
+
+def bench_recogniser(tmp: Path, reps: int) -> list[Row]:
+    from extensions.guard.recognise import Cohort, Recogniser
+
+    ids = [f"NIG-{i:06d}" for i in range(1, 100_001)]
+    recogniser = Recogniser(Cohort.from_ids(ids))
+    rows: list[Row] = []
+
+    # a 1 GiB file: the table of bench 2, and the same with raw records at its end
+    big = tmp / "cohort_table.csv"
+    with open(big, "wb") as f:
+        f.write(b"sample,x,y".ljust(CSV_ROW - 1) + b"\n")
+        block = csv_block(0)
+        f.write(block[: MIB - CSV_ROW])
+        for _ in range(GIB // MIB - 1):
+            f.write(block)
+    tail = tmp / "table_with_vcf_tail.csv"
+    with open(tail, "wb") as f:
+        f.write(csv_block(0, 2 * MIB))
+        f.seek(GIB - 40 * KIB - MIB)
+        f.write(csv_block(10**7))
+        f.write(vcf_records(600))
+    for path, label in ((big, "1 GiB CSV (real file), benign"),
+                        (tail, "1 GiB CSV (sparse), raw VCF records in its last 40 KiB")):  # fmt: skip
+        recogniser.file(path)
+        sha256_file(path)  # both from the page cache
+        took, ref, v = alternate(
+            reps, lambda p=path: recogniser.file(p), lambda p=path: sha256_file(p)
+        )
+        _, _, rchar, _ = io_delta(lambda p=path: recogniser.file(p))
+        rows.append(
+            (f"Recogniser.file, {label}, median of {reps}", ms(took), ms(ref), f"{took / ref:.3f}",
+             f"vs sha256 of the whole file; reads {size_text(rchar)} (rchar); {verdict_note(v)}")
+        )  # fmt: skip
+    data = big.read_bytes()
+    took, ref, v = alternate(
+        max(3, reps // 4), lambda: recogniser.bytes(data), lambda: hashlib.sha256(data).digest()
+    )
+    rows.append(
+        (f"Recogniser.bytes, the same 1 GiB held in memory, median of {max(3, reps // 4)}",
+         ms(took), ms(ref), f"{took / ref:.3f}",
+         f"vs sha256 of the same bytes; windows only; {verdict_note(v)}")
+    )  # fmt: skip
+    data = b""  # the memory back
+    big.unlink()
+    tail.unlink()
+
+    # a 50 MB Parquet file of per-variant results
+    parquet = tmp / "gwas.parquet"
+    variants = summary_parquet(parquet)
+    data = parquet.read_bytes()
+    took, ref, v = alternate(
+        reps, lambda: recogniser.bytes(data), lambda: hashlib.sha256(data).digest()
+    )
+    rows.append(
+        (f"Recogniser.bytes, Parquet of {variants:,} per-variant results ({size_text(len(data))}), "
+         f"median of {reps}", ms(took), ms(ref), f"{took / ref:.2f}",
+         f"vs sha256 of the same bytes; reads its first {recogniser.max_table_rows} rows; "
+         f"{verdict_note(v)}")
+    )  # fmt: skip
+    took, ref, v = alternate(reps, lambda: recogniser.file(parquet), lambda: parquet.read_bytes())
+    rows.append(
+        (f"Recogniser.file, the same Parquet file, median of {reps}", ms(took), ms(ref),
+         f"{took / ref:.2f}", f"vs a plain read of the file; {verdict_note(v)}")
+    )  # fmt: skip
+    data = b""  # the memory back
+
+    # kernel outputs and responses as a researcher's server sends them
+    text = summary_tsv(10 * MIB)
+    took, ref, v = alternate(
+        reps, lambda: recogniser.text(text), lambda: hashlib.sha256(text.encode()).digest()
+    )
+    rows.append(
+        (f"Recogniser.text, 10 MiB of summary text (a cell printing a results table), median of {reps}",
+         ms(took), ms(ref), f"{took / ref:.1f}",
+         f"target <= 100 ms; vs encoding and sha256 of the same text; {verdict_note(v)}")
+    )  # fmt: skip
+    image = png()
+    head = "".join(
+        f"{k}  NIG-{k + 1:06d}   50-59  female      Tokyo  Essential hypertension   I10\n"
+        for k in range(5)
+    )
+    typical = [
+        ("text", "df.head() of 5 clinical rows with ids", head),
+        ("text", "a stream line", "epoch 3: loss 0.4121\n"),
+        ("text", "summary table, 100 KiB", summary_tsv()),
+        ("bytes", "PNG plot", image),
+        ("bytes", "notebook of summaries and a plot", clean_notebook(image).encode()),
+    ]
+    n = 200  # calls a measurement
+    for how, label, content in typical:
+        call = recogniser.text if how == "text" else recogniser.bytes
+        raw = content.encode() if isinstance(content, str) else content
+        took, ref, v = alternate(
+            9,
+            lambda c=content, f=call: [f(c) for _ in range(n)][-1],
+            lambda r=raw: [hashlib.sha256(r).digest() for _ in range(n)][-1],
+        )
+        rows.append(
+            (f"Recogniser.{how}, {label} ({size_text(len(raw))}), per call",
+             f"{took / n * 1e6:.0f} µs", f"{ref / n * 1e6:.1f} µs", f"{took / ref:.0f}",
+             f"vs sha256 of the same bytes; {verdict_note(v)}, {len(v.people)} people")
+        )  # fmt: skip
+
+    # memory held for the cohort's ids
+    for n in (10_000, 100_000):
+        ids = [f"NIG-{i:06d}" for i in range(n)]
+        held, cohort = held_memory(lambda ids=ids: Cohort.from_ids(ids))
+        plain, _ = held_memory(lambda ids=ids: {i.lower() for i in ids})
+        rows.append(
+            (f"memory held for {n:,} cohort ids (Cohort.from_ids, tracemalloc)", size_text(held),
+             size_text(plain), f"{held / plain:.2f}",
+             f"vs the plaintext ids in a set (which the recogniser never keeps); "
+             f"Cohort.nbytes says {size_text(cohort.nbytes)}; {held / n:.1f} bytes an id")
+        )  # fmt: skip
+    return rows
+
+
+# ---------------------------------------------------------------------------
 
 
 def interrupted(_signum, _frame):
@@ -781,7 +989,18 @@ def interrupted(_signum, _frame):
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer requests, repetitions and events")
+    ap.add_argument(
+        "--parts",
+        default=",".join(PARTS),
+        help=f"which parts to run, comma-separated (default: all of {','.join(PARTS)})",
+    )
     args = ap.parse_args()
+    parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        ap.error(
+            f"--parts: unknown part(s) {', '.join(sorted(unknown))}; choose from {', '.join(PARTS)}"
+        )
     n, cold_n, reps, events, batch, gap = (
         (30, 5, 5, 1000, 50, 2.0) if args.quick else (200, 20, 20, 5000, 50, 3.0)
     )
@@ -795,15 +1014,21 @@ def main() -> int:
     failures: list[str] = []
     tmp = Path(tempfile.mkdtemp(prefix="visiting-bench-guard-"))
     try:
-        for part in ("latency", "sniff", "intake"):
+        for part in parts:
             (tmp / part).mkdir()
-        with ExitStack() as cleanup:
-            rows += bench_latency(tmp / "latency", n, cold_n, cleanup)
-        rows += bench_sniffer(tmp / "sniff", reps)
-        shutil.rmtree(tmp / "sniff")  # 1 GiB of disk back before the stack starts
-        with ExitStack() as cleanup:
-            intake_rows, failures = bench_intake(tmp / "intake", events, batch, gap, cleanup)
-            rows += intake_rows
+        if "latency" in parts:
+            with ExitStack() as cleanup:
+                rows += bench_latency(tmp / "latency", n, cold_n, cleanup)
+        if "sniff" in parts:
+            rows += bench_sniffer(tmp / "sniff", reps)
+            shutil.rmtree(tmp / "sniff")  # 1 GiB of disk back before the stack starts
+        if "recogniser" in parts:
+            rows += bench_recogniser(tmp / "recogniser", reps)
+            shutil.rmtree(tmp / "recogniser")
+        if "intake" in parts:
+            with ExitStack() as cleanup:
+                intake_rows, failures = bench_intake(tmp / "intake", events, batch, gap, cleanup)
+                rows += intake_rows
     except BenchError as e:
         print(f"guard benchmark failed: {e}", file=sys.stderr)
         return 1
@@ -813,18 +1038,35 @@ def main() -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
-    print("\nguard: overhead on allowed files, 1 GiB classification, audit intake\n")
+    print(f"\nguard: {', '.join(parts)}\n")
     print("| measurement | value | reference | ratio | notes |")
     print("| --- | ---: | ---: | ---: | --- |")
     for row in rows:
         print("| " + " | ".join(row) + " |")
-    steady = [float(r[3]) for r in rows if r[4] == "guard on / off, cached classification"]
-    intake = next(r for r in rows if r[0].endswith("hub up"))
-    sniff = next(r for r in rows if r[0].startswith("bytes read by classify_path, 1 GiB CSV (real"))
+    summary = []
+    if "latency" in parts:
+        steady = [float(r[3]) for r in rows if r[4] == "guard on / off, cached classification"]
+        summary.append(
+            f"guard on/off steady-state ratio {min(steady):.3f}..{max(steady):.3f} (target <= 1.05)"
+        )
+    if "sniff" in parts:
+        sniff = next(
+            r for r in rows if r[0].startswith("bytes read by classify_path, 1 GiB CSV (real")
+        )
+        summary.append(f"classify_path reads {sniff[1].split(' (')[0]} of a 1 GiB file")
+    if "recogniser" in parts:
+        big = next(r for r in rows if r[0].startswith("Recogniser.file, 1 GiB CSV (real"))
+        text = next(r for r in rows if r[0].startswith("Recogniser.text, 10 MiB"))
+        memory = next(r for r in rows if r[0].startswith("memory held for 100,000"))
+        summary.append(
+            f"the recogniser takes {big[1]} on a 1 GiB file ({big[3]}x its sha256), {text[1]} on "
+            f"10 MiB of summary text, holds {memory[1]} for 100,000 ids"
+        )
+    if "intake" in parts:
+        intake = next(r for r in rows if r[0].endswith("hub up"))
+        summary.append(f"intake {intake[1]} with the hub up ({intake[3]}x in-process append)")
     print(
-        f"\nsummary: guard on/off steady-state ratio {min(steady):.3f}..{max(steady):.3f} "
-        f"(target <= 1.05); classify_path reads {sniff[1].split(' (')[0]} of a 1 GiB file; "
-        f"intake {intake[1]} with the hub up ({intake[3]}x in-process append); "
+        f"\nsummary: {'; '.join(summary)}; "
         f"{'no' if not failures else len(failures)} failures; took {time.perf_counter() - started:.0f} s"
     )
     for f in failures:

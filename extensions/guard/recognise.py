@@ -507,10 +507,9 @@ _ICD10 = re.compile(r"^[a-z][0-9]{2}(?:\.[0-9]{1,2})?$")
 _STRIP_CELL = " \t'\"[](){}"
 _MISSING = frozenset({"-1", "na", "nan", "<na>", ".", "none", "null", "n/a", "./.", ".|."})
 _DOSAGE = re.compile(r"^(?:[0-2](?:\.[0-9]*)?|\.[0-9]+)$")
-_CODE_START = frozenset("012.-n<")  # first characters of a genotype code, lower-cased
-_CODE_SHAPE = re.compile(
-    r"^(?:[0-2](?:\.[0-9]*)?|\.[0-9]+|-1|na|nan|<na>|\.|none|null|n/a|\./\.|\.\|\.)$"
-)
+_CODE_BYTES = b"0123456789.-+ \t,;|[]()'\"\r:na<>"  # what a line of genotype codes is made of
+_DELIMITERS = bytes(32 if chr(c) in ",;|\"'[](){}<>=" else c for c in range(256))
+_ICD10_BYTES = re.compile(rb"^[a-z][0-9]{2}(?:\.[0-9]{1,2})?$")
 _ROW_SPACES = re.compile(rb"\S {2,}\S")
 
 
@@ -577,11 +576,16 @@ class _Matrix:
         n = len(cells)
         if n < 3:
             return
-        codes = missing = 0
+        codes = missing = other = 0
+        allowed = max(6, n // 10)  # label cells a row may have (a wide row; a narrow one: 2)
         row: list[tuple] = []
         for cell in cells[:4096]:
             c = _code(cell, cache)
-            if c is not None:
+            if c is None:
+                other += 1
+                if other > allowed:
+                    return  # not a row of codes: stop reading it
+            else:
                 codes += 1
                 if c[0] == "m":
                     missing += 1
@@ -589,7 +593,6 @@ class _Matrix:
                     row.append(c)
         if codes < 3 or missing * 2 > codes:
             return
-        other = min(n, 4096) - codes
         if codes >= 20 and other <= max(6, n // 10):
             self.wide += 1
         elif other <= 2:
@@ -789,6 +792,7 @@ class Recogniser:
                     for w in words:
                         if len(w) >= 4 and w not in _STOP_WORDS and not _NUMBER.match(w):
                             self._words.setdefault(w, col)
+        self._word_bytes = {w.encode("utf-8", "replace"): c for w, c in self._words.items()}
 
     def bytes(self, data: bytes, name: str = "") -> Verdict:
         """A whole response body, file or websocket binary buffer.
@@ -1904,34 +1908,17 @@ class _Scan:
 
     def table_lines(self, lines: list[str], chain, text: str | None = None) -> None:
         """Genotype matrices and per-person clinical rows among `lines` (`text`: them joined)."""
-        words = Counter(
-            _SPLIT_WORDS.split((text if text is not None else "\n".join(lines)).lower())
-        )
-        cache: dict = {}
-        codes = sum(n for w, n in words.items() if w[:1] in _CODE_START and _CODE_SHAPE.match(w))
-        per_column: Counter = Counter()
-        for w, n in words.items():
-            col = self.r._words.get(w)
-            if col is None and 3 <= len(w) <= 6 and w[1:3].isdigit() and _ICD10.match(w):
-                col = "icd10"
-            if col is not None:
-                per_column[col] += n
-        rows_needed = self.r.min_person_rows
-        maybe_matrix = codes >= 60 and codes * 3 >= sum(words.values())
-        maybe_rows = sum(1 for n in per_column.values() if n >= rows_needed) >= 2
-        if not (maybe_matrix or maybe_rows):
-            return  # the cheap test first: most windows of results end here
-        matrix = _Matrix()
+        data = (text if text is not None else "\n".join(lines)).encode("utf-8", "replace").lower()
+        matrix = self.genotype_lines(data)
         blocks: list[list[tuple]] = []
         current: list[tuple] = []
-        for line in lines[: self.r.max_table_rows * 2]:
+        maybe_rows = self.vocabulary_columns(data) >= 2
+        for line in lines[: self.r.max_table_rows * 2] if maybe_rows else ():
             if len(line) > 64 * KIB:
                 line = line[: 64 * KIB]
             if not line.strip():
                 continue  # blank lines (HTML made text has many) neither start nor end a table
-            if maybe_matrix:
-                matrix.add(_cells(line), cache)
-            row = self.clinical_row(line) if maybe_rows else None
+            row = self.clinical_row(line)
             if row is None:
                 if current:
                     blocks.append(current)
@@ -1965,6 +1952,36 @@ class _Scan:
                 person_rows,
                 chain,
             )
+
+    def genotype_lines(self, data: bytes) -> _Matrix:
+        """The genotype-code cells of the lines that are almost only numbers and separators."""
+        matrix = _Matrix()
+        cache: dict = {}
+        for line in data.split(b"\n")[: self.r.max_table_rows * 2]:
+            n = len(line)
+            # the cheap test first: a line of results keeps its names and exponents here
+            if n < 5 or len(line.translate(None, _CODE_BYTES)) * 8 > n:
+                continue
+            matrix.add(_cells(line[: 64 * KIB].decode("utf-8", "replace")), cache)
+        return matrix
+
+    def vocabulary_columns(self, data: bytes) -> int:
+        """How many clinical columns have at least min_person_rows words in `data` (lower-cased)."""
+        tokens = data.translate(_DELIMITERS).split()
+        present = set(tokens)
+        words = self.r._word_bytes
+        per_column: Counter = Counter()
+        for w in present & words.keys():
+            per_column[words[w]] += tokens.count(w)
+        need = self.r.min_person_rows
+        if sum(1 for n in per_column.values() if n >= need) == 1 and "icd10" not in per_column:
+            codes = [
+                t
+                for t in present
+                if len(t) in (3, 5, 6) and t[1:3].isdigit() and _ICD10_BYTES.match(t)
+            ]
+            per_column["icd10"] = sum(tokens.count(t) for t in codes[:64])
+        return sum(1 for n in per_column.values() if n >= need)
 
     def clinical_row(self, line: str) -> tuple | None:
         """(key, vocabulary columns, holds a count) of a line naming >= 2 clinical columns."""
