@@ -44,6 +44,7 @@ import hashlib
 import html
 import io
 import json
+import logging
 import lzma
 import math
 import os
@@ -63,6 +64,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .sniff import KINDS, Finding, Sniffer
+
+log = logging.getLogger(__name__)
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -571,6 +574,7 @@ class _Matrix:
     exact: Counter = field(default_factory=Counter)  # level -> cells exactly at it
     close: Counter = field(default_factory=Counter)  # level -> dosages within 0.1 of it
     widest: int = 0
+    labels: list = field(default_factory=list)  # the label cells of each row of codes
 
     def add(self, cells: list[str], cache: dict) -> None:
         n = len(cells)
@@ -579,12 +583,14 @@ class _Matrix:
         codes = missing = other = 0
         allowed = max(6, n // 10)  # label cells a row may have (a wide row; a narrow one: 2)
         row: list[tuple] = []
+        labels: list[str] = []
         for cell in cells[:4096]:
             c = _code(cell, cache)
             if c is None:
                 other += 1
                 if other > allowed:
                     return  # not a row of codes: stop reading it
+                labels.append(cell.lower())
             else:
                 codes += 1
                 if c[0] == "m":
@@ -609,6 +615,7 @@ class _Matrix:
             else:
                 self.far += 1
         self.widest = max(self.widest, codes)
+        self.labels.append(tuple(labels[:4]))
 
     def found(self) -> bool:
         if not (self.wide >= 3 or self.narrow >= 20):
@@ -876,6 +883,15 @@ class _Scan:
             fn()
         except _Budget:
             self.cut = True
+        except (RecursionError, MemoryError):
+            raise
+        except Exception as e:  # a parser's bug on crafted content never stops the gate
+            log.debug("recogniser: %s reading content", type(e).__name__, exc_info=True)
+            self.mark_opaque(
+                f"content that could not be read to its end ({type(e).__name__})",
+                f"最後まで読めなかった内容（{type(e).__name__}）",
+                (),
+            )
 
     # -- results -------------------------------------------------------------
 
@@ -1153,7 +1169,13 @@ class _Scan:
             try:
                 with z.open(name) as f:
                     data = f.read(min(self.allowance(), 8 * MIB))
-            except (KeyError, zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError):
+            except (KeyError, zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError,
+                    EOFError, zlib.error):  # fmt: skip
+                self.mark_opaque(
+                    f"an Excel part that cannot be read here ({name})",
+                    f"ここでは読めない Excel の部分（{name}）",
+                    chain,
+                )
                 return ""
             self.spend(len(data))
             return data.decode("utf-8", "replace")
@@ -1230,15 +1252,15 @@ class _Scan:
             else:
                 reader = ipc.open_stream(source)
                 table = pa.Table.from_batches([reader.read_next_batch()])
-        except (pa.ArrowException, OSError, ValueError, StopIteration, IndexError):
+            cells = _arrow_rows(table, rows, self.r.max_table_columns) if table is not None else []
+        except (pa.ArrowException, OSError, ValueError, StopIteration, IndexError, SystemError):
             if quiet:
                 return False
             self.mark_opaque(
                 f"{label} that cannot be read here", f"ここでは読めない {label}", chain
             )
             return True
-        if table is not None:
-            self.table(_arrow_rows(table, rows, self.r.max_table_columns), (*chain, link), depth)
+        self.table(cells, (*chain, link), depth)
         return True
 
     def npy(self, src: _Src, chain, depth) -> None:
@@ -1927,7 +1949,7 @@ class _Scan:
                 current.append(row)
         if current:
             blocks.append(current)
-        if matrix.found():
+        if matrix.found() and not self.cross_tabulation(matrix.labels):
             rows = matrix.wide if matrix.wide >= 3 else matrix.narrow
             self.hit(
                 GENOTYPE_MATRIX,
@@ -1952,6 +1974,14 @@ class _Scan:
                 person_rows,
                 chain,
             )
+
+    def cross_tabulation(self, labels: list[tuple]) -> bool:
+        """Rows of small counts labelled once each by a clinical value (a crosstab of
+        region by disease in a small cohort) are a table of counts, not genotypes; rows
+        of codes whose clinical labels repeat (sex, then calls) are people's rows."""
+        values, words = self.r._values, self.r._words
+        labelled = sum(1 for lab in labels if any(c in values or c in words for c in lab))
+        return labelled * 2 >= len(labels) and len(set(labels)) == len(labels)
 
     def genotype_lines(self, data: bytes) -> _Matrix:
         """The genotype-code cells of the lines that are almost only numbers and separators."""
@@ -2238,10 +2268,13 @@ def _arrow_rows(table, rows: int, columns: int) -> list[list]:
     import pyarrow.compute as pc
 
     table = table.slice(0, rows).select(list(range(min(columns, table.num_columns))))
+    table.validate(full=True)  # damaged offsets or text raise here (ArrowInvalid), not below
     out_columns = []
     for col in table.columns:
         try:
-            values = pc.cast(col, pa.string()).to_pylist()
+            # through binary: text that is not UTF-8 is read with replacements, not refused
+            raw = pc.cast(pc.cast(col, pa.string()), pa.binary()).to_pylist()
+            values = [None if v is None else v.decode("utf-8", "replace") for v in raw]
         except (pa.ArrowException, NotImplementedError):
             values = [v if isinstance(v, (bytes, bytearray)) else str(v) for v in col.to_pylist()]
         out_columns.append(values)

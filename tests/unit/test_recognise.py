@@ -383,6 +383,12 @@ def test_structured_formats_are_read(rec, tmp_path, name):
     assert not v.opaque
 
 
+def test_calls_beside_a_repeated_clinical_label_are_a_genotype_matrix(rec):
+    lines = [f"{SEXES[i % 2]}  " + "  ".join(map(str, GENOTYPES[i][:25])) for i in range(30)]
+    v = rec.text("\n".join(lines))
+    assert v.kind == "genotype-matrix"
+
+
 def test_a_pickle_is_walked_never_loaded(rec, tmp_path):
     marker = tmp_path / "ran"
 
@@ -449,6 +455,15 @@ def counts_four_attributes() -> str:
     return (
         df.groupby(["sex", "age_band", "prefecture", "icd10"]).size().reset_index(name="n").to_csv()
     )
+
+
+def crosstab_of_small_counts() -> str:
+    """Region by disease in a small cohort: most cells are 0, 1 or 2, yet they are counts."""
+    pd = pytest.importorskip("pandas")
+    rng = random.Random(9)
+    diseases = [f"Disease {chr(65 + k)}" for k in range(22)]
+    cells = {d: [rng.choice([0, 0, 0, 1, 1, 2]) for _ in REGIONS] for d in diseases}
+    return pd.DataFrame(cells, index=pd.Index(REGIONS, name="prefecture")).to_string()
 
 
 def png(width: int = 64, height: int = 64) -> bytes:
@@ -553,6 +568,13 @@ NORMAL = {
     "counts-by-sex-and-age-band": lambda: counts_by_stratum().encode(),
     "counts-by-four-attributes": lambda: counts_four_attributes().encode(),
     "counts-as-a-series": lambda: repr(dataframe().groupby(["sex", "age_band"]).size()).encode(),
+    "crosstab-of-region-by-disease": lambda: (
+        pytest.importorskip("pandas")
+        .crosstab(dataframe().prefecture, dataframe().disease_name)
+        .to_string()
+        .encode()
+    ),
+    "crosstab-of-small-counts": lambda: crosstab_of_small_counts().encode(),
     "png-plot": png,
     "svg-plot": lambda: svg_plot().encode(),
     "pdf": pdf,
