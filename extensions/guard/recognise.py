@@ -953,7 +953,10 @@ class _Scan:
 
     def blob(self, src: _Src, chain: tuple[Link, ...], depth: int, name: str = "") -> None:
         """Any content: by its magic bytes, else as text, else as binary."""
-        if src.size == 0 or depth > self.r.max_depth or self.raw_found:
+        if src.size == 0 or self.raw_found:
+            return
+        if depth > self.r.max_depth:
+            self.too_deep(src, chain)
             return
         head = src.read(0, 64 * KIB)
         finding = self.r.sniffer.classify_magic(head)
@@ -971,6 +974,13 @@ class _Scan:
             self.text_unit(src, chain, depth)
         else:
             self.binary(src, head, chain, depth)
+
+    def too_deep(self, src: _Src, chain) -> None:
+        if src.size >= self.r.opaque_min_bytes:
+            n = self.r.max_depth
+            self.mark_opaque(
+                f"content nested in more than {n} containers", f"{n} 重を超える入れ子の内容", chain
+            )
 
     def whole(self, src: _Src) -> bytes | None:
         """All of `src` when it is small enough to hold, else None."""
@@ -1621,7 +1631,10 @@ class _Scan:
 
     def text_unit(self, src: _Src, chain, depth, *, table_context: bool = False) -> None:
         """Text: ids everywhere, JSON and HTML by structure, encoded runs, records and tables in windows."""
-        if src.size == 0 or depth > self.r.max_depth or self.raw_found:
+        if src.size == 0 or self.raw_found:
+            return
+        if depth > self.r.max_depth:
+            self.too_deep(src, chain)
             return
         data = self.whole(src) if src.size <= self.r.full_bytes else None
         ranges = [(0, src.size)] if data is not None else self.scan_ranges(src.size)

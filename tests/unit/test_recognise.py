@@ -818,7 +818,8 @@ def test_deep_nesting_is_bounded(rec):
     for _ in range(30):
         data = gzip.compress(data, 1)
     v = rec.bytes(data)
-    assert v.kind is None  # beyond the depth limit: not decoded, not an error
+    assert v.kind is None and v.opaque  # beyond the depth limit: not decoded, metered as opaque
+    assert "nested in more than" in v.how
 
 
 def test_many_archive_members_are_bounded(rec):
@@ -852,6 +853,28 @@ def test_text_of_ten_megabytes_of_summaries_is_fast(rec):
     took = time.perf_counter() - t0
     assert v.kind is None
     assert took < 0.5, took  # about 0.1 s on the development machine
+
+
+@pytest.mark.parametrize("name", ["parquet", "arrow-stream", "xlsx", "sqlite", "pickle-dataframe",
+                                  "npy-dosages", "parquet-in-zip", "html-table"])  # fmt: skip
+def test_damaged_content_never_raises(rec, tmp_path, name):
+    data = STRUCTURED[name](tmp_path)
+    rng = random.Random(name)
+    for _ in range(30):
+        d = bytearray(data[: rng.randrange(1, len(data) + 1)])
+        for _ in range(rng.randint(0, 6)):
+            d[rng.randrange(len(d))] = rng.randrange(256)
+        assert isinstance(rec.bytes(bytes(d)), Verdict)
+        assert isinstance(rec.text(bytes(d).decode("latin-1")), Verdict)
+
+
+def test_a_parser_error_reads_as_opaque(rec, monkeypatch):
+    def broken(self, *args):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(recognise._Scan, "npy", broken)
+    v = rec.bytes(STRUCTURED["npy-dosages"](None))
+    assert v.opaque and v.kind is None and "KeyError" in v.how
 
 
 # ---------------------------------------------------------------------------
