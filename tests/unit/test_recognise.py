@@ -360,6 +360,16 @@ STRUCTURED = {
         pytest.importorskip("pandas").DataFrame(DOSAGES)
     ),
     "raw-int8-buffer": lambda tmp: GENOTYPES.astype(np.int8).tobytes(),
+    "zarr-blosc-chunk-of-calls": lambda tmp: (
+        pytest.importorskip("numcodecs")
+        .Blosc(cname="zstd", clevel=7, shuffle=2)
+        .encode(np.stack([GENOTYPES > 0, GENOTYPES > 1], -1).astype(np.int8))
+    ),
+    "zarr-blosc-chunk-of-sample-ids": lambda tmp: (
+        pytest.importorskip("numcodecs")
+        .Blosc(cname="lz4", shuffle=1)
+        .encode(pytest.importorskip("numcodecs").VLenUTF8().encode(np.array(IDS, dtype=object)))
+    ),
 }
 STRUCTURED_EXPECT = {
     "parquet-without-ids": ("clinical-rows", 0),
@@ -374,7 +384,7 @@ STRUCTURED_EXPECT = {
 @pytest.mark.parametrize("name", list(STRUCTURED))
 def test_structured_formats_are_read(rec, tmp_path, name):
     v = rec.bytes(STRUCTURED[name](tmp_path))
-    matrix = any(w in name for w in ("npy", "npz", "numpy", "dosage", "int8"))
+    matrix = any(w in name for w in ("npy", "npz", "numpy", "dosage", "int8", "calls"))
     kind, people = STRUCTURED_EXPECT.get(
         name, ("genotype-matrix", 0) if matrix else ("people-table", 200)
     )
@@ -592,6 +602,12 @@ NORMAL = {
     "numpy-array-of-p-values": lambda: npy(np.random.default_rng(0).random((100, 30))),
     "numpy-array-of-betas": lambda: npy(np.random.default_rng(0).normal(0, 0.1, (100, 30))),
     "head-without-ids": lambda: dataframe(False).head().to_string().encode(),
+    "int8-contig-index-of-variants": lambda: np.repeat(np.arange(3, dtype=np.int8), 700).tobytes(),
+    "blosc-chunk-of-allele-counts": lambda: (
+        pytest.importorskip("numcodecs")
+        .Blosc(cname="zstd")
+        .encode(np.random.default_rng(0).integers(0, 400, 2000).astype(np.int32))
+    ),
     "short-hash": lambda: os.urandom(64),
 }
 
