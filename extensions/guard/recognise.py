@@ -1806,7 +1806,11 @@ class _Scan:
         try:
             doc = json.loads(data.removeprefix(b"\xef\xbb\xbf"))
         except (ValueError, RecursionError):
-            return False
+            doc = self.python_literal(data)
+            if doc is None:
+                return False
+            self.json_doc(doc, (*chain, ("a Python literal", "Python のリテラル")), depth)
+            return True
         if (
             isinstance(doc, dict)
             and isinstance(doc.get("content"), dict)
@@ -1818,6 +1822,15 @@ class _Scan:
         else:
             self.json_doc(doc, (*chain, ("JSON", "JSON")), depth)
         return True
+
+    def python_literal(self, data: bytes):
+        """A printed dict or list (`print(df.to_dict())`, `print(g.tolist())`), read safely."""
+        if len(data) > 2 * MIB:
+            return None
+        try:
+            return ast.literal_eval(data.decode("utf-8", "replace").strip())
+        except (ValueError, SyntaxError, TypeError, RecursionError, MemoryError):
+            return None
 
     def notebook(self, nb: dict, chain, depth) -> None:
         for i, cell in enumerate(nb["cells"]):
@@ -1902,7 +1915,7 @@ class _Scan:
                 for key, value in item.items():
                     strings.append(str(key))
                     walk(value, level + 1)
-            elif isinstance(item, list):
+            elif isinstance(item, (list, tuple)):
                 if item and all(isinstance(x, str) for x in item):
                     sep = "" if all(x.endswith("\n") for x in item[:-1]) else "\n"
                     joined = sep.join(item)
@@ -2293,19 +2306,19 @@ def _scalar(x) -> bool:
 
 def _json_table(item) -> list | None:
     """Rows of a JSON table: records, rows, or columns (pandas' orients); None if not one."""
-    if isinstance(item, list) and len(item) >= 2:
+    if isinstance(item, (list, tuple)) and len(item) >= 2:
         if all(isinstance(x, dict) for x in item[:50]) and all(
             all(_scalar(v) for v in x.values()) for x in item[:50]
         ):
             keys = list(item[0].keys())
             return [keys] + [list(x.values()) for x in item if isinstance(x, dict)]
-        if all(isinstance(x, list) for x in item[:50]) and all(
+        if all(isinstance(x, (list, tuple)) for x in item[:50]) and all(
             all(_scalar(v) for v in x[:100]) for x in item[:50]
         ):
-            return [x for x in item if isinstance(x, list)]
+            return [list(x) for x in item if isinstance(x, (list, tuple))]
     if isinstance(item, dict) and len(item) >= 2:
         values = list(item.values())
-        if all(isinstance(v, list) and all(_scalar(x) for x in v[:50]) for v in values):
+        if all(isinstance(v, (list, tuple)) and all(_scalar(x) for x in v[:50]) for v in values):
             n = len(values[0])
             if n >= 2 and all(len(v) == n for v in values):
                 return [list(item.keys())] + [list(r) for r in zip(*values, strict=True)]

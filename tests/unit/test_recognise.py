@@ -349,6 +349,8 @@ STRUCTURED = {
     "joblib-style-zlib-pickle": lambda tmp: zlib.compress(pickle.dumps(dataframe(False))),
     "json-records": lambda tmp: dataframe().to_json(orient="records").encode(),
     "json-columns-without-ids": lambda tmp: dataframe(False).to_json().encode(),
+    "printed-dict-without-ids": lambda tmp: str(dataframe(False).to_dict()).encode(),
+    "printed-list-of-lists-of-calls": lambda tmp: str(GENOTYPES.tolist()).encode(),
     "html-table": lambda tmp: dataframe().to_html().encode(),
     "html-table-without-ids": lambda tmp: dataframe(False).head(40).to_html().encode(),
     "npy-calls": lambda tmp: npy(np.stack([GENOTYPES.T > 0, GENOTYPES.T > 1], -1).astype(np.int8)),
@@ -378,6 +380,7 @@ STRUCTURED_EXPECT = {
     "joblib-style-zlib-pickle": ("clinical-rows", 0),
     "json-columns-without-ids": ("clinical-rows", 0),
     "html-table-without-ids": ("clinical-rows", 0),
+    "printed-dict-without-ids": ("clinical-rows", 0),
 }
 
 
