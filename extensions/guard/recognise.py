@@ -15,16 +15,20 @@ What is recognised:
 - people of the cohort: their sample ids, learnt by `Cohort.from_data` from
   the datasets mounted at the site and held only as keyed BLAKE2b digests
   (8 bytes, a random key per process); text is scanned by regular
-  expressions built from the ids' shapes (`NIG-` then six digits), so a scan
-  costs a few ms per 10 MB;
+  expressions built from the ids' shapes (`nig-00` then four digits), so a
+  scan costs about 10 ms per 10 MB;
 - per-person clinical rows without ids: table rows that repeat the clinical
   vocabulary (sex, age band, region, disease name, ICD-10) as person rows;
 - genotype matrices without ids: many cells of genotype codes or dosages
   over many people, in text tables and in NumPy arrays;
 - all of that inside gzip/BGZF, zlib, raw deflate, bzip2, xz/lzma, zstd,
-  lz4, zip, tar, base64/base32/hex runs in text, notebooks, JSON, HTML,
-  Parquet, Arrow IPC/Feather, Excel (.xlsx), NumPy (.npy/.npz), pickle
-  (opcodes walked, never loaded) and SQLite, nested.
+  lz4, Blosc (Zarr chunks), zip, tar, base64/base32/hex runs in text,
+  notebooks, JSON and printed Python literals, HTML, Parquet, Arrow
+  IPC/Feather, Excel (.xlsx), NumPy (.npy/.npz), pickle (opcodes walked,
+  never loaded), SQLite, UTF-16 text, text chunks of PNG images and bytes
+  after them; nested. Images, PDF and fonts are results, not opaque.
+- a file named inside a Hail MatrixTable or VCF Zarr store (the sniffer's
+  store rule on the name given).
 
 Work is bounded: big inputs are read in windows (head, tail, evenly spaced
 windows between them, and windows around signatures of records), decoded
@@ -407,6 +411,7 @@ def _ids_of_psam(path: Path) -> list[str]:
 
 
 def _ids_of_vcf_header(path: Path, limit: int = 64 * MIB) -> list[str]:
+    """The sample columns of a VCF's (or BCF's) #CHROM line; the records are never read."""
     with open(path, "rb") as raw:
         magic = raw.read(2)
     opener = gzip.open if magic == b"\x1f\x8b" else open
@@ -414,27 +419,25 @@ def _ids_of_vcf_header(path: Path, limit: int = 64 * MIB) -> list[str]:
         head = f.read(5)
         if head[:3] == b"BCF":
             (l_text,) = struct.unpack("<I", f.read(4))
-            text = f.read(min(l_text, limit)).decode("utf-8", "replace")
-            lines = text.split("\n")
+            lines = f.read(min(l_text, limit)).split(b"\n")
         else:
-            lines = _header_lines(head + f.read(0), f, limit)
+            lines = list(_header_lines(head + f.readline(), f, limit))
     for line in lines:
-        if line.startswith("#CHROM"):
-            return line.rstrip("\r\n\x00").split("\t")[9:]
+        if line.startswith(b"#CHROM"):
+            fields = line.rstrip(b"\r\n\x00").decode("utf-8", "replace").split("\t")
+            return fields[9:]
     return []
 
 
-def _header_lines(first: bytes, f, limit: int) -> list[str]:
-    out, read = [], len(first)
-    line = first + f.readline()
+def _header_lines(line: bytes, f, limit: int):
+    """Lines up to the first that is not a header line, or the #CHROM line."""
+    read = len(line)
     while line and read < limit:
-        text = line.decode("utf-8", "replace")
-        out.append(text)
-        if not text.startswith("#") or text.startswith("#CHROM"):
-            break
+        yield line
+        if not line.startswith(b"#") or line.startswith(b"#CHROM"):
+            return
         line = f.readline()
         read += len(line)
-    return out
 
 
 # ---------------------------------------------------------------------------
