@@ -26,7 +26,8 @@ nested). Each row asserts that
     reads, so only its event is asked for).
 
 What each row received, and its verdict, is written to
-tests/artifacts/egress/attacks.json.
+tests/artifacts/egress/attacks.json, and all it received (as text) to
+tests/artifacts/egress/attacks/<row>.txt.
 """
 
 from __future__ import annotations
@@ -876,6 +877,10 @@ def test_individual_level_data_does_not_reach_the_client(server, kernels, cohort
         "seconds": round(time.monotonic() - t0, 2),
         "received": got.text[:400],
     }
+    (ARTIFACTS / "attacks").mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "attacks" / f"{re.sub(r'[^A-Za-z0-9@=.-]+', '_', a.id)}.txt").write_text(
+        got.text, encoding="utf-8"
+    )
     # (a) nothing of the cohort beyond what one output may show
     assert not found.leaked(MAX_PEOPLE), f"{a.id} leaked: {found.summary()}"
     # (b) refused or withheld where the client sees it, and recorded
