@@ -960,7 +960,7 @@ def bench_recogniser(tmp: Path, reps: int) -> list[Row]:
         )
         rows.append(
             (f"Recogniser.{how}, {label} ({size_text(len(raw))}), per call",
-             f"{took / n * 1e6:.0f} µs", f"{ref / n * 1e6:.1f} µs", f"{took / ref:.0f}",
+             f"{took / n * 1e6:.0f} µs", f"{ref / n * 1e6:.1f} µs", f"{took / ref:.1f}",
              f"vs sha256 of the same bytes; {verdict_note(v)}, {len(v.people)} people")
         )  # fmt: skip
 

@@ -1274,7 +1274,7 @@ class _Scan:
         rows = self.r.max_table_rows
         try:
             source = (
-                pa.BufferReader(src.data) if src.data is not None else pa.PythonFile(src.fileobj())
+                pa.BufferReader(src.data) if src.data is not None else pa.memory_map(src.f.name)
             )
             if label == "Parquet":
                 pf = pq.ParquetFile(source)
@@ -1674,18 +1674,21 @@ class _Scan:
             self.too_deep(src, chain)
             return
         data = self.whole(src) if src.size <= self.r.full_bytes else None
-        ranges = [(0, src.size)] if data is not None else self.scan_ranges(src.size)
-        for a, b in ranges:
-            self.ids(data if data is not None else src.read(a, b), chain, table=table_context)
         if data is not None:
+            self.ids(data, chain, table=table_context)
             stripped = data[:256].lstrip(b"\xef\xbb\xbf \t\r\n")
             if stripped[:1] in (b"{", b"[") and self.json(data, chain, depth):
                 return
-        for a, b in ranges:
-            self.encoded(data if data is not None else src.read(a, b), chain, depth)
-            if self.raw_found:
-                return
-        self.structure(src, data, chain)
+            self.encoded(data, chain, depth)
+        else:
+            for a, b in self.scan_ranges(src.size):
+                piece = src.read(a, b)  # each window read once, for ids and encoded runs
+                self.ids(piece, chain, table=table_context)
+                self.encoded(piece, chain, depth)
+                if self.raw_found:
+                    return
+        if not self.raw_found:
+            self.structure(src, data, chain)
 
     def structure(self, src: _Src, data: bytes | None, chain) -> None:
         """Records and tables in the windows of a text: head, evenly spaced, tail, and around hints."""

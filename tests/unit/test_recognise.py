@@ -864,6 +864,15 @@ def test_a_big_file_is_read_in_windows(rec, tmp_path):
     assert v.kind == "vcf"
 
 
+@pytest.mark.parametrize("name", ["parquet", "xlsx", "parquet-in-zip", "npy-dosages"])
+def test_a_file_too_big_to_hold_is_read_where_it_lies(cohort, tmp_path, name):
+    path = tmp_path / "big"
+    path.write_bytes(STRUCTURED[name](tmp_path))
+    small = Recogniser(cohort, full_bytes=1024, scan_head=4096, scan_tail=1024)
+    assert path.stat().st_size > small.full_bytes
+    assert small.file(path).kind in ("people-table", "genotype-matrix")
+
+
 def test_text_of_ten_megabytes_of_summaries_is_fast(rec):
     text = gwas_table() * (10 * 1024 * 1024 // len(gwas_table()))
     rec.text(text[:100_000])
