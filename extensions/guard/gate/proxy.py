@@ -134,7 +134,7 @@ class Gate:
                     self.events.output_withheld("contents", "notebook", decision, route=route)
                 self.count("download", new_body, people)
                 return status, new_body, PASS, route
-        verdict = self.recogniser.bytes(body, name=route.rsplit("/", 1)[-1])
+        verdict = self.recogniser.bytes(body, name=route)
         decision = judge_download(verdict)
         if decision.withhold:
             return 403, body, decision, route
