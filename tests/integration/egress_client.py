@@ -76,10 +76,10 @@ def platform_copy(
     edit: Callable[[dict], None] | None = None,
     approvals: Iterable[dict] = (),
 ) -> Path:
-    """A private copy of the demo platform folder at `dest`, its data root the demo's (so the
-    synthetic cohorts are shared), `edit` applied to platform.yaml's document, and
-    `approvals` added as approval files."""
-    shutil.copytree(DEMO_PLATFORM, dest)
+    """A private copy of the demo platform folder at `dest` (which may exist, empty), its data
+    root the demo's (so the synthetic cohorts are shared), `edit` applied to platform.yaml's
+    document, and `approvals` added as approval files."""
+    shutil.copytree(DEMO_PLATFORM, dest, dirs_exist_ok=True)
     demo = load_policy_dir(DEMO_PLATFORM).platform
     path = dest / "platform.yaml"
     doc = yaml.safe_load(path.read_text())
@@ -298,7 +298,9 @@ class Terminal:
         self._sentinels += 1
         n = 1000 + self._sentinels
         marker = f"__egress_done_{2 * n}__"
-        line = f"{command}; sleep 1; echo __egress_done_$(( {n} * 2 ))__\r"
+        command = command.rstrip()
+        then = " " if command.endswith("&") else "; "  # `a &; b` is not shell
+        line = f"{command}{then}sleep 1; echo __egress_done_$(( {n} * 2 ))__\r"
         return self._loop.run_until_complete(self._run(line, marker, timeout, quiet))
 
     async def _run(self, line: str, marker: str, timeout: float, quiet: float) -> str:

@@ -225,13 +225,25 @@ class Servers:
         if s is None:
             forget_gate_state(self.stack, USER, site)
             s = self.open[site] = Server(self.stack, USER, site, self.engine)
-        if s.running() and s.container() is None:
-            s.stop()  # it ended (a test stopped its server) before the hub noticed
+        if s.running() and not self.answers(s):
+            s.stop()  # it ended (a test killed its server) before the hub noticed
         if not s.running():
             s.start()
-            code, out = s.sh(f"cat > ~/reach.py <<'EOF'\n{REACH}\nEOF\necho written")
+            code, out = s.sh(
+                f"cat > ~/reach.py <<'EOF'\n{REACH}\nEOF\n"
+                f"cp {CLINICAL} ~/reach-copy.tsv 2>/dev/null; echo written"
+            )
             assert "written" in out, out
         return s
+
+    @staticmethod
+    def answers(s: Server) -> bool:
+        if s.container() is None:
+            return False
+        try:
+            return s.get("api/status", timeout=10).status_code == 200
+        except Exception:  # noqa: BLE001 - nothing answers
+            return False
 
     def close(self) -> None:
         for site, s in self.open.items():
@@ -350,7 +362,7 @@ def withheld_through_the_proxy(server: Server, cohort: Cohort) -> None:
     found = inspect(message_blobs(run.messages), (), cohort)
     assert not found.leaked(), found.summary()
     assert withheld_notice(run.stdout), run.stdout[:300]
-    r = server.get("files/data/JGAD000101/clinical.tsv")
+    r = server.get("files/reach-copy.tsv")
     assert r.status_code in (403, 429), r.status_code
     assert not inspect([r.content], (), cohort).leaked()
 
@@ -422,23 +434,54 @@ def test_killing_the_server_and_starting_an_unguarded_one_gives_nothing(
     else:
         with s.terminal() as t:
             t.run(command, timeout=30)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if s.container() is None:
-            break  # the container ended with its server: nothing is left to reach
-        r = s.get("files/data/JGAD000101/clinical.tsv", timeout=30)
-        assert not inspect([r.content], (), cohort).leaked(), r.status_code
+    # she may stop her own server (it runs as her): the attempt happened
+    target = int(script.split("kill -TERM ", 1)[1].split()[0])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and s.container() is not None:
         try:
+            if target not in [p for p, _, _ in processes(s)]:
+                break
+        except Exception:  # noqa: BLE001 - the container is going
+            break
+        time.sleep(0.5)
+    else:
+        if s.container() is not None:
+            raise AssertionError(f"the server ({target}) was not stopped: {processes(s)}")
+    deadline = time.monotonic() + 60
+    seen = []  # what the test met on the way, for the record
+    while time.monotonic() < deadline:
+        c = s.container()
+        if c is None or c.status != "running":
+            seen.append("container gone")
+            break  # the container ended with its server: nothing is left to reach
+        try:
+            if any(
+                "jupyter server" in cmd or "jupyter-server" in cmd for _, _, cmd in processes(s)
+            ):
+                seen.append("unguarded server running behind the gate")
+            r = s.get("files/reach-copy.tsv", timeout=30)
+            seen.append(f"files {r.status_code}")
+            assert not inspect([r.content], (), cohort).leaked(), r.status_code
             with s.kernel(timeout=30) as k:
                 run = k.execute(f"print(open('{CLINICAL}').read())", timeout=60)
-        except AssertionError:
+        except AssertionError as e:
+            if "leaked" in str(e) or "people" in str(e):
+                raise
+            seen.append(f"no kernel: {str(e)[:80]}")
             time.sleep(1)
             continue  # nothing answered (the server is going or coming): nothing arrived
+        except Exception as e:  # noqa: BLE001 - the gate answers 502 while nothing is behind it
+            seen.append(f"no answer: {type(e).__name__} {str(e)[:60]}")
+            time.sleep(1)
+            continue
         found = inspect(message_blobs(run.messages), (), cohort)
-        assert not found.leaked(), found.summary()
+        seen.append(f"kernel output withheld: {withheld_notice(run.stdout)}")
+        assert not found.leaked(), (found.summary(), seen)
         time.sleep(1)
+    print("\n".join(dict.fromkeys(seen)))
     # afterwards there is no server there, or its gate is the one it had
-    assert s.container() is None or gate_pid(s) == pid
+    c = s.container()
+    assert c is None or c.status != "running" or gate_pid(s) == pid, seen
 
 
 def test_terminals_are_off_at_imsut(servers):
