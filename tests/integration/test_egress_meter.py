@@ -20,7 +20,9 @@ Time is moved with the stack's clock file, never by sleeping.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -92,6 +94,17 @@ def stack(tmp_path_factory):
     s.stop()
 
 
+ARTIFACT = Path(__file__).resolve().parents[1] / "artifacts" / "egress" / "meter.json"
+FIGURES: dict = {"rules": RULES, "chunk": CHUNK}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def figures():
+    yield FIGURES
+    ARTIFACT.parent.mkdir(parents=True, exist_ok=True)
+    ARTIFACT.write_text(json.dumps(FIGURES, indent=1))
+
+
 @pytest.fixture(scope="module")
 def audit(stack):
     w = AuditWatch(stack, USER)
@@ -161,6 +174,9 @@ def test_a_bulk_transfer_reaches_the_alert_then_the_cap_and_is_cut(server, piece
                 again = server.get(pieces[0])
                 assert again.status_code == 200 and len(again.content) == CHUNK
             assert egress_level(server) == "ok"
+    FIGURES.update(
+        alert_at=Transfer.alert_at, cap_at=Transfer.cap_at, downloaded=Transfer.downloaded
+    )
     assert Transfer.alert_at is not None, f"no alert after {Transfer.downloaded} bytes"
     assert RULES["alert_bytes"] - SLACK <= Transfer.alert_at <= RULES["alert_bytes"] + CHUNK
     assert Transfer.cap_at is not None, f"no 429 after {Transfer.downloaded} bytes"
@@ -226,6 +242,7 @@ def test_rows_ten_people_at_a_time_add_up_to_the_people_cap(server, audit):
             shown |= set(re.findall(r"NIG-\d{6}", run.stdout))
         after = k.execute("df.head(5)")
         assert NOTICE_EN in str(after.results) + after.stdout, after.results
+    FIGURES["people_shown_day2"] = len(shown)
     # cut at the people cap: at most one output's people beyond it reached the client
     assert len(shown) <= RULES["cap_people"] + RULES["max_people_per_output"], len(shown)
     assert egress_level(server) == "cap"
