@@ -130,10 +130,19 @@ def forget_gate_state(stack: Stack, user: str, site: str) -> None:
 
     endpoint = resolve_endpoint(stack.bundle.platform.sites[site].docker_endpoint)
     client = docker.APIClient(base_url=endpoint, version="auto")
+    deadline = time.monotonic() + 30
     try:
-        client.remove_volume(f"visiting-gate-{site}-{user}", force=True)
-    except docker.errors.NotFound:
-        pass
+        while True:
+            try:
+                client.remove_volume(f"visiting-gate-{site}-{user}", force=True)
+                return
+            except docker.errors.NotFound:
+                return
+            except docker.errors.APIError as e:
+                # in use: a container just stopped is removed a moment after the hub says so
+                if e.status_code != 409 or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
     finally:
         client.close()
 

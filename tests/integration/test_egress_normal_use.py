@@ -113,6 +113,17 @@ def sha(text: str | bytes) -> str:
     return hashlib.sha256(text.encode() if isinstance(text, str) else text).hexdigest()
 
 
+def joined(value):
+    """A notebook's JSON with its multi-line strings (lists of lines on disk) joined."""
+    if isinstance(value, dict):
+        return {k: joined(v) for k, v in value.items()}
+    if isinstance(value, list):
+        if value and all(isinstance(v, str) for v in value):
+            return "".join(value)
+        return [joined(v) for v in value]
+    return value
+
+
 def displayed_html(run) -> list[str]:
     return [r["text/html"] for r in run.results if "text/html" in r]
 
@@ -211,7 +222,7 @@ with np.errstate(invalid="ignore", divide="ignore"):
     se = np.sqrt(((yc[None, :] - beta[:, None] * Xc) ** 2).sum(axis=1) / (len(y) - 2) / sxx)
 gwas = pd.DataFrame({"beta": beta, "se": se, "z": beta / se}, index=af.index)
 strata = df.groupby(["age_band", "sex"]).size().rename("people").reset_index()
-crosstab = pd.crosstab(df.prefecture, df.icd10)
+crosstab = pd.crosstab(df.age_band, df.sex)  # every cell above the disclosure minimum
 out = os.path.expanduser("~/egress-normal")
 os.makedirs(out, exist_ok=True)
 tables = {"af": af, "gwas": gwas, "strata": strata, "crosstab": crosstab}
@@ -297,8 +308,8 @@ def test_a_notebook_without_person_rows_downloads(server, kernel):
     )
     assert r.status_code == 200, r.text[:300]
     untouched("contents", [r.text])
-    outputs = [c["outputs"] for c in r.json()["content"]["cells"]]
-    assert outputs == [c["outputs"] for c in json.loads(stored)["cells"]]
+    outputs = [joined(c["outputs"]) for c in r.json()["content"]["cells"]]
+    assert outputs == [joined(c["outputs"]) for c in json.loads(stored)["cells"]]
 
 
 def test_a_federated_result_table_passes(kernel):
