@@ -47,6 +47,7 @@ USER, SITE = "yamada", "nig"  # not tanaka: other suites start tanaka at nig, an
 #: what tutorial 01 shows on purpose: the guard refusing a copy of the raw VCF, then renamed
 TUTORIAL_REFUSALS = {"my-copy.vcf.gz", "summary.txt"}
 NOTICES = (NOTICE_EN, NOTICE_JA, OLD_GUARD_NOTICE)
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "egress"
 #: every notice of the gate seen in this module: (where, text); must stay empty
 SEEN: list[tuple[str, str]] = []
 
@@ -168,6 +169,8 @@ def test_the_tutorials_stay_far_below_the_alert(server):
     r = server.get("visiting/gate")
     if r.status_code == 200 and isinstance(r.json().get("meter"), dict):
         meter = r.json()["meter"]
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        (ARTIFACTS / "tutorials-meter.json").write_text(json.dumps(meter, indent=1))
         assert meter["level"] == "ok", meter
         assert meter["bytes"] * 10 < meter["alert_bytes"], meter
         assert meter["people"] == 0, meter
