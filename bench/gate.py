@@ -187,8 +187,30 @@ def run(quick: bool = False) -> list[tuple[str, float, float]]:
                 )
                 rows.append(("terminal: cat 10 MB summary", on, off))
                 loop.close()
+                table = summary_table(20 * MIB)
+                for size, label in ((20 * MIB, "20 MB"), (1 * MIB, "1 MB")):
+                    # a file never downloaded before through either path: the gate and the
+                    # server's own guard both judge it afresh
+                    on, off = [], []
+                    for rep in range(repeat):
+                        for which, base, out in (("on", gate.url, on), ("off", server.url, off)):
+                            name = f"fresh-{label[:-3]}-{rep}-{which}.tsv"
+                            head = f"# run {rep} {which}\n".encode()
+                            (home / name).write_bytes(head + table[:size])
+                            t0 = time.perf_counter()
+                            requests.get(
+                                f"{base}/files/{name}", headers=server.auth, timeout=120
+                            ).raise_for_status()
+                            out.append(time.perf_counter() - t0)
+                    rows.append(
+                        (
+                            f"download: {label} summary table, first time",
+                            statistics.median(on),
+                            statistics.median(off),
+                        )
+                    )
                 for name, f in (
-                    ("download: 20 MB summary table", "results.tsv"),
+                    ("download: 20 MB summary table, again", "results.tsv"),
                     ("download: PNG plot", "plot.png"),
                 ):
                     on, off = pair(

@@ -584,7 +584,9 @@ class _Matrix:
         if n < 3:
             return
         codes = missing = other = 0
-        allowed = max(6, n // 10)  # label cells a row may have (a wide row; a narrow one: 2)
+        # label cells a row may have: a wide row (>= 20 codes) max(6, n // 10); a narrow one 2,
+        # so a row too short to be wide stops at its third label (most rows of results)
+        allowed = max(6, n // 10) if n >= 20 else 2
         row: list[tuple] = []
         labels: list[str] = []
         for cell in cells[:4096]:

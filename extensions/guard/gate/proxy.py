@@ -95,6 +95,7 @@ class Gate:
     upstream: str = f"http://127.0.0.1:{UPSTREAM_PORT}"
     assets: set[bytes] = field(default_factory=set)
     stats: dict = field(default_factory=lambda: {"withheld": 0, "blocked": 0, "passed": 0})
+    _verdicts: dict = field(default_factory=dict, repr=False)
 
     # -- helpers ------------------------------------------------------------------
 
@@ -134,7 +135,7 @@ class Gate:
                     self.events.output_withheld("contents", "notebook", decision, route=route)
                 self.count("download", new_body, people)
                 return status, new_body, PASS, route
-        verdict = self.recogniser.bytes(body, name=route)
+        verdict = self._verdict_of(body, route)
         decision = judge_download(verdict)
         if decision.withhold:
             return 403, body, decision, route
@@ -143,6 +144,18 @@ class Gate:
         else:
             self.count("other", body, verdict.people)
         return status, body, PASS, route
+
+    def _verdict_of(self, body: bytes, route: str):
+        """The recogniser's verdict on a body; the same bytes under the same route are judged once
+        (a results file downloaded again, JupyterLab asking for the same model)."""
+        key = (digest(body), route)
+        verdict = self._verdicts.get(key)
+        if verdict is None:
+            verdict = self.recogniser.bytes(body, name=route)
+            if len(self._verdicts) >= 512:
+                self._verdicts.pop(next(iter(self._verdicts)))
+            self._verdicts[key] = verdict
+        return verdict
 
     def _notebook_view(self, body: bytes):
         """A notebook opened in JupyterLab: its stored outputs are judged like live outputs."""
