@@ -953,8 +953,16 @@ def message_blobs(messages: Iterable[dict]) -> list[bytes]:
     return blobs
 
 
+# the server's own guard (inside the Jupyter server, defence in depth) hides raw records in
+# live outputs and in notebooks before the gate sees them, with its own notice and event
+GUARD_NOTICE_EN = "[data guard] This output is hidden"
+GUARD_NOTICE_JA = "[データガード]"
+
+
 def withheld_notice(text: str) -> bool:
-    return NOTICE_EN in text and NOTICE_JA in text
+    return (NOTICE_EN in text and NOTICE_JA in text) or (
+        GUARD_NOTICE_EN in text and GUARD_NOTICE_JA in text
+    )
 
 
 # ---------------------------------------------------------------------------

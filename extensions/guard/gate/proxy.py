@@ -18,6 +18,7 @@ import logging
 import os
 import re
 import struct
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,10 +72,26 @@ CAP_SMALL_CONTROL_BYTES = 1024
 # a websocket message larger than this is refused rather than parsed
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 
+# a terminal's output within this many seconds of the previous chunk is one burst, judged
+# together (up to BURST_BYTES of it); chunks shorter than BURST_MIN_CHUNK (typing, prompts)
+# are judged with the partial line before them only
+BURST_SECONDS = 2.0
+BURST_BYTES = 16 * 1024
+BURST_MIN_CHUNK = 200
+
 KERNEL_WS = re.compile(r"api/kernels/[^/]+/channels$")
 TERMINAL_WS = re.compile(r"terminals/websocket/[^/]+$")
 TERMINAL_ROUTES = re.compile(r"(api/terminals|terminals/)")
 CONTENT_ROUTES = re.compile(r"(files|nbconvert|view|edit|api/contents)/")
+
+
+_ESCAPES = {"\\n": "\n", "\\t": "\t", "\\r": "\r", "\\'": "'", '\\"': '"', "\\\\": "\\"}
+_ESCAPE_RE = re.compile(r"\\[ntr'\"\\]")
+
+
+def unescape(text: str) -> str:
+    """Backslash escapes of a repr or of JSON text turned back into the characters."""
+    return _ESCAPE_RE.sub(lambda m: _ESCAPES[m.group(0)], text)
 
 
 def digest(data: bytes) -> bytes:
@@ -152,6 +169,15 @@ class Gate:
         verdict = self._verdicts.get(key)
         if verdict is None:
             verdict = self.recogniser.bytes(body, name=route)
+            if (
+                verdict.kind is None
+                and not verdict.people
+                and body.count(b"\\t") + body.count(b"\\n") >= 20
+            ):
+                # a table inside a string literal (a script, a repr saved to a file)
+                again = self.recogniser.text(unescape(body.decode("utf-8", "replace")))
+                if again.kind is not None or again.people:
+                    verdict = again
             if len(self._verdicts) >= 512:
                 self._verdicts.pop(next(iter(self._verdicts)))
             self._verdicts[key] = verdict
@@ -192,6 +218,9 @@ class Gate:
     def judge_message(self, channel: str, msg_type: str, content, buffers=()) -> tuple:
         """(decision, verdict-people) for one message of a kernel, a terminal or other socket."""
         text = text_of_content(content)
+        if "\\n" in text or "\\t" in text:
+            # a table shown as a string's repr or as escaped JSON: read it unescaped too
+            text = text + "\n" + unescape(text)
         if self.capped:
             if msg_type in CONTROL_TYPES and len(text) < CAP_SMALL_CONTROL_BYTES:
                 return PASS, ()
@@ -491,7 +520,8 @@ class WebSocketProxy(_GateMixin, websocket.WebSocketHandler):
     upstream_ws = None
     protocol = None
     kind = "other"
-    _carry = ""
+    _burst = ""
+    _last_output = 0.0
 
     def check_origin(self, origin):  # the server behind checks the origin itself
         return True
@@ -646,13 +676,21 @@ class WebSocketProxy(_GateMixin, websocket.WebSocketHandler):
             gate.events.output_withheld("terminal", "", decision)
             return None
         text = text_of_content(doc[1:])
-        # a record cut across two chunks is judged whole: the last partial line comes along
-        judged = self._carry + text
-        nl = judged.rfind("\n")
-        self._carry = judged[nl + 1 :][-4096:] if nl >= 0 else judged[-4096:]
+        now = time.monotonic()
+        if now - self._last_output > BURST_SECONDS:
+            self._burst = ""
+        self._last_output = now
+        if len(text) >= BURST_MIN_CHUNK:
+            # one command's output arrives in many chunks: each is judged with what came just
+            # before it, so records and people cut across chunks still add up
+            judged = self._burst + text
+        else:
+            # typing and prompts: with the partial line before them only
+            nl = self._burst.rfind("\n")
+            judged = self._burst[nl + 1 :] + text
+        self._burst = judged[-BURST_BYTES:]
         decision, people = gate.judge_message("terminal", doc[0], judged)
         if decision.withhold:
-            self._carry = ""
             gate.events.output_withheld("terminal", doc[0], decision)
             notice = decision.notice.replace("\n", "\r\n")
             out = json.dumps(["stdout", f"\r\n{notice}\r\n"], ensure_ascii=False)
