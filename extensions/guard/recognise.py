@@ -518,6 +518,62 @@ _DELIMITERS = bytes(32 if chr(c) in ",;|\"'[](){}<>=" else c for c in range(256)
 _ICD10_BYTES = re.compile(rb"^[a-z][0-9]{2}(?:\.[0-9]{1,2})?$")
 _ROW_SPACES = re.compile(rb"\S {2,}\S")
 
+# -- which lines may change the genotype matrix ---------------------------------------------
+# `_Matrix.add` stops at a row's third label when the row has fewer than 20 cells, and adds
+# nothing. `_GT_CANDIDATE` proves that at C speed for most lines of results (a regex over the
+# whole text instead of a Python parse of each line): a line is skipped when it splits (as
+# `_cells` splits it: on tabs, else commas, pipes or semicolons when there are two, else on
+# whitespace) into fewer than 20 fields of which three begin, after the characters `_cells`
+# strips, with a character no genotype code begins with (codes are 0, 1, 2, dosages in [0, 2],
+# -1, na, nan, <na>, none, null, n/a, '.', './.', '.|.'; a label beginning so is never one).
+# Lines longer than the 64 KiB `_cells` reads, and whitespace-split lines that are not ASCII,
+# are never skipped. Every other line takes the full parse, so the matrix is the one the full
+# parse of every line builds (tests/unit/test_recognise.py compares them).
+_GT_FIRST = rb"\-n<.012"
+_GT_STRIP = rb" '\"\[\]\(\)\{\}"  # _STRIP_CELL less the tab
+_GT_WS = rb" \t\r\x0b\x0c\x1c-\x1f"  # what str.split() splits an ASCII line on, but newlines
+
+
+def _gt_skip_fields(sep: bytes) -> bytes:
+    f = rb"[^\n" + sep + rb"]*+"
+    bad = rb"[" + _GT_STRIP + rb"]*+[^\n" + sep + _GT_STRIP + _GT_FIRST + rb"]"
+    first = rb"(?>" + bad + rb"|[^\n]*?" + sep + bad + rb")"
+    later = rb"(?>[^\n]*?" + sep + bad + rb")"
+    return rb"(?!" + (f + sep) * 19 + rb")" + first + later + later
+
+
+def _gt_skip_words() -> bytes:
+    w = rb"[" + _GT_WS + rb"]"
+    f = rb"[^\n" + _GT_WS + rb"]"
+    strip = rb"'\"\[\]\(\)\{\}"
+    bad = rb"[" + strip + rb"]*+[^\n" + _GT_WS + strip + _GT_FIRST + rb"]"
+    first = rb"(?>" + w + rb"*+" + bad + rb"|[^\n]*?" + w + bad + rb")"
+    later = rb"(?>[^\n]*?" + w + bad + rb")"
+    return (
+        rb"(?![^\n]*[\x80-\xff])(?!"
+        + (w + rb"*+" + f + rb"++") * 20
+        + rb")"
+        + first
+        + later
+        + later
+    )
+
+
+_GT_COMMAS = rb"(?=[^\n,]*+,[^\n,]*+,)"
+_GT_PIPES = rb"(?=[^\n|]*+\|[^\n|]*+\|)"
+_GT_SEMIS = rb"(?=[^\n;]*+;[^\n;]*+;)"
+_GT_SKIP = (
+    rb"(?![^\n]{65537})(?:(?=[^\n\t]*+\t)" + _gt_skip_fields(rb"\t")
+    + rb"|(?![^\n]*\t)(?:" + _GT_COMMAS + _gt_skip_fields(rb",")
+    + rb"|(?!" + _GT_COMMAS + rb")(?:" + _GT_PIPES + _gt_skip_fields(rb"\|")
+    + rb"|(?!" + _GT_PIPES + rb")(?:" + _GT_SEMIS + _gt_skip_fields(rb";")
+    + rb"|(?!" + _GT_SEMIS + rb")" + _gt_skip_words() + rb"))))"
+)  # fmt: skip
+_GT_FIRST_LINE = re.compile(rb"(?!" + _GT_SKIP + rb")")
+_GT_CANDIDATE = re.compile(rb"\n(?!" + _GT_SKIP + rb")")
+# the prefilters (here and in sniff.py) can be switched off to compare with the full parse
+PREFILTER = True
+
 
 def _cells(line: str) -> list[str]:
     if "\t" in line:
@@ -1200,10 +1256,16 @@ class _Scan:
                     if found is not None and found.kind != "pattern":
                         self.sniffed(found, 0, (*chain, link))
                         return
-                    f = t.extractfile(member)
-                    if f is None:
-                        continue
-                    data = f.read(self.allowance())
+                    if member.isreg() and not member.issparse():
+                        # read where it lies: a tar cut short (one terminal chunk of
+                        # `tar cf - f | base64`) still gives the part of the member it holds
+                        at = member.offset_data
+                        data = src.read(at, at + min(member.size, self.allowance()))
+                    else:
+                        f = t.extractfile(member)
+                        if f is None:
+                            continue
+                        data = f.read(self.allowance())
                     self.spend(len(data))
                     self.blob(_Src.of(data), (*chain, link), depth + 1, member.name)
         except (tarfile.TarError, EOFError, OSError):
@@ -2055,7 +2117,12 @@ class _Scan:
         """The genotype-code cells of the lines that are almost only numbers and separators."""
         matrix = _Matrix()
         cache: dict = {}
-        for line in data.split(b"\n")[: self.r.max_table_rows * 2]:
+        limit = self.r.max_table_rows * 2
+        if PREFILTER:
+            lines = _gt_candidate_lines(data, limit)
+        else:
+            lines = data.split(b"\n")[:limit]
+        for line in lines:
             n = len(line)
             # the cheap test first: a line of results keeps its names and exponents here
             if n < 5 or len(line.translate(None, _CODE_BYTES)) * 8 > n:
@@ -2145,6 +2212,21 @@ class _Scan:
 # helpers
 
 
+def _gt_candidate_lines(data: bytes, limit: int) -> Iterable[bytes]:
+    """The lines among the first `limit` of `data` (split on newlines) that `_GT_CANDIDATE`
+    does not rule out, in order."""
+    if data.count(b"\n") >= limit:
+        rest = data.split(b"\n", limit)[-1]
+        data = data[: len(data) - len(rest) - 1]
+    if _GT_FIRST_LINE.match(data):
+        end = data.find(b"\n")
+        yield data if end < 0 else data[:end]
+    for m in _GT_CANDIDATE.finditer(data):
+        start = m.end()
+        end = data.find(b"\n", start)
+        yield data[start:] if end < 0 else data[start:end]
+
+
 def _inflate(data: bytes, limit: int) -> bytes:
     """Up to `limit` bytes of a gzip stream, across members (BGZF is many members)."""
     out = bytearray()
@@ -2231,27 +2313,89 @@ def _codec(name: str):
 
 
 def _decode_run(run: bytes) -> tuple[bytes | None, str]:
-    """A run of text as hex, base32 or base64 (standard or URL-safe), whichever it is."""
-    if len(run) % 2 == 0 and set(run) <= _HEX:
-        try:
-            return binascii.unhexlify(run), "hex"
-        except binascii.Error:
-            return None, ""
-    if len(run) % 8 == 0 and set(run) <= _B32:
-        try:
-            return base64.b32decode(run), "base32"
-        except (binascii.Error, ValueError):
-            pass
+    """A run of text as hex, base32 or base64 (standard or URL-safe), whichever it is.
+
+    The run may start in the middle of a quantum (a terminal chunk starts anywhere in
+    `base64 file` output) and end in one (the chunk ends anywhere): its end is cut to a
+    whole quantum, and when the run read from its first character is not text and has
+    no known magic, the other alignments (2 for hex, 8 for base32, 4 for base64) are
+    tried on a sample and the one that reads as text is taken.
+    """
+    if set(run) <= _HEX:
+        return _aligned(run, 2, binascii.unhexlify), "hex"
     body = run.rstrip(b"=")
     if b"=" in body:
         body = body.split(b"=", 1)[0]
-    body += b"=" * (-len(body) % 4)
+    if set(body) <= _B32:
+        decoded = _aligned(body, 8, base64.b32decode)
+        if decoded is not None:
+            return decoded, "base32"
+    if b"-" in body or b"_" in body:
+        fn = base64.urlsafe_b64decode
+    else:
+        fn = lambda b: base64.b64decode(b, validate=True)  # noqa: E731
+    decoded = _aligned(body, 4, fn)
+    return (decoded, "base64") if decoded is not None else (None, "")
+
+
+# the lengths a quantum's last part may have (hex: none; base32: 0, 2, 4, 5, 7 of 8; base64: not 1)
+_QUANTUM_ENDS = {2: (0,), 8: (0, 2, 4, 5, 7), 4: (0, 2, 3)}
+_ALIGN_SAMPLE = 1200  # characters of a run tried at another alignment (a multiple of 8)
+_TEXT_BYTES = bytes([9, 10, 13, *range(32, 127)])
+_MAGIC_STARTS = (b"\x1f\x8b", b"PK\x03\x04", b"BZh", b"\xfd7zXZ", b"\x28\xb5\x2f\xfd",
+                 b"\x04\x22\x4d\x18", b"PAR1", b"ARROW1", b"\x93NUMPY", b"\x89PNG",
+                 b"SQLite format 3", b"BAM\x01", b"BCF")  # fmt: skip
+
+
+def _quantum_cut(part: bytes, q: int) -> bytes:
+    """`part` cut at its end to whole quanta (and a last part that decodes), padded for base32/64."""
+    ends = _QUANTUM_ENDS[q]
+    n = len(part)
+    while n % q not in ends:
+        n -= 1
+    part = part[:n]
+    return part + b"=" * (-n % q) if q > 2 else part
+
+
+def _text_score(sample: bytes) -> float:
+    """About 2 for ASCII text, 1 and more for other UTF-8 text, 3 for a known magic, below 1 else."""
+    if not sample:
+        return 0.0
+    if sample.startswith(_MAGIC_STARTS) or sample[257:262] == b"ustar":
+        return 3.0
+    score = 1 - len(sample.translate(None, _TEXT_BYTES)) / len(sample)
     try:
-        if b"-" in body or b"_" in body:
-            return base64.urlsafe_b64decode(body), "base64"
-        return base64.b64decode(body, validate=True), "base64"
+        sample.decode("utf-8")
+        score += 1
+    except UnicodeDecodeError as e:
+        if e.start >= len(sample) - 3:  # a character cut by the sample's end
+            score += 1
+    return score
+
+
+def _aligned(body: bytes, q: int, fn) -> bytes | None:
+    """`fn` of `body` read from its first character, or from the alignment that reads as text."""
+    try:
+        decoded = fn(_quantum_cut(body, q))
     except (binascii.Error, ValueError):
-        return None, ""
+        decoded = None
+    score = _text_score(decoded[: _ALIGN_SAMPLE * 3 // 4]) if decoded else -1.0
+    if score >= 1.5 or len(body) < q + 16:
+        return decoded
+    best, best_score = 0, score
+    for a in range(1, q):
+        try:
+            s = _text_score(fn(_quantum_cut(body[a : a + _ALIGN_SAMPLE], q)))
+        except (binascii.Error, ValueError):
+            continue
+        if s > best_score + 0.5:
+            best, best_score = a, s
+    if best == 0:
+        return decoded
+    try:
+        return fn(_quantum_cut(body[best:], q))
+    except (binascii.Error, ValueError):
+        return decoded
 
 
 def _count_records(kind: str, text: str) -> int:

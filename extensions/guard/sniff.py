@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import bz2
 import fnmatch
+import functools
 import html
 import io
 import json
@@ -581,7 +582,7 @@ class Sniffer:
             if found:
                 return found
         kinds: dict[str, int] = {}
-        for line in text.splitlines():
+        for line in _record_candidates(text) if PREFILTER else text.splitlines():
             # a line worth a closer look: four tabs or more, or five spaces or more
             if line.count("\t") < 4 and line.count(" ") < 5:
                 continue
@@ -602,6 +603,59 @@ class Sniffer:
 
 
 _FASTQ = re.compile(r"^@[^\n]+\n([ACGTNacgtn.]+)\r?\n\+[^\n]*\n([^\n]+?)\r?$", re.M)
+
+# -- which lines may be records -----------------------------------------------------------
+# `_record_kind` is asked only about lines that `_record_rules` finds (at C speed over the
+# whole text); the others are shown not to be records by what each rule of `_record_kind`
+# needs before anything else:
+# - VCF: 8 tab-separated fields or more, POS all digits, FILTER beginning with '.' or a letter
+#   ('_' and PASS included);
+# - SAM: 11 tab-separated fields or more, FLAG all digits, CIGAR beginning as one does;
+# - PLINK 2 .pvar: exactly 5 tab-separated fields, POS all digits;
+# - PLINK .bim / .fam: exactly 6 tab-separated fields, or 6 whitespace-separated ones;
+# - a table of genotype calls: 8 '/' or '|' or more (looked for only when the text has 8).
+# `\d`, `\w` and `\s` are Unicode's, as in the record rules. Lines are what str.splitlines()
+# makes of the text when its only line breaks are "\n" and "\r\n"; any other text is checked
+# line by line. Skipping a line that is no record changes nothing, so the finding is the one
+# every line's check gives (tests/unit/test_sniff.py compares them).
+_ODD_BREAKS = "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+# the prefilter can be switched off to compare with the check of every line
+PREFILTER = True
+
+
+@functools.cache
+def _record_rules(calls: bool) -> tuple[re.Pattern, re.Pattern]:
+    f = r"[^\r\n\t]*+\t"  # a tab-separated field and its tab
+    end = r"[^\r\n\t]*+(?![^\r\n])"  # the line's last field
+    sp = r"[^\S\r\n]"  # whitespace within a line
+    rules = (
+        # field 0, then POS / FLAG all digits: .pvar, .bim/.fam, SAM (a CIGAR), VCF (FILTER)
+        rf"{f}(?:\d++\t{f}{f}(?:{end}|{f}(?:{end}|(?=\*|\d++[MIDNSHPX=]){f * 5}"
+        rf"|{f}(?:\.|[^\W\d])))"
+        rf"|(?!\d++\t){f * 4}{end})"  # .bim/.fam
+        rf"|{sp}*+(?:\S++{sp}++){{5}}\S++{sp}*+(?![^\r\n])"  # .bim/.fam, whitespace-separated
+    )
+    if calls:
+        rules += r"|(?:[^\r\n/|]*+[/|]){8}"
+    return re.compile(rf"(?={rules})[^\r\n]*"), re.compile(rf"\n(?={rules})([^\r\n]*)")
+
+
+def _record_candidates(text: str) -> Iterable[str]:
+    """The lines of `text` that may be records, in order (see `_record_rules`)."""
+    if any(c in text for c in _ODD_BREAKS) or text.count("\r") != text.count("\r\n"):
+        return text.splitlines()
+    first, rest = _record_rules(text.count("/") + text.count("|") >= 8)
+    return _matched_lines(text, first, rest)
+
+
+def _matched_lines(text: str, first: re.Pattern, rest: re.Pattern) -> Iterator[str]:
+    m = first.match(text)
+    if m:
+        yield m.group()
+    for m in rest.finditer(text):
+        yield m.group(1)
+
+
 _VCF_HEADERS = ("##fileformat=VCF", "#CHROM\tPOS\tID\tREF\tALT")
 _SAM_HEADERS = ("@HD\tVN:", "@SQ\tSN:", "@RG\tID:")
 

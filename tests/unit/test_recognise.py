@@ -930,3 +930,104 @@ def test_a_verdict_is_frozen_and_describes_itself():
     assert v.describe_ja() == "VCF バリアントコール（VCF ヘッダー）"
     opaque = Verdict(None, "zstd stream (cannot be decoded here)", "zstd", frozenset(), 0, True)
     assert opaque.describe_en().startswith("content that cannot be read here")
+
+
+# ---------------------------------------------------------------------------
+# the prefilters: the same verdicts as the full parse of every line
+
+
+@pytest.fixture
+def full_parse(monkeypatch):
+    """Switch the C-speed prefilters (recognise.py, sniff.py) off for one call."""
+    from extensions.guard import sniff
+
+    def run(fn):
+        with monkeypatch.context() as m:
+            m.setattr(recognise, "PREFILTER", False)
+            m.setattr(sniff, "PREFILTER", False)
+            return fn()
+
+    return run
+
+
+@pytest.mark.parametrize("encoding", list(ENCODINGS))
+@pytest.mark.parametrize("content", list(CONTENTS))
+def test_prefilters_change_no_verdict_on_individual_level_content(
+    rec, full_parse, content, encoding
+):
+    data = ENCODINGS[encoding](CONTENTS[content][0].encode())
+    assert rec.bytes(data) == full_parse(lambda: rec.bytes(data))
+    text = data.decode("utf-8", "surrogateescape")
+    assert rec.text(text) == full_parse(lambda: rec.text(text))
+
+
+@pytest.mark.parametrize("name", list(NORMAL))
+def test_prefilters_change_no_verdict_on_results(rec, full_parse, name):
+    data = NORMAL[name]()
+    assert rec.bytes(data) == full_parse(lambda: rec.bytes(data))
+
+
+# cells a table of results or of genotypes may hold, and ones made to be near either
+_CELLS = (
+    ["0", "1", "2", "-1", "NA", "nan", "<NA>", ".", "None", "null", "N/A", "./.", ".|.", "..."]
+    + ["0.0", "1.", "2.0", "2.000", "1.95", "0.03", ".5", "0.999999999", "1.23456789012"]
+    + ["2.5", "2.05", "3", "10", "-0.5", "-2", "1e-3", "5.000e-01", "0.5e1", "00", "01", "+1"]
+    + ["rs123", "A", "G", "chr1", "male", "female", "20-29", "Tokyo", "E11.9", "NIG-000001"]
+    + ["", " ", "'1'", '"0"', "[1", "2]", "(0)", "{2}", " 1 ", "na n", "1 2", "é", "Ｋ", "٣"]
+    + ["1\r", "x\r", "\x0b1", "1\x1c", "0\x85", "1\u2028", "\xa02", "|", ";", ",", "\t"]
+)
+
+
+def _random_table(rng: random.Random) -> str:
+    seps = ["\t", ",", "|", ";", " ", "  ", " \t ", ", ", "\x1c"]
+    codes = ["0", "1", "2", "0.5", "1.98", "NA", "./."]
+    lines = []
+    for _ in range(rng.randrange(1, 60)):
+        sep = rng.choice(seps)
+        n = rng.choice([1, 2, 3, 4, 5, 8, 10, 18, 19, 20, 21, 25, 40])
+        share = rng.random()
+        cells = [
+            rng.choice(codes) if rng.random() < share else rng.choice(_CELLS) for _ in range(n)
+        ]
+        line = sep.join(cells)
+        if rng.random() < 0.2:
+            line = rng.choice([" ", "  ", "\t", "'", "["]) + line
+        if rng.random() < 0.2:
+            line += rng.choice(["\r", " ", "\t", ",", "]"])
+        lines.append(line)
+    return "\n".join(lines) + rng.choice(["", "\n", "\r\n"])
+
+
+def test_genotype_prefilter_matches_the_full_parse_on_random_tables(rec, full_parse):
+    rng = random.Random(20261207)
+    found = 0
+    for _ in range(3000):
+        data = _random_table(rng).encode("utf-8").lower()
+        scan = recognise._Scan(rec)
+        fast = scan.genotype_lines(data)
+        assert fast == full_parse(lambda d=data, s=scan: s.genotype_lines(d)), data
+        found += fast.found()
+    assert found  # some of them are genotype matrices
+
+
+def test_genotype_prefilter_matches_the_full_parse_on_summary_tables(rec, full_parse):
+    rng = random.Random(5)
+    for sep in ("\t", ",", "|", ";", " ", "   "):
+        lines = ["chrom pos id ref alt ac an af beta p".replace(" ", sep)]
+        for i in range(3000):
+            ac = rng.randrange(0, 4000)
+            cells = ["1", str(1000 + i), f"rs{i}", "A", "G", str(ac), "4000", f"{ac / 4000:.6f}",
+                     f"{rng.gauss(0, 0.1):.5f}", f"{rng.random():.3e}"]  # fmt: skip
+            lines.append(sep.join(cells))
+        data = "\n".join(lines).encode().lower()
+        scan = recognise._Scan(rec)
+        assert scan.genotype_lines(data) == full_parse(lambda d=data, s=scan: s.genotype_lines(d))
+
+
+def test_genotype_prefilter_reads_only_the_rows_the_full_parse_reads(rec, full_parse):
+    rows = "label\tx\ty\n" * 3990 + "0\t1\t2\t1\t0\n" * 40
+    data = rows.encode()
+    scan = recognise._Scan(rec)
+    fast = scan.genotype_lines(data)
+    assert fast == full_parse(lambda: scan.genotype_lines(data))
+    assert fast.narrow == 10  # the first 4000 lines only

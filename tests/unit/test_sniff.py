@@ -307,3 +307,72 @@ def test_damaged_containers_are_not_errors(sniffer):
     assert sniffer.classify_bytes(b"\x1f\x8b\x08\x00garbage") is None
     assert sniffer.classify_bytes(b"PK\x03\x04garbage") is None
     assert sniffer.classify_bytes(b"BZh9garbage") is None
+
+
+# ---------------------------------------------------------------------------
+# the record-line prefilter: the same lines as the check of every line
+
+
+def _random_lines(rng) -> str:
+    import random  # noqa: F401  (rng is a random.Random)
+
+    makers = [
+        lambda i: f"chr1\t{1000 + i}\trs{i}\tA\tG\t50\tPASS\tAC=2;AN=6\tGT\t0/1\t1|1\t./.",
+        lambda i: f"chr1\t{1000 + i}\t.\tA\tG,T\t.\t.\t.",
+        lambda i: f"chr1\t{1000 + i}\t.\tA\tG\t.\tq10;lowDP\tDP=3",
+        lambda i: f"chr1\t{1000 + i}\t.\tA\tG\t.\t_x\t.",
+        lambda i: f"chr1\t{1000 + i}\t.\tA\tG\t.\tÉ\t.",
+        lambda i: f"chr1\t١٢{i}\t.\tA\tG\t.\tPASS\t.",
+        lambda i: f"read{i}\t99\tchr1\t{100 + i}\t60\t10M\t=\t300\t210\tACGTACGTAC\tIIIIIIIIII",
+        lambda i: f"read{i}\t4\t*\t0\t0\t*\t*\t0\t0\tACGT\t*",
+        lambda i: f"read{i}\t0\tchr1\t{i}\t60\t5=5X\t*\t0\t0\tACGTACGTAC\t*",
+        lambda i: f"1\t{1000 + i}\trs{i}\tA\tG",
+        lambda i: f"1\trs{i}\t0\t{1000 + i}\tA\tG",
+        lambda i: f"1 rs{i} 0.5 {1000 + i} A G",
+        lambda i: f"FAM{i} IND{i} 0 0 1 -9",
+        lambda i: f"FAM{i}\u3000IND{i} 0 0 2 1.5",
+        lambda i: "\t".join(["0/1", "1|1", "./.", "0/0"] * 3),
+        lambda i: " ".join(["0/1", "1|1", "./.", "0/0"] * 3),
+        lambda i: f"1\t{1000 + i}\trs{i}\tA\tG\t{i}\t4000\t0.01\t0.1\t1e-3",
+        lambda i: f"   {i}  1  {1000 + i}  rs{i}  A  G  {i}  4000  0.01  0.1  0.5",
+        lambda i: f"# 1\t{1000 + i}\t.\tA\tG\t.\tPASS\t.",
+        lambda i: "\t".join(
+            rng.choice(["1", "x", "", " ", "PASS", ".", "12", "٣", "10M"])
+            for _ in range(rng.randrange(1, 14))
+        ),  # fmt: skip
+        lambda i: " ".join(
+            rng.choice(["1", "x", "a/b", "|", "0/1", "\xa0", "\u2003"])
+            for _ in range(rng.randrange(1, 14))
+        ),  # fmt: skip
+    ]
+    lines = [rng.choice(makers)(i) for i in range(rng.randrange(1, 40))]
+    breaks = ["\n"] * 8 + ["\r\n"] * 4 + ["\r", "\x0b", "\x0c", "\x1c", "\x85", "\u2028"]
+    return "".join(line + rng.choice(breaks) for line in lines)
+
+
+def test_record_prefilter_finds_every_line_the_full_check_finds():
+    import random
+
+    from extensions.guard import sniff
+
+    rng = random.Random(11)
+    for _ in range(3000):
+        text = _random_lines(rng)
+        full = [line for line in text.splitlines() if sniff._record_kind(line)]
+        fast = [line for line in sniff._record_candidates(text) if sniff._record_kind(line)]
+        assert fast == full, text
+
+
+def test_record_prefilter_changes_no_finding(monkeypatch):
+    import random
+
+    from extensions.guard import sniff
+
+    rng = random.Random(12)
+    sniffer = Sniffer()
+    for _ in range(1000):
+        text = _random_lines(rng)
+        fast = sniffer.classify_lines(text)
+        monkeypatch.setattr(sniff, "PREFILTER", False)
+        assert fast == sniffer.classify_lines(text), text
+        monkeypatch.setattr(sniff, "PREFILTER", True)
