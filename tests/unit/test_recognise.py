@@ -11,6 +11,7 @@ pass; the work is bounded.
 from __future__ import annotations
 
 import base64
+import binascii
 import bz2
 import gzip
 import io
@@ -659,6 +660,79 @@ def test_a_list_of_ids_is_a_table_of_people(rec):
 )
 def test_ids_inside_punctuation(cohort, text, n):
     assert len(cohort.people_in(text)) == n
+
+
+# ---------------------------------------------------------------------------
+# what a terminal or a kernel shows of a file, whole and in chunks of 4 KiB that start anywhere
+
+
+def wrapped(encoded: bytes, width: int = 76) -> str:
+    """Lines of `width` characters, as `base64 file` and `base32 file` print them."""
+    text = encoded.decode()
+    return "".join(text[i : i + width] + "\n" for i in range(0, len(text), width))
+
+
+# name: (the file inside a container, where the file starts in it, the text shown of the container)
+SHOWN = {
+    "base32 file": (lambda d: d, 0, lambda c: wrapped(base64.b32encode(c))),
+    "base64 file": (lambda d: d, 0, lambda c: wrapped(base64.b64encode(c))),
+    "tar cf - file | base64": (tarred, 512, lambda c: wrapped(base64.b64encode(c))),
+    "print(binascii.hexlify(data))": (lambda d: d, 0, lambda c: repr(binascii.hexlify(c)) + "\n"),
+}
+
+
+def terminal_chunks(text: str, seed: int, size: int = 4096) -> list[tuple[int, str]]:
+    """(offset, chunk): `text` cut every `size` characters from an arbitrary first cut."""
+    at = random.Random(seed).randrange(1, size)
+    out = [(0, text[:at])]
+    while at < len(text):
+        out.append((at, text[at : at + size]))
+        at += size
+    return out
+
+
+def rows_shown(source: str, offset: int, container_size: int, shown: str, a: int, b: int) -> int:
+    """How many of the source's rows lie wholly within characters [a, b) of what is shown
+    (the text's characters are spread evenly over the container's bytes), less a line of
+    slack at each end."""
+    scale = len(shown) / container_size
+    rows, at = 0, 0
+    for line in source.encode().split(b"\n")[1:-1]:
+        at = source.encode().find(line, at)
+        start, end = (offset + at) * scale, (offset + at + len(line)) * scale
+        rows += a + 160 <= start and end <= b - 160
+        at += len(line)
+    return rows
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("shown", list(SHOWN))
+@pytest.mark.parametrize("source, kind", [(CLINICAL, "people-table"), (VCF, "vcf")])
+def test_an_encoded_file_is_found_whole_and_in_every_chunk_a_terminal_sends(
+    rec, shown, source, kind, seed
+):
+    wrap, offset, show = SHOWN[shown]
+    container = wrap(source.encode())
+    text = show(container)
+    v = rec.text(text)
+    assert v.kind == kind and len(v.people) == len(rec.cohort.people_in(source)), v
+    assert rec.bytes(text.encode()).kind == kind
+    for a, chunk in terminal_chunks(text, seed):
+        worth = rows_shown(source, offset, len(container), text, a, a + len(chunk))
+        if worth > 10:
+            v = rec.text(chunk)
+            assert v.kind is not None, (a, worth, v)
+            if kind == "people-table":
+                assert len(v.people) >= worth, (a, worth, v)
+
+
+@pytest.mark.parametrize("shown", list(SHOWN))
+def test_encoded_results_in_chunks_pass(rec, shown):
+    wrap, _, show = SHOWN[shown]
+    text = show(wrap(gwas_table().encode()))
+    for _, chunk in terminal_chunks(text, 0):
+        v = rec.text(chunk)
+        assert v.kind is None and not v.people, v
 
 
 # ---------------------------------------------------------------------------
