@@ -289,11 +289,19 @@ HUB_ENV = {
     "JUPYTERHUB_BASE_URL": "/",
     "JUPYTERHUB_USER": "tanaka",
     "JUPYTERHUB_SERVICE_PREFIX": "/user/tanaka/",
-    "JUPYTERHUB_SERVICE_URL": "http://0.0.0.0:8888/user/tanaka/",
+    "JUPYTERHUB_SERVICE_URL": "http://0.0.0.0:80/user/tanaka/",
     "JUPYTERHUB_CLIENT_ID": "jupyterhub-user-tanaka",
     "JUPYTERHUB_OAUTH_CALLBACK_URL": "/user/tanaka/oauth_callback",
 }
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# how the spawner starts a researcher's container (hub/spawner.py): as root with the four
+# capabilities of the egress gate's launcher, which runs the server as uid 1000 behind the gate
+AS_SPAWNED = (
+    "--user", "0:0", "--cap-drop", "ALL",
+    "--cap-add", "SETUID", "--cap-add", "SETGID", "--cap-add", "NET_BIND_SERVICE", "--cap-add", "KILL",
+    "--sysctl", "net.ipv4.ip_unprivileged_port_start=1024",
+    "--security-opt", "no-new-privileges",
+)  # fmt: skip
 
 
 @pytest.fixture(params=["clean-home", "tampered-home"])
@@ -417,11 +425,23 @@ def test_the_images_own_command_loads_the_guard_in_a_tampered_home(docker, home)
     name = f"{docker.prefix}-singleuser"
     env = [a for k, v in HUB_ENV.items() for a in ("-e", f"{k}={v}")]
     docker(
-        "run", "-d", "--name", name, "--network", "none", *env,
+        "run", "-d", "--name", name, "--network", "none", *env, *AS_SPAWNED,
         "-v", f"{home}:/home/jovyan", SINGLEUSER,
     )  # fmt: skip
     log = wait_for_log(docker, name, "extensions.guard | extension was successfully loaded")
     assert "extensions.guard | extension failed" not in log, log[-4000:]
+
+
+def test_the_images_command_started_as_the_researcher_refuses_to_serve_without_its_gate(docker):
+    """A container started the old way (as uid 1000, no gate) never serves: the hub's proxy
+    would reach the Jupyter server directly."""
+    env = [a for k, v in HUB_ENV.items() for a in ("-e", f"{k}={v}")]
+    out = docker(
+        "run", "--rm", "--network", "none", "--user", "1000:1000", *env, SINGLEUSER,
+        check=False,
+    )  # fmt: skip
+    assert out.returncode == 2, out
+    assert "behind its egress gate" in out.stderr, out.stderr
 
 
 OWN_TUTORIAL = {"tutorials/01-getting-started.ipynb": "my own notes"}
@@ -436,7 +456,7 @@ def test_the_server_puts_the_tutorials_in_the_home_and_keeps_the_researchers_own
     name = f"{docker.prefix}-singleuser"
     env = [a for k, v in HUB_ENV.items() for a in ("-e", f"{k}={v}")]
     docker(
-        "run", "-d", "--name", name, "--network", "none", *env,
+        "run", "-d", "--name", name, "--network", "none", *env, *AS_SPAWNED,
         "-v", f"{home}:/home/jovyan", SINGLEUSER,
     )  # fmt: skip
     wait_for_log(docker, name, "extensions.guard | extension was successfully loaded")
