@@ -700,6 +700,11 @@ _RUNS = bytes(
 _RUN_MIN = 64
 _RUN = re.compile(rb"a{64,}(?:r?na{60,})*(?:r?na+)?")
 _HEX = frozenset(b"0123456789abcdefABCDEF")
+# a line of a hex dump: its offset, then its columns of hex bytes (one or two bytes a group)
+_HEX_CLASSES = bytes(ord("h") if c in _HEX else 32 if c == 32 else ord("x") for c in range(256))
+_DUMP_LINE = re.compile(
+    rb"(?m)^([0-9a-fA-F]{6,16}):?((?: {1,2}[0-9a-fA-F]{2}(?:[0-9a-fA-F]{2})?(?![0-9a-fA-F])){4,})"
+)
 _B32 = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567=")
 # signatures of raw records, looked for between the windows of a long text
 _HINTS = (b"\t0/0", b"\t0|0")
@@ -1871,6 +1876,50 @@ class _Scan:
                 if self.raw_found:
                     return
             at = mapped.find(b"a" * _RUN_MIN, end)
+        # the C prefilter: hex byte columns (`61 62 63 09` or `6162 6309 6465`) then a dump line
+        at = -1
+        if b" " in data:
+            hexed = data.translate(_HEX_CLASSES)
+            at = hexed.find(b"hh hh hh hh")
+            if at < 0:
+                at = hexed.find(b"hhhh hhhh hhhh")
+        if at >= 0 and _DUMP_LINE.search(data, data.rfind(b"\n", 0, at) + 1):
+            self.dump(data, chain, depth)
+
+    def dump(self, data: bytes, chain, depth) -> None:
+        """A hex dump (`od -t x1`, `od -A x -t x1z`, `xxd`, `hexdump -C`): its bytes reassembled.
+
+        A line is an offset, columns of hex bytes (1 or 2 a group) and perhaps an ASCII
+        column (`|...|`, `>...<`, or after two spaces). Lines count when their offsets step
+        by the bytes a line holds (in hex or, od's default, in octal); a line's bytes are
+        cut to that many (an ASCII column that starts like hex is not read as bytes).
+        """
+        lines = []
+        for m in _DUMP_LINE.finditer(data, 0, 16 * MIB):
+            hexes = m.group(2).replace(b" ", b"")
+            if len(hexes) % 2 == 0:
+                lines.append((m.group(1), hexes))
+            if len(lines) >= 1_000_000:
+                break
+        if len(lines) < 3:
+            return
+        width = Counter(len(h) // 2 for _, h in lines).most_common(1)[0][0]
+        steps: Counter = Counter()
+        for base in (16, 8):
+            try:
+                offsets = [int(o, base) for o, _ in lines]
+            except ValueError:
+                continue
+            steps.update((base, b - a) for a, b in zip(offsets, offsets[1:], strict=False))
+        if steps[(16, width)] * 2 < len(lines) - 1 and steps[(8, width)] * 2 < len(lines) - 1:
+            return  # offsets that do not step by a line's bytes: a table of numbers, not a dump
+        try:
+            decoded = binascii.unhexlify(b"".join(h[: 2 * width] for _, h in lines))
+        except binascii.Error:
+            return
+        decoded = decoded[: self.allowance()]
+        self.spend(len(decoded))
+        self.blob(_Src.of(decoded), (*chain, ("a hex dump", "16 進ダンプ")), depth + 1)
 
     # -- JSON ----------------------------------------------------------------
 

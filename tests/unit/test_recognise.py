@@ -672,12 +672,53 @@ def wrapped(encoded: bytes, width: int = 76) -> str:
     return "".join(text[i : i + width] + "\n" for i in range(0, len(text), width))
 
 
+def _printable(chunk: bytes) -> str:
+    return "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
+
+
+def od_dump(data: bytes, ascii_column: bool = True) -> str:
+    """`od -A x -t x1z -v file` (hex offsets, an ASCII column) or `od -t x1 file` (octal offsets)."""
+    out = []
+    for off in range(0, len(data), 16):
+        chunk = data[off : off + 16]
+        cells = "".join(f" {b:02x}" for b in chunk)
+        if ascii_column:
+            out.append(f"{off:06x}{cells:<48}  >{_printable(chunk)}<\n")
+        else:
+            out.append(f"{off:07o}{cells}\n")
+    return "".join(out) + (f"{len(data):06x}\n" if ascii_column else f"{len(data):07o}\n")
+
+
+def xxd_dump(data: bytes) -> str:
+    out = []
+    for off in range(0, len(data), 16):
+        chunk = data[off : off + 16]
+        groups = " ".join(chunk[i : i + 2].hex() for i in range(0, len(chunk), 2))
+        out.append(f"{off:08x}: {groups:<39}  {_printable(chunk)}\n")
+    return "".join(out)
+
+
+def hexdump_c(data: bytes) -> str:
+    out = []
+    for off in range(0, len(data), 16):
+        chunk = data[off : off + 16]
+        cells = [f"{b:02x}" for b in chunk]
+        body = f"{' '.join(cells[:8]):<23}  {' '.join(cells[8:]):<23}"
+        out.append(f"{off:08x}  {body}  |{_printable(chunk)}|\n")
+    return "".join(out) + f"{len(data):08x}\n"
+
+
 # name: (the file inside a container, where the file starts in it, the text shown of the container)
 SHOWN = {
     "base32 file": (lambda d: d, 0, lambda c: wrapped(base64.b32encode(c))),
     "base64 file": (lambda d: d, 0, lambda c: wrapped(base64.b64encode(c))),
     "tar cf - file | base64": (tarred, 512, lambda c: wrapped(base64.b64encode(c))),
     "print(binascii.hexlify(data))": (lambda d: d, 0, lambda c: repr(binascii.hexlify(c)) + "\n"),
+    # the dump formats (checked equal to the tools' own output)
+    "od -A x -t x1z -v file": (lambda d: d, 0, od_dump),
+    "od -t x1 file": (lambda d: d, 0, lambda c: od_dump(c, ascii_column=False)),
+    "xxd file": (lambda d: d, 0, xxd_dump),
+    "hexdump -C file": (lambda d: d, 0, hexdump_c),
 }
 
 
@@ -724,6 +765,16 @@ def test_an_encoded_file_is_found_whole_and_in_every_chunk_a_terminal_sends(
             assert v.kind is not None, (a, worth, v)
             if kind == "people-table":
                 assert len(v.people) >= worth, (a, worth, v)
+
+
+def test_a_table_of_numbers_with_a_long_index_is_no_hex_dump(rec):
+    rng = random.Random(3)
+    text = "".join(
+        f"{100000 + i:06d} " + " ".join(f"{rng.randrange(10, 99)}" for _ in range(16)) + "\n"
+        for i in range(200)
+    )
+    v = rec.text(text)
+    assert v.kind is None and not v.opaque, v
 
 
 @pytest.mark.parametrize("shown", list(SHOWN))
