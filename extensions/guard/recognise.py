@@ -701,6 +701,19 @@ _RUN_MIN = 64
 _RUN = re.compile(rb"a{64,}(?:r?na{60,})*(?:r?na+)?")
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 # a line of a hex dump: its offset, then its columns of hex bytes (one or two bytes a group)
+_MIN_ESCAPES = 16  # `\t` and `\n` in a text before it is read unescaped too
+
+
+def _unescape(data: bytes) -> bytes:
+    """One level of backslash escapes (`\\t`, `\\n`, `\\r`, quotes, `\\\\`) undone, in C."""
+    keep = b"\x00\x01\x02" if b"\x00\x01\x02" not in data else None
+    if keep:
+        data = data.replace(b"\\\\", keep)
+    data = data.replace(b"\\t", b"\t").replace(b"\\n", b"\n").replace(b"\\r", b"\r")
+    data = data.replace(b"\\'", b"'").replace(b'\\"', b'"')
+    return data.replace(keep, b"\\") if keep else data
+
+
 _HEX_CLASSES = bytes(ord("h") if c in _HEX else 32 if c == 32 else ord("x") for c in range(256))
 _DUMP_LINE = re.compile(
     rb"(?m)^([0-9a-fA-F]{6,16}):?((?: {1,2}[0-9a-fA-F]{2}(?:[0-9a-fA-F]{2})?(?![0-9a-fA-F])){4,})"
@@ -1885,6 +1898,16 @@ class _Scan:
                 at = hexed.find(b"hhhh hhhh hhhh")
         if at >= 0 and _DUMP_LINE.search(data, data.rfind(b"\n", 0, at) + 1):
             self.dump(data, chain, depth)
+            if self.raw_found:
+                return
+        # a table shown as a string's repr or in JSON-escaped text: tabs and newlines arrive as
+        # the two characters `\t` and `\n` (memchr for a backslash, then two counts, in C)
+        if b"\\" in data and data.count(b"\\t") + data.count(b"\\n") >= _MIN_ESCAPES:
+            self.text_unit(
+                _Src.of(_unescape(data)),
+                (*chain, ("escaped text", "エスケープされたテキスト")),
+                depth + 1,
+            )
 
     def dump(self, data: bytes, chain, depth) -> None:
         """A hex dump (`od -t x1`, `od -A x -t x1z`, `xxd`, `hexdump -C`): its bytes reassembled.

@@ -708,6 +708,12 @@ def hexdump_c(data: bytes) -> str:
     return "".join(out) + f"{len(data):08x}\n"
 
 
+def user_expressions(data: bytes) -> dict:
+    """An execute_reply's content holding `repr` of the file in a user expression's result."""
+    result = {"status": "ok", "data": {"text/plain": repr(data.decode())}, "metadata": {}}
+    return {"status": "ok", "execution_count": 3, "user_expressions": {"t": result}}
+
+
 # name: (the file inside a container, where the file starts in it, the text shown of the container)
 SHOWN = {
     "base32 file": (lambda d: d, 0, lambda c: wrapped(base64.b32encode(c))),
@@ -719,6 +725,23 @@ SHOWN = {
     "od -t x1 file": (lambda d: d, 0, lambda c: od_dump(c, ascii_column=False)),
     "xxd file": (lambda d: d, 0, xxd_dump),
     "hexdump -C file": (lambda d: d, 0, hexdump_c),
+    # escaped text: tabs and newlines arrive as the two characters `\t` and `\n`
+    "repr(open(file).read())": (lambda d: d, 0, lambda c: repr(c.decode()) + "\n"),
+    "a user_expressions reply": (lambda d: d, 0, lambda c: json.dumps(user_expressions(c))),
+    "a kernel message as JSON text": (
+        lambda d: d,
+        0,
+        lambda c: json.dumps({"msg_type": "execute_reply", "content": user_expressions(c)}),
+    ),
+    "a notebook exported as a script": (
+        lambda d: d,
+        0,
+        lambda c: (
+            "# %%\nimport io\n\nimport pandas as pd\n\n# %%\ntable = "
+            + json.dumps(c.decode())
+            + "\ndf = pd.read_csv(io.StringIO(table), sep='\\t')\n"
+        ),
+    ),
 }
 
 
