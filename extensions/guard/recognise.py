@@ -207,6 +207,9 @@ class Cohort:
     they cannot be told from positions and counts (`skipped` counts them).
     `vocabulary` holds the values of clinical.tsv's attribute columns (sex,
     age band, region, disease name, ICD-10), which are not identifying.
+    `columns` holds the column names of clinical.tsv and phenotypes.tsv (but the
+    id column), each with its levels (at most 64 distinct values) or None (more
+    values, all numbers: a quantitative trait).
     """
 
     def __init__(
@@ -216,21 +219,32 @@ class Cohort:
         vocabulary: dict[str, frozenset[str]] | None = None,
         sources: Iterable[str] = (),
         skipped: int = 0,
+        columns: dict[str, frozenset[str] | None] | None = None,
     ):
         self._digests = array("Q", sorted(set(digests)))
         self._patterns = patterns
         self.vocabulary: dict[str, frozenset[str]] = dict(vocabulary or {})
         self.sources: tuple[str, ...] = tuple(sources)
         self.skipped = skipped
+        self.columns: dict[str, frozenset[str] | None] = dict(columns or {})
 
     # -- building ------------------------------------------------------------
 
     @classmethod
     def from_ids(
-        cls, ids: Iterable[str], vocabulary: dict[str, Iterable[str]] | None = None
+        cls,
+        ids: Iterable[str],
+        vocabulary: dict[str, Iterable[str]] | None = None,
+        columns: dict[str, Iterable[str] | None] | None = None,
     ) -> Cohort:
-        """A cohort of these ids (tests, benchmarks); `vocabulary`: column -> values."""
-        return cls._build(ids, vocabulary or {}, ())
+        """A cohort of these ids (tests, benchmarks); `vocabulary`: column -> values;
+        `columns`: a per-person table's column -> its levels, or None for numbers."""
+        cohort = cls._build(ids, vocabulary or {}, ())
+        cohort.columns = {
+            name.casefold(): None if levels is None else frozenset(v.casefold() for v in levels)
+            for name, levels in (columns or {}).items()
+        }
+        return cohort
 
     @classmethod
     def from_data(
@@ -259,15 +273,24 @@ class Cohort:
         ids: list[str] = []
         vocabulary: dict[str, set[str]] = {}
         sources: list[str] = []
+        columns: dict[str, list] = {}
         for folder in folders:
             for path in _dataset_files(folder):
                 try:
                     found = _ids_of_file(path, vocabulary)
+                    if path.name.lower() in ("clinical.tsv", "phenotypes.tsv"):
+                        _columns_of_table(path, columns)
                 except (OSError, ValueError, EOFError, zlib.error):
                     continue
                 ids.extend(found)
                 sources.append(str(path))
-        return cls._build(ids, vocabulary, sources)
+        cohort = cls._build(ids, vocabulary, sources)
+        for name, (levels, numbers) in columns.items():
+            if len(levels) <= _MAX_LEVELS:
+                cohort.columns[name] = frozenset(levels)
+            elif numbers:
+                cohort.columns[name] = None  # a quantitative trait: its values are numbers
+        return cohort
 
     @classmethod
     def _build(cls, ids: Iterable[str], vocabulary: dict, sources: Iterable[str]) -> Cohort:
@@ -394,6 +417,27 @@ def _ids_of_table(path: Path, vocabulary: dict[str, set[str]] | None) -> list[st
                         if len(values) <= _MAX_VOCABULARY:
                             values.add(value)
     return ids
+
+
+_MAX_LEVELS = 64  # distinct values of a column held as its levels; more and only "numbers"
+
+
+def _columns_of_table(path: Path, columns: dict[str, list]) -> None:
+    """The column names of a per-person table (not its id column) and their values' levels."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        header = [h.strip().casefold() for h in f.readline().rstrip("\r\n").split("\t")]
+        if not header or header[0] not in _HEADER_CELLS:
+            return  # no header row: no column names to learn
+        seen = [columns.setdefault(h, [set(), True]) if h else None for h in header[1:]]
+        for line in f:
+            for entry, value in zip(seen, line.rstrip("\r\n").split("\t")[1:], strict=False):
+                value = value.strip().casefold()
+                if entry is None or not value or value in _MISSING:
+                    continue
+                if len(entry[0]) <= _MAX_LEVELS:
+                    entry[0].add(value)
+                if entry[1] and not _NUMBER.match(value):
+                    entry[1] = False
 
 
 def _ids_of_psam(path: Path) -> list[str]:
@@ -879,6 +923,18 @@ class Recogniser:
                         if len(w) >= 4 and w not in _STOP_WORDS and not _NUMBER.match(w):
                             self._words.setdefault(w, col)
         self._word_bytes = {w.encode("utf-8", "replace"): c for w, c in self._words.items()}
+        # the columns of the cohort's per-person tables, found in C before any header is read
+        self._columns = {
+            k.casefold(): v
+            for k, v in (cohort.columns if cohort else {}).items()
+            if k.strip() and k.casefold() not in _HEADER_CELLS
+        }
+        names = sorted((re.escape(k.encode("utf-8", "replace")) for k in self._columns), key=len)
+        self._column_rx = (
+            re.compile(rb"(?<![\w-])(?:" + b"|".join(names[::-1]) + rb")(?![\w-])")
+            if names
+            else None
+        )
 
     def bytes(self, data: bytes, name: str = "") -> Verdict:
         """A whole response body, file or websocket binary buffer.
@@ -2169,6 +2225,8 @@ class _Scan:
                 person_rows += len(block)
                 for _, cols, _ in block:
                     columns |= cols
+        if not person_rows and self.r._column_rx is not None and self.r._column_rx.search(data):
+            self.value_table(data, chain)
         if person_rows:
             names = ", ".join(sorted(columns))
             self.hit(
@@ -2178,6 +2236,78 @@ class _Scan:
                 person_rows,
                 chain,
             )
+
+    def value_table(self, data: bytes, chain) -> None:
+        """Per-person values under a header of the cohort's table columns (phenotypes without ids).
+
+        A header is a line whose cells are mostly columns of clinical.tsv or phenotypes.tsv
+        and none a number; its rows have as many cells (or one more, an index), and under
+        each known column a value of its levels, a number for a quantitative trait, or
+        missing. More than 10 such rows are per-person rows, unless the known categorical
+        cells never repeat a combination (a table of counts or means per stratum) or the
+        index labels are all distinct words (a summary per group).
+        """
+        columns = self.r._columns
+        for k, m in enumerate(self.r._column_rx.finditer(data)):
+            if k >= 64:
+                return
+            start = data.rfind(b"\n", 0, m.start()) + 1
+            end = data.find(b"\n", m.end())
+            end = len(data) if end < 0 else end
+            line = data[start:end].decode("utf-8", "replace")
+            sep = "\t" if "\t" in line else "," if "," in line else None
+            header = [c.strip(" '\"\r") for c in line.split(sep)]
+            header = [c for c in header if c] if sep is None else header
+            known = [columns.get(c, 0) != 0 for c in header]
+            if len(header) > 64 or sum(known) * 2 < len(header):
+                continue
+            if any(_NUMBER.match(c) for c in header):
+                continue
+            rows = 0
+            index: list[str] = []
+            keys: list[tuple] = []
+            for row in data[end + 1 :].split(b"\n", self.r.max_table_rows)[: self.r.max_table_rows]:
+                if not row.strip():
+                    continue  # blank lines (HTML made text has many) do not end the table
+                cells = [c.strip(" '\"\r") for c in row.decode("utf-8", "replace").split(sep)]
+                cells = [c for c in cells if c] if sep is None else cells
+                if len(cells) == len(header) + 1:
+                    index.append(cells[0])
+                    cells = cells[1:]
+                elif len(cells) != len(header):
+                    break
+                key = []
+                for name, value in zip(header, cells, strict=True):
+                    levels = columns.get(name, 0)
+                    if levels == 0 or value in _MISSING:
+                        continue
+                    if levels is None:
+                        if not _NUMBER.match(value):
+                            break
+                    elif value not in levels:
+                        break
+                    else:
+                        key.append(value)
+                else:
+                    rows += 1
+                    keys.append(tuple(key))
+                    continue
+                break
+            if rows <= 10:
+                continue
+            if any(keys) and len(set(keys)) == len(keys):
+                continue  # each combination once: counts or means per stratum
+            if index and len(set(index)) == len(index) and not any(map(_NUMBER.match, index)):
+                continue  # labelled groups, one row each
+            names = ", ".join(c for c, kn in zip(header, known, strict=True) if kn)
+            self.hit(
+                CLINICAL_ROWS,
+                f"{rows} rows of per-person values under the cohort's columns ({names})",
+                f"コホートの列（{names}）の下の個人ごとの値 {rows} 行",
+                rows,
+                chain,
+            )
+            return
 
     def cross_tabulation(self, labels: list[tuple]) -> bool:
         """Rows of small counts labelled once each by a clinical value (a crosstab of

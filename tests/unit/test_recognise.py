@@ -810,6 +810,100 @@ def test_encoded_results_in_chunks_pass(rec, shown):
 
 
 # ---------------------------------------------------------------------------
+# a phenotype table without ids: the cohort's column names as its header
+
+PHENO_COLUMNS = {
+    **{name: VOCABULARY[col] for name, col in [("age_band", "age_band"), ("sex", "sex"),
+       ("prefecture", "region"), ("disease_name", "disease_name"), ("icd10", "icd10")]},
+    "quant_trait": None,
+    "case_status": ["0", "1"],
+}  # fmt: skip
+
+
+def phenotypes(n: int = 200):
+    pd = pytest.importorskip("pandas")
+    rng = random.Random(11)
+    return pd.DataFrame(
+        {
+            "quant_trait": [round(rng.gauss(0, 1), 6) for _ in range(n)],
+            "case_status": [rng.choice([0, 1]) for _ in range(n)],
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def rec_columns() -> Recogniser:
+    return Recogniser(Cohort.from_ids(IDS, VOCABULARY, PHENO_COLUMNS))
+
+
+PHENOTYPE_TABLES = {
+    # name: (the text shown, per-person rows)
+    "cut -f2- phenotypes.tsv": (lambda: phenotypes().to_csv(sep="\t", index=False), 200),
+    "to_csv": (lambda: phenotypes().to_csv(index=False), 200),
+    "a DataFrame printed": (lambda: phenotypes().to_string(), 200),
+    "a DataFrame as HTML": (lambda: phenotypes().to_html(), 200),
+    "one column": (lambda: phenotypes()[["quant_trait"]].to_string(), 200),
+    "head(12)": (lambda: phenotypes().head(12).to_string(), 12),
+}
+
+
+@pytest.mark.parametrize("name", list(PHENOTYPE_TABLES))
+def test_a_phenotype_table_without_ids_is_per_person_rows(rec_columns, name):
+    text, rows = PHENOTYPE_TABLES[name][0](), PHENOTYPE_TABLES[name][1]
+    for v in (rec_columns.text(text), rec_columns.bytes(gzip.compress(text.encode()))):
+        assert v.kind == "clinical-rows" and v.records == rows and not v.people, v
+        assert "quant_trait" in v.how
+    # a terminal's first chunk holds the header; later chunks are numbers (the egress meter's)
+    assert rec_columns.text(text[:4096]).kind == "clinical-rows"
+
+
+def summaries_of_phenotypes() -> dict[str, str]:
+    df = dataframe().join(phenotypes())
+    return {
+        "head(10)": phenotypes().head(10).to_string(),
+        "counts per case_status": df.groupby(["prefecture", "case_status"])
+        .size()
+        .reset_index(name="n")
+        .to_string(),
+        "counts per case_status as a series": df.groupby(["prefecture", "sex", "case_status"])
+        .size()
+        .to_string(),
+        "value_counts": df.case_status.value_counts().to_string(),
+        "means per stratum": df.groupby(["prefecture", "sex"])[["quant_trait"]].mean().to_string(),
+        "means per stratum, reset": df.groupby(["prefecture", "sex"])[["quant_trait"]]
+        .mean()
+        .reset_index()
+        .to_string(),
+        "describe": df[["quant_trait", "case_status"]].describe().to_string(),
+        "GWAS results under a quant_trait title line": "quant_trait\n" + gwas_table(),
+        "GWAS results titled in prose": "GWAS of quant_trait (case_status as covariate)\n"
+        + gwas_table(),
+        "GWAS results with a trait column": "trait\tchrom\tpos\tbeta\tp\n"
+        + "".join(f"quant_trait\tchr20\t{1000 + i}\t0.01\t0.5\n" for i in range(50)),
+    }
+
+
+def test_summaries_of_phenotypes_pass(rec_columns):
+    for name, text in summaries_of_phenotypes().items():
+        v = rec_columns.text(text)
+        assert v.kind is None and not v.people, (name, v)
+
+
+def test_cohort_from_data_learns_the_columns_of_its_tables(tmp_path):
+    write_dataset(tmp_path / "ds", IDS[:100])
+    rng = random.Random(2)
+    (tmp_path / "ds" / "phenotypes.tsv").write_text(
+        "sample_id\tquant_trait\tcase_status\n"
+        + "".join(f"{i}\t{rng.gauss(0, 1):.6f}\t{rng.choice([0, 1])}\n" for i in IDS[:100])
+    )
+    c = Cohort.from_data(tmp_path)
+    assert c.columns["quant_trait"] is None and c.columns["case_status"] == {"0", "1"}
+    assert "tokyo" in c.columns["prefecture"] and "sample_id" not in c.columns
+    v = Recogniser(c).text(phenotypes().to_string())
+    assert v.kind == "clinical-rows" and v.records == 200
+
+
+# ---------------------------------------------------------------------------
 # opaque content
 
 
