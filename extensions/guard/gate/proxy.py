@@ -98,6 +98,14 @@ def digest(data: bytes) -> bytes:
     return hashlib.blake2b(data, digest_size=16).digest()
 
 
+def digester():
+    """`digest` a chunk at a time: update(chunk) ..., then digest()."""
+    return hashlib.blake2b(digest_size=16)
+
+
+_JSON_OBJECT = re.compile(rb"[ \t\n\r\x0b\x0c]*\{")  # what bytes.lstrip() strips, then {
+
+
 @dataclass
 class Gate:
     """Everything the handlers share: where the server is, how to judge, what to record."""
@@ -120,8 +128,8 @@ class Gate:
         """The path under the server's prefix (api/contents/..., files/..., lab, ...)."""
         return path[len(self.prefix) :] if path.startswith(self.prefix) else path.lstrip("/")
 
-    def count(self, channel: str, data: bytes, people=()) -> None:
-        reading = self.meter.count(channel, digest(data), len(data), people)
+    def count(self, channel: str, data: bytes, people=(), data_digest: bytes | None = None) -> None:
+        reading = self.meter.count(channel, data_digest or digest(data), len(data), people)
         for level in reading.crossed:
             self.events.level_crossed(level, reading)
 
@@ -131,12 +139,16 @@ class Gate:
 
     # -- HTTP ---------------------------------------------------------------------
 
-    def judge_response(self, method: str, path: str, status: int, body: bytes):
-        """(status, body, decision, route) for one upstream response."""
+    def judge_response(
+        self, method: str, path: str, status: int, body: bytes, body_digest: bytes | None = None
+    ):
+        """(status, body, decision, route) for one upstream response (`body_digest`: its
+        digest when the caller has it already; every use below shares the one digest)."""
         route = self.route_of(path)
         if not body or method == "HEAD":
             return status, body, PASS, route
-        if digest(body) in self.assets:
+        body_digest = body_digest or digest(body)
+        if body_digest in self.assets:
             # JupyterLab's own files, byte for byte as the image ships them: no egress
             return status, body, PASS, route
         content_route = bool(CONTENT_ROUTES.match(route)) or not route.startswith(
@@ -152,20 +164,20 @@ class Gate:
                     self.events.output_withheld("contents", "notebook", decision, route=route)
                 self.count("download", new_body, people)
                 return status, new_body, PASS, route
-        verdict = self._verdict_of(body, route)
+        verdict = self._verdict_of(body, route, body_digest)
         decision = judge_download(verdict)
         if decision.withhold:
             return 403, body, decision, route
         if verdict.opaque or content_route:
-            self.count("download", body, verdict.people)
+            self.count("download", body, verdict.people, body_digest)
         else:
-            self.count("other", body, verdict.people)
+            self.count("other", body, verdict.people, body_digest)
         return status, body, PASS, route
 
-    def _verdict_of(self, body: bytes, route: str):
+    def _verdict_of(self, body: bytes, route: str, body_digest: bytes | None = None):
         """The recogniser's verdict on a body; the same bytes under the same route are judged once
         (a results file downloaded again, JupyterLab asking for the same model)."""
-        key = (digest(body), route)
+        key = (body_digest or digest(body), route)
         verdict = self._verdicts.get(key)
         if verdict is None:
             verdict = self.recogniser.bytes(body, name=route)
@@ -185,7 +197,7 @@ class Gate:
 
     def _notebook_view(self, body: bytes):
         """A notebook opened in JupyterLab: its stored outputs are judged like live outputs."""
-        if not body.lstrip().startswith(b"{"):
+        if not _JSON_OBJECT.match(body):  # not body.lstrip(): no copy of a big body
             return None
         try:
             model = json.loads(body)
@@ -420,6 +432,15 @@ class HTTPProxy(_GateMixin, web.RequestHandler):
         body = self.request.body if method in ("POST", "PUT", "PATCH") else None
         if method in ("POST", "PUT", "PATCH") and body is None:
             body = b""
+        # the body is taken as it streams in and digested chunk by chunk meanwhile (the
+        # server goes on sending while the gate hashes); it is judged once it is whole
+        chunks: list[bytes] = []
+        hasher = digester()
+
+        def take(chunk: bytes) -> None:
+            chunks.append(chunk)
+            hasher.update(chunk)
+
         req = httpclient.HTTPRequest(
             gate.upstream + self.request.uri,
             method=method,
@@ -430,6 +451,7 @@ class HTTPProxy(_GateMixin, web.RequestHandler):
             connect_timeout=20,
             request_timeout=3600,
             decompress_response=True,
+            streaming_callback=take,
         )
         try:
             resp = await httpclient.AsyncHTTPClient().fetch(req, raise_error=False)
@@ -445,9 +467,10 @@ class HTTPProxy(_GateMixin, web.RequestHandler):
             raise web.HTTPError(502, f"the server behind the gate did not answer: {e}") from None
         if resp.code == 599:
             raise web.HTTPError(502, "the server behind the gate did not answer")
-        body = resp.body or b""
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
         status, body, decision, route = gate.judge_response(
-            method, self.request.path, resp.code, body
+            method, self.request.path, resp.code, body, hasher.digest() if body else None
         )
         if decision.withhold:
             return self._refuse(status, decision, route)
