@@ -419,6 +419,7 @@ def _ids_of_table(path: Path, vocabulary: dict[str, set[str]] | None) -> list[st
     return ids
 
 
+_WORD_BYTES = frozenset(bytes([c]) for c in b"abcdefghijklmnopqrstuvwxyz0123456789_-")
 _MAX_LEVELS = 64  # distinct values of a column held as its levels; more and only "numbers"
 
 
@@ -929,12 +930,10 @@ class Recogniser:
             for k, v in (cohort.columns if cohort else {}).items()
             if k.strip() and k.casefold() not in _HEADER_CELLS
         }
-        names = sorted((re.escape(k.encode("utf-8", "replace")) for k in self._columns), key=len)
-        self._column_rx = (
-            re.compile(rb"(?<![\w-])(?:" + b"|".join(names[::-1]) + rb")(?![\w-])")
-            if names
-            else None
-        )
+        self._column_set = frozenset(k.encode("utf-8", "replace") for k in self._columns)
+        names = sorted(map(re.escape, self._column_set), key=len, reverse=True)
+        # literals first (a lookbehind first makes the engine try every position)
+        self._column_rx = re.compile(b"(?:" + b"|".join(names) + rb")(?![\w-])") if names else None
 
     def bytes(self, data: bytes, name: str = "") -> Verdict:
         """A whole response body, file or websocket binary buffer.
@@ -1004,6 +1003,7 @@ class _Scan:
         self.budget = r.budget_bytes
         self.members = r.max_members
         self.cut = False  # a budget stopped the scan early
+        self.tokens: set[bytes] = set()
 
     def named(self, name: str) -> bool:
         """A file of a Hail MatrixTable or VCF Zarr store, by its place in the store."""
@@ -2225,8 +2225,8 @@ class _Scan:
                 person_rows += len(block)
                 for _, cols, _ in block:
                     columns |= cols
-        if not person_rows and self.r._column_rx is not None and self.r._column_rx.search(data):
-            self.value_table(data, chain)
+        if not person_rows and self.r._column_rx is not None and self.tokens & self.r._column_set:
+            self.value_table(data, chain)  # the text's words (a set made in C) name a column
         if person_rows:
             names = ", ".join(sorted(columns))
             self.hit(
@@ -2251,6 +2251,8 @@ class _Scan:
         for k, m in enumerate(self.r._column_rx.finditer(data)):
             if k >= 64:
                 return
+            if m.start() and data[m.start() - 1 : m.start()] in _WORD_BYTES:
+                continue  # part of a longer name
             start = data.rfind(b"\n", 0, m.start()) + 1
             end = data.find(b"\n", m.end())
             end = len(data) if end < 0 else end
@@ -2338,6 +2340,7 @@ class _Scan:
         """How many clinical columns have at least min_person_rows words in `data` (lower-cased)."""
         tokens = data.translate(_DELIMITERS).split()
         present = set(tokens)
+        self.tokens = present  # the words of the last table's text (value_table's prefilter)
         words = self.r._word_bytes
         per_column: Counter = Counter()
         for w in present & words.keys():
