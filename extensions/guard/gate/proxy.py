@@ -72,12 +72,12 @@ CAP_SMALL_CONTROL_BYTES = 1024
 # a websocket message larger than this is refused rather than parsed
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 
-# a terminal's output within this many seconds of the previous chunk is one burst, judged
-# together (up to BURST_BYTES of it); chunks shorter than BURST_MIN_CHUNK (typing, prompts)
-# are judged with the partial line before them only
+# a terminal's output within this many seconds of the previous chunk is one burst: the people
+# it shows add up; each chunk is judged with the last TAIL_LINES lines before it (at most
+# TAIL_BYTES), enough for the three-record rule to see records cut across chunks
 BURST_SECONDS = 2.0
-BURST_BYTES = 16 * 1024
-BURST_MIN_CHUNK = 200
+TAIL_LINES = 2
+TAIL_BYTES = 64 * 1024
 
 KERNEL_WS = re.compile(r"api/kernels/[^/]+/channels$")
 TERMINAL_WS = re.compile(r"terminals/websocket/[^/]+$")
@@ -543,7 +543,8 @@ class WebSocketProxy(_GateMixin, websocket.WebSocketHandler):
     upstream_ws = None
     protocol = None
     kind = "other"
-    _burst = ""
+    _tail = ""
+    _burst_people: set = frozenset()
     _last_output = 0.0
 
     def check_origin(self, origin):  # the server behind checks the origin itself
@@ -701,24 +702,28 @@ class WebSocketProxy(_GateMixin, websocket.WebSocketHandler):
         text = text_of_content(doc[1:])
         now = time.monotonic()
         if now - self._last_output > BURST_SECONDS:
-            self._burst = ""
+            self._tail, self._burst_people = "", set()
         self._last_output = now
-        if len(text) >= BURST_MIN_CHUNK:
-            # one command's output arrives in many chunks: each is judged with what came just
-            # before it, so records and people cut across chunks still add up
-            judged = self._burst + text
-        else:
-            # typing and prompts: with the partial line before them only
-            nl = self._burst.rfind("\n")
-            judged = self._burst[nl + 1 :] + text
-        self._burst = judged[-BURST_BYTES:]
+        # a chunk is judged with the last lines before it, so records cut across chunks (or
+        # two here and one there) still make three; people add up over the burst
+        judged = self._tail + text
         decision, people = gate.judge_message("terminal", doc[0], judged)
+        shown = self._burst_people | people
+        if not decision.withhold and len(shown) > gate.rules.max_people_per_output:
+            decision = judge_output(_Counted(shown), gate.rules.max_people_per_output)
+        cut = len(judged)
+        for _ in range(TAIL_LINES + 1):
+            cut = judged.rfind("\n", 0, cut)
+            if cut < 0:
+                break
+        self._tail = judged[cut + 1 :][-TAIL_BYTES:]
         if decision.withhold:
             gate.events.output_withheld("terminal", doc[0], decision)
             notice = decision.notice.replace("\n", "\r\n")
             out = json.dumps(["stdout", f"\r\n{notice}\r\n"], ensure_ascii=False)
             gate.count("terminal", out.encode())
             return out
+        self._burst_people = shown
         gate.count("terminal", raw, people)
         return msg
 
