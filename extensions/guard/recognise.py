@@ -746,6 +746,8 @@ _RUN_MIN = 64
 _RUN = re.compile(rb"a{64,}(?:r?na{60,})*(?:r?na+)?")
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 # a line of a hex dump: its offset, then its columns of hex bytes (one or two bytes a group)
+# a line of a hex dump without offsets (`od -An -t x1`): 4 to 32 hex bytes and nothing else
+_BARE_DUMP_LINE = re.compile(rb"(?m)^[ \t]*((?:[0-9a-fA-F]{2} +){3,31}[0-9a-fA-F]{2})[ \t\r]*$")
 _MIN_ESCAPES = 16  # `\t` and `\n` in a text before it is read unescaped too
 
 
@@ -1956,6 +1958,10 @@ class _Scan:
             self.dump(data, chain, depth)
             if self.raw_found:
                 return
+        elif at >= 0 and _BARE_DUMP_LINE.search(data, data.rfind(b"\n", 0, at) + 1):
+            self.bare_dump(data, chain, depth)
+            if self.raw_found:
+                return
         # a table shown as a string's repr or in JSON-escaped text: tabs and newlines arrive as
         # the two characters `\t` and `\n` (memchr for a backslash, then two counts, in C)
         if b"\\" in data and data.count(b"\\t") + data.count(b"\\n") >= _MIN_ESCAPES:
@@ -1964,6 +1970,23 @@ class _Scan:
                 (*chain, ("escaped text", "エスケープされたテキスト")),
                 depth + 1,
             )
+
+    def bare_dump(self, data: bytes, chain, depth) -> None:
+        """A hex dump without its offsets (`od -An -t x1`, `xxd -p` with spaces): lines of hex
+        bytes only, at least three in a row of one width, reassembled and read again."""
+        lines = [m.group(1).replace(b" ", b"") for m in _BARE_DUMP_LINE.finditer(data, 0, 16 * MIB)]
+        if len(lines) < 3:
+            return
+        width = Counter(len(h) for h in lines).most_common(1)[0][0]
+        if sum(1 for h in lines if len(h) == width) * 2 < len(lines):
+            return
+        try:
+            decoded = binascii.unhexlify(b"".join(h for h in lines if len(h) <= width))
+        except binascii.Error:
+            return
+        decoded = decoded[: self.allowance()]
+        self.spend(len(decoded))
+        self.blob(_Src.of(decoded), (*chain, ("a hex dump", "16 進ダンプ")), depth + 1)
 
     def dump(self, data: bytes, chain, depth) -> None:
         """A hex dump (`od -t x1`, `od -A x -t x1z`, `xxd`, `hexdump -C`): its bytes reassembled.

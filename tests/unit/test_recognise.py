@@ -1273,3 +1273,21 @@ def test_genotype_prefilter_reads_only_the_rows_the_full_parse_reads(rec, full_p
     fast = scan.genotype_lines(data)
     assert fast == full_parse(lambda: scan.genotype_lines(data))
     assert fast.narrow == 10  # the first 4000 lines only
+
+
+def test_a_hex_dump_without_offsets_is_read_again_whole_and_in_terminal_chunks():
+    """`od -An -t x1 -v clinical.tsv`: lines of hex bytes only (the attack suite's od row)."""
+    ids = [f"NIG-{i:06d}" for i in range(1, 201)]
+    table = "sample_id\tage_band\tsex\n" + "".join(f"{i}\t20-29\tfemale\n" for i in ids)
+    raw = table.encode()
+    lines = [" " + " ".join(f"{b:02x}" for b in raw[i : i + 16]) for i in range(0, len(raw), 16)]
+    dump = "\n".join(lines) + "\n"
+    r = Recogniser(Cohort.from_ids(ids))
+    assert len(r.text(dump).people) == 200
+    for start in range(0, len(dump), 4096):
+        chunk = dump[start : start + 4096]
+        assert len(r.text(chunk).people) > 10
+    numbers = "".join(
+        f"{i % 90 + 10} {i % 80 + 10} {i % 70 + 10} {i % 60 + 10}\n" for i in range(50)
+    )
+    assert r.text(numbers).kind is None
