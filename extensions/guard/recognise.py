@@ -67,7 +67,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .sniff import KINDS, Finding, Sniffer
+from .sniff import (
+    KINDS,
+    Finding,
+    Sniffer,
+    _inflate,  # one gzip/BGZF reader for both
+)
 
 log = logging.getLogger(__name__)
 
@@ -2455,26 +2460,6 @@ def _gt_candidate_lines(data: bytes, limit: int) -> Iterable[bytes]:
         start = m.end()
         end = data.find(b"\n", start)
         yield data[start:] if end < 0 else data[start:end]
-
-
-def _inflate(data: bytes, limit: int) -> bytes:
-    """Up to `limit` bytes of a gzip stream, across members (BGZF is many members)."""
-    out = bytearray()
-    rest = data
-    while rest and len(out) < limit:
-        if rest[:2] != b"\x1f\x8b":
-            break
-        d = zlib.decompressobj(zlib.MAX_WBITS | 16)
-        try:
-            out += d.decompress(rest, limit - len(out))
-        except zlib.error as e:
-            if not out:
-                raise ValueError(f"not a gzip stream: {e}") from None
-            break
-        if not d.eof:
-            break
-        rest = d.unused_data
-    return bytes(out)
 
 
 def _is_blosc(head: bytes, size: int) -> bool:

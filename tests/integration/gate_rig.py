@@ -22,6 +22,8 @@ from pathlib import Path
 
 import requests
 
+from .guard_server import stop_process, tail_of
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -113,18 +115,10 @@ class GateRig:
         raise RuntimeError(f"the gate did not answer:\n{self.log_tail()}")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
     def log_tail(self, n: int = 40) -> str:
-        if not self.log_path.exists():
-            return ""
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        return tail_of(self.log_path, n)
 
     def events(self, name: str | None = None) -> list[dict]:
         out = []

@@ -49,6 +49,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def stop_process(proc: subprocess.Popen | None, timeout: float = 20) -> None:
+    """Terminate a child the test started, killing it if it does not end in time."""
+    if proc and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def tail_of(path: Path | None, n: int = 40) -> str:
+    if not path or not path.exists():
+        return ""
+    return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+
+
 @dataclass
 class GuardServer:
     """A running server; `get` sends a path exactly as written (no client-side normalising)."""
@@ -92,18 +109,10 @@ class GuardServer:
         raise RuntimeError(f"the server did not answer:\n{self.log_tail()}")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
     def log_tail(self, n: int = 40) -> str:
-        if not self.log_path or not self.log_path.exists():
-            return ""
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        return tail_of(self.log_path, n)
 
     @property
     def auth(self) -> dict:
