@@ -43,15 +43,16 @@ MIB = 1024**2
 SUMMARY_CELL = (
     "import sys\n"
     "rows = ''.join(f'1\\t{1000 + i}\\trs{i}\\tA\\tG\\t{i % 160}\\t160\\t{(i % 160) / 160:.6f}\\n' "
-    "for i in range(260000))\n"
+    "for i in range(320000))\n"
     "sys.stdout.write(rows[: 10 * 1024 * 1024])\n"
 )
 PLOTS_CELL = (
-    "import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\n"
-    "from IPython.display import display\n"
+    "import io\nimport matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\n"
+    "from IPython.display import Image, display\n"
     "for i in range(200):\n"
     "    fig, ax = plt.subplots(figsize=(3, 2)); ax.plot(range(20), [(j * i) % 7 for j in range(20)])\n"
-    "    display(fig); plt.close(fig)\n"
+    "    buf = io.BytesIO(); fig.savefig(buf, format='png'); plt.close(fig)\n"
+    "    display(Image(buf.getvalue()))\n"
 )
 
 
@@ -83,6 +84,16 @@ def png(n: int = 40_000) -> bytes:
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
     return buf.getvalue()
+
+
+def arrived(run, cell: str):
+    """The cell ran and its whole output reached the client (no rate limit, nothing withheld)."""
+    run.raise_for_error()
+    if cell is SUMMARY_CELL and len(run.stdout) < 10 * MIB:
+        raise SystemExit(f"only {len(run.stdout)} bytes of the 10 MB output arrived")
+    if cell is PLOTS_CELL and sum("image/png" in r for r in run.results) < 200:
+        raise SystemExit(f"only {sum('image/png' in r for r in run.results)} plots arrived")
+    return run
 
 
 def timed(fn, repeat: int) -> list[float]:
@@ -150,6 +161,12 @@ def run(quick: bool = False) -> list[tuple[str, float, float]]:
             port,
             VISITING_GUARD_RULES=json.dumps({"max_bytes": 64 * MIB}),
         )
+        # the whole 10 MB must reach the client: jupyter_server's IOPub rate limit off
+        cfg = root / "jupyter-config" / "jupyter_server_config.json"
+        config = json.loads(cfg.read_text())
+        config["ZMQChannelsWebsocketConnection"] = {"iopub_data_rate_limit": 0}
+        config["ServerApp"]["iopub_data_rate_limit"] = 0
+        cfg.write_text(json.dumps(config))
         server = GuardServer(root, home, data, root / "spool", clock, port, env)
         server.start()
         big = {
@@ -170,8 +187,8 @@ def run(quick: bool = False) -> list[tuple[str, float, float]]:
                         ("kernel: 200 plots", PLOTS_CELL),
                     ):
                         on, off = pair(
-                            lambda c=cell: k_on.execute(c, timeout=600).raise_for_error(),
-                            lambda c=cell: k_off.execute(c, timeout=600).raise_for_error(),
+                            lambda c=cell: arrived(k_on.execute(c, timeout=600), c),
+                            lambda c=cell: arrived(k_off.execute(c, timeout=600), c),
                             max(2, repeat // 2),
                         )
                         rows.append((name, on, off))

@@ -19,7 +19,11 @@
    memory held for 10,000 and 100,000 cohort ids against the plaintext ids
    in a set (tracemalloc). In-process, no server.
 
-    .venv/bin/python bench/guard.py [--quick] [--parts latency,sniff,intake,recogniser]
+5. The egress gate (bench/gate.py): a cell printing 10 MB of summary text, 200
+   plots, a terminal printing 10 MB, downloads of results, through the gate
+   against straight to the same server, alternating.
+
+    .venv/bin/python bench/guard.py [--quick] [--parts latency,sniff,recogniser,gate,intake]
 
 Exits non-zero when a request fails or an event is lost or stored twice.
 """
@@ -71,7 +75,7 @@ GUARD_SETTINGS = (
 )
 
 
-PARTS = ("latency", "sniff", "recogniser", "intake")
+PARTS = ("latency", "sniff", "recogniser", "gate", "intake")
 
 
 class BenchError(Exception):
@@ -1025,6 +1029,19 @@ def main() -> int:
         if "recogniser" in parts:
             rows += bench_recogniser(tmp / "recogniser", reps)
             shutil.rmtree(tmp / "recogniser")
+        if "gate" in parts:
+            from gate import run as bench_gate
+
+            for name, on, off in bench_gate(quick=args.quick):
+                rows.append(
+                    (
+                        name,
+                        f"{on * 1000:.0f} ms",
+                        f"{off * 1000:.0f} ms",
+                        f"{on / off:.2f}",
+                        "gate on / off, same server",
+                    )
+                )
         if "intake" in parts:
             with ExitStack() as cleanup:
                 intake_rows, failures = bench_intake(tmp / "intake", events, batch, gap, cleanup)
@@ -1061,6 +1078,13 @@ def main() -> int:
         summary.append(
             f"the recogniser takes {big[1]} on a 1 GiB file ({big[3]}x its sha256), {text[1]} on "
             f"10 MiB of summary text, holds {memory[1]} for 100,000 ids"
+        )
+    if "gate" in parts:
+        gate = [r for r in rows if r[4] == "gate on / off, same server"]
+        summary.append(
+            "gate on/off "
+            + ", ".join(f"{r[0].split(':')[0]} {r[3]}" for r in gate)
+            + " (targets: outputs <= 1.10, downloads <= 1.05)"
         )
     if "intake" in parts:
         intake = next(r for r in rows if r[0].endswith("hub up"))

@@ -317,3 +317,20 @@ def test_the_launcher_refuses_to_run_as_anyone_but_root(monkeypatch, capsys):
     monkeypatch.setattr(launch.os, "getuid", lambda: 1000)
     assert launch.main([]) == 2
     assert "root" in capsys.readouterr().err
+
+
+def test_a_plot_is_judged_as_its_bytes_and_text_dressed_as_a_plot_as_text():
+    import base64
+
+    from extensions.guard.gate.proxy import split_media
+
+    png = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
+    content = {
+        "data": {"image/png": base64.b64encode(png).decode() + "\n", "text/plain": "<Figure>"}
+    }
+    rest, media = split_media(content)
+    assert media == [png] and rest["data"] == {"text/plain": "<Figure>"}
+    table = "NIG-000001\tfemale\nNIG-000002\tmale\n"
+    rest, media = split_media({"data": {"image/png": table}})
+    assert media == [] and rest["data"]["image/png"] == table  # not base64: read as text
+    assert split_media({"text": "x"}) == ({"text": "x"}, [])
