@@ -78,6 +78,10 @@ MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 # it shows add up; each chunk is judged with the last TAIL_LINES lines before it (at most
 # TAIL_BYTES), enough for the three-record rule to see records cut across chunks
 BURST_SECONDS = 2.0
+# once a burst had a chunk withheld, its later chunks of at least this many lines or bytes
+# are withheld too (prompts and typing are shorter)
+BULK_LINES = 3
+BULK_BYTES = 200
 TAIL_LINES = 2
 TAIL_BYTES = 64 * 1024
 
@@ -85,6 +89,10 @@ KERNEL_WS = re.compile(r"api/kernels/[^/]+/channels$")
 TERMINAL_WS = re.compile(r"terminals/websocket/[^/]+$")
 TERMINAL_ROUTES = re.compile(r"(api/terminals|terminals/)")
 CONTENT_ROUTES = re.compile(r"(files|nbconvert|view|edit|api/contents)/")
+
+
+def is_bulk(text: str) -> bool:
+    return text.count("\n") >= BULK_LINES or len(text) >= BULK_BYTES
 
 
 def digest(data: bytes) -> bytes:
@@ -548,6 +556,7 @@ class WebSocketProxy(_GateMixin, websocket.WebSocketHandler):
     protocol = None
     kind = "other"
     _tail = ""
+    _held: Decision | None = None
     _burst_people: set = frozenset()
     _last_output = 0.0
 
@@ -706,7 +715,7 @@ class WebSocketProxy(_GateMixin, websocket.WebSocketHandler):
         text = text_of_content(doc[1:])
         now = time.monotonic()
         if now - self._last_output > BURST_SECONDS:
-            self._tail, self._burst_people = "", set()
+            self._tail, self._burst_people, self._held = "", set(), None
         self._last_output = now
         # a chunk is judged with the last lines before it, so records cut across chunks (or
         # two here and one there) still make three; people add up over the burst
@@ -715,6 +724,11 @@ class WebSocketProxy(_GateMixin, websocket.WebSocketHandler):
         shown = self._burst_people | people
         if not decision.withhold and len(shown) > gate.rules.max_people_per_output:
             decision = judge_output(_Counted(shown), gate.rules.max_people_per_output)
+        if not decision.withhold and self._held is not None and is_bulk(text):
+            # the rest of a burst that was withheld: its small pieces in between are withheld too
+            decision = self._held
+        if decision.withhold:
+            self._held = decision
         cut = len(judged)
         for _ in range(TAIL_LINES + 1):
             cut = judged.rfind("\n", 0, cut)
