@@ -97,6 +97,8 @@ def test_the_gate_reports_its_meter_to_the_person_only(gate):
     doc = r.json()
     assert doc["cohort_people"] >= 40
     assert doc["meter"]["level"] == "ok"
+    # what the tests above had refused and withheld (one table, one cell in each protocol)
+    assert doc["stats"]["blocked"] == 1 and doc["stats"]["withheld"] == 2
     assert requests.get(f"{gate.url}/visiting/gate", timeout=30).status_code == 403
 
 

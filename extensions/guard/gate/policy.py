@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import copy
+import html
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -191,16 +192,16 @@ def text_of_content(content) -> str:
 def withheld_content(msg_type: str, content: dict, decision: Decision) -> dict:
     """The message content with its data replaced by the notice; structure kept."""
     notice = decision.notice
-    html = (
-        '<div class="visiting-gate-notice" style="border-left:4px solid #c0392b;'
-        'padding:4px 8px;background:#fdecea">'
-        + "<br>".join(_html_escape(line) for line in notice.splitlines())
-        + "</div>"
-    )
     if msg_type == "stream":
         return {"name": content.get("name", "stdout"), "text": notice + "\n"}
     if msg_type in ("display_data", "update_display_data", "execute_result"):
-        out = {"data": {"text/plain": notice, "text/html": html}, "metadata": {}}
+        page = (
+            '<div class="visiting-gate-notice" style="border-left:4px solid #c0392b;'
+            'padding:4px 8px;background:#fdecea">'
+            + "<br>".join(html.escape(line, quote=False) for line in notice.splitlines())
+            + "</div>"
+        )
+        out = {"data": {"text/plain": notice, "text/html": page}, "metadata": {}}
         for key in ("execution_count", "transient"):
             if key in content:
                 out[key] = content[key]
@@ -250,10 +251,6 @@ def _scrub(doc, notice: str):
     if isinstance(doc, str):
         return notice
     return doc
-
-
-def _html_escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def notice_output(decision: Decision) -> dict:

@@ -15,6 +15,7 @@ import asyncio
 import base64
 import binascii
 import hashlib
+import html
 import json
 import logging
 import os
@@ -134,6 +135,11 @@ class Gate:
         for level in reading.crossed:
             self.events.level_crossed(level, reading)
 
+    def withheld(self, channel: str, msg_type: str, decision, route=None) -> None:
+        """An output replaced by a notice (or not passed on): counted and recorded."""
+        self.stats["withheld"] += 1
+        self.events.output_withheld(channel, msg_type, decision, route=route)
+
     @property
     def capped(self) -> bool:
         return bool(self.meter.withheld())
@@ -162,7 +168,7 @@ class Gate:
             if notebook is not None:
                 new_body, withheld, people = notebook
                 for decision in withheld:
-                    self.events.output_withheld("contents", "notebook", decision, route=route)
+                    self.withheld("contents", "notebook", decision, route=route)
                 self.count("download", new_body, people)
                 return status, new_body, PASS, route
         verdict = self._verdict_of(body, route, body_digest)
@@ -209,11 +215,11 @@ class Gate:
             return judge_output(verdict, limit), verdict
 
         nb, withheld, people = redact_notebook(model["content"], judge)
-        # what stays is judged again as a whole: many small outputs still add up
+        # what stays is judged again as a whole: raw records or a genotype matrix spread over
+        # small outputs make the notebook a download to refuse; people add to the meter
         rest = self.recogniser.text(text_of_content(nb))
-        if rest.kind is not None and judge_output(rest, limit).withhold:
-            if judge_download(rest).reason in ("raw-records", "genotype-matrix"):
-                return None  # raw records spread over outputs: refused as a download
+        if judge_download(rest).reason in ("raw-records", "genotype-matrix"):
+            return None
         model["content"] = nb
         return dumps(model), withheld, people | set(rest.people)
 
@@ -409,14 +415,10 @@ def blocked_body(decision: Decision, status: int, route: str, as_json: bool) -> 
     page = (
         "<!DOCTYPE html><html lang='ja'><head><meta charset='utf-8'>"
         f"<title>{status}: 持ち出し制御 / Egress gate</title></head><body>"
-        f"<h1>{status}</h1><p lang='ja'>{_esc(decision.notice_ja)}</p>"
-        f"<p lang='en'>{_esc(decision.notice_en)}</p></body></html>"
+        f"<h1>{status}</h1><p lang='ja'>{html.escape(decision.notice_ja, quote=False)}</p>"
+        f"<p lang='en'>{html.escape(decision.notice_en, quote=False)}</p></body></html>"
     )
     return page.encode()
-
-
-def _esc(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 class HTTPProxy(_GateMixin, web.RequestHandler):
@@ -441,9 +443,7 @@ class HTTPProxy(_GateMixin, web.RequestHandler):
                 event=False,
             )
         method = self.request.method
-        body = self.request.body if method in ("POST", "PUT", "PATCH") else None
-        if method in ("POST", "PUT", "PATCH") and body is None:
-            body = b""
+        body = (self.request.body or b"") if method in ("POST", "PUT", "PATCH") else None
         # the body is taken as it streams in and digested chunk by chunk meanwhile (the
         # server goes on sending while the gate hashes); it is judged once it is whole
         chunks: list[bytes] = []
@@ -457,7 +457,7 @@ class HTTPProxy(_GateMixin, web.RequestHandler):
             gate.upstream + self.request.uri,
             method=method,
             headers=self.upstream_headers(HOP_BY_HOP),
-            body=body if method not in ("GET", "HEAD", "DELETE", "OPTIONS") else None,
+            body=body,
             follow_redirects=False,
             allow_nonstandard_methods=True,
             connect_timeout=20,
@@ -512,10 +512,11 @@ class HTTPProxy(_GateMixin, web.RequestHandler):
             doc = json.loads(body)
         except ValueError:
             return body
-        reading = self.gate.meter.reading()
-        level = getattr(reading, "level", "ok")
+        if not isinstance(doc, dict):
+            return body
+        level = self.gate.meter.reading().level
         doc["egress"] = {"level": level}
-        if level in ("alert", "cap") and isinstance(doc, dict):
+        if level in ("alert", "cap"):
             from .policy import CAP_EN, CAP_JA
 
             if level == "cap":
@@ -658,9 +659,7 @@ class WebSocketProxy(_GateMixin, websocket.WebSocketHandler):
             CAPPED if gate.capped else judge_output(verdict, gate.rules.max_people_per_output)
         )
         if decision.withhold:
-            gate.events.output_withheld(
-                "other", "", decision, route=gate.route_of(self.request.path)
-            )
+            gate.withheld("other", "", decision, route=gate.route_of(self.request.path))
             self.close(1008, "withheld by the egress gate")
             return None
         gate.count("other", raw, verdict.people)
@@ -678,9 +677,7 @@ class WebSocketProxy(_GateMixin, websocket.WebSocketHandler):
                 "a kernel message the gate cannot read",
                 "読めないカーネルメッセージ",
             )
-            gate.events.output_withheld(
-                "kernel", "", decision, route=gate.route_of(self.request.path)
-            )
+            gate.withheld("kernel", "", decision, route=gate.route_of(self.request.path))
             return None
         decision, people = gate.judge_message(
             "kernel", frame.msg_type, frame.content, frame.buffers
@@ -690,7 +687,7 @@ class WebSocketProxy(_GateMixin, websocket.WebSocketHandler):
             frame.buffers = []
             if isinstance(frame.content.get("data"), dict):
                 frame.content["data"].pop("buffer_paths", None)
-            gate.events.output_withheld(channel_of(frame.msg_type), frame.msg_type, decision)
+            gate.withheld(channel_of(frame.msg_type), frame.msg_type, decision)
             out = pack_kernel_frame(frame)
             gate.count("kernel", out if isinstance(out, bytes) else out.encode())
             return out
@@ -710,7 +707,7 @@ class WebSocketProxy(_GateMixin, websocket.WebSocketHandler):
                 "a terminal message the gate cannot read",
                 "読めない端末メッセージ",
             )
-            gate.events.output_withheld("terminal", "", decision)
+            gate.withheld("terminal", "", decision)
             return None
         text = text_of_content(doc[1:])
         now = time.monotonic()
@@ -736,7 +733,7 @@ class WebSocketProxy(_GateMixin, websocket.WebSocketHandler):
                 break
         self._tail = judged[cut + 1 :][-TAIL_BYTES:]
         if decision.withhold:
-            gate.events.output_withheld("terminal", doc[0], decision)
+            gate.withheld("terminal", doc[0], decision)
             notice = decision.notice.replace("\n", "\r\n")
             out = json.dumps(["stdout", f"\r\n{notice}\r\n"], ensure_ascii=False)
             gate.count("terminal", out.encode())
