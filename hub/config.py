@@ -378,6 +378,7 @@ def configure_gateways(c, settings: HubSettings, env: dict) -> list[str]:
                     VISITING_SITE=site.id,
                     VISITING_SITE_DATA=str(platform.site_data_dir(site.id)),
                     VISITING_AUDIT_URL=f"{settings.hub_url.rstrip('/')}/services/audit/",
+                    VISITING_QUERY_AUDIT_DIR=str(settings.state_dir / "query-audit" / site.id),
                 ),
                 "display": False,
             }

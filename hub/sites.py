@@ -40,6 +40,8 @@ DASHBOARD_PORT = 8787
 SERVER_DASK_SCHEDULER = f"tcp://127.0.0.1:{SCHEDULER_PORT}"
 LABEL = "org.visiting.site"
 GATEWAY_PORT = 8765
+#: where a gateway container keeps its query-set audits (a volume per site)
+QUERY_AUDIT_MOUNT = "/var/lib/visiting-query-audit"
 
 
 class SiteError(Exception):
@@ -402,6 +404,7 @@ def gateway_env(platform: Platform, site: Site, hub_api_port: int, proxy_port: i
         "JUPYTERHUB_SERVICE_PREFIX": f"/services/gateway-{site.id}/",
         "VISITING_AUDIT_URL": f"http://{plan.gateway}:{proxy_port}/services/audit/",
         "DASK_SCHEDULER_ADDRESS": plan.scheduler_address,
+        "VISITING_QUERY_AUDIT_DIR": QUERY_AUDIT_MOUNT,
         "VISITING_DISCLOSURE": json.dumps(
             {
                 "min_cell_count": platform.disclosure.min_cell_count,
@@ -445,8 +448,41 @@ def ensure_gateway(client, platform: Platform, site: Site, image: str, env: dict
         environment=env,
         labels={LABEL: plan.site, "org.visiting.gateway-env": digest},
         mem_limit="3g",
-        volumes=_data_binds(platform, site),
+        volumes={
+            **_data_binds(platform, site),
+            query_audit_volume(site.id): {"bind": QUERY_AUDIT_MOUNT, "mode": "rw"},
+        },
     )
+
+
+def query_audit_volume(site_id: str) -> str:
+    """The volume of a site's query-set audits: kept across restarts of its gateway."""
+    return f"visiting-query-audit-{site_id}"
+
+
+def remove_query_audit_volumes(platform: Platform) -> list[str]:
+    """Remove each site's gateway container and its query-set audit volume, so that a test
+    stack starts with no history (the stack starts the gateways again)."""
+    import docker.errors
+
+    done = []
+    for site in platform.sites.values():
+        client = docker_client(site.docker_endpoint)
+        try:
+            try:
+                client.containers.get(SitePlan.for_site(site).gateway_name).remove(force=True)
+            except docker.errors.NotFound:
+                pass
+            try:
+                client.volumes.get(query_audit_volume(site.id)).remove()
+                done.append(f"{site.id}: removed volume {query_audit_volume(site.id)}")
+            except docker.errors.NotFound:
+                pass
+            except docker.errors.APIError:
+                pass  # in use by a running gateway
+        finally:
+            client.close()
+    return done
 
 
 def sites_up(

@@ -76,7 +76,8 @@ class StackConfig:
     auth_refresh_age: int = 60
     clock_file: Path | None = None  # tests only: a file holding "now"
     sites: bool = False  # Docker engine, images, site networks, Dask clusters, SiteSpawner
-    # tests: the egress gates' state of earlier stacks on the same engine is removed at start
+    # tests: the egress gates' state and the gateways' query-set audits of earlier stacks on
+    # the same engine are removed at start
     fresh_gate_state: bool = False
     extra_env: dict[str, str] = field(default_factory=dict)
 
@@ -541,6 +542,8 @@ class Stack:
         self._opened_ports = tuple(p for p in ports if p not in already)
         if self.config.fresh_gate_state:
             for line in sites.remove_gate_volumes(platform):
+                say(f"  {line}")
+            for line in sites.remove_query_audit_volumes(platform):
                 say(f"  {line}")
 
     def start(self, timeout: float = 90.0) -> None:

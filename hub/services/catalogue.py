@@ -21,8 +21,11 @@ service token (the gateways let the catalogue ask for counts of people and
 nothing else), so every count has passed the site's disclosure control. A
 site whose selection is smaller than the platform's minimum count answers
 nothing, and the catalogue shows that site's count as withheld; a cell under
-the minimum count is withheld at the site. Answers are kept for a few
-minutes (CACHE_SECONDS), so a page reload does not ask five sites again.
+the minimum count is withheld at the site, and so is a count that the
+person's earlier counts (through this page or their approvals' analyses)
+would combine with to single someone out (the gateway's query-set audit,
+code `query_set_audit`). Answers are kept for a few minutes (CACHE_SECONDS),
+per person, so a page reload does not ask five sites again.
 Each request for counts is recorded as a `catalogue-query` event.
 
 A site that gives no count says why, on the page and in the API's `reason`
@@ -72,6 +75,9 @@ CACHE_SECONDS = 300
 SITE_DOWN_SECONDS = 15
 GATEWAY_TIMEOUT = 120
 ON_BEHALF_HEADER = "X-Visiting-On-Behalf-Of"
+#: a gateway's refusals shown as a withheld count with the gateway's message: too few people,
+#: or the asker's earlier counts together with this one would single someone out
+WITHHELD_CODES = ("small_query", "query_set_audit")
 TEMPLATES = Path(__file__).parent / "templates"
 GUIDE_DIR = REPO_ROOT / "docs" / "researchers"
 
@@ -242,7 +248,8 @@ class Catalogue:
         """One site's counts for `params` (cohort_counts), from the cache when fresh."""
         from extensions.analysis.tasks.base import SiteHalf
 
-        key = (entry.site, entry.dataset, json.dumps(params, sort_keys=True))
+        # per person: each answer is checked against the asker's own query-set audit
+        key = (user, entry.site, entry.dataset, json.dumps(params, sort_keys=True))
         hit = self._cache.get(key)
         if hit and time.monotonic() - hit[0] < self.cache_seconds:
             return hit[1]
@@ -267,7 +274,7 @@ class Catalogue:
             resp = await self.http.fetch(req)
         except HTTPClientError as e:
             body = gateway_body(e.response.body if e.response is not None else None)
-            if body is not None and body.get("code") == "small_query":
+            if body is not None and body.get("code") in WITHHELD_CODES:
                 answer = SiteAnswer(entry.site, entry.dataset, "withheld", message=body["message"])
             else:
                 error = f"HTTP {e.code}: {e.message}" if e.code != 599 else e.message

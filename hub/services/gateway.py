@@ -16,9 +16,20 @@ and placed next to the site's data and Dask cluster. A request:
    person it asks for in the X-Visiting-On-Behalf-Of header, which the audit
    event records;
 3. asks for a task on the allow-list, with parameters the task validates;
-4. runs the task's per-site half on the site's engine (Dask or Hail), applies
-   disclosure control at the site, and returns aggregates only;
-5. is recorded as a `federation.query` event (user, approval, site, task,
+4. passes the query-set audit of the caller's approval on the dataset
+   (`extensions.analysis.audit_book`): the sets of people the answer would sum
+   over are checked, before anything is computed, against every set the
+   approval was answered on before; a query whose answer, added to or
+   subtracted from earlier ones, would single out a person is refused (403,
+   code "query_set_audit", naming the rule and the earlier queries by time
+   and task). The catalogue's counts are audited per person it asks for (the
+   person's approvals covering the dataset, or the person alone);
+5. runs the task's per-site half on the site's engine (Dask or Hail), applies
+   disclosure control at the site (and the audit's per-variant rule: variants
+   at which this query and a near earlier one differ by the calls of too few
+   people are withheld), records the sets in the audit (on disk, at the site)
+   and only then returns aggregates;
+6. is recorded as a `federation.query` event (user, approval, site, task,
    parameters, result size, suppressions) in the hub's audit store; refusals
    are recorded too, and so are failures.
 
@@ -50,6 +61,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+import numpy as np
 from tornado import ioloop, web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
@@ -65,18 +77,40 @@ MAX_BODY = 1024 * 1024
 #: what a trusted hub service (the catalogue) may ask: counts of people, nothing else
 SERVICE_TASKS = ("cohort_counts",)
 ON_BEHALF_HEADER = "X-Visiting-On-Behalf-Of"
+#: GatewayRefusal.code of a query the query-set audit refuses
+AUDIT_CODE = "query_set_audit"
 
 
 class GatewayRefusal(web.HTTPError):
     """A refusal the caller reads: its message says what is wrong; it is audited.
 
     `code` is a machine-readable kind where one helps the caller ("small_query":
-    the query selects fewer people than disclosure control allows)."""
+    the query selects fewer people than disclosure control allows;
+    "query_set_audit": the approval's earlier answers and this one would single
+    someone out); `details` go into the answer's JSON and the audit event."""
 
-    def __init__(self, status: int, message: str, code: str | None = None):
+    def __init__(
+        self, status: int, message: str, code: str | None = None, details: dict | None = None
+    ):
         super().__init__(status, message.replace("%", "%%"))
         self.message = message
         self.code = code
+        self.details = details or {}
+
+    @classmethod
+    def of_audit(cls, refused) -> GatewayRefusal:
+        """The refusal of an `audit_book.AuditRefused`: the rule, the earlier queries, no people."""
+        from extensions.analysis.audit_book import refusal_text_ja
+
+        v = refused.verdict
+        details = {
+            "audit": {
+                "rule": v.rule,
+                "scope": refused.scope.key,
+                "collides_with": [m.to_json() for m in v.collides_with],
+            }
+        }
+        return cls(403, f"{v.message} / {refusal_text_ja(v)}", AUDIT_CODE, details)
 
 
 @dataclass(frozen=True)
@@ -102,6 +136,7 @@ class GatewayConfig:
     allowed_tasks: tuple[str, ...]  # "*": every task the package holds
     engines: tuple[str, ...] = ("dask", "hail")
     services: tuple[str, ...] = ("catalogue",)  # hub services that may ask SERVICE_TASKS
+    audit_dir: Path | None = None  # the query-set audits' histories (None: memory only)
 
     @property
     def service_name(self) -> str:
@@ -118,6 +153,9 @@ class Gateway:
         self.http = AsyncHTTPClient()
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="task")
         self._dask_client = None
+        from extensions.analysis.audit_book import AuditBook
+
+        self.book = AuditBook(config.audit_dir, rules.min_cell_count)
 
     # -- who ---------------------------------------------------------------------
 
@@ -173,15 +211,26 @@ class Gateway:
             raise GatewayRefusal(502, f"the hub did not say which approvals hold ({e})") from None
         return json.loads(resp.body)["approvals"]
 
-    async def approval_for(self, user: str, dataset: str) -> dict:
-        """The caller's approval active now that covers `dataset` here."""
-        for a in await self.approvals(user):
-            if dataset in a["datasets"]:
-                return a
+    async def approval_for(self, user: str, dataset: str) -> list[dict]:
+        """The caller's approvals active now that cover `dataset` here (at least one)."""
+        covering = [a for a in await self.approvals(user) if dataset in a["datasets"]]
+        if covering:
+            return covering
         raise GatewayRefusal(
             403,
             f"{user} holds no approval active now for dataset {dataset} at site {self.config.site}",
         )
+
+    async def scopes_for(self, user: str, dataset: str, approvals: list[dict] | None = None):
+        """The query-set audits a query of `user` on `dataset` goes through: each approval of
+        theirs covering it here, or (a count the catalogue asks for) the person alone."""
+        from extensions.analysis.audit_book import Scope
+
+        if approvals is None and self.config.audit_url:
+            approvals = [a for a in await self.approvals(user) if dataset in a["datasets"]]
+        if not approvals:
+            return [Scope.person(user)]
+        return [Scope(a["approval_id"], a.get("query_audit_reset")) for a in approvals]
 
     def analysis_datasets(self) -> list[dict]:
         """Every dataset here with analysis-ready data (what a trusted service may count)."""
@@ -223,18 +272,52 @@ class Gateway:
 
     # -- run ---------------------------------------------------------------------
 
-    def run(self, task, dataset: str, engine: str, params: dict, state: dict | None):
-        """The per-site half with disclosure control; runs in the task thread."""
+    def run(self, task, dataset: str, engine: str, params: dict, state: dict | None, scopes):
+        """The audit's check, then the per-site half with disclosure control; in the task thread.
+
+        Returns (half, held audits, plan) for `Gateway.commit`; raises AuditRefused
+        before anything is computed when the audit refuses.
+        """
+        from extensions.analysis.audit_book import (
+            as_positions,
+            people_order,
+            withhold_near_differences,
+        )
         from extensions.analysis.cohorts import open_cohort
 
         folder = self.config.data_root / dataset
         cohort = open_cohort(folder, self.config.site, dataset, engine)
         if engine == "dask" and self.config.scheduler:
             self._ensure_dask_client()
+        ids = cohort.samples.index
+        position, _ = people_order(ids)
+        sets = as_positions(task.audited_sets(cohort, params, state, self.rules), position)
+        held = self.book.open(scopes, dataset, ids)
+        plan = self.book.check(held, sets)
         half = task.site_half(cohort, params, state)
         half = task.disclose(half, self.rules)
+        if plan.near:
+            if self.config.scheduler:
+                self._ensure_dask_client()
+            withhold_near_differences(
+                half,
+                task.variant_keys_of(half, cohort, state),
+                task.per_variant_arrays(half),
+                missing_calls(folder, self.config.site, dataset),
+                plan.near,
+                self.rules.min_cell_count,
+            )
         half.meta.setdefault("version", dataset_version(folder))
-        return half
+        return half, held, plan
+
+    def commit(self, held, plan, meta) -> None:
+        """Record an answered query in its audits (on disk) before the answer leaves."""
+        from extensions.analysis.audit_book import AuditRefused
+
+        try:
+            self.book.record(held, plan, meta)
+        except AuditRefused as e:
+            raise GatewayRefusal.of_audit(e) from None
 
     def _ensure_dask_client(self):
         if self._dask_client is None:
@@ -243,10 +326,10 @@ class Gateway:
             self._dask_client = Client(self.config.scheduler, timeout="20s", set_as_default=True)
         return self._dask_client
 
-    async def record(self, **data) -> None:
+    async def record(self, event_id: str | None = None, **data) -> None:
         """A federation.query event in the hub's audit store (best effort, logged otherwise)."""
         event = {
-            "event_id": uuid.uuid4().hex,
+            "event_id": event_id or uuid.uuid4().hex,
             "user": data.pop("user"),
             "site": self.config.site,
             "approval_id": data.pop("approval_id", None),
@@ -287,6 +370,25 @@ def dataset_version(folder: Path) -> str:
     if tbi.exists():
         h.update(tbi.read_bytes())
     return h.hexdigest()[:12]
+
+
+def missing_calls(folder: Path, site: str, dataset: str):
+    """missing_of(keys, people) for the per-variant rule: whether each of `people` (positions
+    in sorted sample-id order) has no call at each variant of `keys`, read from the Zarr store
+    (the same calls as the MatrixTable), a few columns only."""
+    from extensions.analysis.cohorts import open_cohort
+
+    cohort = open_cohort(folder, site, dataset, "dask")
+
+    def missing_of(keys: list[str], people) -> np.ndarray:
+        ids = np.asarray(cohort.sample_ids, dtype=object)
+        columns = np.argsort(ids, kind="stable")[np.asarray(people, dtype=np.int64)]
+        index = {k: i for i, k in enumerate(cohort.variant_keys())}
+        rows = np.asarray([index[k] for k in keys], dtype=np.int64)
+        gt = cohort.ds["call_genotype"].data[rows][:, columns, :]
+        return np.asarray((gt == -1).any(axis=2).compute())
+
+    return missing_of
 
 
 def engine_ready(folder: Path, engine: str) -> bool:
@@ -342,6 +444,7 @@ class GatewayHandler(web.RequestHandler):
             body = {"status": status_code, "message": getattr(exc, "message", None) or self._reason}
             if getattr(exc, "code", None):
                 body["code"] = exc.code
+            body.update(getattr(exc, "details", None) or {})
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(body))
 
@@ -372,6 +475,7 @@ class TaskHandler(GatewayHandler):
         self.doing = f"the task {name}"
         caller = await g.caller(self.token())
         audit = {"user": caller.name, "task": name}
+        on_behalf = ""
         if caller.is_service:
             audit["via"] = caller.name
             on_behalf = self.request.headers.get(ON_BEHALF_HEADER, "")[:64]
@@ -401,9 +505,17 @@ class TaskHandler(GatewayHandler):
                     raise GatewayRefusal(
                         404, f"no analysis dataset {dataset} at site {g.config.site}"
                     )
+                if not on_behalf:
+                    raise GatewayRefusal(
+                        400,
+                        f"the service {caller.name} must name the person it asks for "
+                        f"({ON_BEHALF_HEADER})",
+                    )
+                scopes = await g.scopes_for(on_behalf, dataset)
             else:
-                approval = await g.approval_for(caller.name, dataset)
-                audit["approval_id"] = approval["approval_id"]
+                approvals = await g.approval_for(caller.name, dataset)
+                audit["approval_id"] = approvals[0]["approval_id"]
+                scopes = await g.scopes_for(caller.name, dataset, approvals)
             task = g.task(name)
             engine = body.get("engine", "dask")
             if engine not in g.config.engines:
@@ -419,19 +531,32 @@ class TaskHandler(GatewayHandler):
             if not isinstance(params, dict):
                 raise GatewayRefusal(400, "params: must be an object")
             audit["parameters"] = params
+            from extensions.analysis.audit_book import AuditRefused
+            from extensions.analysis.query_audit import QueryMeta
             from extensions.analysis.tasks.base import TaskError
 
             try:
                 params = task.validate(params)
                 state = body.get("state")
                 loop = asyncio.get_running_loop()
-                half = await loop.run_in_executor(
-                    g.pool, g.run, task, dataset, engine, params, state
+                half, held, plan = await loop.run_in_executor(
+                    g.pool, g.run, task, dataset, engine, params, state, scopes
                 )
             except TaskError as e:
                 raise GatewayRefusal(400, e.message, code=e.code) from None
+            except AuditRefused as e:
+                raise GatewayRefusal.of_audit(e) from None
+            event_id = uuid.uuid4().hex
+            g.commit(held, plan, QueryMeta.of(g.clock.now(), name, event_id))
         except GatewayRefusal as e:
-            await g.record(**audit, outcome="refused", status=e.status_code, reason=e.message)
+            await g.record(
+                **audit,
+                outcome="refused",
+                status=e.status_code,
+                reason=e.message,
+                **({"code": e.code} if e.code else {}),
+                **e.details,
+            )
             raise
         except Exception as e:  # logged with its traceback by log_exception
             self.error_id = new_error_id()
@@ -445,8 +570,10 @@ class TaskHandler(GatewayHandler):
             raise
         doc = half.to_json()
         await g.record(
+            event_id,
             **audit,
             outcome="answered",
+            audit={"scope": ",".join(s.key for s in scopes), "sets": len(plan.sets)},
             result_bytes=half.nbytes(),
             suppressions=[s.to_json() for s in half.suppressed],
         )
@@ -483,6 +610,9 @@ def config_from_env(environ=None) -> GatewayConfig:
             for t in env.get("VISITING_GATEWAY_SERVICES", "catalogue").split(",")
             if t.strip()
         ),
+        audit_dir=Path(env["VISITING_QUERY_AUDIT_DIR"])
+        if env.get("VISITING_QUERY_AUDIT_DIR")
+        else None,
     )
 
 

@@ -38,6 +38,16 @@ class TrustedGateway(Gateway):
         return Caller("catalogue", "service")
 
 
+class ResearchersGateway(Gateway):
+    """The gateway with every token taken as a researcher's with an approval for the dataset."""
+
+    async def caller(self, token: str) -> Caller:
+        return Caller("tanaka", "user")
+
+    async def approvals(self, user: str) -> list[dict]:
+        return [{"approval_id": "J-DU000101", "datasets": [DATASET], "query_audit_reset": None}]
+
+
 def broken_site(root):
     """A site whose dataset has a VCF Zarr store that cannot be read (an empty folder)."""
     (root / DATASET / "genotypes.vcf.zarr").mkdir(parents=True)
@@ -45,7 +55,7 @@ def broken_site(root):
     return root
 
 
-def gateway_over(root) -> TrustedGateway:
+def gateway_over(root, kind=TrustedGateway) -> Gateway:
     config = GatewayConfig(
         site=SITE,
         data_root=root,
@@ -55,7 +65,7 @@ def gateway_over(root) -> TrustedGateway:
         scheduler=None,
         allowed_tasks=("*",),
     )
-    return TrustedGateway(config, DisclosureRules(5, 5), clock_from_env())
+    return kind(config, DisclosureRules(5, 5), clock_from_env())
 
 
 async def ask(root, dataset=DATASET, task="cohort_counts"):
@@ -68,7 +78,10 @@ async def ask(root, dataset=DATASET, task="cohort_counts"):
         body = json.dumps({"dataset": dataset, "params": {}, "engine": "dask"})
         try:
             resp = await AsyncHTTPClient().fetch(
-                url, method="POST", body=body, headers={"Authorization": "token t"}
+                url,
+                method="POST",
+                body=body,
+                headers={"Authorization": "token t", "X-Visiting-On-Behalf-Of": "tanaka"},
             )
         except HTTPClientError as e:
             resp = e.response
@@ -150,7 +163,7 @@ def test_a_researchers_client_reads_a_failure_as_the_sites_failure(tmp_path):
     parts = {}
 
     async def start():
-        parts["gateway"] = gateway_over(broken_site(tmp_path))
+        parts["gateway"] = gateway_over(broken_site(tmp_path), ResearchersGateway)
         app = make_app(parts["gateway"], f"/services/gateway-{SITE}/")
         parts["server"] = app.listen(port, address="127.0.0.1")
         ready.set()

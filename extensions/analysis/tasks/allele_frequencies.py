@@ -129,6 +129,13 @@ def strata(samples: pd.DataFrame, by: str | None) -> tuple[list[str], np.ndarray
     return labels, np.asarray([index[v] for v in values], dtype=np.int64)
 
 
+def withheld_strata(n_people, rules: DisclosureRules) -> np.ndarray:
+    """Strata withheld whole: under the minimum count, and their complements (see `disclose`)."""
+    n_people = np.asarray(n_people, dtype=np.float64)
+    primary = small_cells(n_people, rules.min_cell_count)
+    return primary | complementary_suppression(n_people, primary)
+
+
 class AlleleFrequencies(Task):
     """Pooled AC/AN/AF per variant over the sites, optionally stratified (see the module doc)."""
 
@@ -158,6 +165,24 @@ class AlleleFrequencies(Task):
         mask = cohorts.select(samples, params.get("where"))
         labels, codes = strata(samples[mask], params.get("stratify_by"))
         return samples, mask, labels, codes
+
+    def audited_sets(self, cohort, params: dict, state, rules: DisclosureRules) -> list:
+        """The selection (its count is released) and each stratum released whole."""
+        params = self.validate(params)
+        _, mask, labels, codes = self._selection(cohort, params)
+        refuse_small_query(int(codes.size), rules, cohort.site)
+        sets = [mask]
+        if params.get("stratify_by") is not None:
+            released = ~withheld_strata(np.bincount(codes, minlength=len(labels)), rules)
+            chosen = np.flatnonzero(mask)
+            for k in np.flatnonzero(released):
+                stratum = np.zeros(mask.size, dtype=bool)
+                stratum[chosen[codes == k]] = True
+                sets.append(stratum)
+        return sets
+
+    def per_variant_arrays(self, half: SiteHalf) -> list[str]:
+        return ["ac", "an", "n_called"]
 
     def _half(self, cohort, params, keys, ac, an, n_called, labels, codes) -> SiteHalf:
         n_people = np.bincount(codes, minlength=len(labels)).astype(np.float64)

@@ -231,3 +231,26 @@ class Task(ABC):
 
     def initial_state(self, params: dict) -> dict | None:
         return None
+
+    def audited_sets(
+        self, cohort: SiteCohort, params: dict, state: dict | None, rules: DisclosureRules
+    ) -> list[np.ndarray]:
+        """The sets of people the released answer sums over, before anything is computed.
+
+        Boolean masks over the rows of `cohort.samples`: every set whose sums
+        (counts, allele counts, a model's sufficient statistics) the answer
+        releases once disclosure control has run (a stratum or cell withheld
+        whole is not one). The gateway's query-set audit checks them against
+        the sets the approval was answered on before, and records them before
+        the answer leaves. A query selecting too few people raises the same
+        TaskError as `disclose`. A task that cannot say is never answered.
+        """
+        raise NotImplementedError(f"task {self.name} does not name the sets it sums over")
+
+    def variant_keys_of(self, half: SiteHalf, cohort: SiteCohort, state: dict | None) -> list[str]:
+        """The variant of each row of the half's per-variant arrays (`per_variant_arrays`)."""
+        return list(half.variants)
+
+    def per_variant_arrays(self, half: SiteHalf) -> list[str]:
+        """The arrays of `half` whose first axis is its variants (`variant_keys_of`)."""
+        return list(half.meta.get("per_variant", []))

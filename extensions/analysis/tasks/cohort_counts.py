@@ -87,6 +87,15 @@ def count_table(
     return levels, counts, [len(p) for p in per]
 
 
+def withheld_cells(counts: np.ndarray, shape: list[int], rules: DisclosureRules) -> np.ndarray:
+    """Cells of one table withheld: under the minimum count, and their complements."""
+    counts = np.asarray(counts, dtype=np.float64)
+    shape = shape if len(shape) == 2 else [counts.size]
+    primary = small_cells(counts, rules.min_cell_count)
+    secondary = complementary_suppression(counts.reshape(shape), primary.reshape(shape)).ravel()
+    return primary | secondary
+
+
 class CohortCounts(Task):
     """People by clinical attribute (one-way tables or one cross-tab); see the module doc."""
 
@@ -117,6 +126,30 @@ class CohortCounts(Task):
         if by is None:
             return [[a] for a in COUNT_ATTRIBUTES]
         return [by] if len(by) == 2 else [[by[0]]]
+
+    def audited_sets(self, cohort, params: dict, state, rules: DisclosureRules) -> list:
+        """The selection (its count is released) and every non-empty cell released."""
+        params = self.validate(params)
+        samples = cohort.samples
+        mask = cohorts.select(samples, params["where"])
+        refuse_small_query(int(mask.sum()), rules, cohort.site)
+        people = samples[mask]
+        chosen = np.flatnonzero(mask)
+        sets = [mask]
+        for attributes in self._tables(params):
+            levels, counts, shape = count_table(people, attributes)
+            withheld = withheld_cells(counts, shape, rules)
+            cols = [c for a in attributes for c in columns_of(a)]
+            rows_of: dict[tuple, list[int]] = {}
+            for i, key in enumerate(people[cols].itertuples(index=False, name=None)):
+                rows_of.setdefault(tuple(map(str, key)), []).append(i)
+            for level, count, out in zip(levels, counts, withheld, strict=True):
+                if out or count == 0:
+                    continue
+                cell = np.zeros(mask.size, dtype=bool)
+                cell[chosen[rows_of[tuple(level)]]] = True
+                sets.append(cell)
+        return sets
 
     def _site_half(self, cohort, params: dict) -> SiteHalf:
         params = self.validate(params)

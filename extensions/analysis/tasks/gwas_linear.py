@@ -63,6 +63,15 @@ def model_for(cohort: SiteCohort, params: dict) -> rg.ModelData:
     return data
 
 
+def model_set(cohort: SiteCohort, params: dict, rules: DisclosureRules) -> list[np.ndarray]:
+    """The one set a model's sums run over: the people in it (see `model_for`)."""
+    data = model_for(cohort, params)
+    disclosure.refuse_small_query(data.n, rules, cohort.site)
+    mask = np.zeros(len(cohort.samples), dtype=bool)
+    mask[data.columns] = True
+    return [mask]
+
+
 def refuse_small_query(half: SiteHalf, rules: DisclosureRules) -> None:
     disclosure.refuse_small_query(half.counts["n"], rules, half.site)
 
@@ -139,6 +148,9 @@ class GwasLinear(Task):
         return rg.validate_model_params(params, PHENOTYPES)
 
     # -- per-site half -------------------------------------------------------------
+
+    def audited_sets(self, cohort, params: dict, state, rules: DisclosureRules) -> list:
+        return model_set(cohort, self.validate(params), rules)
 
     def _half(self, cohort: SiteCohort, params: dict, data: rg.ModelData, sums: dict) -> SiteHalf:
         arrays = {**rg.covariate_sums(data), **sums}

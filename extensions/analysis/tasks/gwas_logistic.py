@@ -56,6 +56,7 @@ from .base import DisclosureRules, SiteCohort, SiteHalf, Step, Task, TaskError
 from .gwas_linear import (
     check_halves,
     model_for,
+    model_set,
     refuse_small_query,
     withheld_labels,
     withhold_variants,
@@ -106,6 +107,16 @@ class GwasLogistic(Task):
         return {"phase": "setup"}
 
     # -- per-site half -------------------------------------------------------------
+
+    def audited_sets(self, cohort, params: dict, state, rules: DisclosureRules) -> list:
+        """The people in the model, in every round (each round sums over them only)."""
+        return model_set(cohort, self.validate(params), rules)
+
+    def variant_keys_of(self, half: SiteHalf, cohort: SiteCohort, state: dict | None) -> list[str]:
+        if half.meta.get("phase") != "variants":
+            return list(half.variants)
+        keys = cohort.variant_keys()
+        return [keys[r] for r in self._rows(state, cohort)]
 
     def site_half_dask(self, cohort: SiteCohort, params: dict, state: dict | None) -> SiteHalf:
         return self._site_half(cohort, params, state, self._variant_sums_dask)
