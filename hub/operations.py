@@ -10,6 +10,8 @@ Every action
   left as they were;
 - is idempotent: asking again for what already holds changes nothing and is
   answered with `changed: False` (and still recorded, so the log shows the request);
+  a reset of an approval's query-set audit is the exception: each one starts the
+  audit afresh from its own time, so each is a change;
 - goes into the audit store with the actor, the person or approval acted on,
   and the reason.
 
@@ -33,6 +35,8 @@ from .registry import ApprovalRegistry, RegistryError
 
 SECRETARIAT_SCHEMA = "https://visiting.example/events/hub/secretariat-action"
 SITE_ADMIN_SCHEMA = "https://visiting.example/events/hub/site-admin-action"
+#: the secretariat-action that resets an approval's query-set audit (the report counts them)
+RESET_QUERY_AUDIT = "reset-query-audit"
 
 MAX_REASON = 2000
 MAX_CPU = 64.0
@@ -400,13 +404,44 @@ class Operations:
             "revoke", changed, {"approval_id": approval_id}, {"approval": after.to_json()}, [event]
         )
 
+    def reset_query_audit(self, actor: str, *, approval_id: Any, reason: Any = None) -> Outcome:
+        """Start the approval's query-set audit afresh at every site. The gateways read the
+        reset with the approval and archive the answers recorded before it; a reset needs a
+        reason because it lets queries through that the earlier answers would have refused."""
+        self.require_secretariat(actor)
+        reason = check_reason(reason)
+        self._approval(approval_id)
+        reset = self.registry.reset_query_audit(approval_id, reason=reason, by=actor)
+        event = self._record(
+            SECRETARIAT_SCHEMA,
+            actor,
+            RESET_QUERY_AUDIT,
+            user=actor,
+            approval_id=approval_id,
+            reason=reason,
+            changed=True,
+            reset_id=reset.id,
+            reset_at=reset.at.isoformat(),
+        )
+        return Outcome(
+            RESET_QUERY_AUDIT,
+            True,
+            {"approval_id": approval_id},
+            {"reset": reset.to_json()},
+            [event],
+        )
+
     def approval_state(self, approval_id: Any) -> dict[str, Any]:
-        """An approval's state, handlers, sites, period, changes and its handlers' suspensions."""
+        """An approval's state, handlers, sites, period, changes, query-audit resets and its
+        handlers' suspensions."""
         view = self._approval(approval_id)
         now = self.clock.now()
         return view.to_json() | {
             "status": view.status_at(now),
             "changes": self.registry.changes(view.approval_id),
+            "query_audit_resets": [
+                r.to_json() for r in self.registry.query_audit_resets(view.approval_id)
+            ],
             "suspensions": {
                 h: [s.to_json() for s in self.registry.suspensions(h)] for h in view.handlers
             },
@@ -415,11 +450,15 @@ class Operations:
 
     def approvals_state(self) -> list[dict[str, Any]]:
         now = self.clock.now()
+        resets = self.registry.latest_query_audit_resets()
         return [
             a.to_json()
             | {
                 "status": a.status_at(now),
                 "suspended_now": [h for h in a.handlers if self.registry.suspension_of(h, now)],
+                "query_audit_reset": (
+                    resets[a.approval_id].isoformat() if a.approval_id in resets else None
+                ),
             }
             for a in self.registry.approvals()
         ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -30,6 +30,7 @@ from sqlalchemy import (
     TypeDecorator,
     create_engine,
     event,
+    func,
     select,
 )
 from sqlalchemy.engine import Engine
@@ -171,6 +172,22 @@ class ApprovalOverrideRow(Base):
     updated_by: Mapped[str] = mapped_column(String(64))
 
 
+class QueryAuditResetRow(Base):
+    """A reset of an approval's query-set audit, decided by the secretariat with a reason.
+
+    The sites' gateways keep the audit (the sets of people an approval's answers summed
+    over); they learn of the latest reset with the approval and start a fresh history,
+    archiving the old one. Every reset is kept: the annual report lists them.
+    """
+
+    __tablename__ = "query_audit_resets"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    approval_id: Mapped[str] = mapped_column(ForeignKey("approvals.id"), index=True)
+    reset_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    reset_by: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+
+
 class SiteSettingRow(Base):
     """A site's image allow-list and default quota as its site admins set them."""
 
@@ -305,6 +322,32 @@ class SuspensionView:
             lifted_at=r.lifted_at,
             lifted_by=r.lifted_by,
             lift_reason=r.lift_reason,
+        )
+
+
+@dataclass(frozen=True)
+class QueryAuditResetView:
+    """A reset of an approval's query-set audit as the rest of the system sees it."""
+
+    id: int
+    approval_id: str
+    at: datetime
+    by: str
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "approval_id": self.approval_id,
+            "at": self.at.isoformat(),
+            "by": self.by,
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def from_row(cls, r: QueryAuditResetRow) -> QueryAuditResetView:
+        return cls(
+            id=r.id, approval_id=r.approval_id, at=r.reset_at, by=r.reset_by, reason=r.reason
         )
 
 
@@ -764,6 +807,43 @@ class ApprovalRegistry:
                 )
             )
         return self.approval(approval_id), True
+
+    # -- the query-set audit's resets ---------------------------------------------
+
+    def reset_query_audit(self, approval_id: str, *, reason: str, by: str) -> QueryAuditResetView:
+        """Record, now, that the approval's query-set audit starts afresh at every site.
+        Each call is a new reset (the gateways archive what was answered up to it)."""
+        with self.session() as s:
+            if s.get(ApprovalRow, approval_id) is None:
+                raise RegistryError(f"unknown approval {approval_id!r}")
+            row = QueryAuditResetRow(
+                approval_id=approval_id, reset_at=self.clock.now(), reset_by=by, reason=reason
+            )
+            s.add(row)
+            s.flush()
+            return QueryAuditResetView.from_row(row)
+
+    def query_audit_resets(self, approval_id: str | None = None) -> list[QueryAuditResetView]:
+        """Resets of one approval's query-set audit (default: every approval's), oldest first."""
+        with self.session() as s:
+            q = select(QueryAuditResetRow).order_by(
+                QueryAuditResetRow.reset_at, QueryAuditResetRow.id
+            )
+            if approval_id is not None:
+                q = q.where(QueryAuditResetRow.approval_id == approval_id)
+            return [QueryAuditResetView.from_row(r) for r in s.scalars(q)]
+
+    def latest_query_audit_resets(
+        self, approval_ids: Iterable[str] | None = None
+    ) -> dict[str, datetime]:
+        """approval id -> the time of its latest query-audit reset, for the approvals that
+        have one (of `approval_ids`, default every approval)."""
+        q = select(QueryAuditResetRow.approval_id, func.max(QueryAuditResetRow.reset_at))
+        if approval_ids is not None:
+            q = q.where(QueryAuditResetRow.approval_id.in_(list(approval_ids)))
+        q = q.group_by(QueryAuditResetRow.approval_id)
+        with self.session() as s:
+            return {aid: as_utc(at) for aid, at in s.execute(q).all()}
 
     # -- what site admins set ---------------------------------------------------
 

@@ -3,7 +3,7 @@ idempotence, audit records, and refused input that changes nothing (both databas
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -178,6 +178,57 @@ def test_revoke_ends_now_and_says_so(ops, clock):
         ops.extend("jimu", approval_id="J-DU000101", end="2040-01-01", reason="x")
 
 
+# -- the query-set audit's reset ----------------------------------------------------------
+
+
+def test_reset_query_audit_is_kept_recorded_and_reaches_the_approvals(ops, clock):
+    """Rule "No disclosure" and "Changes": the secretariat starts an approval's query-set
+    audit afresh, with a reason; each reset is kept at the registry's clock and recorded."""
+    out = ops.reset_query_audit(
+        "jimu", approval_id="J-DU000101", reason="  board allowed a new sub-study  "
+    )
+    assert out.changed and out.action == "reset-query-audit"
+    assert out.target == {"approval_id": "J-DU000101"}
+    reset = out.detail["reset"]
+    assert (reset["at"], reset["by"], reset["reason"]) == (
+        NOW.astimezone(UTC).isoformat(),
+        "jimu",
+        "board allowed a new sub-study",
+    )
+    clock.advance(timedelta(days=40, minutes=3))
+    again = ops.reset_query_audit("jimu", approval_id="J-DU000101", reason="second sub-study")
+    assert again.changed  # each reset starts the audit afresh from its own time
+    later = NOW + timedelta(days=40, minutes=3)
+    assert datetime.fromisoformat(again.detail["reset"]["at"]) == later
+    state_ = ops.approval_state("J-DU000101")
+    assert [(r["by"], r["reason"]) for r in state_["query_audit_resets"]] == [
+        ("jimu", "board allowed a new sub-study"),
+        ("jimu", "second sub-study"),
+    ]
+    listed = {a["approval_id"]: a["query_audit_reset"] for a in ops.approvals_state()}
+    assert listed["J-DU000101"] == later.astimezone(UTC).isoformat()
+    assert listed["J-DU000103"] is None
+    # the change log of the approval (what the application says) is not touched
+    assert all(c["kind"] != "reset-query-audit" for c in ops.registry.changes("J-DU000101"))
+    events = [e for e in actions(ops) if e["data"]["action"] == "reset-query-audit"]
+    assert [e["event_id"] for e in events] == out.event_ids + again.event_ids
+    first = events[0]
+    assert (first["approval_id"], first["actor"], first["user"], first["site"]) == (
+        "J-DU000101",
+        "jimu",
+        "jimu",
+        None,
+    )
+    assert first["data"] == {
+        "action": "reset-query-audit",
+        "reason": "board allowed a new sub-study",
+        "changed": True,
+        "reset_id": reset["id"],
+        "reset_at": reset["at"],
+    }
+    assert datetime.fromisoformat(events[1]["time"]) == later
+
+
 # -- site admins ------------------------------------------------------------------------
 
 
@@ -303,6 +354,70 @@ REFUSED = [
         "is not a date",
     ),
     ("jimu", "revoke", {"approval_id": "J-DU999999", "reason": "x"}, "approval_id", 404, "unknown"),
+    (
+        "jimu",
+        "reset_query_audit",
+        {"approval_id": "J-DU999999", "reason": "x"},
+        "approval_id",
+        404,
+        "unknown approval 'J-DU999999'",
+    ),
+    (
+        "jimu",
+        "reset_query_audit",
+        {"approval_id": "", "reason": "x"},
+        "approval_id",
+        400,
+        "an approval id is required",
+    ),
+    (
+        "jimu",
+        "reset_query_audit",
+        {"approval_id": "J-DU000101"},
+        "reason",
+        400,
+        "reason is required",
+    ),
+    (
+        "jimu",
+        "reset_query_audit",
+        {"approval_id": "J-DU000101", "reason": " \n\t "},
+        "reason",
+        400,
+        "reason is required",
+    ),
+    (
+        "jimu",
+        "reset_query_audit",
+        {"approval_id": "J-DU000101", "reason": ["a", "list"]},
+        "reason",
+        400,
+        "reason is required",
+    ),
+    (
+        "jimu",
+        "reset_query_audit",
+        {"approval_id": "J-DU000101", "reason": "x" * 2001},
+        "reason",
+        400,
+        "longer than 2000 characters",
+    ),
+    (
+        "tanaka",
+        "reset_query_audit",
+        {"approval_id": "J-DU000101", "reason": "my own approval"},
+        None,
+        403,
+        "secretariat role",
+    ),
+    (
+        "admin-nig",
+        "reset_query_audit",
+        {"approval_id": "J-DU000101", "reason": "x"},
+        None,
+        403,
+        "secretariat role",
+    ),
     ("yamada", "revoke", {"approval_id": "J-DU000101", "reason": "x"}, None, 403, "secretariat"),
     (
         "admin-nig",

@@ -142,3 +142,45 @@ def test_roles_follow_users_file(imported, policy_copy):
     report = imported.import_policy(load_policy_dir(policy_copy))
     assert report.roles_changed == ["admin-nig"]
     assert imported.roles_of("admin-nig") == ["site-admin:ncc"]
+
+
+def test_query_audit_resets_are_all_kept_with_the_clocks_time(imported, policy_copy):
+    """Rule "Changes": each reset of an approval's query-set audit is kept with its time (the
+    registry's clock), who decided it and why; importing the policy again keeps them."""
+    clock = imported.clock
+    assert imported.query_audit_resets() == [] and imported.latest_query_audit_resets() == {}
+    first = imported.reset_query_audit("J-DU000101", reason="cohort re-consented", by="jimu")
+    clock.advance(timedelta(days=3, hours=2))
+    imported.reset_query_audit("J-DU000103", reason="new sub-study", by="jimu")
+    clock.advance(timedelta(minutes=5))
+    last = imported.reset_query_audit("J-DU000101", reason="board decision 2026-42", by="jimu2")
+    assert first.at == datetime(2026, 11, 23, 12, 0, tzinfo=JST)
+    assert last.at == datetime(2026, 11, 26, 14, 5, tzinfo=JST) and last.at.tzinfo is not None
+    assert [(r.approval_id, r.by, r.reason) for r in imported.query_audit_resets("J-DU000101")] == [
+        ("J-DU000101", "jimu", "cohort re-consented"),
+        ("J-DU000101", "jimu2", "board decision 2026-42"),
+    ]
+    assert len(imported.query_audit_resets()) == 3
+    assert imported.latest_query_audit_resets() == {
+        "J-DU000101": last.at,
+        "J-DU000103": datetime(2026, 11, 26, 14, 0, tzinfo=JST),
+    }
+    assert imported.latest_query_audit_resets(["J-DU000102", "J-DU000103"]) == {
+        "J-DU000103": datetime(2026, 11, 26, 14, 0, tzinfo=JST)
+    }
+    assert last.to_json() == {
+        "id": last.id,
+        "approval_id": "J-DU000101",
+        "at": last.at.isoformat(),
+        "by": "jimu2",
+        "reason": "board decision 2026-42",
+    }
+    imported.import_policy(load_policy_dir(policy_copy))
+    assert len(imported.query_audit_resets()) == 3
+
+
+def test_a_reset_of_an_unknown_approval_stores_nothing(imported):
+    before = imported.snapshot()
+    with pytest.raises(RegistryError, match="unknown approval 'J-DU999999'"):
+        imported.reset_query_audit("J-DU999999", reason="x", by="jimu")
+    assert imported.snapshot() == before
