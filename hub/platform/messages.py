@@ -84,6 +84,48 @@ MESSAGES: dict[str, dict[str, str]] = {
     "admin.egress.level.cap": {"ja": "上限（出力停止）", "en": "cap: outputs withheld"},
     "admin.egress.reached.bytes": {"ja": "送信量", "en": "bytes"},
     "admin.egress.reached.people": {"ja": "人数", "en": "people"},
+    # -- the admin page: the sites' query-set audit ----------------------------------------
+    "admin.query_audit.title": {
+        "ja": "照会集合監査による拒否（直近 {days} 日）",
+        "en": "Query-set audit refusals (last {days} days)",
+    },
+    "admin.query_audit.note": {
+        "ja": "各サイトのゲートウェイは、承認ごと・データセットごとにこれまでに回答した照会の対象者の集合を"
+        "記録し、以前の回答と組み合わせると特定の個人を割り出せる照会を拒否します。衝突した以前の照会は"
+        "時刻とタスクで示します（照会の条件や対象者は示しません）。監査をリセットすると、その承認の以前の"
+        "回答は各サイトで保管され、新しい記録が始まります。リセットには理由が必要で、利用報告書に載ります。",
+        "en": "Each site's gateway keeps, per approval and dataset, the sets of people its answers "
+        "summed over, and refuses a query that, put together with earlier answers, would single "
+        "out a person. The earlier queries it collides with are shown by time and task (never "
+        "their parameters or people). Resetting the audit archives the approval's earlier "
+        "answers at each site and starts a new record; a reset needs a reason and is listed in "
+        "the data-usage report.",
+    },
+    "admin.query_audit.none": {
+        "ja": "この期間に照会集合監査が拒否した照会はありません。",
+        "en": "The query-set audit refused no query in this period.",
+    },
+    "admin.query_audit.no_reset": {
+        "ja": "この期間のリセットはありません。",
+        "en": "No reset in this period.",
+    },
+    # a person's own audit: the catalogue's counts for someone with no approval of the dataset
+    "admin.query_audit.own": {"ja": "本人単位の監査", "en": "the person's own audit"},
+    # the rules of the query-set audit (extensions/analysis/query_audit.py), for the admin page
+    # and the data-usage report
+    "query_audit.rule.min_count": {"ja": "対象者が少なすぎる", "en": "too few people"},
+    "query_audit.rule.small_difference": {
+        "ja": "以前の照会との差が少なすぎる",
+        "en": "differs from an earlier query by too few people",
+    },
+    "query_audit.rule.isolating_combination": {
+        "ja": "以前の回答との組み合わせで個人を特定できる",
+        "en": "combined with earlier answers, isolates a person",
+    },
+    "query_audit.rule.isolating_pair": {
+        "ja": "以前の回答との組で個人を特定できる",
+        "en": "with one earlier answer, isolates a person",
+    },
 }
 
 

@@ -22,12 +22,12 @@ from typing import Any
 from extensions.guard.events import SCHEMA_BASE
 
 from ..audit import AuditStore
-from ..operations import SECRETARIAT_SCHEMA, SITE_ADMIN_SCHEMA
+from ..operations import RESET_QUERY_AUDIT, SECRETARIAT_SCHEMA, SITE_ADMIN_SCHEMA
 from ..periods import JST, Clock, as_utc, fiscal_year_bounds, period_start
 from ..policy import Quota
 from ..registry import ApprovalRegistry, ApprovalView, RegistryError
 from .query import Figure, Query
-from .texts import CHECKLIST, LANGS, t
+from .texts import CHECKLIST, LANGS, rule_name, t
 
 SERVER_START = SCHEMA_BASE + "server-start"
 SERVER_STOP = SCHEMA_BASE + "server-stop"
@@ -47,6 +47,9 @@ EGRESS_CHANNELS = ("download", "kernel", "terminal", "other")
 #: (not imported: those modules bring in tornado and JupyterHub; a test keeps them equal)
 FEDERATION_QUERY = "https://visiting.example/events/hub/federation-query"
 ENFORCEMENT_STOP = "https://visiting.example/events/hub/enforcement-stop"
+#: the code of a federation-query refused by a site's query-set audit (data.code; the rule
+#: that refused it is data.audit.rule), as the gateway and the catalogue spell it
+QUERY_SET_AUDIT = "query_set_audit"
 
 GIB = 1024**3
 #: the figures of an egress-tally line, each cumulative for its day and channel
@@ -265,6 +268,11 @@ class ApprovalTally:
         self.egress_days: dict[tuple[str, str, str], set[str]] = defaultdict(set)
         self.withheld: Counter[tuple[str, str]] = Counter()
         self.blocked_at: Counter[tuple[str, str]] = Counter()
+        # the query-set audit: answers, its refusals by rule (None: no rule named), and the
+        # secretariat's resets in seq order
+        self.answered = 0
+        self.audit_refused: Counter[str | None] = Counter()
+        self.audit_resets: list[dict[str, Any]] = []
 
     def month(self, time: str) -> int:
         return bisect.bisect_right(self.months, time) - 1
@@ -301,6 +309,17 @@ class ApprovalTally:
             if data.get("dataset"):
                 self.federation_datasets.add(data["dataset"])
             self.federation_month[self.month(r["time"])] += 1
+            if data.get("outcome") == "answered":
+                self.answered += 1
+            elif data.get("outcome") == "refused" and data.get("code") == QUERY_SET_AUDIT:
+                audit = data.get("audit")
+                rule = audit.get("rule") if isinstance(audit, dict) else None
+                self.audit_refused[rule if isinstance(rule, str) else None] += 1
+        elif schema == SECRETARIAT_SCHEMA:
+            if data.get("action") == RESET_QUERY_AUDIT:
+                self.audit_resets.append(
+                    {"at": r["time"], "by": r["actor"], "reason": data.get("reason") or ""}
+                )
         elif schema == DOWNLOAD_ALLOWED:
             self.allowed += 1
             size = data.get("size")
@@ -714,6 +733,56 @@ def _egress_section(tally: ApprovalTally, aid: str, q, fig, lang: str) -> dict[s
     }
 
 
+def _query_audit_section(tally: ApprovalTally, aid: str, q, fig, lang: str) -> dict[str, Any]:
+    """The federated queries answered, those the sites' query-set audit refused (by rule),
+    and the secretariat's resets of the audit with their reasons."""
+    answered_where = {"schema": FEDERATION_QUERY, "approval_id": aid, "data.outcome": "answered"}
+    fig(
+        "query_audit/answered",
+        t("qa_answered", lang),
+        tally.answered,
+        "queries",
+        q(answered_where),
+    )
+    refused_where = {
+        "schema": FEDERATION_QUERY,
+        "approval_id": aid,
+        "data.outcome": "refused",
+        "data.code": QUERY_SET_AUDIT,
+    }
+    refused = []
+    for rule, n in sorted(tally.audit_refused.items(), key=lambda kv: (kv[0] is None, kv[0] or "")):
+        refused.append({"rule": rule, "queries": n})
+        fig(
+            f"query_audit/refused/{rule or '-'}",
+            f"{t('qa_refused', lang)} {rule_name(rule, lang)}",
+            n,
+            "queries",
+            q(refused_where | {"data.audit.rule": rule}),
+        )
+    refused_total = sum(tally.audit_refused.values())
+    fig(
+        "query_audit/refused/total",
+        t("qa_refused", lang),
+        refused_total,
+        "queries",
+        q(refused_where),
+    )
+    fig(
+        "query_audit/resets",
+        t("qa_resets", lang),
+        len(tally.audit_resets),
+        "resets",
+        q({"schema": SECRETARIAT_SCHEMA, "approval_id": aid, "data.action": RESET_QUERY_AUDIT}),
+    )
+    return {
+        "answered": tally.answered,
+        "refused": refused,
+        "refused_total": refused_total,
+        "resets": list(tally.audit_resets),
+    }
+
+
 def _approval_section(
     registry: ApprovalRegistry,
     view: ApprovalView,
@@ -972,6 +1041,7 @@ def _approval_section(
     )
 
     egress = _egress_section(tally, aid, q, fig, lang)
+    query_audit = _query_audit_section(tally, aid, q, fig, lang)
 
     # -- per month (the charts)
     month_names = [m.astimezone(JST).strftime("%Y-%m") for m in months[:-1]]
@@ -1118,6 +1188,7 @@ def _approval_section(
             "monthly": monthly,
         },
         "egress": egress,
+        "query_audit": query_audit,
         "sessions": [
             {
                 "user": s.user,

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..periods import JST
-from .texts import block_reason, rule, t
+from .texts import block_reason, rule, rule_name, t
 
 FORMATS = ("html", "pdf", "csv", "json")
 
@@ -113,7 +113,15 @@ def blocks(doc: dict[str, Any]) -> list[tuple]:
         out.append(("heading", 1, "Notes"))
         out += [("para", n, "muted") for n in doc["notes"]]
     out.append(("heading", 1, t("sec_rules", lang)))
-    for key in ("window", "sessions", "server-hours", "cpu-hours", "egress-ledger", "attribution"):
+    for key in (
+        "window",
+        "sessions",
+        "server-hours",
+        "cpu-hours",
+        "egress-ledger",
+        "query-audit",
+        "attribution",
+    ):
         out.append(("para", rule(key, lang), "normal"))
     for a in doc["approvals"]:
         out += _source_blocks(a, lang)
@@ -326,6 +334,8 @@ def _approval_blocks(a: dict, lang: str) -> list[tuple]:
             out.append(("chart", key, u["monthly"]))
     out.append(("heading", 1, f"{t('sec_egress', lang)} ({a['approval_id']})"))
     out += _egress_blocks(a.get("egress"), lang)
+    out.append(("heading", 1, f"{t('sec_query_audit', lang)} ({a['approval_id']})"))
+    out += _query_audit_blocks(a.get("query_audit"), lang)
 
     s = a["security"]
     out.append(("heading", 1, f"{t('sec_security', lang)} ({a['approval_id']})"))
@@ -456,6 +466,47 @@ def _egress_blocks(e: dict | None, lang: str) -> list[tuple]:
             0,
         )
     )
+    return out
+
+
+def _query_audit_blocks(qa: dict | None, lang: str) -> list[tuple]:
+    """Queries answered, refused by the query-set audit per rule, and the audit's resets."""
+    out: list[tuple] = [("para", t("qa_intro", lang), "muted")]
+    if qa is None:  # a document made before the section existed
+        return out + [("para", t("none", lang), "muted")]
+    out.append(
+        (
+            "kv",
+            [
+                (t("qa_answered", lang), fmt_num(qa["answered"])),
+                (t("qa_refused", lang), fmt_num(qa["refused_total"])),
+                (t("qa_resets", lang), fmt_num(len(qa["resets"]))),
+            ],
+        )
+    )
+    if qa["refused"]:
+        out.append(
+            (
+                "table",
+                [t("qa_rule", lang), t("qa_refused", lang)],
+                [[rule_name(r["rule"], lang), fmt_num(r["queries"])] for r in qa["refused"]],
+                [0.7, 0.3],
+                0,
+            )
+        )
+    out.append(("heading", 2, t("qa_resets", lang)))
+    if qa["resets"]:
+        out.append(
+            (
+                "table",
+                [t("qa_reset_at", lang), t("reason", lang)],
+                [[fmt_time(r["at"]), r["reason"]] for r in qa["resets"]],
+                [0.3, 0.7],
+                0,
+            )
+        )
+    else:
+        out.append(("para", t("none", lang), "muted"))
     return out
 
 

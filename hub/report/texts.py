@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..platform.messages import MESSAGES, message
+
 LANGS = ("ja", "en")
 
 TEXTS: dict[str, dict[str, str]] = {
@@ -125,6 +127,25 @@ TEXTS: dict[str, dict[str, str]] = {
     "egress_days_alert": {"ja": "警告に達した日数", "en": "Days at the alert"},
     "egress_days_cap": {"ja": "上限に達した日数", "en": "Days at the cap"},
     "outputs_withheld": {"ja": "差し止めた出力", "en": "Outputs withheld"},
+    # the query-set audit
+    "sec_query_audit": {"ja": "照会集合監査", "en": "Query-set audit"},
+    "qa_intro": {
+        "ja": "各サイトのゲートウェイは、承認ごと・データセットごとに、これまでに回答した照会の対象者の"
+        "集合を記録し、以前の回答と組み合わせると特定の個人を割り出せる照会を拒否する。回答した連合解析"
+        "クエリの数、この監査が拒否した照会の数（規則別）、事務局による監査のリセットとその理由を示す。",
+        "en": "Each site's gateway keeps, per approval and dataset, the sets of people its answers "
+        "summed over, and refuses a query that, put together with earlier answers, would single "
+        "out a person. The federated queries answered, the queries this audit refused (by rule), "
+        "and the secretariat's resets of the audit with their reasons.",
+    },
+    "qa_answered": {"ja": "回答した連合解析クエリ", "en": "Federated queries answered"},
+    "qa_refused": {
+        "ja": "照会集合監査が拒否したクエリ",
+        "en": "Queries refused by the query-set audit",
+    },
+    "qa_resets": {"ja": "監査のリセット", "en": "Resets of the audit"},
+    "qa_rule": {"ja": "規則", "en": "Rule"},
+    "qa_reset_at": {"ja": "リセット日時", "en": "Reset at"},
     "audit_ok": {
         "ja": "検証済み：{records} 件の記録（seq {first} 〜 {last}）のハッシュ連鎖は正しい。",
         "en": "Verified: the hash chain holds for {records} records (seq {first} .. {last}).",
@@ -211,6 +232,15 @@ RULES: dict[str, dict[str, str]] = {
         "People are the distinct cohort people shown that day, summed over days "
         "(person-days). Days at the alert or the cap are the distinct days of the "
         "egress-alert and egress-cap records.",
+    },
+    "query-audit": {
+        "ja": "照会集合監査：回答数は outcome が answered の federation-query 記録の数。拒否数は outcome が "
+        "refused で code が query_set_audit の記録の数で、data.audit.rule の規則ごとに数える。リセットは "
+        "action が reset-query-audit の secretariat-action 記録で、対象期間内のものを理由とともに示す。",
+        "en": "Query-set audit: answered queries are the federation-query records whose outcome is "
+        "answered; refusals are those whose outcome is refused with the code query_set_audit, "
+        "counted per rule (data.audit.rule); resets are the secretariat-action records with the "
+        "action reset-query-audit in the period, listed with their reasons.",
     },
     "attribution": {
         "ja": "承認番号を持つ記録はその承認に、承認番号のない強制停止・利用停止の記録は、その取扱者を含み"
@@ -310,3 +340,14 @@ def rule(key: str, lang: str) -> str:
 def block_reason(reason: str, lang: str) -> str:
     entry = BLOCK_REASONS.get(reason)
     return f"{entry[lang]} ({reason})" if entry else reason
+
+
+def rule_name(rule: str | None, lang: str) -> str:
+    """A query-set audit rule as a person reads it (the platform's message table), with its
+    id; '-' when none was named."""
+    if rule is None:
+        return "-"
+    key = f"query_audit.rule.{rule}"
+    if key not in MESSAGES:
+        return rule
+    return f"{getattr(message(key), lang)} ({rule})"

@@ -18,6 +18,7 @@ import shutil
 import subprocess
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
+from html import escape as html_escape
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,7 @@ from hub.registry import ApprovalRegistry
 from hub.report import ReportError, ReportRequest, build_report, write_report
 from hub.report import build as report_build
 from hub.report.pdf import wrap
+from hub.report.texts import t
 from hub.services.audit import check_events
 from tests.conftest import DEMO_DIR
 
@@ -253,6 +255,62 @@ def egress_activity(act: Activity) -> None:
              channel="terminal", msg_type="stdout", kind="raw-records", records=120)  # fmt: skip
 
 
+# the sites' query-set audit: (JST time, user, site, approval, task, outcome, rule) of the
+# federation-query records a gateway sends about it; rule None with outcome "refused" is a
+# refusal of another kind (small_query), which the audit's figures do not count
+AUDIT_QUERIES = [
+    ((2026, 3, 31, 23, 59, 59), "tanaka", "nig", A1, "cohort_counts", "refused", "min_count"),
+    ((2026, 4, 20, 10, 0), "tanaka", "nig", A1, "cohort_counts", "answered", None),
+    ((2026, 4, 20, 10, 5), "tanaka", "nig", A1, "cohort_counts", "refused", "small_difference"),
+    ((2026, 6, 2, 9, 0), "yamada", "nig", A1, "allele_frequencies", "answered", None),
+    ((2026, 7, 15, 9, 0), "yamada", "nig", A1, "cohort_counts", "refused", "small_difference"),
+    ((2026, 7, 15, 9, 30), "tanaka", "ncc", A1, "gwas_linear", "refused",
+     "isolating_combination"),
+    ((2026, 9, 1, 14, 0), "tanaka", "nig", A1, "cohort_counts", "refused", None),
+    ((2027, 1, 10, 11, 0), "tanaka", "nig", A1, "cohort_counts", "refused", "min_count"),
+    ((2026, 11, 2, 16, 0), "suzuki", "imsut", A3, "cohort_counts", "answered", None),
+    ((2026, 11, 2, 16, 10), "suzuki", "imsut", A3, "cohort_counts", "refused", "isolating_pair"),
+    ((2027, 4, 1, 0, 0), "tanaka", "nig", A1, "cohort_counts", "refused", "min_count"),
+]  # fmt: skip
+# the secretariat's resets of the audit: (JST time, approval, reason)
+AUDIT_RESETS = [
+    ((2026, 3, 31, 23, 0), A1, "cohort re-consented (FY2025)"),
+    ((2026, 8, 10, 10, 0), A1, "ethics board: new sub-study on insulin response"),
+    ((2027, 2, 1, 9, 30), A1, "board decision 2027-03"),
+    ((2027, 4, 1, 0, 0), A1, "new fiscal year (FY2027)"),
+]
+
+
+def query_audit_activity(act: Activity, ops: Operations) -> None:
+    """The gateways' answers and refusals by their query-set audit, and the resets."""
+    for i, (at, user, site, aid, task, outcome, rule) in enumerate(AUDIT_QUERIES):
+        when = jst(*at)
+        data = {"task": task, "dataset": SITE_DATASET[site], "engine": "dask",
+                "parameters": {"by": "sex"}, "outcome": outcome}  # fmt: skip
+        if outcome == "answered":
+            data |= {"result_bytes": 100, "suppressions": [], "audit": {"scope": aid, "sets": 2}}
+        elif rule is None:
+            data |= {"status": 403, "reason": "too few people", "code": "small_query"}
+        else:
+            data |= {
+                "status": 403,
+                "reason": f"refused ({rule})",
+                "code": report_build.QUERY_SET_AUDIT,
+                "audit": {"rule": rule, "scope": aid, "collides_with": [
+                    {"time": (when - timedelta(minutes=5)).isoformat(), "task": task,
+                     "query_id": f"qa-{i - 1}"}]},
+            }  # fmt: skip
+        event = {"event_id": f"qa-{i}", "user": user, "site": site, "approval_id": aid,
+                 "time": when.isoformat(), "schema": report_build.FEDERATION_QUERY,
+                 "version": 1, "data": data}  # fmt: skip
+        assert check_events([event], None, site) is None
+        act.clock.move_to(when)
+        act.store.append([dict(event, actor=f"gateway-{site}")])
+    for at, aid, reason in AUDIT_RESETS:
+        act.clock.move_to(jst(*at))
+        ops.reset_query_audit("jimu", approval_id=aid, reason=reason)
+
+
 def set_approval(policy: Path, approval_id: str, **fields) -> None:
     path = policy / "approvals" / f"{approval_id}.yaml"
     doc = yaml.safe_load(path.read_text())
@@ -361,6 +419,7 @@ def year(tmp_path_factory):
         act.emit("sato", "ncc", A2, "kernel-refused", jst(2021, 4, 1, 0, 0), kernel_name="py")
 
         egress_activity(act)
+        query_audit_activity(act, ops)
 
         clock.move_to(REPORT_TIME)
         yield {
@@ -1032,6 +1091,108 @@ def test_an_approval_before_the_gate_has_no_ledger(year):
 
 
 # ---------------------------------------------------------------------------
+# the query-set audit
+
+
+def expected_audit(aid: str, since: datetime, until: datetime) -> tuple[Counter, list[str]]:
+    refused = Counter(
+        rule
+        for at, _u, _s, a, _t, outcome, rule in AUDIT_QUERIES
+        if a == aid and outcome == "refused" and rule and since <= jst(*at) < until
+    )
+    resets = [r for at, a, r in AUDIT_RESETS if a == aid and since <= jst(*at) < until]
+    return refused, resets
+
+
+def test_query_audit_answers_refusals_by_rule_and_resets(report_ja, exported):
+    """Per approval: the federated queries answered (every answered federation-query of
+    the year, the gateways' own and the audit's), the audit's refusals per rule (a refusal
+    of another code is not one), and the year's resets with their reasons, oldest first."""
+    _, records = exported
+    for aid in (A1, A3):
+        a = approval(report_ja, aid)
+        qa = a["query_audit"]
+        answered = sum(
+            1
+            for r in records
+            if r["approval_id"] == aid
+            and r["schema"] == report_build.FEDERATION_QUERY
+            and r["data"].get("outcome") == "answered"
+        )
+        assert qa["answered"] == answered == figure(a, "query_audit/answered") > 0
+        refused, resets = expected_audit(aid, FY_START, FY_END)
+        assert {r["rule"]: r["queries"] for r in qa["refused"]} == dict(refused)
+        assert qa["refused_total"] == sum(refused.values())
+        for rule, n in refused.items():
+            assert figure(a, f"query_audit/refused/{rule}") == n
+        assert [r["reason"] for r in qa["resets"]] == resets
+        assert all(r["by"] == "jimu" for r in qa["resets"])
+        assert figure(a, "query_audit/resets") == len(resets)
+    a1 = approval(report_ja, A1)["query_audit"]
+    assert [(r["rule"], r["queries"]) for r in a1["refused"]] == [
+        ("isolating_combination", 1),
+        ("min_count", 1),  # 10 January; not 31 March 2026 nor 1 April 2027
+        ("small_difference", 2),
+    ]
+    assert [r["at"] for r in a1["resets"]] == [
+        jst(2026, 8, 10, 10, 0).astimezone(UTC).isoformat(timespec="microseconds"),
+        jst(2027, 2, 1, 9, 30).astimezone(UTC).isoformat(timespec="microseconds"),
+    ]
+    assert approval(report_ja, A3)["query_audit"]["refused"] == [
+        {"rule": "isolating_pair", "queries": 1}
+    ]
+
+
+def test_query_audit_of_the_year_before_and_after(year):
+    reg, store, clock = year["registry"], year["store"], year["clock"]
+    for fy, since, until in ((2025, jst(2025, 4, 1), FY_START), (2027, FY_END, jst(2028, 4, 1))):
+        doc = build_report(reg, store, ReportRequest(fiscal_year=fy, approval_id=A1), clock)
+        qa = approval(doc, A1)["query_audit"]
+        refused, resets = expected_audit(A1, since, until)
+        assert {r["rule"]: r["queries"] for r in qa["refused"]} == dict(refused) == {"min_count": 1}
+        assert [r["reason"] for r in qa["resets"]] == resets and len(resets) == 1
+
+
+@pytest.mark.parametrize(
+    "lang,words",
+    [
+        ("ja", ["照会集合監査 (J-DU000101)", "回答した連合解析クエリ", "照会集合監査が拒否したクエリ",
+                "以前の照会との差が少なすぎる (small_difference)",
+                "以前の回答との組み合わせで個人を特定できる (isolating_combination)",
+                "監査のリセット", "2026-08-10 10:00 JST",
+                "ethics board: new sub-study on insulin response", "board decision 2027-03",
+                "照会集合監査：回答数は"]),
+        ("en", ["Query-set audit (J-DU000101)", "Federated queries answered",
+                "Queries refused by the query-set audit",
+                "differs from an earlier query by too few people (small_difference)",
+                "Resets of the audit", "Reset at", "2027-02-01 09:30 JST",
+                "Query-set audit: answered queries are"]),
+    ],
+)  # fmt: skip
+def test_query_audit_section_in_both_languages(year, lang, words):
+    from hub.report.render import blocks, render_html
+
+    doc = build_report(
+        year["registry"], year["store"], ReportRequest(fiscal_year=2026, lang=lang), year["clock"]
+    )
+    html = render_html(doc).decode()
+    for w in words:
+        assert html_escape(w) in html, w
+    # the reasons, not who reset: the report is the institution's
+    text = json.dumps(blocks(doc), ensure_ascii=False)
+    assert "board decision 2027-03" in text
+    assert "jimu" not in text
+    # a year without any: the section says none
+    empty = build_report(
+        year["registry"], year["store"],
+        ReportRequest(fiscal_year=2030, approval_id=A1, lang=lang), year["clock"],
+    )  # fmt: skip
+    qa = approval(empty, A1)["query_audit"]
+    assert qa == {"answered": 0, "refused": [], "refused_total": 0, "resets": []}
+    assert t("qa_resets", lang) in render_html(empty).decode()
+
+
+# ---------------------------------------------------------------------------
 # small parts
 
 
@@ -1049,10 +1210,11 @@ def test_report_event_ids_are_guard_schemas():
 
 def test_schema_ids_are_those_of_the_services():
     from hub.services.enforcer import STOP_SCHEMA
-    from hub.services.gateway import QUERY_SCHEMA
+    from hub.services.gateway import AUDIT_CODE, QUERY_SCHEMA
 
     assert report_build.FEDERATION_QUERY == QUERY_SCHEMA
     assert report_build.ENFORCEMENT_STOP == STOP_SCHEMA
+    assert report_build.QUERY_SET_AUDIT == AUDIT_CODE
 
 
 def test_pairing_rule():
