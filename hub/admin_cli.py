@@ -11,6 +11,7 @@ refusal is printed as one line naming the field, and nothing changes.
     visiting secretariat reinstate USER --reason TEXT
     visiting secretariat extend APPROVAL --end DATE --reason TEXT
     visiting secretariat revoke APPROVAL --reason TEXT
+    visiting secretariat reset-query-audit APPROVAL --reason TEXT
     visiting secretariat list | show APPROVAL | suspensions
     visiting site-admin SITE show | servers
     visiting site-admin SITE add-image IMAGE --reason TEXT
@@ -121,6 +122,19 @@ def cmd_revoke(args) -> int:
     return 0
 
 
+def cmd_reset_query_audit(args) -> int:
+    body = {"reason": args.reason}
+    path = f"approvals/{quote(args.approval_id)}/query-audit/reset"
+    result = call(args, "POST", path, body)
+    show(result, args.json)
+    reset = (result.get("detail") or {}).get("reset")
+    if reset and not args.json:
+        print(
+            f"  the sites' query-set audit of {args.approval_id} starts afresh from {reset['at']}"
+        )
+    return 0
+
+
 def cmd_list(args) -> int:
     result = call(args, "GET", "approvals")
     if args.json:
@@ -220,7 +234,8 @@ def add_parsers(sub) -> None:
         p.add_argument("--reason", required=True, help="why (recorded in the audit log)")
 
     sec = sub.add_parser(
-        "secretariat", help="suspend, reinstate, extend, revoke (the secretariat role)"
+        "secretariat",
+        help="suspend, reinstate, extend, revoke, reset a query-set audit (the secretariat role)",
     ).add_subparsers(dest="action", required=True)
     p = sec.add_parser("suspend", help="suspend a data handler or every handler of an institution")
     p.add_argument("user", nargs="?")
@@ -247,6 +262,14 @@ def add_parsers(sub) -> None:
     reason(p)
     common(p)
     p.set_defaults(func=cmd_revoke)
+    p = sec.add_parser(
+        "reset-query-audit",
+        help="start an approval's query-set audit afresh at every site (earlier answers archived)",
+    )
+    p.add_argument("approval_id")
+    reason(p)
+    common(p)
+    p.set_defaults(func=cmd_reset_query_audit)
     p = sec.add_parser("list", help="approvals, their state and suspended handlers")
     common(p)
     p.set_defaults(func=cmd_list)

@@ -13,6 +13,8 @@ the audit store.
     GET  api/approvals | api/approvals/<id>             (secretariat)
     POST api/approvals/<id>/extend   {end, reason}
     POST api/approvals/<id>/revoke   {reason}
+    POST api/approvals/<id>/query-audit/reset   {reason}   the sites' query-set audit of
+                                                the approval starts afresh
     GET  api/suspensions
     POST api/suspend     {user | institution, reason, ban_until?, ban_indefinite?}
     POST api/reinstate   {user, reason}
@@ -39,6 +41,10 @@ refused field's message next to the field.
     GET  api/egress?days=30  (secretariat) the egress alerts and caps of researchers'
                            servers in the last days, from the audit store: one row per
                            person, site and Japan-time day at its highest level
+    GET  api/query-audit?days=30  (secretariat) per approval, the federated queries the
+                           sites' query-set audit refused in the last days (time, user,
+                           site, dataset, task, rule, the earlier queries it collides with
+                           by time and task), newest first, and the audit's resets then
 
 The page shows the same table to the secretariat and the site admins, and a
 warning at its top while the enforcer does not answer (suspensions and
@@ -71,9 +77,10 @@ from ..access import SECRETARIAT, approvals_at_site
 from ..audit import AuditStore
 from ..operations import OperationError, Operations, check_reason
 from ..periods import JST, clock_from_env, fiscal_year_of, jst_date
-from ..platform.messages import message
+from ..platform.messages import MESSAGES, message
 from ..policy import load_platform
-from ..registry import ApprovalRegistry
+from ..registry import ApprovalRegistry, QueryAuditResetView
+from ..report.build import FEDERATION_QUERY, QUERY_SET_AUDIT
 from ..service_restarts import read_service_status
 from ..sites import resolve_endpoint
 from ..traits import PLATFORM_ENV, REPO_ROOT
@@ -124,10 +131,104 @@ def egress_alerts(audit: AuditStore, since: datetime, until: datetime | None = N
     return sorted(rows.values(), key=lambda x: (x["day"], x["time"], x["user"]), reverse=True)
 
 
-def egress_since(now: datetime, days: int) -> datetime:
+#: days of query-set audit refusals the page shows; the API takes ?days= up to a year
+QUERY_AUDIT_DAYS = 30
+
+
+def _scope_of(audit: dict, user: str) -> str | None:
+    """The refusing audit's scope: an approval id, or the requesting person's own
+    `person:<user>`; None for anything else (a refusal names no other person)."""
+    scope = audit.get("scope")
+    if not isinstance(scope, str) or not scope:
+        return None
+    if scope.startswith("person:") and scope != f"person:{user}":
+        return None
+    return scope
+
+
+def query_audit_refusals(
+    audit: AuditStore, since: datetime, until: datetime | None = None
+) -> list[dict]:
+    """The federated queries a site's query-set audit refused, stored with a time in
+    [since, until), newest first: when, who asked, at which site, the dataset, the task,
+    the rule, and the earlier queries it collides with (their time, task and event id).
+    Only these fields are taken from the event: never its parameters (which may hold
+    sample ids) nor its message."""
+    rows = []
+    for r in audit.events(since=since, until=until, schema=FEDERATION_QUERY):
+        data = r["data"]
+        if data.get("outcome") != "refused" or data.get("code") != QUERY_SET_AUDIT:
+            continue
+        verdict = data.get("audit") if isinstance(data.get("audit"), dict) else {}
+        collisions = verdict.get("collides_with")
+        rows.append(
+            {
+                "query_id": r["event_id"],
+                "time": r["time"],
+                "seq": r["seq"],
+                "approval_id": r["approval_id"],
+                "scope": _scope_of(verdict, r["user"]),
+                "user": r["user"],
+                "site": r["site"],
+                "dataset": data.get("dataset"),
+                "task": data.get("task"),
+                "rule": verdict.get("rule"),
+                "collides_with": [
+                    {"time": c.get("time"), "task": c.get("task"), "query_id": c.get("query_id")}
+                    for c in (collisions if isinstance(collisions, list) else [])
+                    if isinstance(c, dict)
+                ],
+            }
+        )
+    rows.sort(key=lambda x: (x["time"], x.pop("seq")), reverse=True)
+    return rows
+
+
+def query_audit_by_approval(
+    refusals: list[dict], resets: list[QueryAuditResetView], since: datetime
+) -> list[dict]:
+    """Refusals grouped by the audit that refused them (an approval, or a person's own
+    audit when no approval covered the dataset), each with that approval's resets since
+    `since`, newest first; approvals with a reset and no refusal in the period too."""
+    groups: dict[str, dict] = {}
+
+    def group(key: str) -> dict:
+        if key not in groups:
+            approval = None if key.startswith("person:") else key
+            groups[key] = {"scope": key, "approval_id": approval, "refusals": [], "resets": []}
+        return groups[key]
+
+    for row in refusals:
+        key = row["scope"] or row["approval_id"] or f"person:{row['user']}"
+        group(key)["refusals"].append(row)
+    for reset in sorted(resets, key=lambda x: (x.at, x.id), reverse=True):
+        if reset.at >= since:
+            group(reset.approval_id)["resets"].append(reset.to_json())
+    return [groups[k] for k in sorted(groups)]
+
+
+def query_audit_section(ops: Operations, since: datetime) -> list[dict]:
+    """What the secretariat sees of the query-set audit since `since` (page and API)."""
+    return query_audit_by_approval(
+        query_audit_refusals(ops.audit, since), ops.registry.query_audit_resets(), since
+    )
+
+
+def days_since(now: datetime, days: int) -> datetime:
     """The first instant of the Japan-time day `days - 1` days before today: `days` whole days."""
     first = jst_date(now) - timedelta(days=days - 1)
     return datetime.combine(first, datetime.min.time(), tzinfo=JST)
+
+
+#: the egress section's name for it (the same whole Japan-time days)
+egress_since = days_since
+
+
+def audit_rule(rule: str | None) -> str:
+    """A query-set audit rule as the page shows it, in both languages; its id when the
+    message table has no words for it."""
+    key = f"query_audit.rule.{rule}"
+    return str(message(key)) if key in MESSAGES else (rule or "—")
 
 
 def mib(n: int | None) -> str:
@@ -409,6 +510,13 @@ class ApiHandler(BaseHandler):
             raise OperationError("the body must be a JSON object")
         return body
 
+    def days(self, default: int) -> int:
+        """?days=N: whole Japan-time days back from today, 1 to 366."""
+        days = self.get_argument("days", str(default))
+        if not days.isdigit() or not 1 <= int(days) <= 366:
+            raise OperationError(f"days: {days!r} is not a number of days from 1 to 366", "days")
+        return int(days)
+
 
 class MeHandler(ApiHandler):
     def get(self):
@@ -477,11 +585,31 @@ class SuspendHandler(ApiHandler):
 class EgressHandler(ApiHandler):
     def get(self):
         self.ops.require_secretariat(self.actor)
-        days = self.get_argument("days", str(EGRESS_DAYS))
-        if not days.isdigit() or not 1 <= int(days) <= 366:
-            raise OperationError(f"days: {days!r} is not a number of days from 1 to 366", "days")
-        since = egress_since(self.ops.clock.now(), int(days))
+        since = egress_since(self.ops.clock.now(), self.days(EGRESS_DAYS))
         self.finish({"since": since.isoformat(), "egress": egress_alerts(self.ops.audit, since)})
+
+
+class QueryAuditHandler(ApiHandler):
+    def get(self):
+        self.ops.require_secretariat(self.actor)
+        days = self.days(QUERY_AUDIT_DAYS)
+        since = days_since(self.ops.clock.now(), days)
+        self.finish(
+            {
+                "since": since.isoformat(),
+                "days": days,
+                "approvals": query_audit_section(self.ops, since),
+            }
+        )
+
+
+class QueryAuditResetHandler(ApiHandler):
+    def post(self, approval_id: str):
+        body = self.body()
+        out = self.ops.reset_query_audit(
+            self.actor, approval_id=approval_id, reason=body.get("reason")
+        )
+        self.finish(out.to_json())
 
 
 class ReinstateHandler(ApiHandler):
@@ -567,6 +695,7 @@ FORMS = {
     "reinstate": ("reinstate", ("user", "reason")),
     "extend": ("extend", ("approval_id", "end", "reason")),
     "revoke": ("revoke", ("approval_id", "reason")),
+    "reset-query-audit": ("reset_query_audit", ("approval_id", "reason")),
     "add-image": ("add_image", ("site", "image", "reason")),
     "retire-image": ("retire_image", ("site", "image", "reason")),
     "site-quota": ("set_site_quota", ("site", "quota.cpu", "quota.memory", "quota.home", "reason")),
@@ -593,6 +722,7 @@ class PageHandler(BaseHandler):
     )
     env.filters["jst"] = jst_time
     env.filters["mib"] = mib
+    env.filters["audit_rule"] = audit_rule
     env.globals["text"] = message
 
     async def context(self) -> dict:
@@ -622,6 +752,8 @@ class PageHandler(BaseHandler):
             ctx["institutions"] = self.ops.registry.institutions()
             ctx["egress_days"] = EGRESS_DAYS
             ctx["egress"] = egress_alerts(self.ops.audit, egress_since(now, EGRESS_DAYS))
+            ctx["query_audit_days"] = QUERY_AUDIT_DAYS
+            ctx["query_audit"] = query_audit_section(self.ops, days_since(now, QUERY_AUDIT_DAYS))
         for site in self.ops.admin_sites(self.actor):
             settings = self.ops.registry.site_settings(site)
             try:
@@ -764,11 +896,13 @@ def make_app(backend: Backend, prefix: str, cookie_secret: bytes) -> web.Applica
         (api + "approvals", ApprovalsHandler, args),
         (api + r"approvals/([^/]+)", ApprovalsHandler, args),
         (api + r"approvals/([^/]+)/(extend|revoke)", ApprovalActionHandler, args),
+        (api + r"approvals/([^/]+)/query-audit/reset", QueryAuditResetHandler, args),
         (api + "suspensions", SuspensionsHandler, args),
         (api + "suspend", SuspendHandler, args),
         (api + "reinstate", ReinstateHandler, args),
         (api + "services", ServicesHandler, args),
         (api + "egress", EgressHandler, args),
+        (api + "query-audit", QueryAuditHandler, args),
         (api + r"sites/([^/]+)", SiteHandler, args),
         (api + r"sites/([^/]+)/images(/retire)?", SiteImagesHandler, args),
         (api + r"sites/([^/]+)/quota", SiteQuotaHandler, args),

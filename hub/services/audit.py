@@ -181,7 +181,10 @@ class ApprovalsHandler(web.RequestHandler):
     """GET api/approvals/<user>: a site gateway asks which approvals of a caller hold at its site.
 
     Only a gateway's token is answered, and only about its own site: the
-    approval ids and the datasets there, active now (the registry's clock).
+    approval ids and the datasets there, active now (the registry's clock), and
+    the time of each approval's latest query-set audit reset (`query_audit_reset`,
+    null when it was never reset): a gateway holding an older history for the
+    approval archives it and starts afresh.
     """
 
     def initialize(self, registry, auth: HubAuth):
@@ -197,6 +200,7 @@ class ApprovalsHandler(web.RequestHandler):
         active = approvals_at_site(
             self.registry.active_approvals(user, self.registry.clock.now()), site
         )
+        resets = self.registry.latest_query_audit_resets(a.approval_id for a in active)
         self.finish(
             {
                 "user": user,
@@ -206,6 +210,9 @@ class ApprovalsHandler(web.RequestHandler):
                         "approval_id": a.approval_id,
                         "datasets": list(a.datasets_at(site)),
                         "end": a.period.end.isoformat(),
+                        "query_audit_reset": (
+                            resets[a.approval_id].isoformat() if a.approval_id in resets else None
+                        ),
                     }
                     for a in active
                 ],
