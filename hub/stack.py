@@ -43,6 +43,20 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
+    """`n` different free ports: each held open until all are chosen, so none repeats."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            socks.append(s)
+            s.bind((host, 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as s:
         s.settimeout(0.5)
@@ -84,22 +98,21 @@ class StackConfig:
     @classmethod
     def ephemeral(cls, state_dir: Path, **kwargs) -> StackConfig:
         """Free ports on loopback and a private state folder: a stack for one test session."""
+        site_ids = list(
+            load_policy_dir(kwargs.get("platform_dir", cls.platform_dir)).platform.sites
+        )
+        ports = free_ports(8 + len(site_ids))
         return cls(
             state_dir=state_dir,
-            hub_port=free_port(),
-            idp_port=free_port(),
-            hub_api_port=free_port(),
-            proxy_api_port=free_port(),
-            audit_port=free_port(),
-            enforcer_port=free_port(),
-            admin_port=free_port(),
-            catalogue_port=free_port(),
-            gateway_ports={
-                s: free_port()
-                for s in load_policy_dir(
-                    kwargs.get("platform_dir", cls.platform_dir)
-                ).platform.sites
-            },
+            hub_port=ports[0],
+            idp_port=ports[1],
+            hub_api_port=ports[2],
+            proxy_api_port=ports[3],
+            audit_port=ports[4],
+            enforcer_port=ports[5],
+            admin_port=ports[6],
+            catalogue_port=ports[7],
+            gateway_ports=dict(zip(site_ids, ports[8:], strict=True)),
             **{"fresh_gate_state": True, **kwargs},
         )
 
