@@ -242,3 +242,49 @@ def test_every_query_is_in_the_audit_log(fed_stack, kernel):
     answered = {e["site"] for e in events if e["data"]["outcome"] == "answered"}
     assert answered >= set(TANAKA_SITES)
     assert audit.verify().ok
+
+
+def test_a_restarted_gateway_container_keeps_the_query_set_audit(fed_stack, tokens):
+    """The history lives in the site's volume: after the gateway's container restarts, the
+    second query of a singling-out pair is still refused."""
+    import requests
+
+    from extensions.analysis.cohorts import open_cohort
+    from hub import sites
+
+    from .test_query_audit import DATASET, SITE, groups, where
+
+    folder = fed_stack.bundle.platform.site_data_dir(SITE) / DATASET
+    sex, band, _lone, others = groups(open_cohort(folder, SITE, DATASET, "dask").samples)[0]
+
+    def ask(w):
+        return requests.post(
+            f"{fed_stack.config.hub_url}/services/gateway-{SITE}/api/tasks/allele_frequencies",
+            json={"dataset": DATASET, "params": {"where": w}},
+            headers={"Authorization": f"token {tokens['tanaka']}"},
+            timeout=300,
+        )
+
+    r = ask(where(sex, band))
+    assert r.status_code == 200, r.text[:500]
+    site = fed_stack.bundle.platform.sites[SITE]
+    client = sites.docker_client(site.docker_endpoint)
+    try:
+        gateway = client.containers.get(sites.SitePlan.for_site(site).gateway_name)
+        mounts = {m["Destination"]: m.get("Name") for m in gateway.attrs["Mounts"]}
+        assert mounts[sites.QUERY_AUDIT_MOUNT] == sites.query_audit_volume(SITE)
+        gateway.restart(timeout=10)
+    finally:
+        client.close()
+
+    def answers():
+        try:
+            return requests.get(
+                f"{fed_stack.config.hub_url}/services/gateway-{SITE}/health", timeout=5
+            ).ok
+        except requests.RequestException:
+            return False
+
+    wait_for(answers, timeout=90)
+    r = ask(where(sex, band, others))
+    assert r.status_code == 403 and r.json()["code"] == "query_set_audit", r.text[:500]
