@@ -24,9 +24,9 @@ started, and the log says so.
 A **reset** is decided on the hub side (the secretariat, with a recorded
 reason) and reaches the gateway with the approval (`query_audit_reset`, the
 time of the latest reset): a history older than that is archived
-(`<scope>.<time>.reset.vqsa`) and a new one begins. Nothing here leaves the
-site: the histories hold the sets (positions of people), the secret prime
-and the fingerprints.
+(`<scope>.reset-<time>.vqsa.archived`, with its `.json`) and a new one
+begins. Nothing here leaves the site: the histories hold the sets (positions
+of people), the secret prime and the fingerprints.
 
 Layout: `<root>/<dataset>/<scope>.vqsa` (the history) and
 `<root>/<dataset>/<scope>.json` (scope, dataset, reset time, people digest).
