@@ -123,8 +123,9 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "combined with earlier answers, isolates a person",
     },
     "query_audit.rule.isolating_pair": {
-        "ja": "以前の回答との組で個人を特定できる",
-        "en": "with one earlier answer, isolates a person",
+        "ja": "以前の回答との組み合わせで二人の値の組が求まる（欠測のある変異では一人の値）",
+        "en": "combined with earlier answers, gives two people's values together "
+        "(one person's where the other's call is missing)",
     },
 }
 
