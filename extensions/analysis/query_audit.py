@@ -26,10 +26,20 @@ It refuses a query when
   vector e_i lies in the linear span of the answered sets' indicator vectors,
   so that some combination of answers, added and subtracted with any
   coefficients, is that one person's value, whatever the data (exact auditing
-  of sum queries, Chin and Ozsoyoglu's criterion).
+  of sum queries, Chin and Ozsoyoglu's criterion);
+- `isolating_pair`: with this query's sets, the span would hold a new vector
+  with exactly two non-zero entries, e_x + c e_y: a combination of answers that
+  is two people's values together. A variant's sums cover only the people
+  with a call there, so where y's call is missing that combination is x's
+  value (docs/query-audit-notes.md). A history kept before this rule may hold
+  such vectors already; they do not refuse every later query, only new ones do.
 
 A refusal (`Verdict`) names its rule and the earlier queries it collides with,
 by the time and task of their first answer, never a person nor a count.
+
+`near` lists, for a query's sets, the small symmetric differences with sets
+already answered, for the gateway's per-variant rule (a difference whose
+called or missing people at a variant are too few is withheld there).
 
 How the span is kept
 --------------------
@@ -64,8 +74,23 @@ per audit from [0, 2^40)); those of v' come from c and the sets' own W a, W b.
   what they flag is then confirmed on the full vectors (a refusal's cost).
 - A pivot q is found from the fingerprints of v' over blocks of 64 people: a
   block whose fingerprint is non-zero holds a non-zero v'[q] for certain.
+
+Vectors of two people. A vector of the span is x = sum_j x[p_j] R_j, so one
+with support {a, b} is either a multiple of a row R_j whose off-pivot part
+D_j = R_j - e_{p_j} is a single entry l e_x, or R_j - l R_k for two rows with
+D_j = l D_k (three or more non-zero pivot values give three or more entries).
+The fingerprints decide both, as exact consequences again: D_j = l e_x gives
+(D_j.a)/(D_j.b) = a_x/b_x, and D_j = l D_k gives equal ratios. So each row
+keeps its ratio (D_j.a)/(D_j.b) mod p, the people's ratios a_x/b_x are kept
+sorted, and adding a set recomputes the ratios of the rows it changes (those
+with R_j[q] != 0, and u) with one batch inverse; a changed row whose ratio is a
+person's, or equals another row's, is a candidate, confirmed on full vectors.
+A candidate x that was in the span before is recognised by its old reduced
+form (x[q] = sum_j x[p_j] R_j[q]) and not refused again.
+
 A check costs O(r^2) additions, O(r n / 64) for the block fingerprints and the
-small-difference rule (bit rows, popcounts) and O(r + n) multiplications.
+small-difference rule (bit rows, popcounts) and O(r + n) multiplications, with
+O(r log r) more for the ratios.
 Adding a row changes M by a rank-one update, kept in a low-rank form
 (M = T + A B) and folded into T every FOLD_AFTER rows (an O(r^2 k) product).
 
@@ -94,6 +119,18 @@ at r = 1,000 the chance is below 1,000 * 1,001 * 81 / 1.6e13 = 5e-6 by the
 worst-case (Hadamard) bound, and far below it for real selections, whose
 minors are small; the fingerprints add 2^-80 a check.
 
+The pair rule misses nothing under the same condition: if rank_p W = rank_Q W
+and a rational e_x + c e_y is in the span, rank_p [W; e_x; e_y] <=
+rank_Q [W; e_x; e_y] <= r + 1, so the GF(p) span meets the plane of e_x and
+e_y too, in e_x, e_y (refused as isolating) or a vector of support 2. It can
+refuse too much only if p divides a minor of R that is not 0 over the
+rationals, an entry of a row or a 2 x 2 minor of two rows (each an r x r minor
+of W over det W[:, P], by Cramer's rule): with one such minor per row and per
+pair of rows, about r^2 / 2 = 5e5 at r = 1,000, below 5e5 * 81 / 1.6e13 =
+2.5e-6 a check in the worst case (a refusal too many, never an answer too
+many). A row whose off-pivot part has both fingerprints 0 (probability below
+2^-80) has no ratio and is not matched.
+
 Nothing here imports a web framework or Dask: the gateway wires it in.
 """
 
@@ -116,7 +153,8 @@ import numpy as np
 RULE_MIN_COUNT = "min_count"
 RULE_SMALL_DIFFERENCE = "small_difference"
 RULE_ISOLATING = "isolating_combination"
-RULES = (RULE_MIN_COUNT, RULE_SMALL_DIFFERENCE, RULE_ISOLATING)
+RULE_ISOLATING_PAIR = "isolating_pair"
+RULES = (RULE_MIN_COUNT, RULE_SMALL_DIFFERENCE, RULE_ISOLATING, RULE_ISOLATING_PAIR)
 
 #: the prime is drawn from [2**(PRIME_BITS-1), 2**PRIME_BITS)
 PRIME_BITS = 50
@@ -190,7 +228,21 @@ class Verdict:
                 f"than {self.min_count} people, so the difference of the two answers would "
                 f"describe that handful (rule {RULE_SMALL_DIFFERENCE}={self.min_count}); refused"
             )
-        if not (self.collides_with or self.same_query_sets):
+        alone = not (self.collides_with or self.same_query_sets)
+        if self.rule == RULE_ISOLATING_PAIR:
+            if alone:
+                return (
+                    "this query's answer would be the values of two people together, and with "
+                    "one of them missing at a variant, one person's value "
+                    f"(rule {RULE_ISOLATING_PAIR}); refused"
+                )
+            return (
+                f"together with {earlier}, this query's answer would let the values of two "
+                "people be worked out together by adding and subtracting answers, and with one "
+                "of them missing at a variant, one person's value "
+                f"(rule {RULE_ISOLATING_PAIR}); refused"
+            )
+        if alone:
             return (
                 f"this query's answer would be one person's value (rule {RULE_ISOLATING}); refused"
             )
@@ -322,6 +374,30 @@ class _Field:
     def inv(self, x: int) -> int:
         return pow(int(x) % self.p, self.p - 2, self.p)
 
+    def inv_many(self, x: np.ndarray) -> np.ndarray:
+        """1 / x mod p elementwise for non-zero residues, with a single modular power.
+
+        Montgomery's trick on a product tree: pairwise products up to the root,
+        its inverse, and back down, each inverse the parent's times the sibling
+        (2 log2(len) vector products instead of one power per entry).
+        """
+        levels, y = [], np.asarray(x, dtype=np.int64)
+        if not y.size:
+            return y.copy()
+        while y.size > 1:
+            if y.size % 2:
+                y = np.append(y, 1)
+            levels.append(y)
+            y = self.mul(y[0::2], y[1::2])
+        out = np.array([self.inv(int(y[0]))], dtype=np.int64)
+        for y in reversed(levels):
+            up = out[: y.size // 2]  # the level above may have been padded with a 1
+            down = np.empty(y.size, dtype=np.int64)
+            down[0::2] = self.mul(up, y[1::2])
+            down[1::2] = self.mul(up, y[0::2])
+            out = down
+        return out[: np.asarray(x).size]
+
 
 def _sum_mod(x: np.ndarray, p: int, axis: int = 0) -> np.ndarray:
     """Sum of residues along an axis, mod p, in chunks that cannot overflow int64."""
@@ -390,37 +466,117 @@ def _bit_column(bits: np.ndarray, x: int) -> np.ndarray:
     return ((bits[:, x >> 6] >> np.uint64(x & 63)) & np.uint64(1)).astype(np.int64)
 
 
+def _people_of_rows(rows: np.ndarray) -> list[np.ndarray]:
+    """The people (sorted int64 indices) of each distinct bit row, in order of first occurrence.
+
+    Only the rows' non-zero words are expanded: near differences hold a few people.
+    """
+    first: dict[bytes, int] = {}
+    for i, row in enumerate(rows):
+        first.setdefault(row.tobytes(), i)
+    if not first:
+        return []
+    rows = rows[list(first.values())]
+    row, word = np.nonzero(rows)
+    at, bit = np.nonzero((rows[row, word][:, None] >> _SHIFTS) & np.uint64(1))
+    people = word[at].astype(np.int64) * 64 + bit
+    return np.split(people, np.searchsorted(row[at], np.arange(1, rows.shape[0])))
+
+
 # -- the basis in row-reduced form --------------------------------------------------
+
+
+class _Rows:
+    """Row-aligned arrays that bases share: a basis of rank r reads their first r rows.
+
+    bits: W's rows as bit rows; limbs: the 17-bit limbs of W's fingerprints over
+    blocks of 64 people (float64, for `find_pivot`'s product). A row is written
+    once and never changed, so a basis whose last row is the last written appends
+    in place (amortised O(1) instead of copying r rows), and another basis that
+    extends the same one (a check beside the record of another query) gets a copy.
+    """
+
+    def __init__(self, bits: np.ndarray, limbs: list[np.ndarray], used: int):
+        self.bits, self.limbs, self.used = bits, limbs, used
+
+    @classmethod
+    def empty(cls, words: int) -> _Rows:
+        return cls(np.zeros((0, words), dtype=np.uint64), [np.zeros((0, words))] * 3, 0)
+
+    def appended(self, r: int, bits: np.ndarray, limbs: list[np.ndarray]) -> _Rows:
+        """Rows 0..r-1 of these and the given row r (self, grown in place, when it can be)."""
+        rows = self
+        if self.used != r or r == self.bits.shape[0]:
+            size = max(16, 2 * (r + 1))
+            rows = _Rows(_grown(self.bits, r, size), [_grown(x, r, size) for x in self.limbs], r)
+        rows.bits[r] = bits
+        for x, row in zip(rows.limbs, limbs, strict=True):
+            x[r] = row
+        rows.used = r + 1
+        return rows
+
+
+def _grown(x: np.ndarray, r: int, size: int) -> np.ndarray:
+    out = np.empty((size, *x.shape[1:]), dtype=x.dtype)
+    out[:r] = x[:r]
+    return out
+
+
+@dataclass(frozen=True)
+class _Growth:
+    """Set s added to a basis, as the check worked it out, for `_Basis.extend` to apply.
+
+    sums: s's fingerprints (v.a, v.b, v.a per block of 64 people); c = v[P] M;
+    q: the new pivot; inv = 1 / v'[q]; label: names the set (see `_Basis.labels`);
+    col: R's column q (every old row R_j loses col[j] u); ra, rb, keys: the rows'
+    fingerprints and ratios once s is added, the new row u last.
+    """
+
+    s: _Set
+    sums: tuple
+    c: np.ndarray
+    q: int
+    inv: int
+    label: int
+    col: np.ndarray
+    ra: np.ndarray
+    rb: np.ndarray
+    keys: np.ndarray
 
 
 class _Basis:
     """Row-reduced basis R = M W of the answered sets' span over GF(p); never mutated.
 
-    W: the r basis sets (`sets`, `bits`), in the order they were added;
+    W: the r basis sets (`sets`; `rows` holds their bit rows and block fingerprints),
+    in the order they were added;
     M = pad(T) + A @ B: T (r0 x r0) dense, A (r x k) and B (k x r) the k rank-one
     updates not yet folded in; `pivots[j]` is row j's pivot column; `wa`, `wb`
     are W a and W b, `ra`, `rb` are R a and R b (mod p); `labels[j]` names the
     answered set behind W's row j (an entry id; -(k+1) for set k of a query
-    under check).
+    under check); `keys[j]` is the ratio (D_j.a)/(D_j.b) of row j's off-pivot
+    part D_j = R_j - e_{p_j} (see `QuerySetAudit._ratios`).
     """
 
     def __init__(
-        self, field, n, T, A, B, pivots, pivot_row, bits, sets, blocks, wa, wb, ra, rb, labels
+        self, field, n, T, A, B, pivots, pivot_row, rows, sets, wa, wb, ra, rb, labels, keys
     ):
         self.f, self.n = field, n
         self.T, self.A, self.B = T, A, B
         self.pivots, self.pivot_row = pivots, pivot_row
-        self.bits, self.sets, self.blocks = bits, sets, blocks
+        self.rows, self.sets = rows, sets
         self.wa, self.wb, self.ra, self.rb = wa, wb, ra, rb
-        self.labels = labels
+        self.labels, self.keys = labels, keys
         self._flat = None
-        self._block_limbs = None
+
+    @property
+    def bits(self) -> np.ndarray:
+        """W's rows as bit rows (r x words)."""
+        return self.rows.bits[: self.rank]
 
     @property
     def block_limbs(self) -> list[np.ndarray]:
-        if self._block_limbs is None:
-            self._block_limbs = self.f.limbs(self.blocks)
-        return self._block_limbs
+        """The limbs of W's fingerprints over blocks of 64 people (3 of r x words)."""
+        return [x[: self.rank] for x in self.rows.limbs]
 
     @classmethod
     def empty(cls, field: _Field, n: int, words: int) -> _Basis:
@@ -433,9 +589,9 @@ class _Basis:
             np.zeros((0, 0), dtype=np.int64),
             z,
             np.full(n, -1, dtype=np.int64),
-            np.zeros((0, words), dtype=np.uint64),
+            _Rows.empty(words),
             (),
-            np.zeros((0, words), dtype=np.int64),
+            z,
             z,
             z,
             z,
@@ -535,52 +691,41 @@ class _Basis:
                 return int(word) * 64 + int(nz[0]), int(vx[nz[0]])
         return None
 
-    def extend(self, s: _Set, sums, c: np.ndarray, q: int, inv: int, label: int):
-        """The basis with set s added, pivot q, where c = v[P] M and inv = 1 / v'[q].
-
-        sums: s's fingerprints (v.a, v.b, v.a per block of 64 people).
-        """
-        va, vb, s_blocks = sums
+    def extend(self, g: _Growth) -> _Basis:
+        """The basis with set g.s added (pivot g.q; see `_Growth`)."""
+        va, vb, s_blocks = g.sums
         f, p, r, k = self.f, self.f.p, self.rank, self.pending
         # u = tau @ [W; v]: the new row, 1 at q and 0 at every old pivot
         tau = np.empty(r + 1, dtype=np.int64)
-        tau[:r] = f.mul(-c % p, inv)
-        tau[r] = inv
-        col = self.column(_bit_column(self.bits, q))
+        tau[:r] = f.mul(-g.c % p, g.inv)
+        tau[r] = g.inv
         # every old row R_j loses R_j[q] u: M' = pad(M) + (e_r - pad(col)) tau
         A = np.zeros((r + 1, k + 1), dtype=np.int64)
         A[:r, :k] = self.A
-        A[:r, k] = -col % p
+        A[:r, k] = -g.col % p
         A[r, k] = 1
         B = np.zeros((k + 1, r + 1), dtype=np.int64)
         B[:k, :r] = self.B
         B[k] = tau
-        ua = (va - f.dot(c, self.wa)) % p * inv % p
-        ub = (vb - f.dot(c, self.wb)) % p * inv % p
         pivot_row = self.pivot_row.copy()
-        pivot_row[q] = r
+        pivot_row[g.q] = r
         grown = _Basis(
             f,
             self.n,
             self.T,
             A,
             B,
-            np.append(self.pivots, q),
+            np.append(self.pivots, g.q),
             pivot_row,
-            np.vstack([self.bits, s.bits[None, :]]),
-            (*self.sets, s.idx),
-            np.vstack([self.blocks, s_blocks[None, :]]),
+            self.rows.appended(r, g.s.bits, [x[0] for x in f.limbs(s_blocks[None, :])]),
+            (*self.sets, g.s.idx),
             np.append(self.wa, va),
             np.append(self.wb, vb),
-            np.append((self.ra - f.mul(col, ua)) % p, ua),
-            np.append((self.rb - f.mul(col, ub)) % p, ub),
-            np.append(self.labels, label),
+            g.ra,
+            g.rb,
+            np.append(self.labels, g.label),
+            g.keys,
         )
-        if self._block_limbs is not None:  # kept, as every check of this basis needs them
-            row = f.limbs(s_blocks[None, :])
-            grown._block_limbs = [
-                np.vstack([a, b]) for a, b in zip(self._block_limbs, row, strict=True)
-            ]
         return grown
 
     def folded(self) -> _Basis:
@@ -600,14 +745,14 @@ class _Basis:
             empty.T.copy(),
             self.pivots,
             self.pivot_row,
-            self.bits,
+            self.rows,
             self.sets,
-            self.blocks,
             self.wa,
             self.wb,
             self.ra,
             self.rb,
             self.labels,
+            self.keys,
         )
         b._flat = self._flat
         return b
@@ -622,14 +767,14 @@ class _Basis:
             self.B,
             self.pivots,
             self.pivot_row,
-            self.bits,
+            self.rows,
             self.sets,
-            self.blocks,
             self.wa,
             self.wb,
             self.ra,
             self.rb,
             labels,
+            self.keys,
         )
         b._flat = self._flat
         return b
@@ -640,9 +785,11 @@ class _Basis:
 
 @dataclass
 class _Exposure:
-    """A combination of sets that is one person's indicator, with the set under test."""
+    """A combination of sets, with the set under test, that a rule refuses: one person's
+    indicator (RULE_ISOLATING) or a vector of two people (RULE_ISOLATING_PAIR)."""
 
     coef: np.ndarray  # its coefficients over the basis rows (before the set under test)
+    rule: str = RULE_ISOLATING
 
 
 class QuerySetAudit:
@@ -674,12 +821,15 @@ class QuerySetAudit:
         p = self._field.p
         self._ha = rng.integers(0, 1 << HASH_BITS, self.n, dtype=np.int64) % p
         self._hb = rng.integers(0, 1 << HASH_BITS, self.n, dtype=np.int64) % p
+        # each person's a_x / b_x: the ratio of every vector l e_x
+        self._person_keys = np.sort(self._ratios(self._ha, self._hb))
         self._words = (self.n + 63) // 64
         self._lock = threading.RLock()
         # every distinct answered set: people, bit rows, answers (metas)
         self._entries: list[np.ndarray] = []
         self._answers: list[list[QueryMeta]] = []
         self._bits = np.zeros((0, self._words), dtype=np.uint64)
+        self._sizes = np.zeros(0, dtype=np.int64)
         self._by_digest: dict[bytes, int] = {}
         self._basis = _Basis.empty(self._field, self.n, self._words)
         self._version = 0
@@ -732,7 +882,7 @@ class QuerySetAudit:
                     raise QuerySetRefused(verdict)
                 staged, deferred = result
             if deferred is not None:
-                staged = staged.extend(*deferred)
+                staged = staged.extend(deferred)
             mapping = {}
             for k, s in enumerate(parsed):
                 if not s.idx.size:
@@ -748,15 +898,54 @@ class QuerySetAudit:
             self._version += 1
             self._pending = None
 
+    def near(self, sets, within: int) -> list[list[np.ndarray]]:
+        """For each of the query's sets S, the people of S Δ A for every answered set A, and
+        every other set A of this query, with 0 < |S Δ A| < within.
+
+        sets: as for `check`; within: the bound (the gateway takes 4 x min_count).
+        Each distinct difference is listed once per set, as sorted int64 indices:
+        those with answered sets first (in the order the sets were first answered),
+        then those with this query's other sets. An empty set has none. Nothing is
+        recorded. The gateway withholds, variant by variant, where a difference's
+        called or missing people number 1 to min_count - 1: the audit sees the sets,
+        not who has a call at each variant.
+        """
+        with self._lock:
+            parsed = [_as_set(s, self.n, self._words) for s in sets]
+            out = []
+            for k, s in enumerate(parsed):
+                if not s.idx.size:
+                    out.append([])
+                    continue
+                _, answered, d = self._answered_within(s, within)
+                others = [t.bits for j, t in enumerate(parsed) if j != k and t.idx.size]
+                query = np.array(others, dtype=np.uint64).reshape(-1, self._words) ^ s.bits
+                dq = np.bitwise_count(query).sum(axis=1)
+                found = [answered[d > 0], query[(dq > 0) & (dq < within)]]
+                out.append(_people_of_rows(np.concatenate(found)))
+            return out
+
+    def _answered_within(self, s: _Set, within: int):
+        """(entries, S Δ A as bit rows, |S Δ A|) of the answered sets A with |S Δ A| < within.
+
+        |S Δ A| >= ||S| - |A||: only sets of about S's size are compared bit by bit.
+        """
+        m = len(self._entries)
+        maybe = np.flatnonzero(np.abs(self._sizes[:m] - s.idx.size) < within)
+        xor = self._bits[maybe] ^ s.bits
+        d = np.bitwise_count(xor).sum(axis=1)
+        close = d < within
+        return maybe[close], xor[close], d[close]
+
     def _add_entry(self, s: _Set) -> int:
         e = len(self._entries)
         self._entries.append(s.idx)
         self._answers.append([])
         if e == self._bits.shape[0]:
-            grown = np.zeros((max(16, 2 * e), self._words), dtype=np.uint64)
-            grown[:e] = self._bits[:e]
-            self._bits = grown
+            self._bits = _grown(self._bits, e, max(16, 2 * e))
+            self._sizes = _grown(self._sizes, e, max(16, 2 * e))
         self._bits[e] = s.bits
+        self._sizes[e] = s.idx.size
         self._by_digest[s.digest] = e
         return e
 
@@ -774,23 +963,18 @@ class QuerySetAudit:
             if verdict is not None:
                 return verdict, None
             if deferred is not None:
-                staged, deferred = staged.extend(*deferred), None
+                staged, deferred = staged.extend(deferred), None
             exposure, deferred = self._add_to_span(staged, s, label=-(k + 1))
             if exposure is not None:
-                return self._isolating(k, staged, exposure), None
+                return self._refusal(k, staged, exposure), None
             seen[s.digest] = k
         return Verdict(True), (staged, deferred)
 
     def _small_difference(self, k, s, parsed, seen) -> Verdict | None:
-        m = len(self._entries)
-        if m:
-            d = np.bitwise_count(self._bits[:m] ^ s.bits).sum(axis=1)
-            close = np.flatnonzero(d < self.min_count)
-            if close.size:
-                metas = sorted({self._answers[e][0] for e in close}, key=lambda x: x.time)
-                return Verdict(
-                    False, RULE_SMALL_DIFFERENCE, k, tuple(metas), min_count=self.min_count
-                )
+        close = self._answered_within(s, self.min_count)[0]
+        if close.size:
+            metas = sorted({self._answers[e][0] for e in close}, key=lambda x: x.time)
+            return Verdict(False, RULE_SMALL_DIFFERENCE, k, tuple(metas), min_count=self.min_count)
         same = [
             j
             for j in seen.values()
@@ -802,15 +986,15 @@ class QuerySetAudit:
             )
         return None
 
-    def _isolating(self, k: int, basis: _Basis, exposure: _Exposure) -> Verdict:
+    def _refusal(self, k: int, basis: _Basis, exposure: _Exposure) -> Verdict:
         labels = basis.labels[np.flatnonzero(exposure.coef)]
         metas = sorted({self._answers[int(e)][0] for e in labels if e >= 0}, key=lambda m: m.time)
         same = sorted(-int(e) - 1 for e in labels if e < 0)
-        return Verdict(False, RULE_ISOLATING, k, tuple(metas), tuple(same), self.min_count)
+        return Verdict(False, exposure.rule, k, tuple(metas), tuple(same), self.min_count)
 
     def _add_to_span(self, basis: _Basis, s: _Set, label: int):
-        """(None, arguments of basis.extend adding s), (None, None) if s adds nothing, or
-        (exposure, None) if adding s would single out a person."""
+        """(None, the _Growth adding s), (None, None) if s adds nothing, or (exposure, None)
+        if adding s would single out a person or put a new pair of people in the span."""
         f, p = self._field, self._field.p
         sums = self._sums(s)
         va, vb = sums[0], sums[1]
@@ -853,7 +1037,109 @@ class QuerySetAudit:
                 exposure = self._confirm_row(basis, s, c, int(j), q, inv, full)
                 if exposure is not None:
                     return exposure, None
-        return None, (s, sums, c, q, inv, label)
+        growth = self._grow(basis, s, sums, c, q, inv, label)
+        exposure = self._new_pair(basis, growth)
+        if exposure is not None:
+            return exposure, None
+        return None, growth
+
+    def _grow(self, basis: _Basis, s: _Set, sums, c, q: int, inv: int, label: int) -> _Growth:
+        """What adding s with pivot q does to the rows' fingerprints and ratios."""
+        f, p, r = self._field, self._field.p, basis.rank
+        col = basis.column(_bit_column(basis.bits, q))
+        ua = (sums[0] - f.dot(c, basis.wa)) % p * inv % p
+        ub = (sums[1] - f.dot(c, basis.wb)) % p * inv % p
+        ra = np.append((basis.ra - f.mul(col, ua)) % p, ua)
+        rb = np.append((basis.rb - f.mul(col, ub)) % p, ub)
+        # only the rows that lose a multiple of u, and u, have a new off-pivot part
+        changed = np.append(np.flatnonzero(col), r)
+        pivots = np.append(basis.pivots, q)[changed]
+        keys = np.append(basis.keys, 0)
+        keys[changed] = self._ratios(
+            (ra[changed] - self._ha[pivots]) % p, (rb[changed] - self._hb[pivots]) % p
+        )
+        return _Growth(s, sums, c, q, inv, label, col, ra, rb, keys)
+
+    def _ratios(self, da: np.ndarray, db: np.ndarray) -> np.ndarray:
+        """da / db mod p: equal for two vectors whose fingerprints (D.a, D.b) are proportional,
+        as are those of proportional vectors, exactly. p stands for db = 0 (an infinite ratio),
+        -1 for da = db = 0 (no ratio; for a non-zero D, probability below 2**-80)."""
+        f, p = self._field, self._field.p
+        out = np.full(da.size, -1, dtype=np.int64)
+        finite = db != 0
+        out[finite] = f.mul(da[finite], f.inv_many(db[finite]))
+        out[~finite & (da != 0)] = p
+        return out
+
+    def _new_pair(self, basis: _Basis, g: _Growth) -> _Exposure | None:
+        """A vector of support 2 that adding g.s puts in the span, confirmed in full, or None.
+
+        Rows R'_j of the grown basis, off-pivot parts D'_j, ratios g.keys. A vector of
+        the span is x = sum_j x[p_j] R'_j; two non-zero pivot values need
+        a D'_j + b D'_k = 0, one needs D'_j a single entry. So the candidates are a
+        row whose ratio is some person's a_x / b_x and two rows of equal ratio, at
+        least one of which changed (`_pair_candidates`).
+        """
+        f, p, r = self._field, self._field.p, basis.rank
+        for j, k, lam in self._pair_candidates(basis, g):
+            coef = self._grown_row(basis, g, j)
+            if k >= 0:
+                coef = (coef - f.mul(self._grown_row(basis, g, k), lam)) % p
+            x = basis.combine(coef[:r])
+            x[g.s.idx] = (x[g.s.idx] + coef[r]) % p
+            if np.count_nonzero(x) == 2:
+                return _Exposure(coef[:r], RULE_ISOLATING_PAIR)
+        return None
+
+    def _grown_row(self, basis: _Basis, g: _Growth, j: int) -> np.ndarray:
+        """Row j of the grown basis (u for j = r) over W's rows and then v:
+        R'_j = R_j - col_j u with u = inv (v - c W)."""
+        f, p, r = self._field, self._field.p, basis.rank
+        out = np.empty(r + 1, dtype=np.int64)
+        if j == r:
+            out[:r] = f.mul(-g.c % p, g.inv)
+            out[r] = g.inv
+        else:
+            lam = int(g.col[j]) * g.inv % p
+            out[:r] = (basis.row(j) + f.mul(g.c, lam)) % p
+            out[r] = -lam % p
+        return out
+
+    def _pair_candidates(self, basis: _Basis, g: _Growth):
+        """(j, -1, 0) for a row R'_j that may have support 2, (j, k, lam) for two rows with
+        D'_j = lam D'_k, as the fingerprints say; lazily, as the first is usually the one.
+
+        A vector x was in the span before (a history kept before this rule may hold
+        pairs) iff x[q] = sum_j x[p_j] col[j], its old reduced form: iff its
+        coefficients over the rows R' (u last) are orthogonal to (col, -1). Such
+        pairs are not refused again; a changed row alone never was in the span.
+        """
+        f, p = self._field, self._field.p
+        col = np.append(g.col, p - 1)
+        changed = col != 0
+        keys = g.keys
+        rows = np.flatnonzero(changed & (keys >= 0))
+        person = self._person_keys
+        at = np.minimum(np.searchsorted(person, keys[rows]), person.size - 1)
+        for j in rows[person[at] == keys[rows]]:
+            yield int(j), -1, 0
+        ordered = np.sort(keys)
+        tied = ordered[1:][(ordered[1:] == ordered[:-1]) & (ordered[1:] >= 0)]
+        if not tied.size:
+            return
+        pivots = np.append(basis.pivots, g.q)
+        for value in np.unique(tied):
+            group = np.flatnonzero(keys == value)
+            # D'.a, or D'.b where every D'.a of the group is 0 (ratio 0)
+            fp, h = (g.ra, self._ha) if value else (g.rb, self._hb)
+            d = (fp[group] - h[pivots[group]]) % p
+            # lam = d_j / d_k; x = R'_j - lam R'_k is new iff col_j - lam col_k != 0
+            c = col[group]
+            new = (f.mul(c[:, None], d[None, :]) - f.mul(d[:, None], c[None, :])) % p != 0
+            new &= changed[group][:, None] | changed[group][None, :]
+            for a, b in zip(*np.nonzero(np.triu(new, 1)), strict=True):
+                j, k = int(group[a]), int(group[b])
+                yield j, k, int(d[a]) * f.inv(int(d[b])) % p
 
     def _sums(self, s: _Set) -> tuple[int, int, np.ndarray]:
         """Fingerprints of set s: v.a, v.b, and v.a over each block of 64 people (mod p)."""
@@ -961,7 +1247,7 @@ class QuerySetAudit:
             vq = basis.reduced_at(s, c, q)
             if vq == 0:
                 raise ValueError("damaged query-set audit history: a pivot")
-            basis = basis.extend(s, self._sums(s), c, q, f.inv(vq), e)
+            basis = basis.extend(self._grow(basis, s, self._sums(s), c, q, f.inv(vq), e))
             if basis.pending >= FOLD_AFTER:
                 basis = basis.folded()
         return basis.folded()

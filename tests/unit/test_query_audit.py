@@ -1,12 +1,16 @@
-"""The query-set audit: exact auditing of sum queries and the small-difference rule.
+"""The query-set audit: exact auditing of sum queries, pairs of people, small differences.
 
 The audit's verdicts are compared with a brute force that shares none of its
-algebra (ranks over the rationals with fractions.Fraction, people dropped
-one at a time) on small random histories, then the attacks of issue 16 are
+algebra (the span as the orthogonal complement of the null space over the
+rationals, with fractions.Fraction: a person is exposed where a column of the
+null space is 0, a pair of people where two columns are proportional; both
+checked against ranks with people added one and two at a time) on small
+random histories, then the attacks of issue 16 are
 played against it: the pair of strata differing by one woman, a chain of
-three sets whose combination isolates a person, subsets and supersets, two
-handlers of one approval, two approvals, strata defined up front, and a
-history that survives a restart.
+three sets whose combination isolates a person, one whose combination is two
+people's values, subsets and supersets, two handlers of one approval, two
+approvals, strata defined up front, and a history that survives a restart.
+`near` is compared with symmetric differences taken one pair at a time.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from extensions.analysis import query_audit
 from extensions.analysis.cohorts import select
 from extensions.analysis.query_audit import (
     RULE_ISOLATING,
+    RULE_ISOLATING_PAIR,
     RULE_MIN_COUNT,
     RULE_SMALL_DIFFERENCE,
     QueryMeta,
@@ -58,7 +63,7 @@ def rank(vectors: list[list[int]]) -> int:
     return r
 
 
-def exposed(sets: list[frozenset], n: int) -> bool:
+def exposed_by_rank(sets: list[frozenset], n: int) -> bool:
     """Whether some e_i lies in the rational span of the sets: rank(W) = rank(W + e_i)."""
     vectors = [[1 if i in s else 0 for i in range(n)] for s in sets]
     if not vectors:
@@ -67,9 +72,84 @@ def exposed(sets: list[frozenset], n: int) -> bool:
     return any(rank([*vectors, [int(j == i) for j in range(n)]]) == base for i in range(n))
 
 
+def null_space(vectors: list[list[int]], n: int) -> list[list[Fraction]]:
+    """A basis of {z : W z = 0} over the rationals (the identity's rows when W has none)."""
+    rows = [[Fraction(x) for x in v] for v in vectors]
+    pivots: list[int] = []
+    for col in range(n):
+        r = len(pivots)
+        pivot = next((i for i in range(r, len(rows)) if rows[i][col] != 0), None)
+        if pivot is None:
+            continue
+        rows[r], rows[pivot] = rows[pivot], rows[r]
+        rows[r] = [x / rows[r][col] for x in rows[r]]
+        for i in range(len(rows)):
+            if i != r and rows[i][col] != 0:
+                f = rows[i][col]
+                rows[i] = [a - f * b for a, b in zip(rows[i], rows[r], strict=True)]
+        pivots.append(col)
+    basis = []
+    for free in (c for c in range(n) if c not in pivots):
+        z = [Fraction(0)] * n
+        z[free] = Fraction(1)
+        for i, c in enumerate(pivots):
+            z[c] = -rows[i][free]
+        basis.append(z)
+    return basis
+
+
+def small_supports(sets: list[frozenset], n: int) -> tuple[set[int], set[frozenset]]:
+    """(people i with e_i in the span, supports {x, y} of the span's vectors with exactly
+    two non-zero entries).
+
+    The span is the orthogonal complement of W's null space N, so w_x e_x + w_y e_y
+    lies in it iff w_x N[:, x] + w_y N[:, y] = 0: e_x iff column x of a basis of N
+    is 0; with both weights non-zero, iff columns x and y are proportional and
+    neither is 0.
+    """
+    vectors = [[1 if i in s else 0 for i in range(n)] for s in sets]
+    kernel = null_space(vectors, n)
+    singles, groups = set(), {}
+    for x in range(n):
+        column = [z[x] for z in kernel]
+        lead = next((v for v in column if v != 0), None)
+        if lead is None:
+            singles.add(x)
+        else:
+            groups.setdefault(tuple(v / lead for v in column), []).append(x)
+    return singles, {frozenset((x, y)) for g in groups.values() for x in g for y in g if x < y}
+
+
+def exposed(sets: list[frozenset], n: int) -> bool:
+    return bool(small_supports(sets, n)[0])
+
+
+def pairs(sets: list[frozenset], n: int) -> set[frozenset]:
+    return small_supports(sets, n)[1]
+
+
+def pairs_by_rank(sets: list[frozenset], n: int) -> set[frozenset]:
+    """The same by its definition: span + {e_x, e_y} grows by one, by neither alone."""
+    vectors = [[1 if i in s else 0 for i in range(n)] for s in sets]
+    unit = [[int(j == i) for j in range(n)] for i in range(n)]
+    base = rank(vectors) if vectors else 0
+    alone = [rank([*vectors, unit[x]]) for x in range(n)]
+    return {
+        frozenset((x, y))
+        for x in range(n)
+        for y in range(x + 1, n)
+        if alone[x] == alone[y] == base + 1 and rank([*vectors, unit[x], unit[y]]) == base + 1
+    }
+
+
 def reference_check(history: list[frozenset], batch: list[frozenset], m: int, n: int):
-    """(ok, rule, set index) as the rules say, checked one set after another."""
+    """(ok, rule, set index) as the rules say, checked one set after another.
+
+    A pair of people is refused when it is new: a history kept before the rule
+    may hold pairs already, and the rule stops more, not every later query.
+    """
     seen: list[frozenset] = []
+    before = pairs(history, n)
     for k, s in enumerate(batch):
         if not s or s in history or s in seen:
             continue
@@ -77,9 +157,13 @@ def reference_check(history: list[frozenset], batch: list[frozenset], m: int, n:
             return False, RULE_MIN_COUNT, k
         if any(len(s ^ a) < m for a in history + seen):
             return False, RULE_SMALL_DIFFERENCE, k
-        if exposed(history + seen + [s], n):
+        singles, after = small_supports(history + seen + [s], n)
+        if singles:
             return False, RULE_ISOLATING, k
+        if after - before:
+            return False, RULE_ISOLATING_PAIR, k
         seen.append(s)
+        before = after
     return True, None, None
 
 
@@ -100,17 +184,33 @@ def test_verdicts_match_brute_force_on_small_random_histories(seed, fold_after, 
         monkeypatch.setattr(query_audit._Basis, "find_pivot", lambda *args: None)
     rng = random.Random(seed)
     n = rng.randint(3, 12)
-    m = rng.choice([1, 1, 2, 3])
-    audit = QuerySetAudit(n, m)
-    history: list[frozenset] = []
-    queries: dict[str, list[frozenset]] = {}
-    for i in range(25):
+    play_against_brute_force(rng, QuerySetAudit(n, rng.choice([1, 1, 2, 3])))
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_verdicts_match_brute_force_with_wider_sets_and_minimums(seed):
+    """16 people and minimums of 3 and 4: pairs come from combinations of several sets."""
+    rng = random.Random(1000 + seed)
+    play_against_brute_force(rng, QuerySetAudit(rng.randint(8, 16), rng.choice([3, 4])))
+
+
+def play_against_brute_force(rng, audit, history=None, queries=None, start=0, rounds=25):
+    """Random queries, some with a repeat riding along: each verdict as the brute force's.
+
+    history, queries: what the audit answered before (sets in order, sets per query id).
+    """
+    n, m = audit.n, audit.min_count
+    history = [] if history is None else history
+    queries = {} if queries is None else queries
+    rules = []
+    for i in range(start, start + rounds):
         batch = [random_set(rng, n) for _ in range(rng.choice([1, 1, 1, 2, 3]))]
         if history and rng.random() < 0.15:
             batch.append(rng.choice(history))  # an identical repeat rides along
         want = reference_check(history, batch, m, n)
         verdict = audit.check([sorted(s) for s in batch])
         assert (verdict.ok, verdict.rule, verdict.set_index) == want, (i, batch, history)
+        rules.append(verdict.rule)
         if not verdict.ok:
             assert_refusal_is_truthful(verdict, batch, queries, m, n)
             continue
@@ -119,6 +219,7 @@ def test_verdicts_match_brute_force_on_small_random_histories(seed, fold_after, 
         history += [s for s in dict.fromkeys(batch) if s and s not in history]
         assert len(audit) == len(history)
         assert audit.rank == rank([[int(j in s) for j in range(n)] for s in history] or [[0]])
+    return rules
 
 
 def modular_rank(sets: list[np.ndarray], n: int, q: int = 2**61 - 1) -> int:
@@ -182,6 +283,17 @@ def test_medium_histories_agree_across_code_paths(monkeypatch):
     assert verdicts == others
     assert {None, RULE_SMALL_DIFFERENCE, RULE_ISOLATING} <= {v.rule for v in verdicts}
     assert audit.rank == other.rank == modular_rank(audit._entries, n)
+    assert_ratios_are_the_rows_own(audit)
+    assert_ratios_are_the_rows_own(other)
+
+
+def assert_ratios_are_the_rows_own(audit):
+    """The ratios kept row by row, as rows change, are those of the rows formed in full."""
+    basis, f, p = audit._basis, audit._field, audit._field.p
+    for j in range(basis.rank):
+        d = basis.combine(basis.row(j))
+        d[basis.pivots[j]] = (d[basis.pivots[j]] - 1) % p
+        assert basis.keys[j] == f.dot(d, audit._ha) * f.inv(f.dot(d, audit._hb)) % p
 
 
 def assert_refusal_is_truthful(verdict, batch, queries, m, n):
@@ -194,15 +306,33 @@ def assert_refusal_is_truthful(verdict, batch, queries, m, n):
         assert any(0 < len(s ^ a) < m for a in earlier + same)
     elif verdict.rule == RULE_ISOLATING:
         assert exposed(earlier + same + [s], n)
+    elif verdict.rule == RULE_ISOLATING_PAIR:
+        assert pairs(earlier + same + [s], n)
+
+
+def test_the_brute_force_null_space_agrees_with_ranks():
+    """The null-space criteria of the brute force against ranks with e_i, e_x + e_y added."""
+    rng = random.Random(7)
+    found = 0
+    for _ in range(60):
+        n = rng.randint(3, 8)
+        sets = [random_set(rng, n) for _ in range(rng.randint(1, n))]
+        singles, two = small_supports(sets, n)
+        assert bool(singles) == exposed_by_rank(sets, n)
+        if not singles:  # by rank, a pair is only told apart from e_x when no e_x is in the span
+            assert two == pairs_by_rank(sets, n)
+            found += bool(two)
+    assert found >= 10
 
 
 def test_a_combination_that_needs_a_fraction_is_refused():
-    """e_0 = ({0,1} + {0,2} - {1,2}) / 2: no integer combination, and still exposed."""
+    """e_0 = ({0,1,2,3} + {0,4,5,6} - {1,2,3,4,5,6}) / 2: no integer combination, and still
+    exposed."""
     audit = QuerySetAudit(8, 1)
-    for i, s in enumerate([[0, 1], [1, 2]]):
+    for i, s in enumerate([[0, 1, 2, 3], [1, 2, 3, 4, 5, 6]]):
         assert audit.check([s]).ok
         audit.record([s], meta(i))
-    verdict = audit.check([[0, 2]])
+    verdict = audit.check([[0, 4, 5, 6]])
     assert (verdict.ok, verdict.rule) == (False, RULE_ISOLATING)
     assert verdict.collides_with == (meta(0), meta(1))
 
@@ -299,6 +429,74 @@ def test_a_chain_of_three_isolating_one_person_is_refused_at_the_third(order):
     )
 
 
+def pair_chain(p=range(0, 6), q=range(6, 12), x=12, y=13):
+    """A = P + x + y, B = Q, C = P + Q: every pair differs by at least 6, and A + B - C is
+    e_x + e_y, at a variant where y's call is missing x's genotype (docs/query-audit-notes.md)."""
+    return [[*p, x, y], [*q], [*p, *q]]
+
+
+@pytest.mark.parametrize("order", [(0, 1, 2), (2, 0, 1), (1, 2, 0)], ids=["ABC", "CAB", "BCA"])
+def test_a_chain_of_three_giving_two_peoples_values_is_refused_at_the_third(order):
+    sets = pair_chain()
+    audit = QuerySetAudit(40, MIN)
+    for i in order[:2]:
+        assert audit.check([sets[i]]).ok
+        audit.record([sets[i]], meta(i))
+    verdict = audit.check([sets[order[2]]])
+    assert (verdict.ok, verdict.rule) == (False, RULE_ISOLATING_PAIR)
+    assert verdict.collides_with == tuple(meta(i) for i in sorted(order[:2]))
+    assert "would let the values of two people be worked out together" in verdict.message
+    assert "with one of them missing at a variant, one person's value" in verdict.message
+    assert f"rule {RULE_ISOLATING_PAIR}" in verdict.message
+    one = QuerySetAudit(40, MIN).check([sets[i] for i in order])
+    assert (one.ok, one.rule, one.set_index, one.same_query_sets) == (
+        False,
+        RULE_ISOLATING_PAIR,
+        2,
+        (0, 1),
+    )
+
+
+def test_the_difference_of_two_peoples_values_is_refused_too():
+    """A = P + x, B = P + Q + y, C = Q: A - B + C = e_x - e_y, a pair with weights 1, -1."""
+    p, q = range(0, 6), range(6, 12)
+    sets = [[*p, 12], [*p, *q, 13], [*q]]
+    assert pairs([frozenset(s) for s in sets], 20) == {frozenset({12, 13})}
+    audit = QuerySetAudit(20, MIN)
+    for i, s in enumerate(sets[:2]):
+        audit.record([s], meta(i))
+    verdict = audit.check([sets[2]])
+    assert (verdict.rule, verdict.collides_with) == (RULE_ISOLATING_PAIR, (meta(0), meta(1)))
+
+
+def test_a_set_of_two_people_is_refused_where_the_minimum_allows_it():
+    verdict = QuerySetAudit(10, 2).check([[3, 7]])
+    assert (verdict.ok, verdict.rule, verdict.collides_with, verdict.same_query_sets) == (
+        False,
+        RULE_ISOLATING_PAIR,
+        (),
+        (),
+    )
+    assert verdict.message.startswith("this query's answer would be the values of two people")
+
+
+def test_a_history_kept_before_the_pair_rule_is_not_locked_by_its_pairs(monkeypatch):
+    """A history answered before the rule may hold e_x + e_y already: later queries are
+    answered unless they add a pair of their own."""
+    sets = pair_chain()
+    with monkeypatch.context() as before_the_rule:
+        before_the_rule.setattr(QuerySetAudit, "_new_pair", lambda *args: None)
+        old = QuerySetAudit(20, 3)
+        for i, s in enumerate(sets):
+            old.record([s], meta(i))
+    history = [frozenset(s) for s in sets]
+    assert pairs(history, 20) == {frozenset({12, 13})}
+    audit = QuerySetAudit.from_bytes(old.to_bytes())
+    queries = {meta(i).query_id: [history[i]] for i in range(3)}
+    rules = play_against_brute_force(random.Random(3), audit, history, queries, 3, rounds=25)
+    assert None in rules and RULE_ISOLATING_PAIR in rules
+
+
 @pytest.mark.parametrize("removed", [1, 2, MIN - 1])
 @pytest.mark.parametrize("first", ["superset", "subset"])
 def test_subsets_and_supersets_differing_by_fewer_than_the_minimum_are_refused(first, removed):
@@ -357,6 +555,25 @@ def test_two_checks_racing_cannot_both_be_recorded():
         audit.record(bob, meta(2))
     assert refused.value.verdict.rule == RULE_ISOLATING
     assert len(audit) == 2 and meta(2) not in audit.answers()
+
+
+def test_a_check_beside_another_querys_record_keeps_each_basis_its_own_rows():
+    """A check stages rows on the shared row buffer; another query recorded from the same
+    basis meanwhile gets a copy, and the first query is then worked out again."""
+    audit = QuerySetAudit(100, MIN)
+    audit.record([range(0, 30)], meta(0))
+    assert audit.check([range(30, 60), range(60, 90)]).ok
+    staged = audit._pending[2][0]
+    staged_bits = staged.bits.copy()
+    audit.record([range(40, 80)], meta(1))
+    assert np.array_equal(staged.bits, staged_bits)
+    audit.record([range(30, 60), range(60, 90)], meta(2))
+    fresh = QuerySetAudit(100, MIN, prime=audit._field.p, seed=audit._seed)
+    for i, sets in enumerate([[range(0, 30)], [range(40, 80)], [range(30, 60), range(60, 90)]]):
+        fresh.record(sets, meta(i))
+    assert fresh.to_bytes() == audit.to_bytes()
+    assert np.array_equal(fresh._basis.bits, audit._basis.bits)
+    assert np.array_equal(fresh._basis.keys, audit._basis.keys)
 
 
 def test_concurrent_records_from_threads_never_complete_an_attack():
@@ -446,6 +663,7 @@ def test_a_restart_keeps_the_verdicts(seed, tmp_path, monkeypatch):
         audit.answers(),
     )
     assert restored._field.p == audit._field.p
+    assert np.array_equal(restored._basis.keys, audit._basis.keys)
     for i in range(40):
         batch = [sorted(random_set(rng, 200)) for _ in range(rng.choice([1, 2]))]
         v1, v2 = audit.check(batch), restored.check(batch)
@@ -467,6 +685,17 @@ def test_the_chain_is_still_refused_after_a_restart():
     assert restored.check([a[:-1]]).rule == RULE_SMALL_DIFFERENCE
 
 
+def test_the_pair_chain_is_still_refused_after_a_restart():
+    a, b, c = pair_chain()
+    audit = QuerySetAudit(40, MIN)
+    audit.record([a], meta(0))
+    audit.record([b], meta(1))
+    restored = QuerySetAudit.from_bytes(audit.to_bytes())
+    assert np.array_equal(restored._basis.keys, audit._basis.keys)
+    verdict = restored.check([c])
+    assert (verdict.rule, verdict.collides_with) == (RULE_ISOLATING_PAIR, (meta(0), meta(1)))
+
+
 def test_a_damaged_history_is_refused_not_trusted():
     data = history_of(1)[0].to_bytes()
     with pytest.raises(ValueError):
@@ -485,3 +714,61 @@ def test_the_stored_history_is_small():
         audit._add_entry(query_audit._as_set(s, audit.n, audit._words))
         audit._answers[-1].append(meta(i))
     assert len(audit.to_bytes()) < 1.5e6
+
+
+# -- near sets --------------------------------------------------------------------------
+
+
+def brute_near(history: list[frozenset], batch: list[frozenset], k: int, within: int):
+    """S Δ A for each answered A, then each other set A of the query, one at a time."""
+    if not batch[k]:
+        return []
+    out = []
+    for a in history + [b for j, b in enumerate(batch) if j != k and b]:
+        d = tuple(sorted(batch[k] ^ a))
+        if 0 < len(d) < within and d not in out:
+            out.append(d)
+    return out
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_near_lists_the_small_symmetric_differences(seed):
+    rng = random.Random(seed)
+    n = rng.choice([30, 64, 65, 150])
+    audit = QuerySetAudit(n, 2)
+    history: list[frozenset] = []
+
+    def nearby(s: frozenset) -> frozenset:
+        return s ^ frozenset(rng.sample(range(n), rng.randint(1, 12)))
+
+    for i in range(60):
+        batch = [
+            nearby(rng.choice(history)) if history and rng.random() < 0.6 else random_set(rng, n)
+            for _ in range(rng.choice([1, 2, 3]))
+        ]
+        within = rng.randint(1, 16)
+        got = audit.near([sorted(s) for s in batch], within)
+        assert [[tuple(d.tolist()) for d in per] for per in got] == [
+            brute_near(history, batch, k, within) for k in range(len(batch))
+        ]
+        assert all(d.dtype == np.int64 for per in got for d in per)
+        if audit.check([sorted(s) for s in batch]).ok:
+            audit.record([sorted(s) for s in batch], meta(i))
+            history += [s for s in dict.fromkeys(batch) if s and s not in history]
+    assert len(history) >= 10
+
+
+def test_near_takes_masks_and_records_nothing():
+    audit = QuerySetAudit(100, MIN)
+    audit.record([range(0, 40)], meta(0))
+    stored = audit.to_bytes()
+    mask = np.zeros(100, dtype=bool)
+    mask[3:40] = True
+    got = audit.near([mask, range(0, 45), []], 4 * MIN)
+    assert [[d.tolist() for d in per] for per in got] == [
+        [[0, 1, 2], [0, 1, 2, 40, 41, 42, 43, 44]],
+        [[40, 41, 42, 43, 44], [0, 1, 2, 40, 41, 42, 43, 44]],
+        [],
+    ]
+    assert audit.near([range(0, 40), range(50, 100)], 4 * MIN) == [[], []]
+    assert audit.to_bytes() == stored and len(audit) == 1
