@@ -41,14 +41,13 @@ import json
 import logging
 import os
 import re
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .query_audit import QueryMeta, QuerySetAudit, QuerySetRefused, Verdict
+from .query_audit import QueryMeta, QuerySetAudit, QuerySetRefused, Verdict, write_atomically
 
 log = logging.getLogger("visiting.query_audit")
 
@@ -254,7 +253,7 @@ class AuditBook:
 
     def _write(self, path: Path, audit: QuerySetAudit, scope: Scope, dataset: str, digest: str):
         info = {"scope": scope.key, "dataset": dataset, "reset": scope.reset, "people": digest}
-        _atomic_write(path.with_suffix(".json"), json.dumps(info).encode())
+        write_atomically(path.with_suffix(".json"), json.dumps(info).encode())
         audit.save(path)
 
     # -- check and record ----------------------------------------------------------------
@@ -303,19 +302,6 @@ def _distinct(arrays: list[np.ndarray]) -> list[np.ndarray]:
             seen.add(key)
             out.append(a)
     return out
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # -- the per-variant rule ---------------------------------------------------------------

@@ -1254,27 +1254,32 @@ class QuerySetAudit:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the history to `path` atomically (a temporary file renamed over it), mode 0600."""
-        path = Path(path)
-        data = self.to_bytes()
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_atomically(path, self.to_bytes())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> QuerySetAudit:
         return cls.from_bytes(Path(path).read_bytes())
+
+
+def write_atomically(path: str | os.PathLike, data: bytes) -> None:
+    """`data` in `path`, whole or not at all: a temporary file (mode 0600) renamed over it,
+    the file and its folder synced."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 def _encode_set(idx: np.ndarray, n: int) -> tuple[bytes, str]:

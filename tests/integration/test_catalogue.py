@@ -231,6 +231,10 @@ def test_the_catalogue_token_may_count_people_and_nothing_else(stack):
     url = f"{stack.config.hub_url}/services/gateway-nig/api/tasks"
     body = {"dataset": "JGAD000101", "params": {}}
     headers = {"Authorization": f"token {token}"}
+    # counts only for a person it names: the person's query-set audit takes them
+    r = requests.post(f"{url}/cohort_counts", json=body, headers=headers, timeout=120)
+    assert r.status_code == 400 and "X-Visiting-On-Behalf-Of" in r.json()["message"], r.text
+    headers["X-Visiting-On-Behalf-Of"] = "tanaka"
     r = requests.post(f"{url}/cohort_counts", json=body, headers=headers, timeout=120)
     assert r.status_code == 200, r.text
     for task in ("allele_frequencies", "gwas_linear", "gwas_logistic"):

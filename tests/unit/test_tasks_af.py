@@ -22,7 +22,7 @@ from extensions.analysis.tasks import TASKS
 from extensions.analysis.tasks.allele_frequencies import AlleleFrequencies
 from extensions.analysis.tasks.base import DisclosureRules, SiteHalf, TaskError
 from extensions.analysis.tasks.cohort_counts import CohortCounts
-from extensions.analysis.tasks.disclosure import complementary_suppression
+from extensions.analysis.tasks.disclosure import complementary_suppression, small_cells
 from hub.synth import PREFECTURES, SiteSpec, generate_cohorts
 
 EXACT = DisclosureRules(min_cell_count=0, min_minor_allele_count=0)  # nothing withheld
@@ -476,6 +476,29 @@ def test_complementary_suppression_in_a_cross_tab():
     for line in [*both, *both.T]:
         assert line.sum() != 1
     assert extra.sum() == 3  # row 0: 10; column 0: 30; then row 1 needs 40
+
+
+def test_the_withheld_cells_of_a_line_hold_zero_or_at_least_the_minimum_together():
+    """The margin minus the released cells is the withheld cells' total: not a small cell."""
+    counts = np.array([1.0, 1, 7, 36, 14])
+    primary = small_cells(counts, 5)
+    assert (primary | complementary_suppression(counts, primary)).sum() == 2  # total 2
+    both = primary | complementary_suppression(counts, primary, min_total=5)
+    assert counts[both].sum() >= 5 and both.tolist() == [True, True, True, False, False]
+    # every random one-way table and cross-tab: 0 or >= 5 withheld per line
+    rng = np.random.default_rng(7)
+    for _ in range(300):
+        shape = (int(rng.integers(2, 5)), int(rng.integers(2, 5))) if rng.random() < 0.5 else (6,)
+        counts = rng.integers(0, 12, shape).astype(float)
+        primary = small_cells(counts, 5)
+        both = primary | complementary_suppression(counts, primary, min_total=5)
+        if counts.ndim == 1:
+            lines = [(both, counts)]
+        else:
+            lines = [*zip(both, counts, strict=True), *zip(both.T, counts.T, strict=True)]
+        for w, c in lines:
+            total = c[w].sum()
+            assert total == 0 or total >= 5 or (~w & (c > 0)).sum() == 0, (counts, both)
 
 
 def test_registry_lists_the_tasks():

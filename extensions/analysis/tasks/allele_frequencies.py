@@ -133,7 +133,7 @@ def withheld_strata(n_people, rules: DisclosureRules) -> np.ndarray:
     """Strata withheld whole: under the minimum count, and their complements (see `disclose`)."""
     n_people = np.asarray(n_people, dtype=np.float64)
     primary = small_cells(n_people, rules.min_cell_count)
-    return primary | complementary_suppression(n_people, primary)
+    return primary | complementary_suppression(n_people, primary, rules.min_cell_count)
 
 
 class AlleleFrequencies(Task):
@@ -306,7 +306,7 @@ class AlleleFrequencies(Task):
         suppressed = list(half.suppressed)
 
         primary = small_cells(n_people, rules.min_cell_count)
-        secondary = complementary_suppression(n_people, primary)
+        secondary = complementary_suppression(n_people, primary, rules.min_cell_count)
         cell_rule = rule_text("min_cell_count", rules.min_cell_count)
         for mask, rule, why in (
             (primary, cell_rule, "fewer people than the rule allows"),

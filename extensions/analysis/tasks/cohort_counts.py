@@ -92,7 +92,9 @@ def withheld_cells(counts: np.ndarray, shape: list[int], rules: DisclosureRules)
     counts = np.asarray(counts, dtype=np.float64)
     shape = shape if len(shape) == 2 else [counts.size]
     primary = small_cells(counts, rules.min_cell_count)
-    secondary = complementary_suppression(counts.reshape(shape), primary.reshape(shape)).ravel()
+    secondary = complementary_suppression(
+        counts.reshape(shape), primary.reshape(shape), rules.min_cell_count
+    ).ravel()
     return primary | secondary
 
 
@@ -195,7 +197,7 @@ class CohortCounts(Task):
             shape = t["shape"] if len(t["shape"]) == 2 else [counts.size]
             primary = small_cells(counts, rules.min_cell_count)
             secondary = complementary_suppression(
-                counts.reshape(shape), primary.reshape(shape)
+                counts.reshape(shape), primary.reshape(shape), rules.min_cell_count
             ).ravel()
             for mask, r, why in (
                 (primary, rule, "fewer people than the rule allows"),

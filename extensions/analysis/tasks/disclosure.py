@@ -52,7 +52,9 @@ def small_cells(counts: np.ndarray, min_cell_count: int) -> np.ndarray:
         return (c > 0) & (c < min_cell_count)
 
 
-def complementary_suppression(counts: np.ndarray, withheld: np.ndarray) -> np.ndarray:
+def complementary_suppression(
+    counts: np.ndarray, withheld: np.ndarray, min_total: int = 0
+) -> np.ndarray:
     """The secondary cells to withhold so no withheld cell is derivable from a margin.
 
     counts: a 1-D (one-way table) or 2-D (cross-tab) array of counts;
@@ -60,7 +62,12 @@ def complementary_suppression(counts: np.ndarray, withheld: np.ndarray) -> np.nd
     including `withheld`). In every line (the whole 1-D table; each row and
     column of a 2-D one) holding exactly one withheld cell, the smallest
     released positive cell (or, failing that, the smallest released cell) is
-    withheld too; repeated until no line has a lone withheld cell.
+    withheld too; and, with `min_total` (the minimum cell count), in every line
+    whose withheld cells hold 1 to min_total - 1 people together, the smallest
+    released positive cells are withheld until they hold min_total or more:
+    the margin minus the released cells gives their total, which must not be
+    a small cell either (the query-set audit would see the few people in it).
+    Repeated until no line needs more.
     """
     counts = np.asarray(counts, dtype=np.float64)
     done = np.asarray(withheld, dtype=bool).copy()
@@ -76,6 +83,17 @@ def complementary_suppression(counts: np.ndarray, withheld: np.ndarray) -> np.nd
         )
         for line in lines:
             w = done[line]
+            if min_total and w.any():
+                c = counts[line]
+                total = np.nansum(np.where(w, c, 0.0))
+                free = ~w & ~np.isnan(c) & (c > 0)
+                if 0 < total < min_total and free.any():
+                    candidates = np.flatnonzero(free)
+                    j = candidates[np.argmin(c[candidates])]
+                    idx = np.arange(done.size).reshape(done.shape)[line][j]
+                    done.flat[idx] = True
+                    changed = True
+                    continue
             if w.sum() != 1:
                 continue
             c = counts[line]
