@@ -212,10 +212,11 @@ class ZarrCohort(SiteCohort):
     """Engine "dask": the dataset's VCF Zarr store opened with xarray, arrays as dask arrays.
 
     Nothing is read until asked: `samples` reads the TSVs and sample_id,
-    `variant_keys()` the small per-variant arrays, `dosage()` is a lazy
-    (variants x samples) float64 dask array and `dosage_blocks()` computes it
-    a block of variants at a time (on the site's Dask cluster when a
-    distributed Client is the default).
+    `variant_keys()` the small per-variant arrays, `reduce_calls()` runs a
+    kernel of `extensions.analysis.kernels` on every chunk of calls (what the
+    tasks' Dask halves use), `dosage()` is a lazy (variants x samples) float64
+    dask array and `dosage_blocks()` computes it a block of variants at a
+    time (on the site's Dask cluster when a distributed Client is the default).
     """
 
     engine = "dask"
@@ -287,6 +288,26 @@ class ZarrCohort(SiteCohort):
         missing = (gt == -1).any(axis=2)
         alt = (gt > 0).sum(axis=2, dtype=np.int16)
         return da.where(missing, np.nan, alt.astype(np.float64))
+
+    def reduce_calls(
+        self,
+        kernel,
+        columns: np.ndarray | None = None,
+        rows: np.ndarray | None = None,
+        column_args: tuple = (),
+        row_args: tuple = (),
+    ) -> dict[str, np.ndarray]:
+        """A kernel's per-variant sums over `call_genotype`, one task per Zarr chunk.
+
+        See `SiteCohort.reduce_calls` and `kernels.reduce_chunks`: the tasks read
+        and reduce their chunk where dask computes (the site's workers when a
+        distributed Client is the default) and return per-variant sums only.
+        """
+        from .kernels import reduce_chunks
+
+        return reduce_chunks(
+            self.ds["call_genotype"].data, kernel, columns, rows, column_args, row_args
+        )
 
     def default_block(self, n_columns: int | None = None) -> int:
         """Variants per block of `dosage_blocks`: about BLOCK_VALUES dosages, whole chunks if possible."""

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from extensions.analysis import kernels
 from extensions.analysis.tasks import regression as rg
 from extensions.analysis.tasks.base import DisclosureRules, SiteCohort, SiteHalf, TaskError
 from extensions.analysis.tasks.gwas_linear import GwasLinear
@@ -262,8 +263,11 @@ def test_linear_result_carries_the_model():
 # gwas_logistic
 
 
-def test_logistic_equals_pooled_newton_raphson():
-    """Exact federated Newton-Raphson: same answers and iteration counts as a pooled fit."""
+@pytest.mark.parametrize("class_fraction", [1, 10**9], ids=["by-class", "per-person"])
+def test_logistic_equals_pooled_newton_raphson(class_fraction, monkeypatch):
+    """Exact federated Newton-Raphson: same answers and iteration counts as a pooled fit,
+    with the site's kernel counting people by (y, covariates) class or summing per person."""
+    monkeypatch.setattr(kernels, "CLASS_FRACTION", class_fraction)
     cohorts = make_sites()
     result = run(GwasLogistic(), cohorts, {})
     y, C, G = pooled_design(cohorts, "case_status", ["age_band", "sex"])

@@ -11,9 +11,9 @@ Parameters (all optional):
 Per-site half (arrays (variants, strata); one stratum "all" without
 stratify_by): `ac` alternate-allele count, `an` allele number (2 per called
 diploid genotype), `n_called` people with a call; `n_people` (strata,) the
-people in each stratum; counts `n_selected`. On Dask the dosages come a
-block at a time from the Zarr store and are summed per stratum with an
-indicator matrix; on Hail `hl.agg.sum(GT.n_alt_alleles())` and
+people in each stratum; counts `n_selected`. On Dask one task per chunk of
+the Zarr store counts the chunk's integer genotype codes per stratum
+(`kernels.allele_counts`); on Hail `hl.agg.sum(GT.n_alt_alleles())` and
 `hl.agg.count_where(hl.is_defined(GT))` inside `hl.agg.group_by(stratum)`.
 All sums are of small integers, held exactly in float64, so the two engines
 give identical halves.
@@ -38,12 +38,13 @@ from __future__ import annotations
 
 import json
 import re
+from functools import partial
 
 import numpy as np
 import pandas as pd
 
 # a module import: cohorts imports tasks.base, so it may still be loading when this runs
-from .. import cohorts
+from .. import cohorts, kernels
 from .base import (
     STRATIFY_BY,
     DisclosureRules,
@@ -197,31 +198,28 @@ class AlleleFrequencies(Task):
         )
 
     def site_half_dask(self, cohort, params: dict, state: dict | None) -> SiteHalf:
-        import dask
-        import dask.array as da
-
         params = self.validate(params)
         _, mask, labels, codes = self._selection(cohort, params)
         keys = cohort.variant_keys()
         rows = variant_rows(keys, params["variants"])
         if rows is not None:
             keys = [keys[i] for i in rows]
-        indicator = np.zeros((codes.size, len(labels)))
-        indicator[np.arange(codes.size), codes] = 1.0
         shape = (len(keys), len(labels))
         if not (len(keys) and codes.size):
             return self._half(
                 cohort, params, keys, np.zeros(shape), np.zeros(shape), np.zeros(shape),
                 labels, codes,
             )  # fmt: skip
-        # sums per stratum as products with the indicator, reduced on the workers chunk by
-        # chunk: only (variants x strata) comes back. Integer-valued float64: exact.
-        dosage = cohort.dosage(columns=mask, rows=rows)
-        called = ~da.isnan(dosage)
-        ac, n_called = dask.compute(
-            da.where(called, dosage, 0.0) @ indicator, called.astype(np.float64) @ indicator
+        # the selected people grouped by stratum (an index mask, in column order within
+        # one), counted chunk by chunk on the workers: only (variants x strata) comes back
+        by_stratum = np.argsort(codes, kind="stable")
+        sums = cohort.reduce_calls(
+            partial(kernels.allele_counts, n_strata=len(labels)),
+            columns=np.flatnonzero(mask)[by_stratum],
+            rows=rows,
+            column_args=(codes[by_stratum],),
         )
-        ac, n_called = np.asarray(ac).reshape(shape), np.asarray(n_called).reshape(shape)
+        ac, n_called = sums["ac"].reshape(shape), sums["n_called"].reshape(shape)
         return self._half(cohort, params, keys, ac, 2.0 * n_called, n_called, labels, codes)
 
     def site_half_hail(self, cohort, params: dict, state: dict | None) -> SiteHalf:

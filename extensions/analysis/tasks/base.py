@@ -185,6 +185,35 @@ class SiteCohort(ABC):
     def variant_keys(self) -> list[str]:
         """ "contig:pos:ref:alt" of every variant, in row order."""
 
+    def reduce_calls(
+        self,
+        kernel,
+        columns: np.ndarray | None = None,
+        rows: np.ndarray | None = None,
+        column_args: tuple = (),
+        row_args: tuple = (),
+    ) -> dict[str, np.ndarray]:
+        """Per-variant sums of a kernel of `extensions.analysis.kernels` over the genotype calls.
+
+        kernel(codes, *column_args, *row_args) -> {name: per-variant sums};
+        columns: positions of the people summed over, in the order the kernel
+        wants them (None: everyone), `column_args` one row per such person;
+        rows: positions of the variants (None: all), `row_args` one row per
+        such variant. Returns {name: array with one row per variant of `rows`}.
+
+        This default serves a cohort held as dosages (`dosage_blocks`, as an
+        in-memory cohort in the tests gives them), in this process; the Zarr
+        cohort runs one task per chunk of calls on the site's workers.
+        """
+        from ..kernels import reduce_dosage_blocks
+
+        blocks = getattr(self, "dosage_blocks", None)
+        if blocks is None:
+            raise NotImplementedError(f"{type(self).__name__} has no genotype calls to reduce")
+        return reduce_dosage_blocks(
+            blocks(columns=columns, rows=rows), kernel, column_args, row_args
+        )
+
 
 class Task(ABC):
     """A federated analysis: validate, per-site half on either engine, combine.

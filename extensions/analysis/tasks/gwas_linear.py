@@ -38,6 +38,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .. import kernels
 from . import disclosure
 from . import regression as rg
 from .base import DisclosureRules, SiteCohort, SiteHalf, Step, Task, TaskError
@@ -169,15 +170,11 @@ class GwasLinear(Task):
 
     def site_half_dask(self, cohort: SiteCohort, params: dict, state: dict | None) -> SiteHalf:
         data = model_for(cohort, params)
-        V = len(cohort.variant_keys())
-        p = data.Z.shape[1]
-        sums = {
-            k: np.zeros((V, p) if k in ("sum_xz", "miss_z") else V) for k in rg.LINEAR_PER_VARIANT
-        }
-        for rows, G in cohort.dosage_blocks(columns=data.columns):
-            for k, v in rg.genotype_sums(G, data).items():
-                sums[k][rows] = v
-        return self._half(cohort, params, data, sums)
+        # the model's people as an index mask, summed chunk by chunk on the workers
+        sums = cohort.reduce_calls(
+            kernels.linear_sums, columns=data.columns, column_args=(data.y, data.Z)
+        )
+        return self._half(cohort, params, data, {k: sums[k] for k in rg.LINEAR_PER_VARIANT})
 
     def site_half_hail(self, cohort: SiteCohort, params: dict, state: dict | None) -> SiteHalf:
         data = model_for(cohort, params)

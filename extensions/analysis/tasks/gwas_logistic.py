@@ -50,6 +50,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from .. import kernels
 from . import disclosure
 from . import regression as rg
 from .base import DisclosureRules, SiteCohort, SiteHalf, Step, Task, TaskError
@@ -193,33 +194,27 @@ class GwasLogistic(Task):
             hl = cohort.hail()
             mt = rg.hail_model_columns(hl, cohort.matrix_table(), data, len(cohort.samples))
             return rg.hail_genotype_sums(hl, mt, data.Z.shape[1], minimal=True)
-        V = len(cohort.variant_keys())
-        out = {"n_obs": np.zeros(V), "sum_x": np.zeros(V)}
-        for rows, G in cohort.dosage_blocks(columns=data.columns):
-            called = ~np.isnan(G)
-            out["n_obs"][rows] = called.sum(axis=1)
-            out["sum_x"][rows] = np.where(called, G, 0.0).sum(axis=1)
-        return out
+        return cohort.reduce_calls(kernels.dosage_counts, columns=data.columns)
 
     @staticmethod
     def _variant_sums_dask(cohort, data, rows, b_local, mean) -> dict:
-        A, D = rows.size, data.Z.shape[1] + 2
-        out = {
-            "score": np.zeros((A, D)),
-            "fisher": np.zeros((A, D, D)),
-            "_n_obs": np.zeros(A),
-            "_sum_x": np.zeros(A),
-            "_sum_w": np.zeros(A),
-            "_sum_w2": np.zeros(A),
+        # people ordered by (y, covariates): the kernel counts them by class and dosage
+        by_class = np.lexsort(np.column_stack([data.y, data.Z]).T)
+        s = cohort.reduce_calls(
+            kernels.score_fisher,
+            columns=data.columns[by_class],
+            rows=rows,
+            column_args=(data.y[by_class], data.Z[by_class]),
+            row_args=(b_local, mean),
+        )
+        return {
+            "score": s["score"],
+            "fisher": s["fisher"],
+            "_n_obs": s["n_obs"],
+            "_sum_x": s["sum_x"],
+            "_sum_w": s["sum_w"],
+            "_sum_w2": s["sum_w2"],
         }
-        for sl, G in cohort.dosage_blocks(columns=data.columns, rows=rows):
-            score, fisher, sw, sw2 = rg.variant_score_fisher(G, data, b_local[sl], mean[sl])
-            called = ~np.isnan(G)
-            out["score"][sl], out["fisher"][sl] = score, fisher
-            out["_sum_w"][sl], out["_sum_w2"][sl] = sw, sw2
-            out["_n_obs"][sl] = called.sum(axis=1)
-            out["_sum_x"][sl] = np.where(called, G, 0.0).sum(axis=1)
-        return out
 
     @staticmethod
     def _variant_sums_hail(cohort, data, rows, b_local, mean) -> dict:

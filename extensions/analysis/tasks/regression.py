@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import kernels
 from .base import TaskError
 
 COVARIATES = ("age_band", "sex")
@@ -118,6 +119,9 @@ def covariate_sums(data: ModelData) -> dict[str, np.ndarray]:
 
 def genotype_sums(G: np.ndarray, data: ModelData) -> dict[str, np.ndarray]:
     """Per-variant sums of a block of dosages G (variants x people in the model, NaN missing).
+
+    The definition: the Dask half computes the same sums from the calls' integer
+    codes with `kernels.linear_sums`.
 
     n_obs, sum_x, sum_xx, sum_xy and sum_xz (p columns) over called dosages;
     miss_z and miss_y over the people whose call is missing, so that the
@@ -247,32 +251,8 @@ def variant_score_fisher(G: np.ndarray, data: ModelData, b_local: np.ndarray, me
     fisher (B, p+2, p+2) in the local layout [1, Z..., x], and per variant
     sum w and sum w^2 (the effective number of people the weights reach).
     """
-    p = data.Z.shape[1]
     X = np.where(np.isnan(G), mean[:, None], G)
-    eta = b_local[:, :1] + b_local[:, 1 : p + 1] @ data.Z.T + b_local[:, p + 1 :] * X
-    mu = sigmoid(eta)
-    w = mu * (1.0 - mu)
-    r = data.y[None, :] - mu
-    B = G.shape[0]
-    d = p + 2
-    score = np.empty((B, d))
-    score[:, 0] = r.sum(axis=1)
-    score[:, 1 : p + 1] = r @ data.Z
-    score[:, p + 1] = np.einsum("ij,ij->i", r, X)
-    wx = w * X
-    fisher = np.empty((B, d, d))
-    fisher[:, 0, 0] = w.sum(axis=1)
-    fisher[:, 0, p + 1] = wx.sum(axis=1)
-    fisher[:, p + 1, p + 1] = np.einsum("ij,ij->i", wx, X)
-    if p:
-        zz = (data.Z[:, :, None] * data.Z[:, None, :]).reshape(data.n, p * p)
-        fisher[:, 1 : p + 1, 1 : p + 1] = (w @ zz).reshape(B, p, p)
-        fisher[:, 0, 1 : p + 1] = w @ data.Z
-        fisher[:, p + 1, 1 : p + 1] = wx @ data.Z
-        fisher[:, 1 : p + 1, 0] = fisher[:, 0, 1 : p + 1]
-        fisher[:, 1 : p + 1, p + 1] = fisher[:, p + 1, 1 : p + 1]
-    fisher[:, p + 1, 0] = fisher[:, 0, p + 1]
-    return score, fisher, w.sum(axis=1), np.einsum("ij,ij->i", w, w)
+    return kernels.dosage_score_fisher(X, data.y, data.Z, b_local)
 
 
 def newton_deltas(fisher: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
