@@ -265,14 +265,9 @@ class AuditBook:
             verdict = h.audit.check(sets)
             if not verdict.ok:
                 raise AuditRefused(verdict, h.scope)
-            near.extend(self._near(h.audit, sets))
+            within = NEAR_FACTOR * self.min_count
+            near.extend(d for per_set in h.audit.near(sets, within) for d in per_set)
         return Plan(sets=sets, near=_distinct(near))
-
-    def _near(self, audit: QuerySetAudit, sets) -> list[np.ndarray]:
-        near = getattr(audit, "near", None)
-        if near is None:
-            return []
-        return [d for per_set in near(sets, NEAR_FACTOR * self.min_count) for d in per_set]
 
     def record(self, held: list[Held], plan: Plan, meta: QueryMeta) -> None:
         """Record an answered query in every scope, on disk before returning.
