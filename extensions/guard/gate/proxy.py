@@ -82,9 +82,15 @@ BURST_SECONDS = 2.0
 # once a burst had a chunk withheld, its later chunks of at least this many lines or bytes
 # are withheld too (prompts and typing are shorter)
 BULK_LINES = 3
-BULK_BYTES = 200
+BULK_BYTES = 80
 TAIL_LINES = 2
 TAIL_BYTES = 64 * 1024
+# a chunk that passes alone but names people or would be withheld if the burst went on like it
+# (the chunk three times over: one or two raw records, a few rows of a matrix) could be the start
+# of more cut by the pty: it waits up to HOLD_SECONDS for the rest of its burst and is judged
+# with it; a burst that stops there passes as it would have in one piece
+HOLD_SECONDS = 1.0
+HOLD_BYTES = 256 * 1024
 
 KERNEL_WS = re.compile(r"api/kernels/[^/]+/channels$")
 TERMINAL_WS = re.compile(r"terminals/websocket/[^/]+$")
@@ -560,6 +566,7 @@ class WebSocketProxy(_GateMixin, websocket.WebSocketHandler):
     _held: Decision | None = None
     _burst_people: set = frozenset()
     _last_output = 0.0
+    _pending: tuple = ()  # terminal messages held back: (messages, their text)
 
     def check_origin(self, origin):  # the server behind checks the origin itself
         return True
@@ -616,14 +623,25 @@ class WebSocketProxy(_GateMixin, websocket.WebSocketHandler):
 
     async def _pump(self):
         try:
+            reading = None
             while True:
-                msg = await self.upstream_ws.read_message()
+                if reading is None:
+                    reading = asyncio.ensure_future(self.upstream_ws.read_message())
+                if self._pending:
+                    done, _ = await asyncio.wait({reading}, timeout=HOLD_SECONDS)
+                    if not done:
+                        # the rest of a held chunk's burst did not come: it passes as it is
+                        for out in self._release():
+                            await self.write_message(out)
+                        continue
+                msg = await reading
+                reading = None
                 if msg is None:
                     break
                 out = self.inspect(msg)
-                if out is None:
-                    continue
-                await self.write_message(out, binary=isinstance(out, bytes))
+                for item in out if isinstance(out, list) else [out]:
+                    if item is not None:
+                        await self.write_message(item, binary=isinstance(item, bytes))
         except websocket.WebSocketClosedError:
             pass
         except Exception:
@@ -708,22 +726,50 @@ class WebSocketProxy(_GateMixin, websocket.WebSocketHandler):
                 "読めない端末メッセージ",
             )
             gate.withheld("terminal", "", decision)
-            return None
+            return [*self._release(), None]
+        if doc[0] != "stdout":
+            # setup and disconnect: what was held goes first, in order
+            return [*self._release(), msg]
         text = text_of_content(doc[1:])
         now = time.monotonic()
-        if now - self._last_output > BURST_SECONDS:
+        if now - self._last_output > BURST_SECONDS and not self._pending:
             self._tail, self._burst_people, self._held = "", set(), None
         self._last_output = now
+        held, held_text = self._pending or ([], "")
+        self._pending = ()
+        messages, text = [*held, msg], held_text + text
         # a chunk is judged with the last lines before it, so records cut across chunks (or
         # two here and one there) still make three; people add up over the burst
         judged = self._tail + text
-        decision, people = gate.judge_message("terminal", doc[0], judged)
+        decision, people = self._decide(text, judged)
+        if not decision.withhold and len(text) < HOLD_BYTES and self._could_grow(judged, people):
+            self._pending = (messages, text)
+            return None
+        return self._settle(messages, judged, decision, people)
+
+    def _could_grow(self, judged: str, people) -> bool:
+        """Whether output that passes could be the start of more that would not: it names
+        people, or three times over it would be withheld (raw records, rows of a matrix)."""
+        if people:
+            return True
+        if not is_bulk(judged):
+            return False
+        return self.gate.judge_message("terminal", "stdout", judged * 3)[0].withhold
+
+    def _decide(self, text, judged):
+        gate = self.gate
+        decision, people = gate.judge_message("terminal", "stdout", judged)
         shown = self._burst_people | people
         if not decision.withhold and len(shown) > gate.rules.max_people_per_output:
             decision = judge_output(_Counted(shown), gate.rules.max_people_per_output)
         if not decision.withhold and self._held is not None and is_bulk(text):
             # the rest of a burst that was withheld: its small pieces in between are withheld too
             decision = self._held
+        return decision, people
+
+    def _settle(self, messages, judged, decision, people):
+        """Pass `messages` (judged together as `judged`) or a notice in their place."""
+        gate = self.gate
         if decision.withhold:
             self._held = decision
         cut = len(judged)
@@ -733,14 +779,26 @@ class WebSocketProxy(_GateMixin, websocket.WebSocketHandler):
                 break
         self._tail = judged[cut + 1 :][-TAIL_BYTES:]
         if decision.withhold:
-            gate.withheld("terminal", doc[0], decision)
+            gate.withheld("terminal", "stdout", decision)
             notice = decision.notice.replace("\n", "\r\n")
             out = json.dumps(["stdout", f"\r\n{notice}\r\n"], ensure_ascii=False)
             gate.count("terminal", out.encode())
-            return out
-        self._burst_people = shown
-        gate.count("terminal", raw, people)
-        return msg
+            return [out]
+        self._burst_people = self._burst_people | people
+        for m in messages:
+            gate.count("terminal", m.encode() if isinstance(m, str) else m, people)
+            people = ()
+        return messages
+
+    def _release(self) -> list:
+        """What was held back, passed on: its burst ended without more of it."""
+        if not self._pending:
+            return []
+        messages, text = self._pending
+        self._pending = ()
+        judged = self._tail + text
+        decision, people = self._decide(text, judged)
+        return self._settle(messages, judged, decision, people)
 
 
 class GateStatusHandler(_GateMixin, web.RequestHandler):
