@@ -30,6 +30,7 @@ non-reference alleles (so a multi-allelic site counts every ALT, as Hail's
 
 from __future__ import annotations
 
+import hashlib
 import re
 import warnings
 from collections.abc import Iterator, Mapping
@@ -202,6 +203,20 @@ def read_samples(folder: Path, order: list[str] | np.ndarray) -> pd.DataFrame:
     df["case_status"] = case.astype(np.int64) if case.notna().all() else case.astype(np.float64)
     df.index.name = "sample_id"
     return df
+
+
+def dataset_version(folder: Path) -> str:
+    """A short content version of a dataset: the hash of its VCF's index and size."""
+    vcf = folder / "genotypes.vcf.gz"
+    try:
+        st = vcf.stat()
+    except OSError:
+        return "unknown"
+    h = hashlib.sha256(f"{st.st_size}:{int(st.st_mtime)}".encode())
+    tbi = folder / "genotypes.vcf.gz.tbi"
+    if tbi.exists():
+        h.update(tbi.read_bytes())
+    return h.hexdigest()[:12]
 
 
 def _keys(contigs, positions, refs, alts) -> list[str]:

@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import json
 import logging
 import os
@@ -252,6 +251,8 @@ class Gateway:
         return out
 
     def _dataset_entry(self, folder: Path, approval_id: str | None) -> dict:
+        from extensions.analysis.cohorts import dataset_version
+
         return {
             "dataset": folder.name,
             "approval_id": approval_id,
@@ -283,7 +284,7 @@ class Gateway:
             people_order,
             withhold_near_differences,
         )
-        from extensions.analysis.cohorts import open_cohort
+        from extensions.analysis.cohorts import dataset_version, open_cohort
 
         folder = self.config.data_root / dataset
         cohort = open_cohort(folder, self.config.site, dataset, engine)
@@ -356,20 +357,6 @@ class Gateway:
             await self.http.fetch(req)
         except Exception as e:  # the answer is not held back for the audit; it is logged
             log.error("audit event not delivered: %s: %s", e, json.dumps(event))
-
-
-def dataset_version(folder: Path) -> str:
-    """A short content version of a dataset: the hash of its VCF's index and size."""
-    vcf = folder / "genotypes.vcf.gz"
-    try:
-        st = vcf.stat()
-    except OSError:
-        return "unknown"
-    h = hashlib.sha256(f"{st.st_size}:{int(st.st_mtime)}".encode())
-    tbi = folder / "genotypes.vcf.gz.tbi"
-    if tbi.exists():
-        h.update(tbi.read_bytes())
-    return h.hexdigest()[:12]
 
 
 def missing_calls(folder: Path, site: str, dataset: str):
