@@ -54,6 +54,7 @@ from .base import (
     Task,
     TaskError,
     check_parameter_names,
+    shared_variants,
 )
 from .disclosure import (
     complementary_suppression,
@@ -361,13 +362,18 @@ class AlleleFrequencies(Task):
             if h.meta.get("stratify_by") != by:
                 raise TaskError(f"site {h.site} answered a different stratification", "stratify_by")
 
-        keys = list(dict.fromkeys(k for h in halves for k in h.variants))
+        # every site holding the same variants (the usual case): no matching key by key
+        shared = shared_variants([h.variants for h in halves])
+        if shared is None:
+            keys = list(dict.fromkeys(k for h in halves for k in h.variants))
+            row = {k: i for i, k in enumerate(keys)}
+        else:
+            keys = list(shared)
         labels = (
             [ALL]
             if by is None
             else cohorts.level_order(by, {s for h in halves for s in h.meta["strata"]})
         )
-        row = {k: i for i, k in enumerate(keys)}
         col = {s: j for j, s in enumerate(labels)}
         V, S, K = len(keys), len(labels), len(halves)
 
@@ -377,15 +383,17 @@ class AlleleFrequencies(Task):
         held = np.zeros((V, K), dtype=bool)
         n_people = np.zeros((S, K))
         for k, h in enumerate(halves):
-            r = np.asarray([row[v] for v in h.variants], dtype=np.int64)
+            if shared is None:
+                r = np.asarray([row[v] for v in h.variants], dtype=np.int64)
+            else:
+                r = slice(None)
             c = np.asarray([col[s] for s in h.meta["strata"]], dtype=np.int64)
             held[r, k] = True
-            # a stratum nobody at the site is in: zero people, zero alleles (exact)
-            for a in (site_ac, site_an, site_nc):
-                a[np.ix_(r, np.arange(S), [k])] = 0.0
-            site_ac[np.ix_(r, c, [k])] = h.arrays["ac"][:, :, None]
-            site_an[np.ix_(r, c, [k])] = h.arrays["an"][:, :, None]
-            site_nc[np.ix_(r, c, [k])] = h.arrays["n_called"][:, :, None]
+            for a, name in ((site_ac, "ac"), (site_an, "an"), (site_nc, "n_called")):
+                # a stratum nobody at the site is in: zero people, zero alleles (exact)
+                block = np.zeros((len(h.variants), S))
+                block[:, c] = h.arrays[name]
+                a[r, :, k] = block
             n_people[c, k] = h.arrays["n_people"]
 
         present = held[:, None, :]

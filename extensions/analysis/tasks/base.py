@@ -154,6 +154,22 @@ class SiteHalf:
         return int(sum(a.nbytes for a in self.arrays.values())) + 8 * len(self.counts)
 
 
+def shared_variants(variant_lists: list[list[str]]) -> list[str] | None:
+    """The one variant list every half holds, or None when they differ (the combine then
+    matches them key by key).
+
+    Halves the client read against a list it holds (`extensions.analysis.wire`:
+    the same digest) hold that very list, so they are told alike by identity;
+    lists that are merely equal are compared.
+    """
+    if not variant_lists:
+        return None
+    first = variant_lists[0]
+    if all(v is first or v == first for v in variant_lists[1:]):
+        return first
+    return None
+
+
 @dataclass
 class Step:
     """What `combine` decided: the final result, or the state for another round."""

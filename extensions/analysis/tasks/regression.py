@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import kernels
-from .base import TaskError
+from .base import TaskError, shared_variants
 
 COVARIATES = ("age_band", "sex")
 SEX_CODES = {"male": 1.0, "female": 0.0}
@@ -413,11 +413,14 @@ def variant_list_detail(keys: list[str], mask: np.ndarray, limit: int = 5) -> st
 
 def align_variants(variant_lists: list[list[str]]) -> tuple[list[str], list[np.ndarray]]:
     """The union of the sites' variants (first site's order, then new ones), and per site
-    the row of each union variant in that site's list (-1 where the site lacks it)."""
-    first = variant_lists[0]
-    if all(v == first for v in variant_lists[1:]):
-        rows = np.arange(len(first), dtype=np.int64)
-        return list(first), [rows for _ in variant_lists]
+    the row of each union variant in that site's list (-1 where the site lacks it).
+
+    When every site holds the same list (`shared_variants`), every site's rows
+    are one and the same arange (the logistic fit's state then names them once)."""
+    shared = shared_variants(variant_lists)
+    if shared is not None:
+        rows = np.arange(len(shared), dtype=np.int64)
+        return list(shared), [rows for _ in variant_lists]
     keys = list(dict.fromkeys(k for vs in variant_lists for k in vs))
     where = {k: i for i, k in enumerate(keys)}
     maps = []
