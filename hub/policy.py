@@ -89,6 +89,33 @@ class Quota:
 
 
 @dataclass(frozen=True)
+class SiteDask:
+    """A site's Dask workers (its `dask:` block): how many, and what each one may use.
+
+    The workers run the federation gateway's tasks over all the site's data, one
+    task per chunk of calls, so what a worker holds at once is its threads times
+    a chunk, whatever the size of the cohort.
+    """
+
+    workers: int = 1
+    # a worker container's CPU quota; may be fractional (Docker's --cpus)
+    cores: float = 1.0
+    memory: int = 1024**3  # bytes, per worker: Dask's memory limit and the container's
+
+    @property
+    def threads(self) -> int:
+        """Dask threads per worker: the cores rounded down, at least one. Each runs one
+        BLAS thread, so a worker never runs more compute threads than its whole cores
+        (one when it has less than a core)."""
+        return max(1, int(self.cores))
+
+
+#: below this a Dask worker cannot work: its own process takes about 150M before it
+#: holds any data, and it pauses at 80% of its limit
+MIN_DASK_WORKER_MEMORY = 256 * 1024**2
+
+
+@dataclass(frozen=True)
 class Dataset:
     id: str
     site: str
@@ -112,6 +139,7 @@ class Site:
     datasets: tuple[Dataset, ...]
     # "guarded": terminals open and their output passes the egress gate; "off": none opens
     terminals: str = "guarded"
+    dask: SiteDask = field(default_factory=SiteDask)
 
 
 @dataclass(frozen=True)
@@ -373,6 +401,29 @@ def _quota(raw: dict[str, Any] | None) -> Quota | None:
     )
 
 
+def _site_dask(
+    raw: dict[str, Any] | None, where: str, file: str, issues: list[PolicyIssue]
+) -> SiteDask:
+    """A site's `dask:` block (the schema has checked the kinds); the defaults are one
+    worker with one core and 1G."""
+    raw = raw or {}
+    dask = SiteDask(
+        workers=raw.get("workers", SiteDask.workers),
+        cores=float(raw.get("cores", SiteDask.cores)),
+        memory=parse_size(raw["memory"]) if "memory" in raw else SiteDask.memory,
+    )
+    if dask.memory < MIN_DASK_WORKER_MEMORY:
+        issues.append(
+            PolicyIssue(
+                file,
+                f"{where}.dask.memory",
+                f"{raw['memory']!r} is below the 256M a Dask worker needs "
+                "(its own process takes about 150M before it holds any data)",
+            )
+        )
+    return dask
+
+
 def _resolve(base: Path, value: str | None, env_name: str, default: Path) -> Path:
     override = os.environ.get(env_name)
     if override:
@@ -447,6 +498,7 @@ def _build_platform(doc: dict[str, Any], path: Path, issues: list[PolicyIssue]) 
             datasets=tuple(datasets),
             # YAML 1.1 reads a bare `off` as false; the schema lets both mean "off"
             terminals="off" if s.get("terminals") is False else s.get("terminals", "guarded"),
+            dask=_site_dask(s.get("dask"), where, file, issues),
         )
     networks = [s.network for s in sites.values()]
     for net in {n for n in networks if networks.count(n) > 1}:

@@ -5,7 +5,8 @@ a fixed name, so the host firewall can speak of it:
 
 - .1 is the host (the hub's API and proxy listen there, nothing else may be reached);
 - .2 the site's Dask scheduler, .3 onwards its workers, which run the
-  federation gateway's tasks over all the site's data;
+  federation gateway's tasks over all the site's data (as many, and each as
+  large, as the site's `dask:` block in the platform file says);
 - .64 the site's federation gateway;
 - .128-.255 researchers' servers, which may reach the hub and nothing else:
   not each other, not the site's Dask cluster or gateway, not other host ports.
@@ -20,7 +21,9 @@ was added.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+import json
 import os
 import shutil
 import subprocess
@@ -39,7 +42,15 @@ DASHBOARD_PORT = 8787
 # images/singleuser/visiting-singleuser
 SERVER_DASK_SCHEDULER = f"tcp://127.0.0.1:{SCHEDULER_PORT}"
 LABEL = "org.visiting.site"
+# what a container was started with, as a digest: a running one with another is recreated
+GATEWAY_ENV_LABEL = "org.visiting.gateway-env"
+WORKER_PLAN_LABEL = "org.visiting.worker-plan"
 GATEWAY_PORT = 8765
+#: One BLAS thread per Dask thread, so that a worker's threads times its BLAS threads are
+#: its cores. distributed's nanny sets the same in the worker process
+#: (`distributed.nanny.pre-spawn-environ`); set on the container it holds for every
+#: process there, with or without a nanny, whatever Dask's configuration says.
+ONE_BLAS_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 #: where a gateway container keeps its query-set audits (a volume per site)
 QUERY_AUDIT_MOUNT = "/var/lib/visiting-query-audit"
 
@@ -105,8 +116,13 @@ class SitePlan:
     def scheduler_name(self) -> str:
         return f"visiting-dask-{self.site}-scheduler"
 
+    @property
+    def worker_prefix(self) -> str:
+        """What the names of the site's worker containers start with."""
+        return f"visiting-dask-{self.site}-worker-"
+
     def worker_name(self, n: int) -> str:
-        return f"visiting-dask-{self.site}-worker-{n}"
+        return f"{self.worker_prefix}{n}"
 
     @classmethod
     def for_site(cls, site: Site) -> SitePlan:
@@ -329,18 +345,29 @@ def _data_binds(platform: Platform, site: Site) -> dict[str, dict[str, str]]:
     return binds
 
 
+def _digest(value) -> str:
+    """A short digest of what a container is started with, for a label."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def _run(client, name: str, image: str, command: list[str], plan: SitePlan, ip: str, **kwargs):
+    """A container, kept if it runs with the labels it would be created with, else (re)created.
+
+    A label may hold a digest of the container's settings (`GATEWAY_ENV_LABEL`,
+    `WORKER_PLAN_LABEL`): a container started with other settings is recreated.
+    """
     import docker
 
+    labels = kwargs.pop("labels", None) or {LABEL: plan.site}
     try:
         existing = client.containers.get(name)
     except docker.errors.NotFound:
         existing = None
     if existing is not None:
-        if existing.status == "running":
+        same = all(existing.labels.get(k) == v for k, v in labels.items())
+        if same and existing.status == "running":
             return existing
         existing.remove(force=True)
-    labels = kwargs.pop("labels", None) or {LABEL: plan.site}
     container = client.containers.create(
         image,
         command,
@@ -360,8 +387,52 @@ def _run(client, name: str, image: str, command: list[str], plan: SitePlan, ip: 
     return container
 
 
-def ensure_dask(client, platform: Platform, site: Site, image: str, workers: int = 1) -> None:
-    """The site's Dask scheduler and workers, next to the site's data (read-only)."""
+@dataclass(frozen=True)
+class WorkerPlan:
+    """One Dask worker container of a site: what `ensure_dask` asks Docker for."""
+
+    name: str
+    ip: str
+    command: tuple[str, ...]
+    environment: dict[str, str]
+    mem_limit: int  # bytes
+    nano_cpus: int  # Docker's --cpus in billionths
+
+
+def worker_plans(site: Site) -> list[WorkerPlan]:
+    """The site's Dask workers as its `dask:` block sizes them.
+
+    Each worker runs `threads` Dask threads (its cores rounded down, at least
+    one) of one BLAS thread each, within a CPU quota of its cores; its memory
+    is both Dask's limit (spill, pause, restart) and the container's.
+    """
+    plan = SitePlan.for_site(site)
+    d = site.dask
+    workers = []
+    for n in range(1, d.workers + 1):
+        command = ("dask", "worker", plan.scheduler_address, "--host", plan.worker_ip(n),
+                   "--nthreads", str(d.threads), "--memory-limit", str(d.memory),
+                   "--name", f"{site.id}-{n}", "--local-directory", "/tmp")  # fmt: skip
+        workers.append(
+            WorkerPlan(
+                name=plan.worker_name(n),
+                ip=plan.worker_ip(n),
+                command=command,
+                environment=dict(ONE_BLAS_THREAD),
+                mem_limit=d.memory,
+                nano_cpus=round(d.cores * 1_000_000_000),
+            )
+        )
+    return workers
+
+
+def ensure_dask(client, platform: Platform, site: Site, image: str) -> None:
+    """The site's Dask scheduler and workers, next to the site's data (read-only).
+
+    A worker started with other settings than the plan's (a changed platform
+    file, a dataset folder added) is recreated; workers beyond the planned
+    number are removed.
+    """
     plan = SitePlan.for_site(site)
     volumes = _data_binds(platform, site)
     _run(
@@ -375,28 +446,48 @@ def ensure_dask(client, platform: Platform, site: Site, image: str, workers: int
         mem_limit="512m",
         volumes=volumes,
     )  # fmt: skip
-    for n in range(1, workers + 1):
+    workers = worker_plans(site)
+    _remove_other_workers(client, site, {w.name for w in workers})
+    for w in workers:
+        digest = _digest(
+            [image, w.command, w.environment, w.mem_limit, w.nano_cpus, sorted(volumes.items())]
+        )
         _run(
             client,
-            plan.worker_name(n),
+            w.name,
             image,
-            ["dask", "worker", plan.scheduler_address, "--host", plan.worker_ip(n),
-             "--nthreads", "1", "--memory-limit", "1GiB", "--name", f"{site.id}-{n}",
-             "--local-directory", "/tmp"],
+            list(w.command),
             plan,
-            plan.worker_ip(n),
-            mem_limit="1g",
-            nano_cpus=1_000_000_000,
+            w.ip,
+            labels={LABEL: plan.site, WORKER_PLAN_LABEL: digest},
+            environment=w.environment,
+            mem_limit=w.mem_limit,
+            nano_cpus=w.nano_cpus,
             volumes=volumes,
-        )  # fmt: skip
+        )
+
+
+def _remove_other_workers(client, site: Site, keep: set[str]) -> None:
+    """Remove the site's worker containers that are not in `keep` (fewer workers planned)."""
+    import docker.errors
+
+    prefix = SitePlan.for_site(site).worker_prefix
+    for c in client.api.containers(all=True, filters={"label": f"{LABEL}={site.id}"}):
+        names = [n.lstrip("/") for n in c.get("Names") or ()]
+        if any(n.startswith(prefix) and n not in keep for n in names):
+            try:
+                client.api.remove_container(c["Id"], force=True)
+            except docker.errors.NotFound:
+                pass
 
 
 def gateway_env(platform: Platform, site: Site, hub_api_port: int, proxy_port: int, token: str):
     """The environment of a site's federation gateway container."""
-    import json
-
     plan = SitePlan.for_site(site)
     return {
+        # the gateway's own numpy work (disclosure control, the query-set audit) runs one
+        # BLAS thread, like each thread of a worker
+        **ONE_BLAS_THREAD,
         "VISITING_SITE": site.id,
         "VISITING_SITE_DATA": "/data",
         "JUPYTERHUB_API_URL": f"http://{plan.gateway}:{hub_api_port}/hub/api",
@@ -420,24 +511,7 @@ def ensure_gateway(client, platform: Platform, site: Site, image: str, env: dict
     Recreated when its environment changed (another hub, a new token), so a
     stack always talks to a gateway that knows it.
     """
-    import hashlib
-    import json
-
-    import docker
-
     plan = SitePlan.for_site(site)
-    digest = hashlib.sha256(json.dumps(env, sort_keys=True).encode()).hexdigest()[:16]
-    try:
-        existing = client.containers.get(plan.gateway_name)
-    except docker.errors.NotFound:
-        existing = None
-    if existing is not None:
-        if (
-            existing.labels.get("org.visiting.gateway-env") == digest
-            and existing.status == "running"
-        ):
-            return
-        existing.remove(force=True)
     _run(
         client,
         plan.gateway_name,
@@ -446,7 +520,7 @@ def ensure_gateway(client, platform: Platform, site: Site, image: str, env: dict
         plan,
         plan.federation_ip,
         environment=env,
-        labels={LABEL: plan.site, "org.visiting.gateway-env": digest},
+        labels={LABEL: plan.site, GATEWAY_ENV_LABEL: _digest(env)},
         mem_limit="3g",
         volumes={
             **_data_binds(platform, site),
@@ -503,8 +577,11 @@ def sites_up(
         finally:
             client.close()
         plans.append(SitePlan.for_site(site))
+        d = site.dask
         done.append(
-            f"{site.id}: network {site.network} ({site.subnet}), Dask at {plans[-1].scheduler_address}"
+            f"{site.id}: network {site.network} ({site.subnet}), Dask at "
+            f"{plans[-1].scheduler_address}: {d.workers} x {d.threads} threads, "
+            f"{d.cores:g} cores, {d.memory / 1024**3:g} GiB"
         )
     n = install_firewall(plans, hub_ports)
     done.append(f"firewall: {n} rules in {INPUT_CHAIN} and {FORWARD_CHAIN}")

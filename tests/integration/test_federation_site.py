@@ -288,3 +288,59 @@ def test_a_restarted_gateway_container_keeps_the_query_set_audit(fed_stack, toke
     wait_for(answers, timeout=90)
     r = ask(where(sex, band, others))
     assert r.status_code == 403 and r.json()["code"] == "query_set_audit", r.text[:500]
+
+
+WORKERS_AS_THE_SCHEDULER_SEES_THEM = """
+import json, os, sys
+from distributed import Client
+
+c = Client(sys.argv[1], timeout=60)
+c.wait_for_workers(int(sys.argv[2]), timeout=120)
+workers = c.scheduler_info()["workers"].values()
+blas = c.run(lambda: {k: os.environ.get(k) for k in sys.argv[3].split(",")})
+print(json.dumps({
+    "workers": [{k: w[k] for k in ("name", "nthreads", "memory_limit")} for w in workers],
+    "blas": sorted(blas.values(), key=json.dumps),
+}))
+"""
+
+
+def test_site_workers_are_sized_by_the_platform_file(fed_stack):
+    """Each site's scheduler reports the workers its `dask:` block asks for: that many,
+    each with Dask threads equal to its cores and Dask's memory limit equal to its memory;
+    each worker process runs one BLAS thread per Dask thread, and its container has the
+    block's CPU and memory quota (issue 17: site workers sized to the site).
+
+    Rule checked: "Where data lives" (the site's own workers, next to its data, run the
+    gateway's tasks within what the platform gives the site)."""
+    from hub import sites
+
+    for site in fed_stack.bundle.platform.sites.values():
+        d = site.dask
+        plan = sites.SitePlan.for_site(site)
+        client = sites.docker_client(site.docker_endpoint)
+        try:
+            scheduler = client.containers.get(plan.scheduler_name)
+            argv = [plan.scheduler_address, str(d.workers), ",".join(sites.ONE_BLAS_THREAD)]
+            rc, out = scheduler.exec_run(
+                ["python", "-c", WORKERS_AS_THE_SCHEDULER_SEES_THEM, *argv]
+            )
+            out = out.decode(errors="replace")
+            assert rc == 0, (site.id, out[-3000:])
+            seen = json.loads(out.strip().splitlines()[-1])
+            assert {w["name"] for w in seen["workers"]} == {
+                f"{site.id}-{n}" for n in range(1, d.workers + 1)
+            }, (site.id, seen)
+            for w in seen["workers"]:
+                # the demo gives whole cores, so threads are exactly the cores
+                assert w["nthreads"] == d.threads == d.cores, (site.id, w)
+                assert w["memory_limit"] == d.memory, (site.id, w)
+            assert seen["blas"] == [sites.ONE_BLAS_THREAD] * d.workers, (site.id, seen)
+            for w in sites.worker_plans(site):
+                c = client.containers.get(w.name)
+                host = c.attrs["HostConfig"]
+                assert (host["NanoCpus"], host["Memory"]) == (round(d.cores * 1e9), d.memory)
+                env = dict(e.split("=", 1) for e in c.attrs["Config"]["Env"])
+                assert {k: env.get(k) for k in sites.ONE_BLAS_THREAD} == sites.ONE_BLAS_THREAD
+        finally:
+            client.close()

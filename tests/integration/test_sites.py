@@ -7,12 +7,13 @@ there), "Security" (no egress, no reaching other people's servers, quotas).
 
 from __future__ import annotations
 
+import json
 import time
 
 import docker
 import pytest
 
-from hub.sites import SitePlan, resolve_endpoint
+from hub.sites import ONE_BLAS_THREAD, SitePlan, resolve_endpoint
 from hub.stack import Stack, StackConfig
 
 from .conftest import hub_login
@@ -318,6 +319,38 @@ def test_dask_runs_in_the_server_next_to_the_approved_data_only(site_stack, engi
         assert out.strip().splitlines()[-1] == "True JGAD000201 1", out
     finally:
         at_ncc.stop("ncc")
+
+
+OWN_WORKER_THREADS = """
+import json, os
+from distributed import Client
+
+c = Client(os.environ["DASK_SCHEDULER_ADDRESS"], timeout=60)
+c.wait_for_workers(1, timeout=60)
+(w,) = c.scheduler_info()["workers"].values()
+blas = c.run(lambda: {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")})
+print(json.dumps({"nthreads": w["nthreads"], "blas": list(blas.values())}))
+"""
+
+
+def test_own_dask_worker_runs_a_thread_per_core_of_the_quota(tanaka_at_nig):
+    """The server's own worker runs as many Dask threads as the container's CPU quota has
+    whole cores (J-DU000101 gives tanaka 2 at nig; no more than the CPUs the container may
+    run on), each with one BLAS thread (issue 17: sized to the site, not oversubscribed).
+
+    Rule checked: "Security" (a server stays within its quota)."""
+    _, current = tanaka_at_nig
+    c = current()
+    c.reload()
+    host = c.attrs["HostConfig"]
+    quota = host["CpuQuota"] // host["CpuPeriod"]
+    assert quota == 2
+    code, cpus = sh(c, "nproc")
+    assert code == 0, cpus
+    rc, out = py(c, OWN_WORKER_THREADS)
+    seen = json.loads(out.strip().splitlines()[-1])
+    assert seen["nthreads"] == max(1, min(quota, int(cpus))), out
+    assert seen["blas"] == [ONE_BLAS_THREAD], out
 
 
 def test_two_users_cannot_reach_each_other(site_stack, engine, tanaka_at_nig):

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from extensions.guard.meter import EgressRules
-from hub.policy import PolicyError, load_policy_dir, parse_size
+from hub.policy import PolicyError, SiteDask, load_policy_dir, parse_size
 
 
 def test_demo_platform_loads(policy_copy):
@@ -337,6 +337,83 @@ BAD_INPUTS = [
         "'open' is not one of",
     ),
     (
+        "dask-no-workers",
+        lambda d: _platform(d, lambda p: p["sites"][0]["dask"].update(workers=0)),
+        "platform.yaml",
+        "sites[0].dask.workers",
+        "0 is less than the minimum of 1",
+    ),
+    (
+        "dask-more-workers-than-addresses",
+        lambda d: _platform(d, lambda p: p["sites"][2]["dask"].update(workers=14)),
+        "platform.yaml",
+        "sites[2].dask.workers",
+        "14 is greater than the maximum of 13",
+    ),
+    (
+        "dask-fractional-workers",
+        lambda d: _platform(d, lambda p: p["sites"][0]["dask"].update(workers=1.5)),
+        "platform.yaml",
+        "sites[0].dask.workers",
+        "1.5 is not of type 'integer'",
+    ),
+    (
+        "dask-no-cores",
+        lambda d: _platform(d, lambda p: p["sites"][0]["dask"].update(cores=0)),
+        "platform.yaml",
+        "sites[0].dask.cores",
+        "0 is less than the minimum of 0.01",
+    ),
+    (
+        "dask-cores-in-words",
+        lambda d: _platform(d, lambda p: p["sites"][0]["dask"].update(cores="two")),
+        "platform.yaml",
+        "sites[0].dask.cores",
+        "'two' is not of type 'number'",
+    ),
+    (
+        "dask-too-many-cores",
+        lambda d: _platform(d, lambda p: p["sites"][0]["dask"].update(cores=512)),
+        "platform.yaml",
+        "sites[0].dask.cores",
+        "512 is greater than the maximum of 256",
+    ),
+    (
+        "dask-memory-nonsense",
+        lambda d: _platform(d, lambda p: p["sites"][0]["dask"].update(memory="lots")),
+        "platform.yaml",
+        "sites[0].dask.memory",
+        "'lots' is not a size",
+    ),
+    (
+        "dask-memory-zero",
+        lambda d: _platform(d, lambda p: p["sites"][0]["dask"].update(memory=0)),
+        "platform.yaml",
+        "sites[0].dask.memory",
+        "0 is not a size",
+    ),
+    (
+        "dask-memory-too-small",
+        lambda d: _platform(d, lambda p: p["sites"][3]["dask"].update(memory="128M")),
+        "platform.yaml",
+        "sites[3].dask.memory",
+        r"'128M' is below the 256M a Dask worker needs",
+    ),
+    (
+        "dask-unknown-key",
+        lambda d: _platform(d, lambda p: p["sites"][0]["dask"].update(threads=2)),
+        "platform.yaml",
+        "sites[0].dask",
+        "'threads' was unexpected",
+    ),
+    (
+        "dask-not-a-mapping",
+        lambda d: _platform(d, lambda p: p["sites"][0].update(dask=2)),
+        "platform.yaml",
+        "sites[0].dask",
+        "2 is not of type 'object'",
+    ),
+    (
         "user-listed-twice",
         lambda d: _users(d, lambda u: u["users"].append(dict(u["users"][0]))),
         "users.yaml",
@@ -426,6 +503,48 @@ def test_egress_sizes_and_a_bare_off(policy_copy):
     p = load_policy_dir(policy_copy).platform
     assert (p.egress.alert_bytes, p.egress.cap_bytes) == (int(1.5 * 1024**2), 4 * 1024**2)
     assert p.sites["imsut"].terminals == "off"
+
+
+def test_demo_site_dask(policy_copy):
+    """Each demo site runs one worker of one core and 1G, one Dask thread each."""
+    p = load_policy_dir(policy_copy).platform
+    for site in p.sites.values():
+        assert site.dask == SiteDask(workers=1, cores=1.0, memory=1024**3), site.id
+        assert site.dask.threads == 1
+
+
+def test_site_dask_when_left_out_is_one_worker_of_one_core_and_1G(policy_copy):
+    def drop(p):
+        del p["sites"][0]["dask"]
+        p["sites"][1]["dask"] = {}
+        p["sites"][2]["dask"] = {"cores": 4}
+
+    _platform(policy_copy, drop)
+    sites = load_policy_dir(policy_copy).platform.sites
+    assert sites["nig"].dask == sites["ncc"].dask == SiteDask() == SiteDask(1, 1.0, 1024**3)
+    assert sites["ncgm"].dask == SiteDask(workers=1, cores=4.0, memory=1024**3)
+    assert sites["ncgm"].dask.threads == 4
+
+
+@pytest.mark.parametrize(
+    "block,workers,cores,threads,memory",
+    [
+        pytest.param(
+            {"workers": 3, "cores": 2, "memory": "4G"}, 3, 2.0, 2, 4 * 1024**3, id="whole"
+        ),
+        # threads: the cores rounded down, at least one; the CPU quota keeps the fraction
+        pytest.param({"cores": 2.5}, 1, 2.5, 2, 1024**3, id="fractional-cores"),
+        pytest.param({"cores": 0.5}, 1, 0.5, 1, 1024**3, id="half-a-core-one-thread"),
+        pytest.param({"memory": "1.5G"}, 1, 1.0, 1, int(1.5 * 1024**3), id="memory-suffix"),
+        pytest.param({"memory": 536870912}, 1, 1.0, 1, 512 * 1024**2, id="memory-bytes"),
+        pytest.param({"memory": "256M"}, 1, 1.0, 1, 256 * 1024**2, id="memory-smallest"),
+        pytest.param({"workers": 13}, 13, 1.0, 1, 1024**3, id="most-workers"),
+    ],
+)
+def test_site_dask_values(policy_copy, block, workers, cores, threads, memory):
+    _platform(policy_copy, lambda p: p["sites"][0].update(dask=block))
+    d = load_policy_dir(policy_copy).platform.sites["nig"].dask
+    assert (d.workers, d.cores, d.threads, d.memory) == (workers, cores, threads, memory)
 
 
 def test_every_problem_is_reported_not_only_the_first(policy_copy):
