@@ -26,8 +26,12 @@ from urllib.parse import urljoin
 
 import requests
 
+from . import wire
 from .tasks import TASKS
 from .tasks.base import SiteHalf, TaskError
+
+#: what a task request accepts: the compact wire format, or JSON (an older gateway's answer)
+ACCEPT = f"{wire.MEDIA_TYPE}, {wire.JSON_TYPE}"
 
 
 class FederationError(Exception):
@@ -92,6 +96,9 @@ class Federation:
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"token {token}"
         self.gateways: dict[str, SiteGateway] = {}
+        #: the sites' variant lists held here by digest: a site whose list is one of them
+        #: answers without its keys (`wire`)
+        self.known_variants = wire.KnownVariants()
 
     # -- discovery -----------------------------------------------------------------
 
@@ -154,6 +161,7 @@ class Federation:
         state = task.initial_state(params)
         missing: dict[str, str] = {}
         halves_meta: dict[str, dict] = {}
+        received: dict[str, dict[str, int]] = {}
         for rnd in range(1, task.max_rounds + 1):
             live = [s for s in chosen if s not in missing]
             with ThreadPoolExecutor(max_workers=len(live) or 1) as pool:
@@ -164,15 +172,18 @@ class Federation:
                 halves = []
                 for s, f in futures.items():
                     try:
-                        half = f.result()
+                        half, wire_bytes = f.result()
                     except FederationError as e:
                         progress.step(s, rnd, f"failed: {e}")
                         if not partial:
                             raise
                         missing[s] = str(e)
                         continue
-                    progress.step(s, rnd, f"round {rnd} answered ({half.nbytes()} bytes)")
+                    progress.step(s, rnd, f"round {rnd} answered ({wire_bytes} bytes)")
                     halves.append(half)
+                    got = received.setdefault(s, {"wire": 0, "aggregates": 0})
+                    got["wire"] += wire_bytes
+                    got["aggregates"] += half.nbytes()
                     halves_meta[s] = {
                         "dataset": half.dataset,
                         "version": half.meta.get("version"),
@@ -183,20 +194,30 @@ class Federation:
             step = task.combine(halves, params, state)
             if step.done:
                 return self._provenance(
-                    step.result, task_name, halves, halves_meta, missing, engine
+                    step.result, task_name, halves, halves_meta, missing, engine, received
                 )
             state = step.state
         raise FederationError(f"{task_name} did not finish within {task.max_rounds} rounds")
 
-    def _ask(self, site, task_name, params, state, engine, timeout) -> SiteHalf:
+    def _ask(self, site, task_name, params, state, engine, timeout) -> tuple[SiteHalf, int]:
+        """(the site's half, the bytes of its answer on the wire)."""
         g = self.gateways[site]
         d = g.dataset_for(engine)
         if d is None:
             raise FederationError(f"site {site}: no dataset ready for the {engine} engine", site)
-        body = {"dataset": d["dataset"], "params": params, "state": state, "engine": engine}
+        body = {
+            "dataset": d["dataset"],
+            "params": params,
+            "state": state,
+            "engine": engine,
+            "variants_known": self.known_variants.digests(),
+        }
         try:
             r = self.session.post(
-                urljoin(g.url, f"api/tasks/{task_name}"), json=body, timeout=timeout
+                urljoin(g.url, f"api/tasks/{task_name}"),
+                json=body,
+                headers={"Accept": ACCEPT},
+                timeout=timeout,
             )
         except requests.RequestException as e:
             raise FederationError(f"site {site} did not answer: {e}", site) from None
@@ -210,10 +231,26 @@ class Federation:
             raise FederationError(
                 f"site {site} {what} ({r.status_code}): {message}", site, r.status_code
             )
-        return SiteHalf.from_json(r.json())
+        return self._decode(site, r), len(r.content)
+
+    def _decode(self, site: str, r: requests.Response) -> SiteHalf:
+        """The half in a gateway's answer: the compact wire format (its variant list then
+        held here) or JSON, by the answer's Content-Type."""
+        media_type = r.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        try:
+            if media_type == wire.MEDIA_TYPE:
+                half, digest = wire.read_half(r.content, self.known_variants)
+                if half.variants:
+                    half.variants = self.known_variants.add(digest, half.variants)
+                return half
+            return SiteHalf.from_json(r.json())
+        except (ValueError, KeyError, TypeError) as e:  # WireError is a ValueError
+            raise FederationError(
+                f"site {site} answered what this client cannot read ({media_type}): {e}", site
+            ) from None
 
     @staticmethod
-    def _provenance(result, task_name, halves, meta, missing, engine):
+    def _provenance(result, task_name, halves, meta, missing, engine, received):
         provenance = {
             "task": task_name,
             "engine": engine,
@@ -221,7 +258,9 @@ class Federation:
             "datasets": {s: f"{m['dataset']}@{m['version']}" for s, m in sorted(meta.items())},
             "suppressions": [s.to_json() for h in halves for s in h.suppressed],
             "missing_sites": missing,
-            "bytes_from_sites": {h.site: h.nbytes() for h in halves},
+            # every round's answers: as received, and the aggregates they carried
+            "bytes_from_sites": {s: r["wire"] for s, r in sorted(received.items())},
+            "aggregate_bytes_from_sites": {s: r["aggregates"] for s, r in sorted(received.items())},
         }
         attrs = getattr(result, "attrs", None)
         if isinstance(attrs, dict):

@@ -42,7 +42,11 @@ the data.
 
 Routes (under the service prefix):
     GET  api/datasets            the datasets here the caller may analyse, with versions
-    POST api/tasks/<name>        {"dataset", "params", "state", "engine"} -> a SiteHalf
+    POST api/tasks/<name>        {"dataset", "params", "state", "engine", "variants_known"}
+                                 -> a SiteHalf: JSON, or the compact wire format
+                                 (`extensions.analysis.wire`) when the Accept header names
+                                 it; without the variant keys when their digest is among
+                                 `variants_known`. Errors are JSON.
     GET  health
 """
 
@@ -64,7 +68,8 @@ import numpy as np
 from tornado import ioloop, web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
-from ..periods import Clock, clock_from_env
+from extensions.contracts.clock import Clock, clock_from_env
+
 from . import service_port
 from ._base import follow_the_hub, health_route
 
@@ -153,8 +158,11 @@ class Gateway:
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="task")
         self._dask_client = None
         from extensions.analysis.audit_book import AuditBook
+        from extensions.analysis.wire import DigestCache
 
         self.book = AuditBook(config.audit_dir, rules.min_cell_count)
+        #: the digests of the variant lists answered lately (the compact wire format)
+        self.digests = DigestCache()
 
     # -- who ---------------------------------------------------------------------
 
@@ -518,6 +526,12 @@ class TaskHandler(GatewayHandler):
             if not isinstance(params, dict):
                 raise GatewayRefusal(400, "params: must be an object")
             audit["parameters"] = params
+            from extensions.analysis import wire
+
+            try:
+                known = wire.known_digests(body.get("variants_known"))
+            except ValueError as e:
+                raise GatewayRefusal(400, str(e)) from None
             from extensions.analysis.audit_book import AuditRefused
             from extensions.analysis.query_audit import QueryMeta
             from extensions.analysis.tasks.base import TaskError
@@ -555,17 +569,31 @@ class TaskHandler(GatewayHandler):
                 error_id=self.error_id,
             )
             raise
-        doc = half.to_json()
+        answer, media_type = self.encoded(half, known, (dataset, engine, half.meta.get("version")))
         await g.record(
             event_id,
             **audit,
             outcome="answered",
             audit={"scope": ",".join(s.key for s in scopes), "sets": len(plan.sets)},
             result_bytes=half.nbytes(),
+            wire_bytes=len(answer),
             suppressions=[s.to_json() for s in half.suppressed],
         )
-        self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps(doc))
+        self.set_header("Content-Type", media_type)
+        self.set_header("Vary", "Accept")
+        self.finish(answer)
+
+    def encoded(self, half, known: set[str], slot) -> tuple[bytes, str]:
+        """The answer's body and media type: the compact wire format when the caller accepts
+        it and the half is not small, without the variant keys when the caller holds them
+        (their digest is in `known`); JSON otherwise."""
+        from extensions.analysis import wire
+
+        if wire.accepts_binary(self.request.headers.get("Accept")) and wire.worth_binary(half):
+            digest = self.gateway.digests.digest(slot, half.variants)
+            data = wire.encode_half(half, omit_variants=digest in known, digest=digest)
+            return data, wire.MEDIA_TYPE
+        return json.dumps(half.to_json()).encode(), wire.JSON_TYPE
 
 
 def make_app(gateway: Gateway, prefix: str) -> web.Application:

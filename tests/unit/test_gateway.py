@@ -1,4 +1,4 @@
-"""A gateway's failures: logged with their traceback, answered as a gateway error.
+"""A gateway's failures, answered as a gateway error; the format of its answers.
 
 The gateway runs here in this process, over HTTP on loopback, as the hub runs
 it (its routes under /services/gateway-nig/); only the question "whose token is
@@ -8,6 +8,11 @@ Rules checked: "Security" (a failure at a site reaches the log, with its cause,
 where the hub's or the site's operators read it), "No disclosure" (the caller
 reads the task, the exception's type and an error id, never the exception's
 text, which may quote the data), "Reporting" (a failed query is recorded).
+
+The format of an answer: JSON unless the caller names the compact wire format
+(`extensions.analysis.wire`), without the variant keys the caller holds, with
+the bytes sent in the audit record; errors and small answers stay JSON; the
+federation client reads both.
 """
 
 from __future__ import annotations
@@ -17,12 +22,17 @@ import json
 import logging
 import sys
 import threading
+from contextlib import contextmanager
 
+import numpy as np
 import pytest
+import requests
+import xarray as xr
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
-from extensions.analysis.tasks.base import DisclosureRules
-from hub.periods import clock_from_env
+from extensions.analysis import wire
+from extensions.analysis.tasks.base import DisclosureRules, SiteHalf
+from extensions.contracts.clock import clock_from_env
 from hub.services.gateway import Caller, Gateway, GatewayConfig, make_app
 from hub.stack import free_port
 from tests.aio import run as run_async
@@ -196,3 +206,268 @@ def test_a_researchers_client_reads_a_failure_as_the_sites_failure(tmp_path):
         thread.join(30)
         parts["gateway"].pool.shutdown(wait=True)
         loop.close()
+
+
+# ---------------------------------------------------------------------------
+# the answer's format: the compact wire format when the caller names it, JSON otherwise
+
+ACCEPT_BINARY = {"Accept": f"{wire.MEDIA_TYPE}, application/json"}
+
+
+@pytest.fixture(scope="module")
+def site_data(tmp_path_factory):
+    """The data folder of a site with one small analysis dataset (VCF Zarr, no MatrixTable)."""
+    from hub.synth import SiteSpec, generate_cohorts
+
+    root = tmp_path_factory.mktemp("site")
+    generate_cohorts(
+        root, [SiteSpec(SITE, DATASET, None, "Shizuoka")], samples_per_site=40, variants=300,
+        seed=11, raw_files=False, matrix_table=False,
+    )  # fmt: skip
+    return root / SITE
+
+
+async def exchange(root, asks, kind=ResearchersGateway):
+    """The answers (tornado responses) of one gateway over `root` to (task, body, headers)."""
+    gateway = gateway_over(root, kind)
+    port = free_port()
+    server = make_app(gateway, f"/services/gateway-{SITE}/").listen(port, address="127.0.0.1")
+    out = []
+    try:
+        for task, body, headers in asks:
+            url = f"http://127.0.0.1:{port}/services/gateway-{SITE}/api/tasks/{task}"
+            try:
+                resp = await AsyncHTTPClient().fetch(
+                    url,
+                    method="POST",
+                    body=json.dumps({"dataset": DATASET, "engine": "dask", **body}),
+                    headers={"Authorization": "token t", **headers},
+                )
+            except HTTPClientError as e:
+                resp = e.response
+            out.append(resp)
+        return out
+    finally:
+        server.stop()
+        gateway.pool.shutdown(wait=True)
+
+
+def audit_events(caplog) -> list[dict]:
+    """The federation.query events the gateway recorded (no intake here: they are logged)."""
+    prefix = "audit (no intake configured): "
+    return [
+        json.loads(r.getMessage().removeprefix(prefix))["data"]
+        for r in caplog.records
+        if r.getMessage().startswith(prefix)
+    ]
+
+
+def media_type(resp) -> str:
+    return resp.headers["Content-Type"].split(";")[0]
+
+
+def assert_same_half(got: SiteHalf, want: SiteHalf):
+    assert (got.site, got.dataset, got.engine) == (want.site, want.dataset, want.engine)
+    assert got.variants == want.variants and got.counts == want.counts
+    assert got.meta == want.meta and got.suppressed == want.suppressed
+    assert list(got.arrays) == list(want.arrays)
+    for name, a in want.arrays.items():
+        np.testing.assert_array_equal(got.arrays[name], a, err_msg=name)  # NaN where NaN
+
+
+def test_json_unless_the_caller_names_the_wire_format(site_data, caplog):
+    caplog.set_level(logging.INFO)
+    plain, as_json, binary = run_async(
+        exchange(
+            site_data,
+            [
+                ("allele_frequencies", {}, {}),
+                ("allele_frequencies", {}, {"Accept": "application/json"}),
+                ("allele_frequencies", {}, ACCEPT_BINARY),
+            ],
+        )
+    )
+    assert [r.code for r in (plain, as_json, binary)] == [200, 200, 200]
+    assert media_type(plain) == media_type(as_json) == "application/json"
+    assert media_type(binary) == wire.MEDIA_TYPE and binary.headers["Vary"] == "Accept"
+    half = SiteHalf.from_json(json.loads(plain.body))
+    assert np.isnan(half.arrays["ac"]).any()  # disclosure withheld some: NaN on both ways
+    assert_same_half(wire.decode_half(binary.body), half)
+    assert len(binary.body) < len(plain.body)
+    # the audit record: the aggregates as before, and the bytes that were sent
+    events = audit_events(caplog)
+    assert [e["outcome"] for e in events] == ["answered"] * 3
+    assert [e["wire_bytes"] for e in events] == [len(r.body) for r in (plain, as_json, binary)]
+    assert {e["result_bytes"] for e in events} == {half.nbytes()}
+
+
+def test_keys_are_left_out_when_the_caller_holds_the_list(site_data, caplog):
+    caplog.set_level(logging.INFO)
+    other = wire.variants_digest(["chr20:1:A:G"])
+    [first] = run_async(exchange(site_data, [("allele_frequencies", {}, ACCEPT_BINARY)]))
+    half, digest = wire.read_half(first.body)
+    stranger, holder, plain = run_async(
+        exchange(
+            site_data,
+            [
+                ("allele_frequencies", {"variants_known": [other]}, ACCEPT_BINARY),
+                ("allele_frequencies", {"variants_known": [other, digest]}, ACCEPT_BINARY),
+                ("allele_frequencies", {"variants_known": [digest]}, {}),  # JSON: keys as ever
+            ],
+        )
+    )
+    assert stranger.body == first.body
+    keys_bytes = len("\n".join(half.variants).encode())
+    assert len(holder.body) <= len(first.body) - keys_bytes
+    with pytest.raises(wire.WireError, match=f"left out for digest {digest}"):
+        wire.decode_half(holder.body)
+    held = list(half.variants)
+    got = wire.decode_half(holder.body, {digest: held})
+    assert got.variants is held
+    assert_same_half(got, half)
+    assert SiteHalf.from_json(json.loads(plain.body)).variants == half.variants
+    assert [e["wire_bytes"] for e in audit_events(caplog)] == [
+        len(r.body) for r in (first, stranger, holder, plain)
+    ]
+
+
+@pytest.mark.parametrize(
+    "known",
+    ["0" * 32, ["0" * 31], ["xyz"], [7], ["0" * 32] * 33],
+    ids=["not-a-list", "short", "not-hex", "number", "too-many"],
+)
+def test_a_bad_variants_known_is_refused_naming_the_field(site_data, caplog, known):
+    caplog.set_level(logging.INFO)
+    [resp] = run_async(
+        exchange(site_data, [("allele_frequencies", {"variants_known": known}, ACCEPT_BINARY)])
+    )
+    assert resp.code == 400 and media_type(resp) == "application/json"  # errors: JSON
+    assert json.loads(resp.body)["message"].startswith("variants_known: a list of at most 32")
+    [event] = audit_events(caplog)
+    assert event["outcome"] == "refused" and event["reason"].startswith("variants_known")
+
+
+def test_a_small_answer_stays_json(site_data):
+    [resp] = run_async(exchange(site_data, [("cohort_counts", {}, ACCEPT_BINARY)]))
+    assert resp.code == 200 and media_type(resp) == "application/json"
+    assert SiteHalf.from_json(json.loads(resp.body)).arrays
+
+
+@contextmanager
+def serving(gateway: Gateway):
+    """`gateway` listening on loopback in a thread of its own (a client blocks on requests);
+    yields its base URL."""
+    port, loop, ready = free_port(), asyncio.new_event_loop(), threading.Event()
+    parts = {}
+
+    async def start():
+        parts["server"] = make_app(gateway, f"/services/gateway-{SITE}/").listen(
+            port, address="127.0.0.1"
+        )
+        ready.set()
+
+    def serve():
+        loop.run_until_complete(start())
+        loop.run_forever()
+
+    def stop():
+        parts["server"].stop()
+        loop.stop()
+
+    thread = threading.Thread(target=serve, name="gateway", daemon=True)
+    thread.start()
+    try:
+        assert ready.wait(30)
+        yield f"http://127.0.0.1:{port}/services/gateway-{SITE}/"
+    finally:
+        loop.call_soon_threadsafe(stop)
+        thread.join(30)
+        gateway.pool.shutdown(wait=True)
+        loop.close()
+
+
+def federation_at(url: str):
+    from extensions.analysis.client import Federation, SiteGateway
+
+    fed = Federation("http://127.0.0.1:1/", "http://127.0.0.1:1/hub/api", "t")
+    fed.gateways[SITE] = SiteGateway(SITE, url, [{"dataset": DATASET, "engines": ["dask"]}])
+    return fed
+
+
+def test_the_client_reads_the_wire_format_and_holds_the_sites_list(site_data):
+    """Asked twice, a site sends its keys once; the results are the same, and so is what a
+    JSON answer gives."""
+    gateway = gateway_over(site_data, ResearchersGateway)
+    with serving(gateway) as url:
+        fed = federation_at(url)
+        first = fed.allele_frequencies(stratify_by="sex")
+        second = fed.allele_frequencies(stratify_by="sex")
+        half, sent = fed._ask(SITE, "cohort_counts", {"by": None}, None, "dask", 60)
+    xr.testing.assert_equal(first, second)
+    transfer = {"bytes_from_sites", "aggregate_bytes_from_sites"}
+    assert {k: v for k, v in first.attrs.items() if k not in transfer} == {
+        k: v for k, v in second.attrs.items() if k not in transfer
+    }
+    [digest] = fed.known_variants.digests()
+    assert list(first.variant.values) == fed.known_variants[digest]
+    bytes_first = json.loads(first.attrs["bytes_from_sites"])[SITE]
+    bytes_second = json.loads(second.attrs["bytes_from_sites"])[SITE]
+    assert bytes_second < bytes_first
+    aggregates = json.loads(first.attrs["aggregate_bytes_from_sites"])[SITE]
+    assert aggregates == json.loads(second.attrs["aggregate_bytes_from_sites"])[SITE]
+    assert bytes_second < aggregates  # counts as narrower floats, no keys
+    assert half.meta["tables"] and sent > 0  # a small answer: JSON
+    # the same result as from a JSON answer (a gateway from before the wire format)
+    from extensions.analysis.tasks.allele_frequencies import AlleleFrequencies
+
+    task = AlleleFrequencies()
+    params = task.validate({"stratify_by": "sex"})
+    [resp] = run_async(exchange(site_data, [("allele_frequencies", {"params": params}, {})]))
+    halves = [SiteHalf.from_json(json.loads(resp.body))]
+    xr.testing.assert_equal(task.combine(halves, params, None).result, first)
+
+
+def answered(content: bytes, content_type: str) -> requests.Response:
+    r = requests.Response()
+    r.status_code = 200
+    r._content = content
+    r.headers["Content-Type"] = content_type
+    return r
+
+
+def test_an_older_gateway_answering_json_still_works(monkeypatch):
+    half = SiteHalf(
+        SITE, DATASET, "dask", arrays={"ac": np.array([[1.0], [np.nan]])},
+        counts={"n_selected": 40}, variants=["chr20:1:A:G", "chr20:2:C:T"],
+    )  # fmt: skip
+    fed = federation_at("http://127.0.0.1:1/services/gateway-nig/")
+    sent = {}
+
+    body = json.dumps(half.to_json()).encode()
+
+    def post(url, **kwargs):
+        sent.update(kwargs)
+        return answered(body, "application/json; charset=UTF-8")
+
+    monkeypatch.setattr(fed.session, "post", post)
+    got, size = fed._ask(SITE, "allele_frequencies", {}, None, "dask", 60)
+    assert_same_half(got, half)
+    assert size == len(body)
+    assert sent["headers"]["Accept"].startswith(wire.MEDIA_TYPE)
+    assert sent["json"]["variants_known"] == []
+    assert len(fed.known_variants) == 0  # JSON answers teach the client no list
+
+
+def test_an_answer_the_client_cannot_read_names_the_site(monkeypatch):
+    from extensions.analysis.client import FederationError
+
+    fed = federation_at("http://127.0.0.1:1/services/gateway-nig/")
+    half = SiteHalf(SITE, DATASET, "dask", variants=["chr20:1:A:G"])
+    for content in (b"\x93VSHALF\x07garbage", wire.encode_half(half, omit_variants=True)):
+        monkeypatch.setattr(
+            fed.session, "post", lambda *a, c=content, **k: answered(c, wire.MEDIA_TYPE)
+        )
+        with pytest.raises(FederationError) as e:
+            fed._ask(SITE, "allele_frequencies", {}, None, "dask", 60)
+        assert str(e.value).startswith(f"site {SITE} answered what this client cannot read")
+        assert e.value.site == SITE
