@@ -15,13 +15,18 @@ and ingest adds, next to them:
                          attributes as strings, `quant_trait` as float64 and
                          `case_status` as bool (True: a case); globals
                          `dataset_id`, `version` and the inputs' sha256 digests
+    genotypes.summary.npz   everyone's allele counts per variant, overall and by
+                         stratum, and the variant keys, from the Zarr store
+                         (`extensions.analysis.summary`): what allele-frequency
+                         queries of everyone read instead of the calls
 
 Everything is checked before anything is written: the VCF parses (an error
 names the file, the line and what is wrong) and every VCF sample has exactly
 one row in each table and vice versa. Outputs are written to hidden sibling
 folders and renamed into place at the end, so a failure leaves the existing
 outputs as they were. Outputs newer than all three inputs are kept unless
-forced.
+forced; so is a summary cache that holds the dataset as it is now (its
+version, people and strata), and a kept dataset without one gets it.
 
 `version` is the first 16 hex digits of the sha256 of the three inputs'
 sha256 digests: it changes when the genotypes, the clinical attributes or
@@ -78,6 +83,7 @@ class IngestResult:
     zarr: str | None
     matrix_table: str | None
     skipped: bool = False
+    summary: str | None = None
     seconds: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict:
@@ -91,13 +97,17 @@ def ingest_dataset(
     say: Callable[[str], None] = print,
     zarr: bool = True,
     matrix_table: bool = True,
+    summary: bool = True,
 ) -> IngestResult:
-    """Write `genotypes.vcf.zarr` and `genotypes.mt` for one dataset folder; see the module doc.
+    """Write `genotypes.vcf.zarr`, `genotypes.mt` and the summary cache for one dataset folder;
+    see the module doc.
 
     Raises IngestError for inputs that are missing or malformed; nothing is
     written then. With `force`, outputs are rewritten even when up to date.
     """
-    return ingest_datasets([folder], force=force, say=say, zarr=zarr, matrix_table=matrix_table)[0]
+    return ingest_datasets(
+        [folder], force=force, say=say, zarr=zarr, matrix_table=matrix_table, summary=summary
+    )[0]
 
 
 def ingest_datasets(
@@ -107,20 +117,27 @@ def ingest_datasets(
     say: Callable[[str], None] = print,
     zarr: bool = True,
     matrix_table: bool = True,
+    summary: bool = True,
 ) -> list[IngestResult]:
     """`ingest_dataset` for several folders: all are checked first, the Zarr stores are
     converted a thread per folder while Hail starts, then the MatrixTables are
-    written in one Hail session. Raises IngestError for the first bad folder,
-    before anything is written."""
+    written in one Hail session, then the summary caches. Raises IngestError for
+    the first bad folder, before anything is written."""
     folders = [Path(f).resolve() for f in folders]
     plans = [_plan(f, force, zarr, matrix_table) for f in folders]
     todo = [p for p in plans if p.outputs]
     for p in plans:
         if not p.outputs:
             say(f"{p.label}: up to date, kept")
-    if not todo:
-        return [p.result for p in plans]
+    if todo:
+        _write_outputs(todo, say)
+    if summary:
+        for p in plans:
+            _write_summary(p, force, say)
+    return [p.result for p in plans]
 
+
+def _write_outputs(todo: list[_Plan], say: Callable[[str], None]) -> None:
     for p in todo:
         t = time.perf_counter()
         p.dataset = _check(p.folder)
@@ -135,7 +152,6 @@ def ingest_datasets(
     finally:
         for p in todo:
             p.discard()
-    return [p.result for p in plans]
 
 
 # ---------------------------------------------------------------------------
@@ -561,6 +577,34 @@ def _write_all(plans: list[_Plan], say: Callable[[str], None]) -> None:
         )
         say(f"{p.label}: MatrixTable written ({p.dataset.variants} variants x "
             f"{len(p.dataset.samples)} samples)")  # fmt: skip
+
+
+def _write_summary(plan: _Plan, force: bool, say: Callable[[str], None]) -> None:
+    """The dataset's summary cache from its Zarr store, unless a valid one is kept.
+
+    Only from a Zarr store newer than the inputs (one written now, or kept as
+    up to date): a cache counted from an older store would carry the new
+    version. A cache that cannot be written is said and left out: queries
+    then read the genotypes, and the next ingest tries again.
+    """
+    from extensions.analysis import summary
+
+    folder = plan.folder
+    store = folder / ZARR
+    newest_input = max((folder / name).stat().st_mtime for name in (VCF, CLINICAL, PHENOTYPES))
+    if not store.exists() or store.stat().st_mtime <= newest_input:
+        return
+    t = time.perf_counter()
+    try:
+        written = summary.ensure_summary(folder, force=force)
+    except Exception as e:  # numpy, zarr and the file system raise many types
+        say(f"{plan.label}: summary cache not written ({type(e).__name__}: {e}); "
+            "queries read the genotypes")  # fmt: skip
+        return
+    plan.result.summary = str(folder / summary.SUMMARY_NAME)
+    if written:
+        plan.result.seconds["summary"] = round(time.perf_counter() - t, 3)
+        say(f"{plan.label}: summary cache written")
 
 
 def _timed(fn, *args) -> float:

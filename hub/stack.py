@@ -520,18 +520,24 @@ class Stack:
         )
 
     def ensure_data(self, say=lambda _msg: None) -> None:
-        """The demo's synthetic cohorts under the platform's data root, written once."""
+        """The demo's synthetic cohorts under the platform's data root, written once.
+
+        Cohorts made before are kept; ingest adds what they lack (a summary cache).
+        """
+        from .ingest import ingest_datasets
         from .synth import generate_cohorts, site_specs
 
         platform = self.bundle.platform
+        specs = site_specs(platform.sites.values())
         truth = platform.data_root / "truth.json"
         if truth.exists():
             made = json.loads(truth.read_text())
             if all(made.get(k) == v for k, v in DEMO_COHORTS.items()):
+                folders = [platform.data_root / s.site_id / s.analysis_dataset for s in specs]
+                ingest_datasets([f for f in folders if f.is_dir()], say=say)
                 return
             say("the demo's cohorts were made with other settings; making them anew ...")
         say(f"generating the synthetic cohorts in {platform.data_root} ...")
-        specs = site_specs(platform.sites.values())
         generate_cohorts(platform.data_root, specs, **DEMO_COHORTS)
 
     def start_sites(self, say=lambda _msg: None) -> None:

@@ -9,6 +9,8 @@ container, `var/data/<site>/<dataset>/` in the demo) holds:
     genotypes.mt         the same genotypes as a Hail MatrixTable, column key `s`
     clinical.tsv         sample_id, age_band, sex, prefecture, disease_name, icd10
     phenotypes.tsv       sample_id, quant_trait, case_status
+    genotypes.summary.npz  everyone's allele counts per variant, overall and by
+                         stratum, and the variant keys (`summary`; written at ingest)
 
 `open_cohort(folder, site, dataset, engine)` gives a `ZarrCohort` ("dask":
 xarray over the Zarr store, lazily, as dask arrays) or a `HailCohort`
@@ -270,12 +272,24 @@ class ZarrCohort(SiteCohort):
 
     @cached_property
     def _variant_keys(self) -> tuple[str, ...]:
+        cache = self.summary
+        return tuple(cache.variant_keys() if cache is not None else self.zarr_variant_keys())
+
+    def zarr_variant_keys(self) -> list[str]:
+        """The variant keys built from the store's per-variant arrays (what the cache holds)."""
         ds = self.ds
         contig_ids = np.asarray(ds["contig_id"].values).astype(object)
         contigs = contig_ids[np.asarray(ds["variant_contig"].values)]
         alleles = np.asarray(ds["variant_allele"].values).astype(object)
         alts = [",".join(a for a in row[1:] if a) for row in alleles]
-        return tuple(_keys(contigs, np.asarray(ds["variant_position"].values), alleles[:, 0], alts))
+        return _keys(contigs, np.asarray(ds["variant_position"].values), alleles[:, 0], alts)
+
+    @cached_property
+    def summary(self):
+        """The dataset's summary cache if valid for these genotypes now, else None (`summary`)."""
+        from .summary import read_summary
+
+        return read_summary(self.folder, self.sample_ids, self.engine, self.n_variants)
 
     @property
     def variant_chunk(self) -> int:
@@ -397,7 +411,18 @@ class HailCohort(SiteCohort):
         return list(self._variant_keys)
 
     @cached_property
+    def summary(self):
+        """The dataset's summary cache if valid for this MatrixTable now, else None (`summary`)."""
+        from .summary import read_summary
+
+        n_rows = self.matrix_table().count_rows()
+        return read_summary(self.folder, self.sample_ids, self.engine, n_rows)
+
+    @cached_property
     def _variant_keys(self) -> tuple[str, ...]:
+        cache = self.summary
+        if cache is not None:
+            return tuple(cache.variant_keys())
         hl = self.hail()
         rows = self.matrix_table().rows()
         key = hl.delimit(

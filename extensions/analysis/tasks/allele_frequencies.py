@@ -16,7 +16,10 @@ the Zarr store counts the chunk's integer genotype codes per stratum
 (`kernels.allele_counts`); on Hail `hl.agg.sum(GT.n_alt_alleles())` and
 `hl.agg.count_where(hl.is_defined(GT))` inside `hl.agg.group_by(stratum)`.
 All sums are of small integers, held exactly in float64, so the two engines
-give identical halves.
+give identical halves. A query of everyone (no `where`) on either engine
+reads the same counts from the site's summary cache instead, when it holds
+the dataset as it is now (`extensions.analysis.summary`); `meta["source"]`
+says which ("summary" or "genotypes").
 
 Disclosure at the site (`disclose`):
 - a query selecting fewer than `min_people` people is refused (TaskError);
@@ -70,6 +73,9 @@ MAX_VARIANT_KEYS = 100_000
 KEY_RE = re.compile(r"^[A-Za-z0-9_.]+:\d+:[A-Za-z*]+:[A-Za-z*,.<>]+$")
 REGION_RE = re.compile(r"^([A-Za-z0-9_.]+)(?::(\d[\d,]*)-(\d[\d,]*))?$")
 PARAMS = ("stratify_by", "where", "variants")
+#: halves of everyone (no `where`) read their counts from the site's summary cache when it
+#: is valid; tests and benchmarks set this False to count from the genotype calls
+USE_SUMMARY = True
 
 
 def parse_region(text: str) -> tuple[str, int, int]:
@@ -186,7 +192,9 @@ class AlleleFrequencies(Task):
     def per_variant_arrays(self, half: SiteHalf) -> list[str]:
         return ["ac", "an", "n_called"]
 
-    def _half(self, cohort, params, keys, ac, an, n_called, labels, codes) -> SiteHalf:
+    def _half(
+        self, cohort, params, keys, ac, an, n_called, labels, codes, source="genotypes"
+    ) -> SiteHalf:
         n_people = np.bincount(codes, minlength=len(labels)).astype(np.float64)
         return SiteHalf(
             site=cohort.site,
@@ -195,12 +203,43 @@ class AlleleFrequencies(Task):
             arrays={"ac": ac, "an": an, "n_called": n_called, "n_people": n_people},
             counts={"n_selected": int(codes.size)},
             variants=list(keys),
-            meta={"stratify_by": params.get("stratify_by"), "strata": list(labels)},
+            meta={
+                "stratify_by": params.get("stratify_by"),
+                "strata": list(labels),
+                "source": source,
+            },
+        )
+
+    def _half_from_summary(self, cohort, params, labels, codes) -> SiteHalf | None:
+        """The half of everyone from the site's summary cache; None when it cannot answer.
+
+        The cache holds every person's counts per variant and stratum (see
+        `extensions.analysis.summary`); a query with a `where` counts other
+        people, and a missing or stale cache is read past (logged there).
+        """
+        if not USE_SUMMARY or params.get("where"):
+            return None
+        cache = cohort.summary
+        if cache is None:
+            return None
+        keys = cache.variant_keys()
+        rows = variant_rows(keys, params["variants"])
+        found = cache.counts(params.get("stratify_by"), labels, codes, rows)
+        if found is None:
+            return None
+        if rows is not None:
+            keys = [keys[i] for i in rows]
+        ac, n_called = found["ac"], found["n_called"]
+        return self._half(
+            cohort, params, keys, ac, 2.0 * n_called, n_called, labels, codes, "summary"
         )
 
     def site_half_dask(self, cohort, params: dict, state: dict | None) -> SiteHalf:
         params = self.validate(params)
         _, mask, labels, codes = self._selection(cohort, params)
+        cached = self._half_from_summary(cohort, params, labels, codes)
+        if cached is not None:
+            return cached
         keys = cohort.variant_keys()
         rows = variant_rows(keys, params["variants"])
         if rows is not None:
@@ -226,6 +265,9 @@ class AlleleFrequencies(Task):
     def site_half_hail(self, cohort, params: dict, state: dict | None) -> SiteHalf:
         params = self.validate(params)
         samples, mask, labels, codes = self._selection(cohort, params)
+        cached = self._half_from_summary(cohort, params, labels, codes)
+        if cached is not None:
+            return cached
         hl = cohort.hail()
         mt = cohort.matrix_table()
         stratum_of = dict(zip(samples.index[mask].tolist(), codes.tolist(), strict=True))

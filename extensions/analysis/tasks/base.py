@@ -201,6 +201,15 @@ class SiteCohort(ABC):
     def variant_keys(self) -> list[str]:
         """ "contig:pos:ref:alt" of every variant, in row order."""
 
+    @property
+    def summary(self):
+        """The site's summary cache of everyone's counts (`summary.SiteSummary`), or None.
+
+        None unless a valid cache is there (a cohort without files has none):
+        the halves that could read it then count from the genotype calls.
+        """
+        return None
+
     def reduce_calls(
         self,
         kernel,
