@@ -51,7 +51,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from extensions.guard.context import Clock, ServerContext  # noqa: E402
+from extensions.contracts.clock import Clock  # noqa: E402
+from extensions.guard.context import ServerContext  # noqa: E402
 from extensions.guard.events import ActivityEvents, EventShipper, EventSpool, SpoolHandler  # noqa: E402
 from extensions.guard.sniff import Sniffer  # noqa: E402
 from hub.audit import AuditStore  # noqa: E402

@@ -31,9 +31,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from extensions.contracts.clock import FixedClock, fiscal_year_bounds  # noqa: E402
 from hub.audit import AuditStore  # noqa: E402
 from hub.operations import SECRETARIAT_SCHEMA  # noqa: E402
-from hub.periods import FixedClock, fiscal_year_bounds  # noqa: E402
 from hub.policy import load_policy_dir  # noqa: E402
 from hub.registry import ApprovalRegistry  # noqa: E402
 from hub.report import ReportRequest, build_report, write_report  # noqa: E402

@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from .periods import jst_date
+from extensions.contracts.clock import jst_date
+
 from .registry import ApprovalView, SuspensionView
 
 SECRETARIAT = "secretariat"

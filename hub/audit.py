@@ -50,7 +50,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from .periods import Clock, as_utc, period_start
+from extensions.contracts.clock import Clock, as_utc, period_start
+
 from .registry import UTCDateTime, create_tables, make_engine
 
 #: prev_hash of the first record.

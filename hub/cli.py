@@ -97,7 +97,7 @@ def cmd_approvals_import(args) -> int:
 
 
 def cmd_approvals_list(args) -> int:
-    from .periods import clock_from_env
+    from extensions.contracts.clock import clock_from_env
 
     bundle = _load(args.dir)
     registry = _registry(bundle, args.database)
@@ -190,7 +190,8 @@ def cmd_audit_export(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .periods import clock_from_env
+    from extensions.contracts.clock import clock_from_env
+
     from .report import FORMATS, ReportError, ReportRequest, build_report, write_report
 
     formats = [f.strip() for f in (args.format or "").split(",") if f.strip()]

@@ -27,9 +27,10 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from extensions.contracts.clock import Clock, jst_date
+
 from .access import SECRETARIAT, SITE_ADMIN_PREFIX
 from .audit import AuditStore
-from .periods import Clock, jst_date
 from .policy import Platform, Quota, parse_size
 from .registry import ApprovalRegistry, RegistryError
 

@@ -25,9 +25,8 @@ import jsonschema
 import referencing
 import yaml
 
+from extensions.contracts.clock import Period
 from extensions.guard.meter import EgressRules, EgressRulesError
-
-from .periods import Period
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "policies" / "schema"
 

@@ -37,7 +37,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
-from .periods import Clock, Period, as_utc, jst_date
+from extensions.contracts.clock import Clock, Period, as_utc, jst_date
+
 from .policy import Platform, PolicyBundle, Quota
 
 # ---------------------------------------------------------------------------

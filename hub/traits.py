@@ -7,7 +7,8 @@ from pathlib import Path
 
 from traitlets import HasTraits, Instance, Unicode, default
 
-from .periods import Clock, clock_from_env
+from extensions.contracts.clock import Clock, clock_from_env
+
 from .policy import Platform, load_platform
 from .registry import ApprovalRegistry
 

@@ -20,7 +20,8 @@ from tornado import web
 from tornado.ioloop import IOLoop, PeriodicCallback
 from traitlets import Float, Unicode, default
 
-from .context import ServerContext, clock_from_env
+from ..contracts.clock import clock_from_env
+from .context import ServerContext
 from .datawatch import DataWatch
 from .downloads import DownloadGuard, Refusal, guard_routes, install_transform
 from .events import ActivityEvents, EventShipper, EventSpool, SpoolHandler

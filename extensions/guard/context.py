@@ -12,53 +12,16 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta, timezone
-from pathlib import Path
+from datetime import UTC, date, datetime, timedelta
 
-JST = timezone(timedelta(hours=9), "JST")
-CLOCK_FILE_ENV = "VISITING_CLOCK_FILE"
+from ..contracts.clock import JST
+
 HOME_QUOTA_ENV = "VISITING_HOME_QUOTA"
 #: the platform's egress rules as JSON (extensions.guard.meter.EgressRules.from_env)
 EGRESS_RULES_ENV = "VISITING_EGRESS_RULES"
 #: "guarded" or "off": whether this site lets its servers open terminals (terminals_from_env)
 TERMINALS_ENV = "VISITING_TERMINALS"
 TERMINAL_MODES = ("guarded", "off")
-
-
-class Clock:
-    """The real time. Tests move a FileClock instead of sleeping."""
-
-    def now(self) -> datetime:
-        return datetime.now(UTC)
-
-
-class FileClock(Clock):
-    """Reads "now" from a file (one ISO 8601 instant with an offset) on each call.
-
-    Only test set-ups mount such a file (read-only) into the container; while
-    it is missing or empty the real time is used.
-    """
-
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-
-    def now(self) -> datetime:
-        try:
-            text = self.path.read_text().strip()
-        except OSError:
-            return super().now()
-        if not text:
-            return super().now()
-        instant = datetime.fromisoformat(text)
-        if instant.tzinfo is None:
-            raise ValueError(f"{self.path}: the instant {text!r} needs a UTC offset")
-        return instant.astimezone(UTC)
-
-
-def clock_from_env(environ=None) -> Clock:
-    environ = os.environ if environ is None else environ
-    path = environ.get(CLOCK_FILE_ENV)
-    return FileClock(path) if path else Clock()
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,8 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from .context import Clock, ServerContext
+from ..contracts.clock import Clock
+from .context import ServerContext
 
 SCHEMA_DIR = Path(__file__).parent / "events"
 SCHEMA_BASE = "https://visiting.example/events/guard/"

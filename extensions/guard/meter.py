@@ -51,7 +51,8 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from .context import EGRESS_RULES_ENV, JST, Clock
+from ..contracts.clock import JST, Clock
+from .context import EGRESS_RULES_ENV
 
 CHANNELS = ("download", "kernel", "terminal", "other")
 LEVELS = ("ok", "alert", "cap")

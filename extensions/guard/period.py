@@ -15,7 +15,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from urllib.parse import urlencode
 
-from .context import JST, Clock, ServerContext
+from ..contracts.clock import JST, Clock
+from .context import ServerContext
 
 #: what the hub may say of the approval; see hub.services.audit.PeriodHandler
 HUB_STATUSES = ("active", "not-started", "ended", "revoked", "suspended")

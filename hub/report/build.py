@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from extensions.contracts.clock import JST, Clock, as_utc, fiscal_year_bounds, period_start
 from extensions.guard.events import SCHEMA_BASE
 
 from ..audit import AuditStore
 from ..operations import RESET_QUERY_AUDIT, SECRETARIAT_SCHEMA, SITE_ADMIN_SCHEMA
-from ..periods import JST, Clock, as_utc, fiscal_year_bounds, period_start
 from ..policy import Quota
 from ..registry import ApprovalRegistry, ApprovalView, RegistryError
 from .query import Figure, Query

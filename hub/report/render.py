@@ -19,7 +19,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..periods import JST
+from extensions.contracts.clock import JST
+
 from .texts import block_reason, rule, rule_name, t
 
 FORMATS = ("html", "pdf", "csv", "json")

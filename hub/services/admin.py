@@ -71,12 +71,12 @@ from markupsafe import Markup
 from tornado import ioloop, web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
+from extensions.contracts.clock import JST, clock_from_env, fiscal_year_of, jst_date
 from extensions.guard.events import SCHEMA_BASE
 
 from ..access import SECRETARIAT, approvals_at_site
 from ..audit import AuditStore
 from ..operations import OperationError, Operations, check_reason
-from ..periods import JST, clock_from_env, fiscal_year_of, jst_date
 from ..platform.messages import MESSAGES, message
 from ..policy import load_platform
 from ..registry import ApprovalRegistry, QueryAuditResetView

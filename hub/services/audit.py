@@ -31,9 +31,10 @@ from datetime import datetime
 from jupyterhub.services.auth import HubAuth
 from tornado import ioloop, web
 
+from extensions.contracts.clock import clock_from_env
+
 from ..access import approvals_at_site
 from ..audit import AuditError, AuditStore
-from ..periods import clock_from_env
 from ..policy import load_platform
 from ..registry import ApprovalRegistry, ApprovalView, SuspensionView
 from ..traits import PLATFORM_ENV, REPO_ROOT

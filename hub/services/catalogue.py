@@ -59,8 +59,9 @@ from markupsafe import Markup
 from tornado import ioloop, web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
+from extensions.contracts.clock import Clock, clock_from_env
+
 from ..audit import AuditStore
-from ..periods import Clock, clock_from_env
 from ..platform.messages import Message, message
 from ..policy import CatalogueEntry, Platform, load_catalogue, load_platform
 from ..registry import ApprovalRegistry

@@ -40,9 +40,10 @@ from jupyterhub.services.auth import HubAuth
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
+from extensions.contracts.clock import Clock, clock_from_env
+
 from ..access import approvals_at_site
 from ..audit import AuditStore
-from ..periods import Clock, clock_from_env
 from ..policy import load_platform
 from ..registry import ApprovalRegistry
 from ..traits import PLATFORM_ENV, REPO_ROOT

@@ -33,7 +33,7 @@ def stack(tmp_path_factory):
 @pytest.fixture
 def hub_clock(stack):
     """Moves the running hub's clock; put back to the real time after the test."""
-    from hub.periods import FileClock
+    from extensions.contracts.clock import FileClock
 
     clock = FileClock(stack.config.clock_file)
     yield clock

@@ -17,8 +17,8 @@ import pandas as pd
 import pytest
 import requests
 
+from extensions.contracts.clock import FileClock
 from hub.audit import AuditStore
-from hub.periods import FileClock
 from hub.sites import service_token
 from hub.stack import Stack, StackConfig
 

@@ -22,8 +22,8 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
+from extensions.contracts.clock import FileClock
 from hub.audit import AuditStore
-from hub.periods import FileClock
 from hub.stack import Stack, StackConfig
 
 from .conftest import token_of

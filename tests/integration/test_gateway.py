@@ -14,8 +14,8 @@ import requests
 import zarr
 
 from extensions.analysis.client import FederationError, connect
+from extensions.contracts.clock import FileClock
 from hub.audit import AuditStore
-from hub.periods import FileClock
 from hub.stack import Stack, StackConfig
 
 from .conftest import token_of

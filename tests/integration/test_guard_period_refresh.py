@@ -24,11 +24,11 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 import requests
 
+from extensions.contracts.clock import JST, FixedClock
 from extensions.guard.context import GuardRules, ServerContext
 from extensions.guard.period import HubAnswerError, HubPeriod, UsagePeriod, period_url
 from hub.audit import AuditStore
 from hub.operations import Operations
-from hub.periods import JST, FixedClock
 from hub.policy import load_policy_dir
 from hub.registry import ApprovalRegistry
 from hub.services.audit import make_app, period_of

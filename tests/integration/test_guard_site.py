@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from extensions.contracts.clock import FileClock
 from hub.audit import AuditStore
-from hub.periods import FileClock
 from hub.stack import Stack, StackConfig
 
 from . import guard_server

@@ -12,7 +12,7 @@ from datetime import datetime
 import pytest
 import requests
 
-from hub.periods import JST
+from extensions.contracts.clock import JST
 
 from .conftest import AUTH_REFRESH_AGE, hub_login
 

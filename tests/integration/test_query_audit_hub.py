@@ -24,8 +24,8 @@ import pytest
 import requests
 
 from extensions.analysis.cohorts import open_cohort
+from extensions.contracts.clock import fiscal_year_of
 from hub.audit import AuditStore
-from hub.periods import fiscal_year_of
 from hub.registry import ApprovalRegistry
 from hub.stack import Stack, StackConfig
 

@@ -23,8 +23,8 @@ from datetime import datetime
 import pytest
 import requests
 
+from extensions.contracts.clock import FileClock
 from hub.audit import AuditStore
-from hub.periods import FileClock
 from hub.stack import Stack, StackConfig
 from tests.unit.test_report import evaluate
 

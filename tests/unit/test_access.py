@@ -6,8 +6,8 @@ from datetime import date, datetime
 
 import pytest
 
+from extensions.contracts.clock import JST, Period
 from hub.access import decide_access, role_group
-from hub.periods import JST, Period
 from hub.registry import ApprovalView
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=JST)

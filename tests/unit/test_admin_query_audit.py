@@ -27,10 +27,10 @@ from markupsafe import escape
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
+from extensions.contracts.clock import JST, FixedClock
 from hub.audit import AuditStore
 from hub.cli import main as visiting
 from hub.operations import SECRETARIAT_SCHEMA, Operations
-from hub.periods import JST, FixedClock
 from hub.platform.messages import message
 from hub.policy import load_policy_dir
 from hub.registry import ApprovalRegistry

@@ -19,9 +19,9 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from sqlalchemy import create_engine, text
 
+from extensions.contracts.clock import JST, FixedClock
 from hub.audit import FIELDS, GENESIS, AuditError, AuditStore, canonical_json, record_hash
 from hub.cli import main
-from hub.periods import JST, FixedClock
 
 NOW = datetime(2026, 4, 1, 12, 0, tzinfo=JST)
 SCHEMA = "https://visiting.example/events/download-check"
@@ -272,7 +272,7 @@ APPENDER = """
 import json, sys, time
 from datetime import datetime
 from hub.audit import AuditStore
-from hub.periods import FixedClock
+from extensions.contracts.clock import FixedClock
 
 url, other = sys.argv[1], sys.argv[2]
 batches = json.loads(sys.stdin.readline())

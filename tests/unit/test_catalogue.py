@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from extensions.analysis.catalogue import Counts, site_answers
-from hub.periods import JST, FixedClock
+from extensions.contracts.clock import JST, FixedClock
 from hub.platform.messages import message
 from hub.policy import PolicyError, load_policy_dir
 from hub.registry import ApprovalRegistry

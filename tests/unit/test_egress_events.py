@@ -19,7 +19,8 @@ import yaml
 from jupyter_events import EventLogger
 from markupsafe import escape
 
-from extensions.guard.context import JST, ServerContext
+from extensions.contracts.clock import JST, FixedClock
+from extensions.guard.context import ServerContext
 from extensions.guard.events import (
     SCHEMA_BASE,
     SCHEMA_DIR,
@@ -29,7 +30,6 @@ from extensions.guard.events import (
 )
 from extensions.guard.meter import EgressMeter, EgressRules
 from hub.audit import AuditStore
-from hub.periods import FixedClock
 from hub.platform.messages import message
 from hub.services.admin import EGRESS_DAYS, PageHandler, egress_alerts, egress_since, mib
 from hub.services.audit import check_events

@@ -18,7 +18,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from extensions.guard.context import Clock
+from extensions.contracts.clock import Clock
 from extensions.guard.gate.proxy import Gate, WebSocketProxy
 from extensions.guard.meter import EgressMeter, EgressRules
 from extensions.guard.recognise import Cohort, Recogniser

@@ -14,7 +14,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from extensions.guard.context import JST, FileClock, terminals_from_env
+from extensions.contracts.clock import JST, FileClock
+from extensions.guard.context import terminals_from_env
 from extensions.guard.meter import (
     CHANNELS,
     EgressMeter,

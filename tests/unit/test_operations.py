@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
+from extensions.contracts.clock import JST, FixedClock
 from hub.access import approvals_at_site, decide_access
 from hub.audit import AuditStore
 from hub.operations import (
@@ -17,7 +18,6 @@ from hub.operations import (
     add_months,
     check_quota,
 )
-from hub.periods import JST, FixedClock
 from hub.policy import Quota, load_policy_dir
 from hub.registry import ApprovalRegistry, RegistryError
 

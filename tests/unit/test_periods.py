@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from hub.periods import (
+from extensions.contracts.clock import (
     JST,
     FileClock,
     FixedClock,

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import yaml
 
-from hub.periods import JST, FixedClock
+from extensions.contracts.clock import JST, FixedClock
 from hub.policy import load_policy_dir
 from hub.registry import ApprovalRegistry, RegistryError
 

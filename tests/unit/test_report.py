@@ -26,12 +26,12 @@ import yaml
 from jupyter_events import EventLogger
 from sqlalchemy import create_engine, text
 
+from extensions.contracts.clock import JST, FixedClock
 from extensions.guard.context import ServerContext
 from extensions.guard.events import ActivityEvents, EventSpool, SpoolHandler
 from hub.audit import AuditStore
 from hub.cli import main
 from hub.operations import Operations
-from hub.periods import JST, FixedClock
 from hub.policy import load_policy_dir
 from hub.registry import ApprovalRegistry
 from hub.report import ReportError, ReportRequest, build_report, write_report

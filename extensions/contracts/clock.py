@@ -1,4 +1,4 @@
-"""Time rules of the platform, in one place.
+"""Time rules of the platform, one definition for the hub and the containers.
 
 Periods are calendar dates in Japan time; the end date is inclusive to
 23:59:59 JST. Instants are stored and compared in UTC. Fiscal years run from
@@ -130,7 +130,7 @@ class FileClock(Clock):
     def now(self) -> datetime:
         try:
             text = self.path.read_text().strip()
-        except FileNotFoundError:
+        except OSError:  # missing, or not readable where it is mounted
             return utcnow()
         if not text:
             return utcnow()

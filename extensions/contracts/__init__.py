@@ -1,0 +1,8 @@
+"""What the hub side and the containers agree on, defined once.
+
+Both sides import these modules; neither keeps a copy:
+
+- `clock`: where "now" comes from (a clock tests move), Japan time, usage
+  periods (Japan-time dates, the end inclusive) and fiscal years (1 April to
+  31 March).
+"""
