@@ -29,6 +29,7 @@ from extensions.analysis.tasks.base import (
     SiteCohort,
     SiteHalf,
     Suppression,
+    TaskError,
     shared_variants,
 )
 from extensions.analysis.tasks.cohort_counts import CohortCounts
@@ -664,3 +665,27 @@ def test_gwas_logistic_fast_path_equals_the_key_by_key_path(monkeypatch):
     slow = run_logistic(make_cohorts())
     pd.testing.assert_frame_equal(fast, slow)
     assert fast["beta"].notna().any() and fast["beta"].isna().any()
+
+
+def test_key_columns_split_every_key_at_once_and_keep_a_symbolic_alt_whole():
+    from extensions.analysis.tasks.allele_frequencies import key_columns
+
+    keys = ["chr20:5000:C:T", "chrX:100:AT:A,C"]
+    contig, position, ref, alt = key_columns(keys)
+    assert (contig, ref, alt) == (["chr20", "chrX"], ["C", "AT"], ["T", "A,C"])
+    assert position.dtype == np.int64 and position.tolist() == [5000, 100]
+    # an alt holding ":": key by key, the alt whole
+    contig, position, ref, alt = key_columns(["chr1:7:A:<DEL:ME>", *keys])
+    assert alt == ["<DEL:ME>", "T", "A,C"] and position.tolist() == [7, 5000, 100]
+    with pytest.raises(TaskError, match="variant key 'chr1:9:G' is not contig:pos:ref:alt"):
+        key_columns(["chr1:7:A:<DEL:ME>", "chr1:9:G", *keys])
+    assert [len(c) for c in key_columns([])] == [0, 0, 0, 0]
+
+
+def test_take_rows_of_every_row_in_order_is_a_copy():
+    a = np.array([[1.0, np.nan], [3.0, 4.0]])
+    got = rg.take_rows(a, np.arange(2))
+    np.testing.assert_array_equal(got, a)
+    assert got is not a and not np.shares_memory(got, a)
+    np.testing.assert_array_equal(rg.take_rows(a, np.array([1, -1])), [[3.0, 4.0], [np.nan] * 2])
+    np.testing.assert_array_equal(rg.take_rows(a, np.array([1, 0])), a[::-1])

@@ -137,6 +137,19 @@ def strata(samples: pd.DataFrame, by: str | None) -> tuple[list[str], np.ndarray
     return labels, np.asarray([index[v] for v in values], dtype=np.int64)
 
 
+def key_columns(keys: list[str]) -> tuple[list[str], np.ndarray, list[str], list[str]]:
+    """Contig, position, ref and alt of "contig:pos:ref:alt" keys (an alt holding ":", such as
+    <DEL:ME>, whole); one split of all the keys at once where every key has four fields."""
+    fields = ":".join(keys).split(":")
+    if len(fields) != 4 * len(keys) or any(k.count(":") != 3 for k in keys):
+        parts = [k.split(":", 3) for k in keys]
+        bad = next((k for k, p in zip(keys, parts, strict=True) if len(p) != 4), None)
+        if bad is not None:
+            raise TaskError(f"variant key {bad!r} is not contig:pos:ref:alt", "variants")
+        fields = [f for p in parts for f in p]
+    return fields[0::4], np.asarray(fields[1::4], dtype=np.int64), fields[2::4], fields[3::4]
+
+
 def withheld_strata(n_people, rules: DisclosureRules) -> np.ndarray:
     """Strata withheld whole: under the minimum count, and their complements (see `disclose`)."""
     n_people = np.asarray(n_people, dtype=np.float64)
@@ -453,7 +466,7 @@ class AlleleFrequencies(Task):
             af = np.where(an > 0, ac / an, np.nan)
             site_af = np.where(site_an > 0, site_ac / site_an, np.nan)
 
-        parts = [k.split(":") for k in keys]
+        contig, position, ref, alt = key_columns(keys)
         dims3, dims2 = ("variant", "stratum", "site"), ("variant", "stratum")
         ds = xr.Dataset(
             {
@@ -473,10 +486,10 @@ class AlleleFrequencies(Task):
             },
             coords={
                 "variant": keys,
-                "contig": ("variant", [p[0] for p in parts]),
-                "position": ("variant", np.asarray([int(p[1]) for p in parts], dtype=np.int64)),
-                "ref": ("variant", [p[2] for p in parts]),
-                "alt": ("variant", [p[3] for p in parts]),
+                "contig": ("variant", contig),
+                "position": ("variant", position),
+                "ref": ("variant", ref),
+                "alt": ("variant", alt),
                 "stratum": labels,
                 "site": sites,
             },

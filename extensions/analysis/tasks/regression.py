@@ -433,6 +433,9 @@ def align_variants(variant_lists: list[list[str]]) -> tuple[list[str], list[np.n
 
 def take_rows(a: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """a[rows] along the first axis with NaN where rows == -1."""
+    n = rows.size
+    if n == len(a) and (not n or (rows[0] == 0 and (np.diff(rows) == 1).all())):
+        return np.array(a, dtype=np.float64)  # every row in order (one list at every site)
     out = np.full((rows.size, *a.shape[1:]), np.nan)
     ok = rows >= 0
     out[ok] = a[rows[ok]]
