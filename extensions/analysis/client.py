@@ -11,7 +11,12 @@ aggregates and combines them here with the task's combining half. A site
 that fails or is down is an error naming the site, unless you ask for a
 partial result (`partial=True`), which then says which sites are missing.
 Results carry their provenance: sites, datasets and versions, engine,
-suppressions by disclosure control.
+suppressions by disclosure control, bytes received.
+
+The sites answer in the compact wire format of `extensions.analysis.wire`
+(a gateway from before it answers JSON, read as well). The variant lists read
+are held here by digest and named in every request, so a site whose list is
+held sends none, and halves of one list share it (the combine's fast path).
 """
 
 from __future__ import annotations
