@@ -378,6 +378,8 @@ def _valid(path: Path, npz, sample_ids, engine: str, n_variants) -> SiteSummary:
     if meta.get("format") != SUMMARY_FORMAT:
         raise Stale(f"format {meta.get('format')!r}, not {SUMMARY_FORMAT}")
     version = cohorts.dataset_version(path.parent)
+    if version == "unknown":  # no VCF: nothing to tell one version of the data from another
+        raise Stale("the dataset has no version (no genotypes.vcf.gz)")
     if meta.get("version") != version:
         raise Stale(f"computed for version {meta.get('version')}, the dataset is at {version}")
     ids = _texts(npz["samples"])

@@ -168,6 +168,13 @@ def test_a_cache_of_another_vcf_is_ignored(copy, monkeypatch, caplog):
     assert "computed for version" in caplog.text
 
 
+def test_a_dataset_without_its_vcf_has_no_version_to_trust(copy, monkeypatch, caplog):
+    (copy / "genotypes.vcf.gz").unlink()
+    with caplog.at_level(logging.WARNING, "visiting.summary"):
+        assert_read_past(copy, {"stratify_by": "sex"}, monkeypatch, engines=("dask",))
+    assert "no version" in caplog.text
+
+
 def rewrite_cache(folder, **changes):
     path = folder / summary.SUMMARY_NAME
     with np.load(path) as npz:
