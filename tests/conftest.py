@@ -79,6 +79,19 @@ LEAK_STOP_SECONDS = 5.0
 PROJECT_PROGRAMS = ("hub.services.", "jupyterhub", "configurable-http-proxy", "idp/server.mjs")
 
 
+def pytest_configure(config):
+    """SIGTERM (a CI timeout, `kill`) ends the session the way Ctrl-C does: pytest then runs
+    every fixture's teardown, so stacks, sites and servers a test started are stopped; the
+    default would end the process at once and leave them running."""
+    import signal
+
+    def interrupted(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, interrupted)
+
+
 def pytest_sessionfinish(session, exitstatus):
     if stop_leaked_processes(session.config):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

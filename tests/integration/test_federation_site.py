@@ -297,7 +297,9 @@ from distributed import Client
 c = Client(sys.argv[1], timeout=60)
 c.wait_for_workers(int(sys.argv[2]), timeout=120)
 workers = c.scheduler_info()["workers"].values()
-blas = c.run(lambda: {k: os.environ.get(k) for k in sys.argv[3].split(",")})
+names = sys.argv[3].split(",")
+# the names travel with the function (its default); the worker's own argv is not ours
+blas = c.run(lambda names=names: {k: os.environ.get(k) for k in names})
 print(json.dumps({
     "workers": [{k: w[k] for k in ("name", "nthreads", "memory_limit")} for w in workers],
     "blas": sorted(blas.values(), key=json.dumps),
