@@ -19,12 +19,14 @@ is in no ratio.
 
 Measured at each size, in one worker process (so the ratios share the
 machine's noise), for `allele_frequencies` (everyone), the filtered
-`allele_frequencies_where` (people aged 50 and over), `gwas_linear`
+`allele_frequencies_where` (women aged 50 and over: two attributes, which no
+per-attribute count of the summary cache answers), `gwas_linear`
 (quant_trait) and `gwas_logistic` (case_status), covariates age band and sex:
 
 - federated, the path the demo runs (bench/federation_sites.py): per site a
-  Dask scheduler, a worker (1 thread, 1 GiB) and the real gateway over HTTP
-  on loopback, the hub and audit service it asks stubbed in this process; the
+  Dask scheduler, the site's workers as the demo platform's `dask:` block
+  plans them (one of 1 thread and 1G) and the real gateway over HTTP on
+  loopback, the hub and audit service it asks stubbed in this process; the
   real client (`extensions.analysis.client.Federation`) asking the sites one
   after another and combining. A site's time is its answer at the client;
   `federated_s` is their sum plus combine (what this 2-core machine does);
@@ -64,7 +66,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.federation_data import WHERE, Sizes, cache_root  # noqa: E402
+from bench.federation_data import Sizes, cache_root  # noqa: E402
 from bench.federation_procs import (  # noqa: E402
     MIB,
     ONE_THREAD,
@@ -87,6 +89,11 @@ SIZES = {
     "10000": Sizes(5, 10_000, 200_000),
 }
 QUICK = Sizes(5, 200, 2000)
+#: the filtered query: women aged 50 and over (about a third of everyone), over two
+#: attributes, so no count kept per attribute answers it: the sites read their calls
+WHERE = {"sex": "female", "age_band": ["50-59", "60-69", "70-79", "80-89"]}
+#: the untimed warm-up's variants (a few chunks of calls)
+WARM_UP_REGION = "chr22:1-5000000"
 COVARIATES = ["age_band", "sex"]
 GIB = 1024**3
 #: the Hail references' driver heap (the demo's sessions have 1g; a reference at its best)
@@ -142,8 +149,10 @@ def run_federated(root: Path, manifest: dict, work: Path, repeat: int) -> tuple[
     results: dict[str, object] = {}
     with Sites(root, manifest["sites"], work / "sites") as sites:
         fed = sites.client()
-        # untimed: the gateways' and workers' imports and first code paths, a few variants
-        fed.allele_frequencies(where=WHERE, variants="chr22:1-5000000")
+        # untimed: the gateways' and workers' imports and first code paths (the summary
+        # cache's and the calls'), on a few variants
+        fed.allele_frequencies(variants=WARM_UP_REGION)
+        fed.allele_frequencies(where=WHERE, variants=WARM_UP_REGION)
         for task in TASKS:
             name, params = task_request(task)
             runs = []
@@ -193,7 +202,7 @@ def run_plink(pooled: Path, repeat: int, timeout: float, peaks: dict):
         try:
             best, answer = float("inf"), None
             for _ in range(repeat):
-                seconds, answer = refs.plink(pooled, task, peaks, timeout)
+                seconds, answer = refs.plink(pooled, task, WHERE, peaks, timeout)
                 best = min(best, seconds)
             out[task] = (best, answer)
             say(f"plink2 {task}: {best:.2f} s")
@@ -709,6 +718,13 @@ def arguments(argv=None):
         help="leave a reference out, with the reason the table prints, e.g. "
         '"hail/gwas_logistic=estimated 5 h at this size"',
     )
+    ap.add_argument(
+        "--from-results",
+        nargs="+",
+        metavar="FILE",
+        help="print the tables (and --json) of sizes measured before, from the figures a run "
+        "keeps in ~/.cache/visiting/bench-federation/<size>/results/",
+    )
     ap.add_argument("--worker", choices=("generate", "run", "hail"), help=argparse.SUPPRESS)
     ap.add_argument("--size", help=argparse.SUPPRESS)
     ap.add_argument("--task", help=argparse.SUPPRESS)
@@ -752,12 +768,55 @@ def pass_on(args) -> list[str]:
     return out
 
 
+def keep_result(path: Path, sizes: Sizes) -> Path:
+    """A size's figures beside its workload, so a run's numbers outlive its tables."""
+    dest = cache_root() / sizes.name / "results" / time.strftime("%Y%m%d-%H%M%S.json")
+    dest.parent.mkdir(exist_ok=True)
+    shutil.copyfile(path, dest)
+    return dest
+
+
+def report(results: list[dict], gens: list[dict], started: float, json_file: str | None) -> None:
+    """The tables (and --json) of the sizes measured."""
+    print(
+        "\n## federation: federated analyses through the sites' gateways, against pooled references"
+    )
+    for r, g in zip(results, gens, strict=True):
+        print_times(r, g)
+    print_bytes(results)
+    print_memory(results)
+    for r in results:
+        print_exact(r)
+    print_targets(results)
+    print(
+        f"\nmachine: {os.cpu_count()} CPUs; load average "
+        + ", ".join(
+            f"{Sizes(**r['sizes']).label}: {r['load_start']:.1f} -> {r['load_end']:.1f}"
+            for r in results
+        )
+        + "; each size ran in "
+        + ", ".join(f"{r['run_s']:.0f} s" for r in results)
+    )
+    if json_file:
+        doc = json_document(results, gens, started)
+        Path(json_file).write_text(json.dumps(doc, indent=2) + "\n")
+        say(f"figures written to {json_file}")
+
+
 def main(argv=None) -> int:
     args = arguments(argv)
     signal.signal(signal.SIGTERM, interrupted)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     if args.worker:
         return worker_main(args)
+    if args.from_results:
+        results = [json.loads(Path(f).read_text()) for f in args.from_results]
+        gens = [
+            json.loads((cache_root() / Sizes(**r["sizes"]).name / "manifest.json").read_text())
+            for r in results
+        ]
+        report(results, gens, time.perf_counter(), args.json)
+        return 0
     if shutil.which("plink2") is None:
         print("plink2 is not on PATH (scripts/setup.sh installs it)", file=sys.stderr)
         return 1
@@ -782,6 +841,8 @@ def main(argv=None) -> int:
                 f"benchmark at {sizes.label}",
             )
             results.append(json.loads(out.read_text()))
+            kept = keep_result(out, sizes)
+            say(f"{sizes.label}: figures kept in {kept} (--from-results prints them again)")
     except BenchError as e:
         print(f"federation benchmark failed: {e}", file=sys.stderr)
         return 1
@@ -791,29 +852,7 @@ def main(argv=None) -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
-    print(
-        "\n## federation: federated analyses through the sites' gateways, against pooled references"
-    )
-    for r, g in zip(results, gens, strict=True):
-        print_times(r, g)
-    print_bytes(results)
-    print_memory(results)
-    for r in results:
-        print_exact(r)
-    print_targets(results)
-    print(
-        f"\nmachine: {os.cpu_count()} CPUs; load average "
-        + ", ".join(
-            f"{Sizes(**r['sizes']).label}: {r['load_start']:.1f} -> {r['load_end']:.1f}"
-            for r in results
-        )
-        + f"; took {time.perf_counter() - started:.0f} s in all"
-    )
-    if args.json:
-        Path(args.json).write_text(
-            json.dumps(json_document(results, gens, started), indent=2) + "\n"
-        )
-        say(f"figures written to {args.json}")
+    report(results, gens, started, args.json)
     return 0
 
 

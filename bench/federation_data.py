@@ -24,7 +24,7 @@ calls goes at once into every format that needs it:
   from the same calls (A1 = ALT) and made a pgen by `plink2 --make-pgen`, the
   pooled MatrixTable by Hail's `import_plink` with the people's site,
   phenotypes and covariates as column fields, and the tables the tools read
-  (`samples.tsv`, PLINK's `pheno.tsv`, `covar.tsv`, `keep_where.txt`).
+  (`samples.tsv`, PLINK's `pheno.tsv`, `covar.tsv`).
 
 A unit test checks that the sites' VCF, Zarr stores and tables equal what
 `generate_cohorts` and ingest write for the same seed.
@@ -52,8 +52,6 @@ SEED = 2026
 FORMAT = 3
 VARIANT_CHUNK = 1000  # bio2zarr's defaults, so the sites' stores chunk as ingest's do
 SAMPLE_CHUNK = 10_000
-#: the filtered query: people aged 50 and over (about two thirds of everyone)
-WHERE = {"age_band": ["50-59", "60-69", "70-79", "80-89"]}
 PLINK_MEMORY_MB = 3000
 #: the pooled MatrixTable's partitions are about this many variants
 MT_PARTITION_VARIANTS = 10_000
@@ -226,7 +224,6 @@ def generate(sizes: Sizes, dest: Path, say: Callable[[str], None], hail=True) ->
             "format": FORMAT,
             "sites": {s.site_id: s.analysis_dataset for s in specs},
             "pooled_people": int(len(people)),
-            "where": WHERE,
             "matrix_table": bool(hail),
             "seconds": seconds,
             "peak_rss": {"generator": self_peak(), **peaks},
@@ -345,10 +342,9 @@ def write_summaries(work: Path, specs, say) -> None:
 
 def write_pooled_tables(people, pooled: Path) -> None:
     """samples.tsv; PLINK's pheno.tsv and covar.tsv (an indicator per site but the first, age,
-    sex); keep_where.txt (the people WHERE selects)."""
+    sex)."""
     import pandas as pd
 
-    from extensions.analysis.cohorts import select
     from extensions.analysis.tasks.regression import covariate_column
 
     # the tasks' encoding: age as the band's lower bound in decades, sex as male = 1
@@ -369,8 +365,6 @@ def write_pooled_tables(people, pooled: Path) -> None:
     covar["age"] = age
     covar["sex"] = sex
     covar.to_csv(pooled / "covar.tsv", sep="\t", index=False)
-    chosen = select(table, WHERE)
-    (pooled / "keep_where.txt").write_text("#IID\n" + "".join(f"{x}\n" for x in ids[chosen]))
 
 
 def write_pooled_matrix_table(pooled: Path, sizes: Sizes) -> None:

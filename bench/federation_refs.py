@@ -195,7 +195,7 @@ def numpy_logistic(pooled: Path):
 
 NUMPY = {
     "allele_frequencies": numpy_allele_frequencies,
-    "allele_frequencies_where": None,  # numpy_allele_frequencies with the WHERE (see run)
+    "allele_frequencies_where": None,  # numpy_allele_frequencies with a where (see its caller)
     "gwas_linear": numpy_linear,
     "gwas_logistic": numpy_logistic,
 }
@@ -205,24 +205,30 @@ NUMPY = {
 # plink2
 
 
-def plink_args(pooled: Path, task: str, where_file: Path | None) -> list[str]:
+def plink_args(pooled: Path, task: str, keep: Path) -> list[str]:
     glm = [
         "--glm", "hide-covar", "omit-ref", "no-firth", "cols=chrom,pos,ref,alt,nobs,beta,se,tz,p",
         "--pheno", str(pooled / "pheno.tsv"), "--covar", str(pooled / "covar.tsv"),
     ]  # fmt: skip
     return {
         "allele_frequencies": ["--freq"],
-        "allele_frequencies_where": ["--freq", "--keep", str(where_file)],
+        "allele_frequencies_where": ["--freq", "--keep", str(keep)],
         "gwas_linear": [*glm, "--pheno-name", "quant_trait"],
         "gwas_logistic": [*glm, "--1", "--pheno-name", "case_status"],
     }[task]
 
 
-def plink(pooled: Path, task: str, peaks: dict, timeout: float | None):
-    """(seconds, answer) of plink2 on the pooled pgen for `task`."""
+def plink(pooled: Path, task: str, where: dict, peaks: dict, timeout: float | None):
+    """(seconds, answer) of plink2 on the pooled pgen for `task` (`where`: whom the filtered
+    query counts, a --keep file)."""
+    from extensions.analysis.cohorts import select
+
     with tempfile.TemporaryDirectory(prefix="visiting-bench-plink-") as d:
         prefix = Path(d) / task
-        args = plink_args(pooled, task, pooled / "keep_where.txt")
+        keep = Path(d) / "keep.txt"
+        ids = pooled_table(pooled).index[select(pooled_table(pooled), where)]
+        keep.write_text("#IID\n" + "".join(f"{x}\n" for x in ids))
+        args = plink_args(pooled, task, keep)
         seconds = run_tool(
             ["plink2", "--pfile", str(pooled / "pooled"), *args, "--threads", "2",
              "--memory", str(PLINK_MEMORY_MB), "--out", str(prefix)], peaks, timeout,
@@ -264,7 +270,8 @@ def hail_reference(hl, mt_path: Path, task: str, where: dict | None):
     if task.startswith("allele_frequencies"):
         if task == "allele_frequencies_where":
             for attribute, values in where.items():
-                mt = mt.filter_cols(hl.literal(set(values)).contains(mt[attribute]))
+                chosen = {values} if isinstance(values, str) else set(values)
+                mt = mt.filter_cols(hl.literal(chosen).contains(mt[attribute]))
         mt = hl.variant_qc(mt)
         rows = mt.rows()
         rows = rows.select(
