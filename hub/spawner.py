@@ -24,6 +24,7 @@ from dockerspawner import DockerSpawner
 from tornado import web
 from traitlets import Float, Int, default
 
+from extensions.contracts.clock import CLOCK_FILE_ENV
 from extensions.guard.context import EGRESS_RULES_ENV, TERMINALS_ENV
 
 from .access import approvals_at_site, decide_access
@@ -213,7 +214,7 @@ class SiteSpawner(PlatformTraits, DockerSpawner):
             # the guard refuses saves through Jupyter beyond it (see docs/admin.md)
             env["VISITING_HOME_QUOTA"] = str(home)
         if self._clock_file():
-            env["VISITING_CLOCK_FILE"] = CONTAINER_CLOCK_FILE
+            env[CLOCK_FILE_ENV] = CONTAINER_CLOCK_FILE
         return env
 
     def _clock_file(self) -> str | None:

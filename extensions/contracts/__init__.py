@@ -5,4 +5,5 @@ Both sides import these modules; neither keeps a copy:
 - `clock`: where "now" comes from (a clock tests move), Japan time, usage
   periods (Japan-time dates, the end inclusive) and fiscal years (1 April to
   31 March).
+- `events`: the schema id of every event the audit store holds.
 """

@@ -69,20 +69,19 @@ from tornado import ioloop, web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from extensions.contracts.clock import Clock, clock_from_env
+from extensions.contracts.events import FEDERATION_QUERY, QUERY_SET_AUDIT
 
 from . import service_port
 from ._base import follow_the_hub, health_route
 
 log = logging.getLogger("visiting.gateway")
 
-QUERY_SCHEMA = "https://visiting.example/events/hub/federation-query"
 MAX_BODY = 1024 * 1024
 
 #: what a trusted hub service (the catalogue) may ask: counts of people, nothing else
 SERVICE_TASKS = ("cohort_counts",)
 ON_BEHALF_HEADER = "X-Visiting-On-Behalf-Of"
 #: GatewayRefusal.code of a query the query-set audit refuses
-AUDIT_CODE = "query_set_audit"
 
 
 class GatewayRefusal(web.HTTPError):
@@ -114,7 +113,7 @@ class GatewayRefusal(web.HTTPError):
                 "collides_with": [m.to_json() for m in v.collides_with],
             }
         }
-        return cls(403, f"{v.message} / {refusal_text_ja(v)}", AUDIT_CODE, details)
+        return cls(403, f"{v.message} / {refusal_text_ja(v)}", QUERY_SET_AUDIT, details)
 
 
 @dataclass(frozen=True)
@@ -343,7 +342,7 @@ class Gateway:
             "site": self.config.site,
             "approval_id": data.pop("approval_id", None),
             "time": self.clock.now().isoformat(),
-            "schema": QUERY_SCHEMA,
+            "schema": FEDERATION_QUERY,
             "version": 1,
             "data": data,
         }
