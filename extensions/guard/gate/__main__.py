@@ -70,7 +70,7 @@ def wait_for_upstream(upstream: str, timeout: float = 600) -> None:
 
 def build_gate(prefix: str, environ=os.environ):
     from ..context import ServerContext
-    from ..contracts.clock import clock_from_env
+    from ...contracts.clock import clock_from_env
     from ..events import EventShipper, EventSpool
     from ..meter import EgressMeter, EgressRules
     from ..recognise import Cohort, Recogniser
