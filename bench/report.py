@@ -32,6 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from extensions.contracts.clock import FixedClock, fiscal_year_bounds  # noqa: E402
+from extensions.contracts.datasets import CLINICAL, PHENOTYPES, VCF  # noqa: E402
 from extensions.contracts.events import SECRETARIAT_ACTION, guard_event  # noqa: E402
 from hub.audit import AuditStore  # noqa: E402
 from hub.policy import load_policy_dir  # noqa: E402
@@ -68,7 +69,7 @@ def events(n: int, seed: int = 7):
                 roll = rng.random()
                 if roll < 0.55:
                     schema = "data-access"
-                    name = rng.choice(["genotypes.vcf.gz", "clinical.tsv", "phenotypes.tsv"])
+                    name = rng.choice([VCF, CLINICAL, PHENOTYPES])
                     data = {
                         "path": f"/data/{dataset}/{name}",
                         "dataset": dataset,

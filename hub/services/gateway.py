@@ -69,6 +69,7 @@ from tornado import ioloop, web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from extensions.contracts.clock import Clock, clock_from_env
+from extensions.contracts.datasets import engine_ready, is_analysis_dataset
 from extensions.contracts.events import FEDERATION_QUERY, QUERY_SET_AUDIT
 
 from . import service_port
@@ -242,16 +243,14 @@ class Gateway:
         """Every dataset here with analysis-ready data (what a trusted service may count)."""
         root = self.config.data_root
         folders = sorted(root.iterdir()) if root.is_dir() else []
-        return [
-            self._dataset_entry(f, None) for f in folders if (f / "genotypes.vcf.zarr").exists()
-        ]
+        return [self._dataset_entry(f, None) for f in folders if is_analysis_dataset(f)]
 
     async def datasets(self, user: str) -> list[dict]:
         out, seen = [], set()
         for a in await self.approvals(user):
             for d in a["datasets"]:
                 folder = self.config.data_root / d
-                if d in seen or not (folder / "genotypes.vcf.zarr").exists():
+                if d in seen or not is_analysis_dataset(folder):
                     continue
                 seen.add(d)
                 out.append(self._dataset_entry(folder, a["approval_id"]))
@@ -385,10 +384,6 @@ def missing_calls(folder: Path, site: str, dataset: str):
     return missing_of
 
 
-def engine_ready(folder: Path, engine: str) -> bool:
-    return (folder / ("genotypes.vcf.zarr" if engine == "dask" else "genotypes.mt")).exists()
-
-
 # ---------------------------------------------------------------------------
 # HTTP
 
@@ -495,7 +490,7 @@ class TaskHandler(GatewayHandler):
                         f"the service {caller.name} may ask only for "
                         f"{', '.join(SERVICE_TASKS)}, not {name!r}",
                     )
-                if not (g.config.data_root / dataset / "genotypes.vcf.zarr").exists():
+                if not is_analysis_dataset(g.config.data_root / dataset):
                     raise GatewayRefusal(
                         404, f"no analysis dataset {dataset} at site {g.config.site}"
                     )

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from extensions.contracts import clock, events
+from extensions.contracts import clock, datasets, events
 from extensions.guard.events import SCHEMA_DIR
 
 REPO = Path(__file__).resolve().parents[2]
@@ -47,6 +47,11 @@ def copies(pattern: str, skip_tests: bool = True) -> list[str]:
         ("the query-set audit's refusal code", r"[=(,]\s*[\"']query_set_audit[\"']"),
         ("the clock file's variable", r"[\"']VISITING_CLOCK_FILE[\"']"),
         ("Japan's offset", r"timedelta\(hours=9\)|[\"']Asia/Tokyo[\"']"),
+        (
+            "a dataset file name",
+            r"[\"']genotypes\.(vcf\.gz|vcf\.gz\.tbi|vcf\.zarr|mt|summary\.npz)[\"']"
+            r"|[\"'](clinical|phenotypes)\.tsv[\"']",
+        ),
         ("a clock of its own", r"^class \w*Clock\b"),
         ("fiscal years of their own", r"month >= 4|date\(\w+, 4, 1\)"),
     ],
@@ -80,3 +85,11 @@ def test_the_hub_events_are_under_the_hub_base():
 
 def test_japan_time_is_the_zone():
     assert str(clock.JST) == "Asia/Tokyo"
+
+
+def test_the_engines_read_their_stores(tmp_path):
+    (tmp_path / datasets.ZARR).mkdir()
+    assert datasets.is_analysis_dataset(tmp_path)
+    assert datasets.engine_ready(tmp_path, "dask")
+    assert not datasets.engine_ready(tmp_path, "hail")
+    assert not datasets.engine_ready(tmp_path, "spark")
