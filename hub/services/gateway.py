@@ -70,6 +70,15 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from extensions.contracts.clock import Clock, clock_from_env
 from extensions.contracts.datasets import engine_ready, is_analysis_dataset
+from extensions.contracts.environment import (
+    AUDIT_URL,
+    DISCLOSURE,
+    GATEWAY_SERVICES,
+    GATEWAY_TASKS,
+    QUERY_AUDIT_DIR,
+    SITE,
+    SITE_DATA,
+)
 from extensions.contracts.events import FEDERATION_QUERY, QUERY_SET_AUDIT
 
 from . import service_port
@@ -604,24 +613,20 @@ def make_app(gateway: Gateway, prefix: str) -> web.Application:
 
 def config_from_env(environ=None) -> GatewayConfig:
     env = os.environ if environ is None else environ
-    site = env["VISITING_SITE"]
-    allowed = env.get("VISITING_GATEWAY_TASKS", "*")
+    site = env[SITE]
+    allowed = env.get(GATEWAY_TASKS, "*")
     return GatewayConfig(
         site=site,
-        data_root=Path(env.get("VISITING_SITE_DATA", "/data")),
+        data_root=Path(env.get(SITE_DATA, "/data")),
         hub_api_url=env["JUPYTERHUB_API_URL"],
         token=env["JUPYTERHUB_API_TOKEN"],
-        audit_url=env.get("VISITING_AUDIT_URL") or None,
+        audit_url=env.get(AUDIT_URL) or None,
         scheduler=env.get("DASK_SCHEDULER_ADDRESS") or None,
         allowed_tasks=tuple(t.strip() for t in allowed.split(",") if t.strip()),
         services=tuple(
-            t.strip()
-            for t in env.get("VISITING_GATEWAY_SERVICES", "catalogue").split(",")
-            if t.strip()
+            t.strip() for t in env.get(GATEWAY_SERVICES, "catalogue").split(",") if t.strip()
         ),
-        audit_dir=Path(env["VISITING_QUERY_AUDIT_DIR"])
-        if env.get("VISITING_QUERY_AUDIT_DIR")
-        else None,
+        audit_dir=Path(env[QUERY_AUDIT_DIR]) if env.get(QUERY_AUDIT_DIR) else None,
     )
 
 
@@ -631,8 +636,8 @@ def disclosure_from_env(environ=None):
     from extensions.analysis.tasks.base import DisclosureRules
 
     env = os.environ if environ is None else environ
-    if env.get("VISITING_DISCLOSURE"):
-        doc = json.loads(env["VISITING_DISCLOSURE"])
+    if env.get(DISCLOSURE):
+        doc = json.loads(env[DISCLOSURE])
         return DisclosureRules(
             min_cell_count=int(doc["min_cell_count"]),
             min_minor_allele_count=int(doc["min_minor_allele_count"]),

@@ -52,6 +52,12 @@ def copies(pattern: str, skip_tests: bool = True) -> list[str]:
             r"[\"']genotypes\.(vcf\.gz|vcf\.gz\.tbi|vcf\.zarr|mt|summary\.npz)[\"']"
             r"|[\"'](clinical|phenotypes)\.tsv[\"']",
         ),
+        (
+            "an environment variable the hub sets in a container",
+            r"[\"']VISITING_(SITE|SITE_NAME|APPROVAL_ID|APPROVAL_END|APPROVAL_END_DATE|DATASETS"
+            r"|GUARD_RULES|EGRESS_RULES|TERMINALS|HOME_QUOTA|SITE_DATA|QUERY_AUDIT_DIR"
+            r"|DISCLOSURE|GATEWAY_TASKS|GATEWAY_SERVICES)[\"']",
+        ),
         ("a clock of its own", r"^class \w*Clock\b"),
         ("fiscal years of their own", r"month >= 4|date\(\w+, 4, 1\)"),
     ],
