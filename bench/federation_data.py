@@ -243,6 +243,7 @@ def write_calls(sizes: Sizes, specs, work: Path, say):
     import pandas as pd
     import pysam
 
+    from extensions.contracts.datasets import VCF, ZARR
     from hub import synth
 
     N, V = sizes.samples, sizes.variants
@@ -257,7 +258,7 @@ def write_calls(sizes: Sizes, specs, work: Path, say):
     pooled = work / "pooled"
     pooled.mkdir()
     stores = [
-        ZarrWriter(f / "genotypes.vcf.zarr", n, table, s.analysis_dataset)
+        ZarrWriter(f / ZARR, n, table, s.analysis_dataset)
         for f, n, s in zip(folders, names, specs, strict=True)
     ]
     everyone = [x for n in names for x in n]
@@ -265,7 +266,7 @@ def write_calls(sizes: Sizes, specs, work: Path, say):
     causal = {"q": fx.causal_q, "b": fx.causal_b}
     picked = [{k: [] for k in causal} for _ in specs]
     ids = table.ids
-    vcfs = [pysam.BGZFile(str(f / "genotypes.vcf.gz"), synth.BGZF_MODE) for f in folders]
+    vcfs = [pysam.BGZFile(str(f / VCF), synth.BGZF_MODE) for f in folders]
     last = time.monotonic()
     try:
         for vcf, n, spec in zip(vcfs, names, specs, strict=True):
@@ -293,7 +294,7 @@ def write_calls(sizes: Sizes, specs, work: Path, say):
         for vcf in vcfs:
             vcf.close()
     for f in folders:
-        pysam.tabix_index(str(f / "genotypes.vcf.gz"), preset="vcf", force=True)
+        pysam.tabix_index(str(f / VCF), preset="vcf", force=True)
     say("sites' VCFs indexed")
     with open(pooled / "pooled.bim", "w") as bim:
         for c, p, i, r, a in zip(table.chrom, table.pos, table.ids, table.ref, table.alt, strict=True):  # fmt: skip

@@ -51,6 +51,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from extensions.contracts import environment  # noqa: E402
 from extensions.contracts.clock import Clock  # noqa: E402
 from extensions.guard.context import ServerContext  # noqa: E402
 from extensions.guard.events import ActivityEvents, EventShipper, EventSpool, SpoolHandler  # noqa: E402
@@ -565,7 +566,7 @@ class Emitter:
         self.spool = spool
         logger = EventLogger()
         context = ServerContext.from_env(
-            {"JUPYTERHUB_USER": USER, "VISITING_SITE": SITE, "VISITING_APPROVAL_ID": APPROVAL}
+            {"JUPYTERHUB_USER": USER, environment.SITE: SITE, environment.APPROVAL_ID: APPROVAL}
         )
         self.events = ActivityEvents(logger, context, Clock())
         logger.register_handler(SpoolHandler(spool))

@@ -32,14 +32,14 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from extensions.contracts.clock import FixedClock, fiscal_year_bounds  # noqa: E402
+from extensions.contracts.datasets import CLINICAL, PHENOTYPES, VCF  # noqa: E402
+from extensions.contracts.events import SECRETARIAT_ACTION, guard_event  # noqa: E402
 from hub.audit import AuditStore  # noqa: E402
-from hub.operations import SECRETARIAT_SCHEMA  # noqa: E402
 from hub.policy import load_policy_dir  # noqa: E402
 from hub.registry import ApprovalRegistry  # noqa: E402
 from hub.report import ReportRequest, build_report, write_report  # noqa: E402
 from hub.report import build as rb  # noqa: E402
 
-GUARD = "https://visiting.example/events/guard/"
 SITES = {"nig": "JGAD000101", "ncc": "JGAD000201", "ncgm": "JGAD000301", "tommo": "JGAD000401"}
 USERS = ("tanaka", "yamada")
 BATCH = 5000
@@ -69,7 +69,7 @@ def events(n: int, seed: int = 7):
                 roll = rng.random()
                 if roll < 0.55:
                     schema = "data-access"
-                    name = rng.choice(["genotypes.vcf.gz", "clinical.tsv", "phenotypes.tsv"])
+                    name = rng.choice([VCF, CLINICAL, PHENOTYPES])
                     data = {
                         "path": f"/data/{dataset}/{name}",
                         "dataset": dataset,
@@ -108,7 +108,7 @@ def events(n: int, seed: int = 7):
                     continue
             yield common | {
                 "event_id": f"e{i}-{k}",
-                "schema": GUARD + schema,
+                "schema": guard_event(schema),
                 "time": at.isoformat(),
                 "data": data,
             }
@@ -117,7 +117,7 @@ def events(n: int, seed: int = 7):
         if i % 500 == 0:  # now and then the secretariat acts on someone
             yield {
                 "event_id": f"s{i}",
-                "schema": SECRETARIAT_SCHEMA,
+                "schema": SECRETARIAT_ACTION,
                 "version": 1,
                 "time": (start + timedelta(hours=1)).isoformat(),
                 "user": user,

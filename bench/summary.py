@@ -94,7 +94,7 @@ def main(argv=None) -> int:
         t = time.perf_counter()
         summary.write_summary(folder)
         write_s = time.perf_counter() - t
-        path = folder / summary.SUMMARY_NAME
+        path = folder / summary.SUMMARY
         cohort = open_cohort(folder, "nig", folder.name, "dask")
         n, v = len(cohort.sample_ids), cohort.n_variants
         print(f"{n:,} people x {v:,} variants: cache written in {write_s:.2f} s, "

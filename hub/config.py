@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
+from extensions.contracts.clock import CLOCK_FILE_ENV
+
 from .home import site_rows
 from .policy import load_platform
 from .services import local_gateway_ports
@@ -220,7 +222,7 @@ SERVICE_ENV = (
     "VISITING_STATE_DIR",
     "VISITING_DATA_ROOT",
     "VISITING_DATABASE_URL",
-    "VISITING_CLOCK_FILE",
+    CLOCK_FILE_ENV,
     "PATH",
 )
 

@@ -49,11 +49,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-VCF = "genotypes.vcf.gz"
-CLINICAL = "clinical.tsv"
-PHENOTYPES = "phenotypes.tsv"
-ZARR = "genotypes.vcf.zarr"
-MATRIX_TABLE = "genotypes.mt"
+from extensions.contracts.datasets import CLINICAL, MATRIX_TABLE, PHENOTYPES, VCF, ZARR
+
 REFERENCE_GENOME = "GRCh38"
 # bump when the MatrixTable's or the Zarr attributes' layout changes
 INGEST_FORMAT = 1
@@ -601,7 +598,7 @@ def _write_summary(plan: _Plan, force: bool, say: Callable[[str], None]) -> None
         say(f"{plan.label}: summary cache not written ({type(e).__name__}: {e}); "
             "queries read the genotypes")  # fmt: skip
         return
-    plan.result.summary = str(folder / summary.SUMMARY_NAME)
+    plan.result.summary = str(folder / summary.SUMMARY)
     if written:
         plan.result.seconds["summary"] = round(time.perf_counter() - t, 3)
         say(f"{plan.label}: summary cache written")

@@ -28,14 +28,13 @@ from datetime import date
 from typing import Any
 
 from extensions.contracts.clock import Clock, jst_date
+from extensions.contracts.events import SECRETARIAT_ACTION, SITE_ADMIN_ACTION
 
 from .access import SECRETARIAT, SITE_ADMIN_PREFIX
 from .audit import AuditStore
 from .policy import Platform, Quota, parse_size
 from .registry import ApprovalRegistry, RegistryError
 
-SECRETARIAT_SCHEMA = "https://visiting.example/events/hub/secretariat-action"
-SITE_ADMIN_SCHEMA = "https://visiting.example/events/hub/site-admin-action"
 #: the secretariat-action that resets an approval's query-set audit (the report counts them)
 RESET_QUERY_AUDIT = "reset-query-audit"
 
@@ -308,7 +307,7 @@ class Operations:
             done[name] = view.to_json() | {"new": changed}
             event_ids.append(
                 self._record(
-                    SECRETARIAT_SCHEMA,
+                    SECRETARIAT_ACTION,
                     actor,
                     "suspend",
                     user=name,
@@ -334,7 +333,7 @@ class Operations:
             )
         lifted = self.registry.reinstate(user, reason=reason, by=actor)
         event = self._record(
-            SECRETARIAT_SCHEMA,
+            SECRETARIAT_ACTION,
             actor,
             "reinstate",
             user=user,
@@ -373,7 +372,7 @@ class Operations:
         except RegistryError as e:
             raise OperationError(str(e), field="end") from None
         event = self._record(
-            SECRETARIAT_SCHEMA,
+            SECRETARIAT_ACTION,
             actor,
             "extend",
             user=actor,
@@ -392,7 +391,7 @@ class Operations:
         self._approval(approval_id)
         after, changed = self.registry.revoke(approval_id, reason=reason, by=actor)
         event = self._record(
-            SECRETARIAT_SCHEMA,
+            SECRETARIAT_ACTION,
             actor,
             "revoke",
             user=actor,
@@ -414,7 +413,7 @@ class Operations:
         self._approval(approval_id)
         reset = self.registry.reset_query_audit(approval_id, reason=reason, by=actor)
         event = self._record(
-            SECRETARIAT_SCHEMA,
+            SECRETARIAT_ACTION,
             actor,
             RESET_QUERY_AUDIT,
             user=actor,
@@ -468,7 +467,7 @@ class Operations:
 
     def _site_record(self, actor: str, site: str, action: str, **kwargs) -> str:
         kwargs.setdefault("user", actor)
-        return self._record(SITE_ADMIN_SCHEMA, actor, action, site=site, **kwargs)
+        return self._record(SITE_ADMIN_ACTION, actor, action, site=site, **kwargs)
 
     def _check_image(self, image: Any) -> str:
         if not isinstance(image, str) or not image.strip():

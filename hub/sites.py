@@ -31,6 +31,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from extensions.contracts.environment import AUDIT_URL, DISCLOSURE, QUERY_AUDIT_DIR, SITE, SITE_DATA
+
 from .policy import Platform, Site
 
 ENDPOINT_FILE = Path("/run/visiting/docker-endpoint")
@@ -488,15 +490,15 @@ def gateway_env(platform: Platform, site: Site, hub_api_port: int, proxy_port: i
         # the gateway's own numpy work (disclosure control, the query-set audit) runs one
         # BLAS thread, like each thread of a worker
         **ONE_BLAS_THREAD,
-        "VISITING_SITE": site.id,
-        "VISITING_SITE_DATA": "/data",
+        SITE: site.id,
+        SITE_DATA: "/data",
         "JUPYTERHUB_API_URL": f"http://{plan.gateway}:{hub_api_port}/hub/api",
         "JUPYTERHUB_API_TOKEN": token,
         "JUPYTERHUB_SERVICE_PREFIX": f"/services/gateway-{site.id}/",
-        "VISITING_AUDIT_URL": f"http://{plan.gateway}:{proxy_port}/services/audit/",
+        AUDIT_URL: f"http://{plan.gateway}:{proxy_port}/services/audit/",
         "DASK_SCHEDULER_ADDRESS": plan.scheduler_address,
-        "VISITING_QUERY_AUDIT_DIR": QUERY_AUDIT_MOUNT,
-        "VISITING_DISCLOSURE": json.dumps(
+        QUERY_AUDIT_DIR: QUERY_AUDIT_MOUNT,
+        DISCLOSURE: json.dumps(
             {
                 "min_cell_count": platform.disclosure.min_cell_count,
                 "min_minor_allele_count": platform.disclosure.min_minor_allele_count,

@@ -24,7 +24,22 @@ from dockerspawner import DockerSpawner
 from tornado import web
 from traitlets import Float, Int, default
 
-from extensions.guard.context import EGRESS_RULES_ENV, TERMINALS_ENV
+from extensions.contracts.clock import CLOCK_FILE_ENV
+from extensions.contracts.environment import (
+    APPROVAL_END,
+    APPROVAL_END_DATE,
+    APPROVAL_ID,
+    AUDIT_URL,
+    DATASETS,
+    EGRESS_RULES,
+    GUARD_RULES,
+    HOME_QUOTA,
+    HUB_URL,
+    PERIOD_CHECK_SECONDS,
+    SITE,
+    SITE_NAME,
+    TERMINALS,
+)
 
 from .access import approvals_at_site, decide_access
 from .policy import Quota, Site
@@ -191,29 +206,29 @@ class SiteSpawner(PlatformTraits, DockerSpawner):
         plan = SitePlan.for_site(site)
         env.update(
             {
-                "VISITING_SITE": site.id,
-                "VISITING_SITE_NAME": site.name,
-                "VISITING_APPROVAL_ID": approval.approval_id,
-                "VISITING_APPROVAL_END": approval.ends_before.isoformat(),
-                "VISITING_APPROVAL_END_DATE": approval.period.end.isoformat(),
-                "VISITING_DATASETS": ",".join(approval.datasets_at(site.id)),
+                SITE: site.id,
+                SITE_NAME: site.name,
+                APPROVAL_ID: approval.approval_id,
+                APPROVAL_END: approval.ends_before.isoformat(),
+                APPROVAL_END_DATE: approval.period.end.isoformat(),
+                DATASETS: ",".join(approval.datasets_at(site.id)),
                 "DASK_SCHEDULER_ADDRESS": SERVER_DASK_SCHEDULER,
-                "VISITING_GUARD_RULES": self.platform.download.to_env(),
+                GUARD_RULES: self.platform.download.to_env(),
                 # the gate's egress meter and whether it lets terminals open at this site
-                EGRESS_RULES_ENV: self.platform.egress.to_env(),
-                TERMINALS_ENV: site.terminals,
-                "VISITING_AUDIT_URL": f"http://{plan.gateway}:{self.proxy_port}/services/audit/",
+                EGRESS_RULES: self.platform.egress.to_env(),
+                TERMINALS: site.terminals,
+                AUDIT_URL: f"http://{plan.gateway}:{self.proxy_port}/services/audit/",
                 # the hub's proxy as this site sees it: the federation gateways are behind it
-                "VISITING_HUB_URL": f"http://{plan.gateway}:{self.proxy_port}/",
-                "VISITING_PERIOD_CHECK_SECONDS": f"{self.period_check_seconds:g}",
+                HUB_URL: f"http://{plan.gateway}:{self.proxy_port}/",
+                PERIOD_CHECK_SECONDS: f"{self.period_check_seconds:g}",
             }
         )
         home = self.quota_for(site, approval).home
         if home:
             # the guard refuses saves through Jupyter beyond it (see docs/admin.md)
-            env["VISITING_HOME_QUOTA"] = str(home)
+            env[HOME_QUOTA] = str(home)
         if self._clock_file():
-            env["VISITING_CLOCK_FILE"] = CONTAINER_CLOCK_FILE
+            env[CLOCK_FILE_ENV] = CONTAINER_CLOCK_FILE
         return env
 
     def _clock_file(self) -> str | None:

@@ -26,6 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from extensions.contracts.clock import CLOCK_FILE_ENV
+
 from .policy import load_policy_dir
 from .ports import describe_holders, port_free
 from .registry import ApprovalRegistry
@@ -367,7 +369,7 @@ class Stack:
             }
         )
         if self.config.clock_file:
-            env["VISITING_CLOCK_FILE"] = str(self.config.clock_file)
+            env[CLOCK_FILE_ENV] = str(self.config.clock_file)
         if self.config.sites:
             env["VISITING_SITES"] = "1"
         env.update(self.config.extra_env)

@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 import pysam
 
+from extensions.contracts.datasets import CLINICAL, PHENOTYPES, VCF
+
 from .ingest import ingest_datasets
 
 # GRCh38 lengths of the chromosomes the cohorts sample from.
@@ -460,7 +462,7 @@ def _write_tsvs(
     cases: np.ndarray,
 ) -> tuple[Path, Path]:
     # cases are the type 2 diabetes patients: the binary trait is that diagnosis
-    clinical_path = folder / "clinical.tsv"
+    clinical_path = folder / CLINICAL
     with open(clinical_path, "w", newline="") as f:
         w = csv.writer(f, delimiter="\t", lineterminator="\n")
         w.writerow(["sample_id", "age_band", "sex", "prefecture", "disease_name", "icd10"])
@@ -473,7 +475,7 @@ def _write_tsvs(
                 PREFECTURES[clin["prefecture"][i]],
                 *disease,
             ])  # fmt: skip
-    pheno_path = folder / "phenotypes.tsv"
+    pheno_path = folder / PHENOTYPES
     with open(pheno_path, "w", newline="") as f:
         w = csv.writer(f, delimiter="\t", lineterminator="\n")
         w.writerow(["sample_id", "quant_trait", "case_status"])
@@ -635,7 +637,7 @@ def generate_cohorts(
             shutil.rmtree(d)
         d.mkdir(parents=True)
     samples = [[f"{s.site_id.upper()}-{i + 1:06d}" for i in range(samples_per_site)] for s in sites]
-    vcfs = [d / "genotypes.vcf.gz" for d in site_dirs]
+    vcfs = [d / VCF for d in site_dirs]
     causal_g = _write_vcfs(
         vcfs, samples, sites, table, streams, {"q": fx.causal_q, "b": fx.causal_b},
         chunk_variants, say, missing_rate,

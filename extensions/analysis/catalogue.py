@@ -25,6 +25,8 @@ from typing import Any
 import pandas as pd
 import requests
 
+from ..contracts.environment import HUB_URL
+
 FILTERS = ("sex", "age_band", "region", "icd10")
 BY = ("sex", "age_band", "region", "disease_name")
 
@@ -236,7 +238,7 @@ def catalogue(hub_url: str | None = None, token: str | None = None) -> Catalogue
     """The catalogue, found through the hub with your own token (in your server: from its
     environment)."""
     token = token or os.environ.get("JUPYTERHUB_API_TOKEN")
-    hub_url = hub_url or os.environ.get("VISITING_HUB_URL")
+    hub_url = hub_url or os.environ.get(HUB_URL)
     if not (token and hub_url):
         raise CatalogueError(
             "catalogue() needs the hub: run it in a researcher's server, or pass hub_url and token"

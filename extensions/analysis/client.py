@@ -31,6 +31,7 @@ from urllib.parse import urljoin
 
 import requests
 
+from ..contracts.environment import HUB_URL
 from . import wire
 from .tasks import TASKS
 from .tasks.base import SiteHalf, TaskError
@@ -313,7 +314,7 @@ def connect(
     """
     token = token or os.environ.get("JUPYTERHUB_API_TOKEN")
     api_url = api_url or os.environ.get("JUPYTERHUB_API_URL")
-    hub_url = hub_url or os.environ.get("VISITING_HUB_URL")
+    hub_url = hub_url or os.environ.get(HUB_URL)
     if hub_url and not api_url:
         api_url = hub_url.rstrip("/") + "/hub/api"
     if not (token and api_url and hub_url):

@@ -42,12 +42,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..contracts.datasets import CLINICAL, MATRIX_TABLE, PHENOTYPES, VCF, VCF_INDEX, ZARR
 from .tasks.base import ENGINES, SiteCohort, TaskError
-
-ZARR_NAME = "genotypes.vcf.zarr"
-MT_NAME = "genotypes.mt"
-CLINICAL_NAME = "clinical.tsv"
-PHENOTYPES_NAME = "phenotypes.tsv"
 
 CLINICAL_COLUMNS = ("age_band", "sex", "prefecture", "disease_name", "icd10")
 PHENOTYPE_COLUMNS = ("quant_trait", "case_status")
@@ -184,14 +180,14 @@ def read_samples(folder: Path, order: list[str] | np.ndarray) -> pd.DataFrame:
     without one is an error, not a silent NaN.
     """
     folder = Path(folder)
-    clinical = pd.read_csv(
-        folder / CLINICAL_NAME, sep="\t", dtype=str, keep_default_na=False
-    ).set_index("sample_id")
-    pheno = pd.read_csv(folder / PHENOTYPES_NAME, sep="\t", dtype={"sample_id": str}).set_index(
+    clinical = pd.read_csv(folder / CLINICAL, sep="\t", dtype=str, keep_default_na=False).set_index(
+        "sample_id"
+    )
+    pheno = pd.read_csv(folder / PHENOTYPES, sep="\t", dtype={"sample_id": str}).set_index(
         "sample_id"
     )
     order = [str(s) for s in order]
-    for name, table in ((CLINICAL_NAME, clinical), (PHENOTYPES_NAME, pheno)):
+    for name, table in ((CLINICAL, clinical), (PHENOTYPES, pheno)):
         missing = pd.Index(order).difference(table.index)
         if len(missing):
             raise ValueError(
@@ -209,13 +205,13 @@ def read_samples(folder: Path, order: list[str] | np.ndarray) -> pd.DataFrame:
 
 def dataset_version(folder: Path) -> str:
     """A short content version of a dataset: the hash of its VCF's index and size."""
-    vcf = folder / "genotypes.vcf.gz"
+    vcf = folder / VCF
     try:
         st = vcf.stat()
     except OSError:
         return "unknown"
     h = hashlib.sha256(f"{st.st_size}:{int(st.st_mtime)}".encode())
-    tbi = folder / "genotypes.vcf.gz.tbi"
+    tbi = folder / VCF_INDEX
     if tbi.exists():
         h.update(tbi.read_bytes())
     return h.hexdigest()[:12]
@@ -242,7 +238,7 @@ class ZarrCohort(SiteCohort):
         self.folder = Path(folder)
         self.site = site
         self.dataset = dataset
-        self.path = self.folder / ZARR_NAME
+        self.path = self.folder / ZARR
         if not self.path.exists():
             raise FileNotFoundError(f"{self.path}: no VCF Zarr store in the dataset folder")
 
@@ -382,7 +378,7 @@ class HailCohort(SiteCohort):
         self.folder = Path(folder)
         self.site = site
         self.dataset = dataset
-        self.path = self.folder / MT_NAME
+        self.path = self.folder / MATRIX_TABLE
         if not self.path.exists():
             raise FileNotFoundError(f"{self.path}: no Hail MatrixTable in the dataset folder")
 

@@ -56,11 +56,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..contracts.datasets import SUMMARY, VCF
 from . import cohorts, kernels
 
 log = logging.getLogger("visiting.summary")
 
-SUMMARY_NAME = "genotypes.summary.npz"
 SUMMARY_FORMAT = 1
 ALL = "all"
 #: what the cache counts by: everyone, then each clinical attribute a query may stratify by
@@ -118,7 +118,7 @@ def write_summary(folder: str | Path) -> Path:
         "hail_order": in_hail,
     }
     arrays["meta"] = _blob([json.dumps(meta, sort_keys=True)])
-    return _write_atomically(folder / SUMMARY_NAME, arrays, like=folder / "genotypes.vcf.gz")
+    return _write_atomically(folder / SUMMARY, arrays, like=folder / VCF)
 
 
 def ensure_summary(folder: str | Path, force: bool = False) -> bool:
@@ -347,7 +347,7 @@ def read_summary(
     order); n_variants: the rows of the genotypes now. A missing, unreadable
     or stale cache is logged and gives None.
     """
-    path = Path(folder) / SUMMARY_NAME
+    path = Path(folder) / SUMMARY
     if not path.exists():
         log.info("summary cache %s: none; reading the genotypes", path)
         return None

@@ -21,6 +21,7 @@ from tornado.ioloop import IOLoop, PeriodicCallback
 from traitlets import Float, Unicode, default
 
 from ..contracts.clock import clock_from_env
+from ..contracts.environment import AUDIT_URL, PERIOD_CHECK_SECONDS
 from .context import ServerContext
 from .datawatch import DataWatch
 from .downloads import DownloadGuard, Refusal, guard_routes, install_transform
@@ -116,7 +117,7 @@ class GuardApp(ExtensionApp):
 
     @default("audit_url")
     def _audit_url_default(self):
-        return os.environ.get("VISITING_AUDIT_URL", "")
+        return os.environ.get(AUDIT_URL, "")
 
     period_check_seconds = Float(
         help="""How often the approval period is checked (and, with an audit_url, asked of the
@@ -127,7 +128,7 @@ class GuardApp(ExtensionApp):
 
     @default("period_check_seconds")
     def _period_check_default(self):
-        return _env_float("VISITING_PERIOD_CHECK_SECONDS", 30.0)
+        return _env_float(PERIOD_CHECK_SECONDS, 30.0)
 
     data_access_window = Float(
         help="""Opens of a file under the data folder within this many seconds are one

@@ -15,13 +15,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 from ..contracts.clock import JST
-
-HOME_QUOTA_ENV = "VISITING_HOME_QUOTA"
-#: the platform's egress rules as JSON (extensions.guard.meter.EgressRules.from_env)
-EGRESS_RULES_ENV = "VISITING_EGRESS_RULES"
-#: "guarded" or "off": whether this site lets its servers open terminals (terminals_from_env)
-TERMINALS_ENV = "VISITING_TERMINALS"
-TERMINAL_MODES = ("guarded", "off")
+from ..contracts.environment import (
+    APPROVAL_END,
+    APPROVAL_END_DATE,
+    APPROVAL_ID,
+    DATASETS,
+    GUARD_RULES,
+    HOME_QUOTA,
+    SITE,
+    TERMINAL_MODES,
+    TERMINALS,
+)
 
 
 @dataclass(frozen=True)
@@ -83,8 +87,8 @@ class ServerContext:
     @classmethod
     def from_env(cls, environ=None) -> ServerContext:
         env = os.environ if environ is None else environ
-        end = env.get("VISITING_APPROVAL_END")
-        end_date = env.get("VISITING_APPROVAL_END_DATE")
+        end = env.get(APPROVAL_END)
+        end_date = env.get(APPROVAL_END_DATE)
         approval_end = datetime.fromisoformat(end).astimezone(UTC) if end else None
         if end_date:
             last_day = date.fromisoformat(end_date)
@@ -94,13 +98,13 @@ class ServerContext:
             last_day = None
         return cls(
             user=env.get("JUPYTERHUB_USER") or env.get("USER") or "unknown",
-            site=env.get("VISITING_SITE", "local"),
-            approval_id=env.get("VISITING_APPROVAL_ID", "none"),
+            site=env.get(SITE, "local"),
+            approval_id=env.get(APPROVAL_ID, "none"),
             approval_end=approval_end,
             end_date=last_day,
-            datasets=tuple(d for d in env.get("VISITING_DATASETS", "").split(",") if d),
-            rules=GuardRules.from_json(env.get("VISITING_GUARD_RULES")),
-            home_quota=home_quota_from_text(env.get(HOME_QUOTA_ENV)),
+            datasets=tuple(d for d in env.get(DATASETS, "").split(",") if d),
+            rules=GuardRules.from_json(env.get(GUARD_RULES)),
+            home_quota=home_quota_from_text(env.get(HOME_QUOTA)),
         )
 
 
@@ -109,11 +113,11 @@ def home_quota_from_text(text: str | None) -> int | None:
     if text is None or not text.strip():
         return None
     if not re.fullmatch(r"[0-9]+", text.strip()):
-        raise ValueError(f"{HOME_QUOTA_ENV} must be a whole number of bytes, got {text!r}")
+        raise ValueError(f"{HOME_QUOTA} must be a whole number of bytes, got {text!r}")
     quota = int(text)
     if quota <= 0:
         # the spawner leaves the variable out when no quota is set; a zero is a mistake
-        raise ValueError(f"{HOME_QUOTA_ENV} must be more than 0 bytes, got {text!r}")
+        raise ValueError(f"{HOME_QUOTA} must be more than 0 bytes, got {text!r}")
     return quota
 
 
@@ -121,11 +125,9 @@ def terminals_from_env(environ=None) -> str:
     """The site's terminal mode from the spawner's VISITING_TERMINALS: "guarded" (the
     default, when unset) or "off"; anything else is a ValueError (the gate does not start)."""
     env = os.environ if environ is None else environ
-    text = (env.get(TERMINALS_ENV) or "").strip()
+    text = (env.get(TERMINALS) or "").strip()
     if not text:
         return "guarded"
     if text not in TERMINAL_MODES:
-        raise ValueError(
-            f"{TERMINALS_ENV} must be one of {', '.join(TERMINAL_MODES)}, got {text!r}"
-        )
+        raise ValueError(f"{TERMINALS} must be one of {', '.join(TERMINAL_MODES)}, got {text!r}")
     return text

@@ -20,17 +20,16 @@ from datetime import datetime
 from pathlib import Path
 
 from ..contracts.clock import Clock
+from ..contracts.events import GUARD_BASE, guard_event
 from .context import ServerContext
 
 SCHEMA_DIR = Path(__file__).parent / "events"
-SCHEMA_BASE = "https://visiting.example/events/guard/"
-EVENT_NAMES = tuple(sorted(p.stem for p in SCHEMA_DIR.glob("*.yaml")))
 
 log = logging.getLogger("visiting.guard.events")
 
 
 def schema_id(name: str) -> str:
-    return SCHEMA_BASE + name
+    return guard_event(name)
 
 
 class ActivityEvents:
@@ -62,7 +61,7 @@ class ActivityEvents:
 def to_audit_record(capsule: dict) -> dict | None:
     """An emitted event as the audit store takes it; None for events that are not ours."""
     sid = capsule.get("__schema__", "")
-    if not sid.startswith(SCHEMA_BASE):
+    if not sid.startswith(GUARD_BASE):
         return None
     data = {k: v for k, v in capsule.items() if not k.startswith("__")}
     common = {k: data.pop(k, None) for k in ("event_id", "user", "site", "approval_id", "time")}

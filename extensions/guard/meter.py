@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from ..contracts.clock import JST, Clock
-from .context import EGRESS_RULES_ENV
+from ..contracts.environment import EGRESS_RULES
 
 CHANNELS = ("download", "kernel", "terminal", "other")
 LEVELS = ("ok", "alert", "cap")
@@ -149,13 +149,13 @@ class EgressRules:
         try:
             raw = json.loads(value)
         except ValueError as e:
-            raise ValueError(f"{EGRESS_RULES_ENV} is not JSON: {e}") from None
+            raise ValueError(f"{EGRESS_RULES} is not JSON: {e}") from None
         if not isinstance(raw, dict):
-            raise ValueError(f"{EGRESS_RULES_ENV} must be a JSON object, got {value!r}")
+            raise ValueError(f"{EGRESS_RULES} must be a JSON object, got {value!r}")
         try:
             return cls.from_mapping(raw)
         except EgressRulesError as e:
-            raise ValueError(f"{EGRESS_RULES_ENV}.{e.field}: {e.reason}") from None
+            raise ValueError(f"{EGRESS_RULES}.{e.field}: {e.reason}") from None
 
     def to_dict(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -67,6 +67,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..contracts.datasets import CLINICAL, PERSON_TABLES
 from .sniff import (
     KINDS,
     Finding,
@@ -271,7 +272,7 @@ class Cohort:
                 )
             except OSError:
                 folders = []
-            if (root / "clinical.tsv").is_file():
+            if (root / CLINICAL).is_file():
                 folders.insert(0, root)
         else:
             folders = [root / d for d in datasets]
@@ -283,7 +284,7 @@ class Cohort:
             for path in _dataset_files(folder):
                 try:
                     found = _ids_of_file(path, vocabulary)
-                    if path.name.lower() in ("clinical.tsv", "phenotypes.tsv"):
+                    if path.name.lower() in PERSON_TABLES:
                         _columns_of_table(path, columns)
                 except (OSError, ValueError, EOFError, zlib.error):
                     continue
@@ -365,7 +366,7 @@ class Cohort:
 
 
 def _dataset_files(folder: Path) -> list[Path]:
-    names = ("clinical.tsv", "phenotypes.tsv")
+    names = PERSON_TABLES
     globs = ("*.vcf.gz", "*.vcf.bgz", "*.vcf", "*.bcf", "*.fam", "*.psam")
     out: list[Path] = []
     for d in (folder, *sorted(p for p in _subdirs(folder))):
@@ -389,7 +390,7 @@ def _subdirs(folder: Path) -> list[Path]:
 def _ids_of_file(path: Path, vocabulary: dict[str, set[str]]) -> list[str]:
     name = path.name.lower()
     if name.endswith(".tsv"):
-        return _ids_of_table(path, vocabulary if name == "clinical.tsv" else None)
+        return _ids_of_table(path, vocabulary if name == CLINICAL else None)
     if name.endswith(".fam"):
         ids = []
         with open(path, encoding="utf-8", errors="replace") as f:

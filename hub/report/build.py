@@ -20,36 +20,35 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from extensions.contracts.clock import JST, Clock, as_utc, fiscal_year_bounds, period_start
-from extensions.guard.events import SCHEMA_BASE
+from extensions.contracts.events import (
+    DATA_ACCESS,
+    DOWNLOAD_ALLOWED,
+    DOWNLOAD_BLOCKED,
+    EGRESS_ALERT,
+    EGRESS_CAP,
+    EGRESS_TALLY,
+    ENFORCEMENT_STOP,
+    FEDERATION_QUERY,
+    KERNEL_REFUSED,
+    KERNEL_START,
+    OUTPUT_WITHHELD,
+    PERIOD_END,
+    QUERY_SET_AUDIT,
+    SECRETARIAT_ACTION,
+    SERVER_START,
+    SERVER_STOP,
+    SITE_ADMIN_ACTION,
+)
 
 from ..audit import AuditStore
-from ..operations import RESET_QUERY_AUDIT, SECRETARIAT_SCHEMA, SITE_ADMIN_SCHEMA
+from ..operations import RESET_QUERY_AUDIT
 from ..policy import Quota
 from ..registry import ApprovalRegistry, ApprovalView, RegistryError
 from .query import Figure, Query
 from .texts import CHECKLIST, LANGS, rule_name, t
 
-SERVER_START = SCHEMA_BASE + "server-start"
-SERVER_STOP = SCHEMA_BASE + "server-stop"
-KERNEL_START = SCHEMA_BASE + "kernel-start"
-KERNEL_REFUSED = SCHEMA_BASE + "kernel-refused"
-DATA_ACCESS = SCHEMA_BASE + "data-access"
-DOWNLOAD_ALLOWED = SCHEMA_BASE + "download-allowed"
-DOWNLOAD_BLOCKED = SCHEMA_BASE + "download-blocked"
-PERIOD_END = SCHEMA_BASE + "period-end"
-EGRESS_TALLY = SCHEMA_BASE + "egress-tally"
-EGRESS_ALERT = SCHEMA_BASE + "egress-alert"
-EGRESS_CAP = SCHEMA_BASE + "egress-cap"
-OUTPUT_WITHHELD = SCHEMA_BASE + "output-withheld"
 #: the egress meter's channels (extensions.guard.meter.CHANNELS), in the report's order
 EGRESS_CHANNELS = ("download", "kernel", "terminal", "other")
-#: the same ids as hub.services.gateway.QUERY_SCHEMA and hub.services.enforcer.STOP_SCHEMA
-#: (not imported: those modules bring in tornado and JupyterHub; a test keeps them equal)
-FEDERATION_QUERY = "https://visiting.example/events/hub/federation-query"
-ENFORCEMENT_STOP = "https://visiting.example/events/hub/enforcement-stop"
-#: the code of a federation-query refused by a site's query-set audit (data.code; the rule
-#: that refused it is data.audit.rule), as the gateway and the catalogue spell it
-QUERY_SET_AUDIT = "query_set_audit"
 
 GIB = 1024**3
 #: the figures of an egress-tally line, each cumulative for its day and channel
@@ -315,7 +314,7 @@ class ApprovalTally:
                 audit = data.get("audit")
                 rule = audit.get("rule") if isinstance(audit, dict) else None
                 self.audit_refused[rule if isinstance(rule, str) else None] += 1
-        elif schema == SECRETARIAT_SCHEMA:
+        elif schema == SECRETARIAT_ACTION:
             if data.get("action") == RESET_QUERY_AUDIT:
                 self.audit_resets.append(
                     {"at": r["time"], "by": r["actor"], "reason": data.get("reason") or ""}
@@ -351,7 +350,7 @@ class ApprovalTally:
                 self.events += 1
                 self.enforcement_stops[r["site"]] += 1
                 self.markers[(r["user"], r["site"])].append((r["time"], r["seq"], "estop"))
-        elif schema == SECRETARIAT_SCHEMA:
+        elif schema == SECRETARIAT_ACTION:
             data = r["data"]
             if data.get("changed") is True and data.get("action") == "suspend":
                 self.events += 1
@@ -526,7 +525,7 @@ def build_report(
             tally = tallies.get(aid)
             if tally is not None:
                 tally.add(r)
-        elif r["schema"] in (ENFORCEMENT_STOP, SECRETARIAT_SCHEMA):
+        elif r["schema"] in (ENFORCEMENT_STOP, SECRETARIAT_ACTION):
             for tally in by_user.get(r["user"], ()):
                 tally.add_unattributed(r)
 
@@ -554,7 +553,7 @@ def build_report(
             for s in registry.sites()
         }
     )
-    for r in audit.events(until=until, schema=SITE_ADMIN_SCHEMA):
+    for r in audit.events(until=until, schema=SITE_ADMIN_ACTION):
         if r["seq"] <= until_seq:
             quotas.add(r)
 
@@ -773,7 +772,7 @@ def _query_audit_section(tally: ApprovalTally, aid: str, q, fig, lang: str) -> d
         t("qa_resets", lang),
         len(tally.audit_resets),
         "resets",
-        q({"schema": SECRETARIAT_SCHEMA, "approval_id": aid, "data.action": RESET_QUERY_AUDIT}),
+        q({"schema": SECRETARIAT_ACTION, "approval_id": aid, "data.action": RESET_QUERY_AUDIT}),
     )
     return {
         "answered": tally.answered,
@@ -1090,7 +1089,7 @@ def _approval_section(
         q(stop_where),
     )
     sec_where = {
-        "schema": SECRETARIAT_SCHEMA,
+        "schema": SECRETARIAT_ACTION,
         "approval_id": None,
         "user": handlers,
         "data.changed": True,

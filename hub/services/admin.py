@@ -72,7 +72,7 @@ from tornado import ioloop, web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from extensions.contracts.clock import JST, clock_from_env, fiscal_year_of, jst_date
-from extensions.guard.events import SCHEMA_BASE
+from extensions.contracts.events import EGRESS_ALERT, EGRESS_CAP, FEDERATION_QUERY, QUERY_SET_AUDIT
 
 from ..access import SECRETARIAT, approvals_at_site
 from ..audit import AuditStore
@@ -80,7 +80,6 @@ from ..operations import OperationError, Operations, check_reason
 from ..platform.messages import MESSAGES, message
 from ..policy import load_platform
 from ..registry import ApprovalRegistry, QueryAuditResetView
-from ..report.build import FEDERATION_QUERY, QUERY_SET_AUDIT
 from ..service_restarts import read_service_status
 from ..sites import resolve_endpoint
 from ..traits import PLATFORM_ENV, REPO_ROOT
@@ -98,7 +97,7 @@ TEMPLATES = Path(__file__).parent / "templates"
 HEALTH_TIMEOUT = 1.0
 
 #: the egress meter's events the secretariat is shown, and their order
-EGRESS_LEVELS = {SCHEMA_BASE + "egress-alert": "alert", SCHEMA_BASE + "egress-cap": "cap"}
+EGRESS_LEVELS = {EGRESS_ALERT: "alert", EGRESS_CAP: "cap"}
 _LEVEL_RANK = {"alert": 1, "cap": 2}
 #: days of egress alerts the page shows; the API takes ?days= up to a year
 EGRESS_DAYS = 30

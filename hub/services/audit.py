@@ -32,6 +32,7 @@ from jupyterhub.services.auth import HubAuth
 from tornado import ioloop, web
 
 from extensions.contracts.clock import clock_from_env
+from extensions.contracts.events import FEDERATION_QUERY
 
 from ..access import approvals_at_site
 from ..audit import AuditError, AuditStore
@@ -60,7 +61,6 @@ def server_of(model: dict) -> tuple[str, str] | None:
 
 
 GATEWAY_SERVICE = re.compile(r"^gateway-([a-z][a-z0-9-]*)$")
-GATEWAY_SCHEMA = "https://visiting.example/events/hub/federation-query"
 
 
 def gateway_of(model: dict) -> str | None:
@@ -86,8 +86,8 @@ def check_events(events, user: str | None, site: str) -> str | None:
     for i, e in enumerate(events):
         if not isinstance(e, dict):
             return f"events[{i}] is not an object"
-        if user is None and e.get("schema") != GATEWAY_SCHEMA:
-            return f"events[{i}].schema: a gateway sends only {GATEWAY_SCHEMA}"
+        if user is None and e.get("schema") != FEDERATION_QUERY:
+            return f"events[{i}].schema: a gateway sends only {FEDERATION_QUERY}"
         if user is not None and e.get("user") != user:
             return f"events[{i}].user is {e.get('user')!r}; this token is {user}'s"
         if e.get("site") != site:

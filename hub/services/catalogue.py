@@ -60,6 +60,7 @@ from tornado import ioloop, web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from extensions.contracts.clock import Clock, clock_from_env
+from extensions.contracts.events import CATALOGUE_QUERY, QUERY_SET_AUDIT
 
 from ..audit import AuditStore
 from ..platform.messages import Message, message
@@ -71,14 +72,13 @@ from ._base import follow_the_hub, health_route
 
 log = logging.getLogger("visiting.catalogue")
 
-QUERY_SCHEMA = "https://visiting.example/events/hub/catalogue-query"
 CACHE_SECONDS = 300
 SITE_DOWN_SECONDS = 15
 GATEWAY_TIMEOUT = 120
 ON_BEHALF_HEADER = "X-Visiting-On-Behalf-Of"
 #: a gateway's refusals shown as a withheld count with the gateway's message: too few people,
 #: or the asker's earlier counts together with this one would single someone out
-WITHHELD_CODES = ("small_query", "query_set_audit")
+WITHHELD_CODES = ("small_query", QUERY_SET_AUDIT)
 TEMPLATES = Path(__file__).parent / "templates"
 GUIDE_DIR = REPO_ROOT / "docs" / "researchers"
 
@@ -402,7 +402,7 @@ class Catalogue:
             return
         event = {
             "event_id": uuid.uuid4().hex,
-            "schema": QUERY_SCHEMA,
+            "schema": CATALOGUE_QUERY,
             "version": 1,
             "user": user,
             "time": self.clock.now().isoformat(),

@@ -41,6 +41,7 @@ from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from extensions.contracts.clock import Clock, clock_from_env
+from extensions.contracts.events import ENFORCEMENT_STOP
 
 from ..access import approvals_at_site
 from ..audit import AuditStore
@@ -52,7 +53,6 @@ from ._base import follow_the_hub, health_route
 
 log = logging.getLogger("visiting.enforcer")
 
-STOP_SCHEMA = "https://visiting.example/events/hub/enforcement-stop"
 #: list and read servers, stop them, and revoke the tokens of a suspended person
 SCOPES = ["list:users", "read:users:name", "read:servers", "delete:servers", "tokens"]
 #: the hub services that may ask for an enforcement round or a stop
@@ -160,7 +160,7 @@ class Enforcer:
             [
                 {
                     "event_id": uuid.uuid4().hex,
-                    "schema": STOP_SCHEMA,
+                    "schema": ENFORCEMENT_STOP,
                     "version": 1,
                     "time": now.isoformat(),
                     "user": verdict.user,

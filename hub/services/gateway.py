@@ -69,20 +69,29 @@ from tornado import ioloop, web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from extensions.contracts.clock import Clock, clock_from_env
+from extensions.contracts.datasets import engine_ready, is_analysis_dataset
+from extensions.contracts.environment import (
+    AUDIT_URL,
+    DISCLOSURE,
+    GATEWAY_SERVICES,
+    GATEWAY_TASKS,
+    QUERY_AUDIT_DIR,
+    SITE,
+    SITE_DATA,
+)
+from extensions.contracts.events import FEDERATION_QUERY, QUERY_SET_AUDIT
 
 from . import service_port
 from ._base import follow_the_hub, health_route
 
 log = logging.getLogger("visiting.gateway")
 
-QUERY_SCHEMA = "https://visiting.example/events/hub/federation-query"
 MAX_BODY = 1024 * 1024
 
 #: what a trusted hub service (the catalogue) may ask: counts of people, nothing else
 SERVICE_TASKS = ("cohort_counts",)
 ON_BEHALF_HEADER = "X-Visiting-On-Behalf-Of"
 #: GatewayRefusal.code of a query the query-set audit refuses
-AUDIT_CODE = "query_set_audit"
 
 
 class GatewayRefusal(web.HTTPError):
@@ -114,7 +123,7 @@ class GatewayRefusal(web.HTTPError):
                 "collides_with": [m.to_json() for m in v.collides_with],
             }
         }
-        return cls(403, f"{v.message} / {refusal_text_ja(v)}", AUDIT_CODE, details)
+        return cls(403, f"{v.message} / {refusal_text_ja(v)}", QUERY_SET_AUDIT, details)
 
 
 @dataclass(frozen=True)
@@ -243,16 +252,14 @@ class Gateway:
         """Every dataset here with analysis-ready data (what a trusted service may count)."""
         root = self.config.data_root
         folders = sorted(root.iterdir()) if root.is_dir() else []
-        return [
-            self._dataset_entry(f, None) for f in folders if (f / "genotypes.vcf.zarr").exists()
-        ]
+        return [self._dataset_entry(f, None) for f in folders if is_analysis_dataset(f)]
 
     async def datasets(self, user: str) -> list[dict]:
         out, seen = [], set()
         for a in await self.approvals(user):
             for d in a["datasets"]:
                 folder = self.config.data_root / d
-                if d in seen or not (folder / "genotypes.vcf.zarr").exists():
+                if d in seen or not is_analysis_dataset(folder):
                     continue
                 seen.add(d)
                 out.append(self._dataset_entry(folder, a["approval_id"]))
@@ -343,7 +350,7 @@ class Gateway:
             "site": self.config.site,
             "approval_id": data.pop("approval_id", None),
             "time": self.clock.now().isoformat(),
-            "schema": QUERY_SCHEMA,
+            "schema": FEDERATION_QUERY,
             "version": 1,
             "data": data,
         }
@@ -384,10 +391,6 @@ def missing_calls(folder: Path, site: str, dataset: str):
         return np.asarray((gt == -1).any(axis=2).compute())
 
     return missing_of
-
-
-def engine_ready(folder: Path, engine: str) -> bool:
-    return (folder / ("genotypes.vcf.zarr" if engine == "dask" else "genotypes.mt")).exists()
 
 
 # ---------------------------------------------------------------------------
@@ -496,7 +499,7 @@ class TaskHandler(GatewayHandler):
                         f"the service {caller.name} may ask only for "
                         f"{', '.join(SERVICE_TASKS)}, not {name!r}",
                     )
-                if not (g.config.data_root / dataset / "genotypes.vcf.zarr").exists():
+                if not is_analysis_dataset(g.config.data_root / dataset):
                     raise GatewayRefusal(
                         404, f"no analysis dataset {dataset} at site {g.config.site}"
                     )
@@ -610,24 +613,20 @@ def make_app(gateway: Gateway, prefix: str) -> web.Application:
 
 def config_from_env(environ=None) -> GatewayConfig:
     env = os.environ if environ is None else environ
-    site = env["VISITING_SITE"]
-    allowed = env.get("VISITING_GATEWAY_TASKS", "*")
+    site = env[SITE]
+    allowed = env.get(GATEWAY_TASKS, "*")
     return GatewayConfig(
         site=site,
-        data_root=Path(env.get("VISITING_SITE_DATA", "/data")),
+        data_root=Path(env.get(SITE_DATA, "/data")),
         hub_api_url=env["JUPYTERHUB_API_URL"],
         token=env["JUPYTERHUB_API_TOKEN"],
-        audit_url=env.get("VISITING_AUDIT_URL") or None,
+        audit_url=env.get(AUDIT_URL) or None,
         scheduler=env.get("DASK_SCHEDULER_ADDRESS") or None,
         allowed_tasks=tuple(t.strip() for t in allowed.split(",") if t.strip()),
         services=tuple(
-            t.strip()
-            for t in env.get("VISITING_GATEWAY_SERVICES", "catalogue").split(",")
-            if t.strip()
+            t.strip() for t in env.get(GATEWAY_SERVICES, "catalogue").split(",") if t.strip()
         ),
-        audit_dir=Path(env["VISITING_QUERY_AUDIT_DIR"])
-        if env.get("VISITING_QUERY_AUDIT_DIR")
-        else None,
+        audit_dir=Path(env[QUERY_AUDIT_DIR]) if env.get(QUERY_AUDIT_DIR) else None,
     )
 
 
@@ -637,8 +636,8 @@ def disclosure_from_env(environ=None):
     from extensions.analysis.tasks.base import DisclosureRules
 
     env = os.environ if environ is None else environ
-    if env.get("VISITING_DISCLOSURE"):
-        doc = json.loads(env["VISITING_DISCLOSURE"])
+    if env.get(DISCLOSURE):
+        doc = json.loads(env[DISCLOSURE])
         return DisclosureRules(
             min_cell_count=int(doc["min_cell_count"]),
             min_minor_allele_count=int(doc["min_minor_allele_count"]),

@@ -20,9 +20,9 @@ from jupyter_events import EventLogger
 from markupsafe import escape
 
 from extensions.contracts.clock import JST, FixedClock
+from extensions.contracts.events import GUARD_BASE
 from extensions.guard.context import ServerContext
 from extensions.guard.events import (
-    SCHEMA_BASE,
     SCHEMA_DIR,
     ActivityEvents,
     EventSpool,
@@ -91,7 +91,7 @@ def store(tmp_path):
 
 
 def stored(store: AuditStore, name: str) -> list[dict]:
-    return list(store.events(schema=SCHEMA_BASE + name))
+    return list(store.events(schema=GUARD_BASE + name))
 
 
 def test_alert_cap_and_ledger_reach_the_audit_store(store, tmp_path):
@@ -161,7 +161,7 @@ def test_the_gate_records_validate_against_their_schemas():
         jsonschema.validate(common | {"channel": "screen", "kind": "people"},
                             schemas["output-withheld"])  # fmt: skip
     for name in ("egress-alert", "egress-cap", "egress-tally", "output-withheld", "gate-start"):
-        assert schemas[name]["$id"] == SCHEMA_BASE + name and schemas[name]["version"] == "1"
+        assert schemas[name]["$id"] == GUARD_BASE + name and schemas[name]["version"] == "1"
         assert schemas[name]["personal-data"] is True
 
 

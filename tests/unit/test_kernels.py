@@ -18,7 +18,7 @@ import pytest
 import xarray as xr
 
 from extensions.analysis import kernels
-from extensions.analysis.cohorts import ZARR_NAME, ZarrCohort
+from extensions.analysis.cohorts import ZARR, ZarrCohort
 from extensions.analysis.tasks import regression as rg
 
 REL = 1e-12
@@ -309,7 +309,7 @@ def test_zarr_cohort_reduces_calls_as_its_dosage_gives_them(tmp_path):
     rng = np.random.default_rng(8)
     calls = random_calls(rng, v=45, n=60)
     ds = xr.Dataset({"call_genotype": (("variants", "samples", "ploidy"), calls)})
-    ds.chunk({"variants": 10, "samples": 16}).to_zarr(tmp_path / ZARR_NAME, zarr_format=2)
+    ds.chunk({"variants": 10, "samples": 16}).to_zarr(tmp_path / ZARR, zarr_format=2)
     cohort = ZarrCohort(tmp_path, "site", "dataset")
     assert cohort.ds["call_genotype"].data.numblocks == (5, 4, 1)
 

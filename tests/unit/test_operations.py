@@ -8,11 +8,10 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from extensions.contracts.clock import JST, FixedClock
+from extensions.contracts.events import SECRETARIAT_ACTION, SITE_ADMIN_ACTION
 from hub.access import approvals_at_site, decide_access
 from hub.audit import AuditStore
 from hub.operations import (
-    SECRETARIAT_SCHEMA,
-    SITE_ADMIN_SCHEMA,
     OperationError,
     Operations,
     add_months,
@@ -60,7 +59,7 @@ def decide(ops: Operations, user: str):
     )
 
 
-def actions(ops: Operations, schema=SECRETARIAT_SCHEMA):
+def actions(ops: Operations, schema=SECRETARIAT_ACTION):
     return [e for e in ops.audit.events() if e["schema"] == schema]
 
 
@@ -257,7 +256,7 @@ def test_site_admin_images_and_quotas(ops):
     )
     assert ops.registry.approval_quota("J-DU000101", "nig") == Quota(cpu=1.5)
     assert ops.registry.approval_quota("J-DU000101", "ncc") is None
-    events = actions(ops, SITE_ADMIN_SCHEMA)
+    events = actions(ops, SITE_ADMIN_ACTION)
     assert [e["data"]["action"] for e in events] == [
         "add-image",
         "add-image",

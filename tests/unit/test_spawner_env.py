@@ -13,7 +13,8 @@ from types import SimpleNamespace
 import pytest
 from dockerspawner import DockerSpawner
 
-from extensions.guard.context import EGRESS_RULES_ENV, TERMINALS_ENV, terminals_from_env
+from extensions.contracts.environment import EGRESS_RULES, TERMINALS
+from extensions.guard.context import terminals_from_env
 from extensions.guard.meter import EgressRules
 from hub.policy import Quota
 from hub.spawner import SiteSpawner
@@ -48,6 +49,6 @@ def env_at(site: str, monkeypatch) -> dict[str, str]:
 )
 def test_the_gate_gets_the_rules_and_the_sites_terminal_mode(site, terminals, monkeypatch):
     env = env_at(site, monkeypatch)
-    assert EgressRules.from_env(env[EGRESS_RULES_ENV]) == EgressRules()
-    assert env[TERMINALS_ENV] == terminals
+    assert EgressRules.from_env(env[EGRESS_RULES]) == EgressRules()
+    assert env[TERMINALS] == terminals
     assert terminals_from_env(env) == terminals

@@ -176,7 +176,7 @@ def test_a_dataset_without_its_vcf_has_no_version_to_trust(copy, monkeypatch, ca
 
 
 def rewrite_cache(folder, **changes):
-    path = folder / summary.SUMMARY_NAME
+    path = folder / summary.SUMMARY
     with np.load(path) as npz:
         arrays = {k: npz[k] for k in npz.files}
     arrays.update(changes)
@@ -218,7 +218,7 @@ def test_changed_clinical_attributes_are_not_answered_from_the_cache(copy, monke
     ["garbage", "truncated", "empty", "a member damaged", "another format"],
 )
 def test_a_damaged_cache_is_ignored_with_a_log_line(copy, monkeypatch, caplog, damage):
-    path = copy / summary.SUMMARY_NAME
+    path = copy / summary.SUMMARY
     data = path.read_bytes()
     if damage == "garbage":
         path.write_bytes(b"not a cache" * 100)
@@ -241,7 +241,7 @@ def test_a_damaged_cache_is_ignored_with_a_log_line(copy, monkeypatch, caplog, d
 
 
 def test_no_cache_reads_the_genotypes(copy, monkeypatch):
-    (copy / summary.SUMMARY_NAME).unlink()
+    (copy / summary.SUMMARY).unlink()
     assert_read_past(copy, {"stratify_by": "age_band", "variants": "chr20"}, monkeypatch)
     assert len(ZarrCohort(copy, SITE.site_id, copy.name).variant_keys()) == 240
 
@@ -251,7 +251,7 @@ def test_no_cache_reads_the_genotypes(copy, monkeypatch):
 
 
 def test_ingest_wrote_the_cache_and_keeps_it(copy):
-    path = copy / summary.SUMMARY_NAME
+    path = copy / summary.SUMMARY
     assert summary.summary_is_current(copy)
     before = path.stat()
     time.sleep(0.01)
@@ -264,18 +264,18 @@ def test_ingest_wrote_the_cache_and_keeps_it(copy):
 
 
 def test_ingest_adds_the_cache_to_a_kept_dataset(copy):
-    path = copy / summary.SUMMARY_NAME
+    path = copy / summary.SUMMARY
     path.unlink()
     zarr_time = (copy / "genotypes.vcf.zarr").stat().st_mtime_ns
     result = ingest_dataset(copy, **QUIET)
     assert result.skipped and result.summary == str(path) and result.seconds["summary"] > 0
     assert (copy / "genotypes.vcf.zarr").stat().st_mtime_ns == zarr_time  # not rewritten
     assert summary.summary_is_current(copy)
-    assert not list(copy.glob(f".{summary.SUMMARY_NAME}*"))  # no temporary file left
+    assert not list(copy.glob(f".{summary.SUMMARY}*"))  # no temporary file left
 
 
 def test_no_cache_from_a_zarr_older_than_the_inputs(copy):
-    path = copy / summary.SUMMARY_NAME
+    path = copy / summary.SUMMARY
     path.unlink()
     stamp = time.time() + 10
     os.utime(copy / "phenotypes.tsv", (stamp, stamp))
@@ -284,9 +284,9 @@ def test_no_cache_from_a_zarr_older_than_the_inputs(copy):
 
 
 def test_summary_off(copy):
-    (copy / summary.SUMMARY_NAME).unlink()
+    (copy / summary.SUMMARY).unlink()
     assert ingest_dataset(copy, summary=False, **QUIET).summary is None
-    assert not (copy / summary.SUMMARY_NAME).exists()
+    assert not (copy / summary.SUMMARY).exists()
 
 
 # ---------------------------------------------------------------------------
@@ -357,7 +357,7 @@ def test_a_vcf_out_of_hails_order_is_answered_in_hails_order(tmp_path, hl, monke
     write_vcf(folder, records, people)
     result = ingest_dataset(folder, **QUIET)
     assert result.summary
-    with np.load(folder / summary.SUMMARY_NAME) as npz:
+    with np.load(folder / summary.SUMMARY) as npz:
         assert "hail_rows" in npz.files
     hail = HailCohort(folder, "nig", folder.name)
     assert hail.variant_keys()[:2] == ["chr3:7:C:A", "chr3:9:T:G"]

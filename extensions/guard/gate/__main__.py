@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ...contracts.environment import AUDIT_URL, EGRESS_RULES, TERMINALS
 from . import STATE_DIR, UPSTREAM_PORT
 
 log = logging.getLogger("visiting.gate")
@@ -69,8 +70,8 @@ def wait_for_upstream(upstream: str, timeout: float = 600) -> None:
 
 
 def build_gate(prefix: str, environ=os.environ):
-    from ..context import ServerContext
     from ...contracts.clock import clock_from_env
+    from ..context import ServerContext
     from ..events import EventShipper, EventSpool
     from ..meter import EgressMeter, EgressRules
     from ..recognise import Cohort, Recogniser
@@ -80,14 +81,14 @@ def build_gate(prefix: str, environ=os.environ):
     clock = clock_from_env(environ)
     state = Path(environ.get("VISITING_GATE_STATE", STATE_DIR))
     upstream = environ.get("VISITING_GATE_UPSTREAM", f"http://127.0.0.1:{UPSTREAM_PORT}")
-    rules = EgressRules.from_env(environ.get("VISITING_EGRESS_RULES"))
+    rules = EgressRules.from_env(environ.get(EGRESS_RULES))
     cohort = Cohort.from_data(
         environ.get("VISITING_DATA_ROOT", "/data"), list(context.datasets) or None
     )
     recogniser = Recogniser(cohort)
     meter = EgressMeter(rules, clock, state / "meter.json")
     spool = EventSpool(state / "spool")
-    url = environ.get("VISITING_AUDIT_URL")
+    url = environ.get(AUDIT_URL)
     shipper = EventShipper(spool, url, environ.get("JUPYTERHUB_API_TOKEN")) if url else None
     events = GateEvents(context, clock, spool, shipper)
     gate = Gate(
@@ -97,7 +98,7 @@ def build_gate(prefix: str, environ=os.environ):
         meter=meter,
         events=events,
         max_bytes=context.rules.max_bytes,
-        terminals=environ.get("VISITING_TERMINALS", "guarded"),
+        terminals=environ.get(TERMINALS, "guarded"),
         upstream=upstream,
     )
     return gate, shipper

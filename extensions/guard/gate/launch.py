@@ -26,6 +26,7 @@ import sys
 import time
 from urllib.parse import urlsplit, urlunsplit
 
+from ...contracts.environment import TERMINALS
 from . import GATE_GID, GATE_UID, SERVER_GID, SERVER_UID, UPSTREAM_PORT
 
 # what the gate process keeps of the environment (the server's token ships its events)
@@ -83,7 +84,7 @@ def main(argv: list[str]) -> int:
     fd = listener.fileno()
 
     command = argv or ["visiting-singleuser"]
-    terminals = os.environ.get("VISITING_TERMINALS", "guarded")
+    terminals = os.environ.get(TERMINALS, "guarded")
     server_env = dict(os.environ)
     server_env["JUPYTERHUB_SERVICE_URL"] = behind(service_url)
     server_env["VISITING_GATE"] = f"{port}"

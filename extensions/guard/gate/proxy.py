@@ -863,7 +863,7 @@ class GateEvents:
         self.shipper = shipper
 
     def emit(self, name: str, at=None, **data) -> None:
-        from ..events import SCHEMA_BASE
+        from ...contracts.events import guard_event
 
         record = {
             "event_id": uuid.uuid4().hex,
@@ -871,7 +871,7 @@ class GateEvents:
             "site": self.context.site,
             "approval_id": self.context.approval_id,
             "time": (at or self.clock.now()).isoformat(),
-            "schema": SCHEMA_BASE + name,
+            "schema": guard_event(name),
             "version": 1,
             "data": {k: v for k, v in data.items() if v is not None},
         }
