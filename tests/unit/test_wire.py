@@ -26,7 +26,6 @@ from extensions.analysis.tasks import regression as rg
 from extensions.analysis.tasks.allele_frequencies import AlleleFrequencies
 from extensions.analysis.tasks.base import (
     DisclosureRules,
-    SiteCohort,
     SiteHalf,
     Suppression,
     TaskError,
@@ -35,38 +34,10 @@ from extensions.analysis.tasks.base import (
 from extensions.analysis.tasks.cohort_counts import CohortCounts
 from extensions.analysis.tasks.gwas_linear import GwasLinear
 from extensions.analysis.tasks.gwas_logistic import GwasLogistic
+from tests.unit.test_tasks_gwas import ArrayCohort
 
 RULES = DisclosureRules(min_cell_count=5, min_minor_allele_count=5)
 AGE_BANDS = ["20-29", "30-39", "40-49", "50-59", "60-69", "70-79"]
-
-
-class MemoryCohort(SiteCohort):
-    """A site's cohort in memory: people with the clinical attributes, and their dosages."""
-
-    engine = "dask"
-
-    def __init__(self, site: str, samples: pd.DataFrame, dosage: np.ndarray, keys: list[str]):
-        self.site = site
-        self.dataset = f"JGAD-{site}"
-        self._samples = samples
-        self.dosage = dosage
-        self.keys = keys
-
-    @property
-    def samples(self):
-        return self._samples
-
-    def variant_keys(self):
-        return list(self.keys)
-
-    def dosage_blocks(self, block=None, columns=None, rows=None):
-        d = self.dosage
-        if columns is not None:
-            d = d[:, np.asarray(columns)]
-        if rows is not None:
-            d = d[np.asarray(rows, dtype=np.int64)]
-        for lo in range(0, d.shape[0], 16):
-            yield slice(lo, min(lo + 16, d.shape[0])), d[lo : lo + 16].copy()
 
 
 def make_cohorts(seed=3, sizes=(120, 90, 150), variants=80):
@@ -96,7 +67,7 @@ def make_cohorts(seed=3, sizes=(120, 90, 150), variants=80):
             },
             index=pd.Index([f"P{s}-{i:04d}" for i in range(n)], name="sample_id"),
         )
-        out.append(MemoryCohort(f"site{s}", samples, G, keys))
+        out.append(ArrayCohort(f"site{s}", samples, G, keys))
     return out
 
 
