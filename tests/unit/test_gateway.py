@@ -167,45 +167,15 @@ def test_a_refusal_is_one_line_with_the_gateways_words(
 def test_a_researchers_client_reads_a_failure_as_the_sites_failure(tmp_path):
     """The federation client (requests, in the researcher's kernel) says the site failed, and
     passes on the gateway's words with the error id to quote."""
-    from extensions.analysis.client import Federation, FederationError, SiteGateway
+    from extensions.analysis.client import FederationError
 
-    port, loop, ready = free_port(), asyncio.new_event_loop(), threading.Event()
-    parts = {}
-
-    async def start():
-        parts["gateway"] = gateway_over(broken_site(tmp_path), ResearchersGateway)
-        app = make_app(parts["gateway"], f"/services/gateway-{SITE}/")
-        parts["server"] = app.listen(port, address="127.0.0.1")
-        ready.set()
-
-    def serve():
-        loop.run_until_complete(start())
-        loop.run_forever()
-
-    def stop():
-        parts["server"].stop()
-        loop.stop()
-
-    thread = threading.Thread(target=serve, name="gateway", daemon=True)
-    thread.start()
-    try:
-        assert ready.wait(30)
-        fed = Federation("http://127.0.0.1:1/", "http://127.0.0.1:1/hub/api", "t")
-        fed.gateways[SITE] = SiteGateway(
-            SITE,
-            f"http://127.0.0.1:{port}/services/gateway-{SITE}/",
-            [{"dataset": DATASET, "engines": ["dask"]}],
-        )
+    with serving(gateway_over(broken_site(tmp_path), ResearchersGateway)) as url:
+        fed = federation_at(url)
         with pytest.raises(FederationError) as e:
             fed._ask(SITE, "cohort_counts", {}, None, "dask", 60)
         assert e.value.status == 500 and e.value.site == SITE
         assert str(e.value).startswith(f"site {SITE} failed (500): the task cohort_counts failed")
         assert "in the gateway's log" in str(e.value)
-    finally:
-        loop.call_soon_threadsafe(stop)
-        thread.join(30)
-        parts["gateway"].pool.shutdown(wait=True)
-        loop.close()
 
 
 # ---------------------------------------------------------------------------
