@@ -86,7 +86,9 @@ from ._base import follow_the_hub, health_route
 
 log = logging.getLogger("visiting.gateway")
 
-MAX_BODY = 1024 * 1024
+#: a request's largest body: the later rounds of a logistic GWAS carry the fit of every variant
+#: in `state` (about 40 bytes a variant per parameter, several MB at 100,000 variants)
+MAX_BODY = 64 * 1024 * 1024
 
 #: what a trusted hub service (the catalogue) may ask: counts of people, nothing else
 SERVICE_TASKS = ("cohort_counts",)

@@ -222,6 +222,22 @@ async def exchange(root, asks, kind=ResearchersGateway):
         gateway.pool.shutdown(wait=True)
 
 
+def test_a_logistic_rounds_state_fits_and_a_larger_body_is_refused(site_data):
+    """The state a logistic GWAS sends back in its later rounds grows with the variants (a
+    100,000-variant fit is several MB); the body limit is named when a request passes it."""
+    from hub.services.gateway import MAX_BODY
+
+    state = {"phase": "newton", "fit": "A" * (8 * 1024 * 1024)}
+    big = {"params": {}, "state": state}
+    huge = {"params": {}, "pad": "A" * MAX_BODY}
+    fits, too_large = run_async(
+        exchange(site_data, [("gwas_logistic", big, {}), ("gwas_logistic", huge, {})])
+    )
+    assert fits.code == 400 and "larger than" not in fits.body.decode(), fits.body[:300]
+    assert too_large.code == 413
+    assert f"larger than {MAX_BODY} bytes" in json.loads(too_large.body)["message"]
+
+
 def audit_events(caplog) -> list[dict]:
     """The federation.query events the gateway recorded (no intake here: they are logged)."""
     prefix = "audit (no intake configured): "
