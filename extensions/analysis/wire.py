@@ -27,8 +27,8 @@ The header holds what `SiteHalf.to_json` holds apart from the arrays and keys:
 `variants.offset` is null when the keys were left out: the reader must hold the
 list of that digest. Arrays are numbers only (bool, int, uint, float) and
 withheld values are NaN, as in the half. A float array whose every value a
-narrower float holds exactly (counts are whole numbers: float32 holds them up
-to 2**24, float16 up to 2048; NaN in both) travels as that float, named by
+float32 holds exactly (counts are whole numbers, held exactly up to 2**24; NaN
+too) travels as float32, named by
 `stored`, and is read back as `dtype` with the very same values. A reader
 refuses anything else with
 a `WireError` naming what is wrong: another magic or version, a truncated
@@ -66,7 +66,9 @@ PREFIX = struct.Struct("<7sBI")
 #: numpy dtype kinds an array may have: bool, signed and unsigned integers, floats
 NUMERIC_KINDS = "biuf"
 #: what a wider float array travels as when every value of it fits (widest first)
-NARROW_FLOATS = (np.dtype("<f4"), np.dtype("<f2"))
+#: float32 only: float16 would hold counts up to 2048 only, so a site's answer would grow when its
+#: people passed that; in float32 it stays the same size from a few people to 16 million
+NARROW_FLOATS = (np.dtype("<f4"),)
 DIGEST_RE = re.compile(r"^[0-9a-f]{32}$")
 #: a half carrying fewer bytes than this (aggregates, and about 16 a variant key) goes as JSON
 SMALL_ANSWER = 4096
@@ -199,16 +201,16 @@ def encode_half(half: SiteHalf, omit_variants: bool = False, digest: str | None 
 
 
 def _narrowest(a: np.ndarray) -> np.ndarray:
-    """`a`, or `a` as the narrowest float (16 or 32 bits) that holds every value of it exactly.
+    """`a`, or `a` as float32 when that holds every value of it exactly.
 
     Counts (AC, AN, people) are whole numbers held as float64, NaN where
-    withheld: float32 holds them exactly up to 2**24, float16 up to 2048.
+    withheld: float32 holds them exactly up to 2**24.
     """
     if a.dtype.kind != "f" or a.dtype.itemsize <= 4 or not a.size:
         return a
     with np.errstate(over="ignore", invalid="ignore"):
         narrow = a
-        for dtype in NARROW_FLOATS:  # widest first: what float32 cannot hold, float16 cannot
+        for dtype in NARROW_FLOATS:  # widest first: what one cannot hold, a narrower cannot
             candidate = a.astype(dtype)
             if not np.array_equal(candidate.astype(a.dtype), a, equal_nan=True):
                 break

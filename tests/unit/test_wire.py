@@ -200,15 +200,17 @@ def test_binary_is_smaller_than_json(kind):
     assert without <= with_keys < as_json
 
 
-def test_whole_numbers_travel_as_narrower_floats_and_come_back_as_they_were():
+def test_whole_numbers_travel_as_float32_and_come_back_as_they_were():
     counts = np.array([0.0, 17.0, np.nan, 2048.0])
     big = np.array([0.0, 2049.0, np.nan, 2.0**24])
+    huge = np.array([0.0, 2.0**24 + 1])
     fractions = np.array([0.5, 0.1, np.nan])
     arrays = {"counts": counts, "big": big, "fractions": fractions, "f4": np.float32([0.1])}
+    arrays["huge"] = huge
     data = wire.encode_half(SiteHalf("nig", "D", "dask", arrays=arrays))
     header, _ = parts(data)
     stored = {a["name"]: a.get("stored") for a in header["arrays"]}
-    assert stored == {"counts": "<f2", "big": "<f4", "fractions": None, "f4": None}
+    assert stored == {"counts": "<f4", "big": "<f4", "fractions": None, "f4": None, "huge": None}
     got = wire.decode_half(data)
     for name, a in arrays.items():
         assert got.arrays[name].dtype == a.dtype
@@ -660,3 +662,16 @@ def test_take_rows_of_every_row_in_order_is_a_copy():
     assert got is not a and not np.shares_memory(got, a)
     np.testing.assert_array_equal(rg.take_rows(a, np.array([1, -1])), [[3.0, 4.0], [np.nan] * 2])
     np.testing.assert_array_equal(rg.take_rows(a, np.array([1, 0])), a[::-1])
+
+
+def test_an_answer_is_as_large_for_twice_the_people():
+    """Counts of 1,000 people and of 2,000 travel in the same bytes (float16 would hold only
+    the first), so what leaves a site does not grow with its people."""
+    rng = np.random.default_rng(7)
+    sizes = []
+    for n in (1000, 2000):
+        an = np.full(5000, 2.0 * n)
+        ac = rng.integers(0, n, 5000).astype(float)
+        half = SiteHalf("nig", "D", "dask", arrays={"ac": ac, "an": an}, variants=[])
+        sizes.append(len(wire.encode_half(half)))
+    assert sizes[0] == sizes[1]
