@@ -422,13 +422,39 @@ def score_fisher(
 # running a kernel over a site's calls
 
 
+#: whole numbers up to this travel from a worker as int32 (counts of people and alleles)
+COMPACT_MAX = 2**31 - 1
+
+
+def _compact(sums: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The sums a worker sends back: float64 arrays of whole numbers (counts) as int32, exact
+    and half the bytes; `_widen` turns them back into float64 where they arrive."""
+    out = {}
+    for k, a in sums.items():
+        if (
+            a.dtype == np.float64
+            and a.size
+            and np.isfinite(a).all()
+            and np.abs(a).max() <= COMPACT_MAX
+            and np.array_equal(a, np.rint(a))
+        ):
+            a = a.astype(np.int32)
+        out[k] = a
+    return out
+
+
+def _widen(sums: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {k: a.astype(np.float64) if a.dtype == np.int32 else a for k, a in sums.items()}
+
+
 def _chunk_sums(kernel: Kernel, calls, rows, people, row_args) -> dict[str, np.ndarray]:
     columns, *column_args = people
-    return kernel(genotype_codes(calls, rows, columns), *column_args, *row_args)
+    return _compact(kernel(genotype_codes(calls, rows, columns), *column_args, *row_args))
 
 
 def _add(*parts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return {k: sum(p[k] for p in parts) for k in parts[0]}
+    parts = [_widen(p) for p in parts]
+    return _compact({k: sum(p[k] for p in parts) for k in parts[0]})
 
 
 def _positions(index, n: int) -> np.ndarray:
@@ -499,7 +525,7 @@ def reduce_chunks(
         codes = np.zeros((rows.size, 0), dtype=np.uint8)
         found = kernel(codes, *(a[:0] for a in column_args), *row_args)
     else:
-        done = dask.compute(*totals)
+        done = [_widen(d) for d in dask.compute(*totals)]
         found = {k: np.concatenate([d[k] for d in done]) for k in done[0]}
     if (order == np.arange(order.size)).all():
         return found

@@ -346,3 +346,24 @@ def test_what_a_task_returns_grows_with_variants_not_people():
         got = kernels.reduce_chunks(calls, kernels.linear_sums, None, None, (data.y, data.Z))
         sizes[n] = sum(a.nbytes for a in got.values())
     assert sizes[40] == sizes[400] == 30 * 8 * (5 + 2 * 2)
+
+
+def test_counts_leave_a_worker_as_int32_and_arrive_as_the_same_float64():
+    """What a chunk's task returns is compacted (whole numbers as int32, half the bytes) and
+    widened again where it arrives: the sums are the very same; fractions stay float64."""
+    sums = {
+        "ac": np.array([0.0, 3.0, 4000.0]),
+        "sum_xy": np.array([0.5, 1.25, -2.0]),
+        "huge": np.array([0.0, 2.0**40]),
+        "empty": np.zeros(0),
+    }
+    packed = kernels._compact(sums)
+    assert packed["ac"].dtype == np.int32 and packed["ac"].nbytes == sums["ac"].nbytes // 2
+    assert [packed[k].dtype for k in ("sum_xy", "huge", "empty")] == [np.float64] * 3
+    back = kernels._widen(packed)
+    for k, a in sums.items():
+        assert back[k].dtype == np.float64
+        np.testing.assert_array_equal(back[k], a)
+    added = kernels._widen(kernels._add(packed, packed))
+    np.testing.assert_array_equal(added["ac"], 2 * sums["ac"])
+    np.testing.assert_array_equal(added["sum_xy"], 2 * sums["sum_xy"])
