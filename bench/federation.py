@@ -489,24 +489,25 @@ def print_bytes(results: list[dict]) -> None:
     heads = [Sizes(**r["sizes"]) for r in results]
     print("\n### Bytes leaving each site and each worker\n")
     print(
-        "Site: the gateway's answers' bodies on the wire (all rounds), min..max over the sites. "
-        "Worker: the results the site's worker sent its gateway (bench/worker_bytes.py), "
-        "max over the sites; 0 where the answer came from the summary cache.\n"
+        "Site: the gateway's answers' bodies on the wire (all rounds), min..max over the sites "
+        "(the first site's answer also carries the variant keys, which the client then holds). "
+        "Worker: the results the site's workers sent its gateway (bench/worker_bytes.py), max "
+        "over the sites. Into the site: the client's requests (parameters; for the logistic "
+        "fit, each round's state), max over the sites.\n"
     )
     cols = [f"{h.samples:,} x {h.variants:,}" for h in heads]
-    print(
-        "| task | "
-        + " | ".join(f"site, {c}" for c in cols)
-        + " | "
-        + " | ".join(f"worker, {c}" for c in cols)
-        + " |"
-    )
-    print("| --- | " + " | ".join("---:" for _ in range(2 * len(heads))) + " |")
+    groups = ("site", "worker", "into the site")
+    print("| task | " + " | ".join(f"{g}, {c}" for g in groups for c in cols) + " |")
+    print("| --- | " + " | ".join("---:" for _ in range(len(groups) * len(heads))) + " |")
     for task in answered(results):
         fs = [r["tasks"][task] for r in results]
         site = [span(f["site_bytes"].values()) for f in fs]
         worker = [f"{max(w['get_data_bytes'] for w in f['worker_bytes'].values()):,}" for f in fs]
-        print(f"| {task} | " + " | ".join(site + worker) + " |")
+        # figures kept before requests were counted have none
+        into = [
+            f"{max(f['request_bytes'].values()):,}" if f.get("request_bytes") else "" for f in fs
+        ]
+        print(f"| {task} | " + " | ".join(site + worker + into) + " |")
     for a, b in doubling_pairs(results):
         print()
         for task in answered([a, b]):
