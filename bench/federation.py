@@ -179,45 +179,84 @@ def run_federated(root: Path, manifest: dict, work: Path, repeat: int) -> tuple[
     return {"tasks": figures, "memory": memory, "audit_events": events}, results
 
 
-def run_numpy(pooled: Path, repeat: int) -> dict[str, tuple[float, object]]:
+class Progress:
+    """A size's figures so far, written to `dest` after every measurement (atomically), so a
+    run stopped half-way keeps what it measured; what it did not reach is "not run"."""
+
+    NOT_REACHED = "not reached: the run was stopped before it"
+
+    def __init__(self, sizes: Sizes, dest: Path):
+        self.dest = dest
+        self.t0 = time.perf_counter()
+        self.answers: dict[str, dict] = {r: {} for r in REFERENCES}
+        self.out: dict = {
+            "sizes": sizes.__dict__,
+            "load_start": os.getloadavg()[0],
+            "complete": False,
+            "tasks": {},
+            "memory": {},
+            "references": {r: {} for r in REFERENCES},
+            "not_run": {r: dict.fromkeys(TASKS, self.NOT_REACHED) for r in REFERENCES},
+            "exact": {},
+        }
+
+    def reference(self, ref: str, task: str, seconds=None, answer=None, reason=None) -> None:
+        """A reference's seconds (and answer, for exactness), or why it did not run."""
+        if reason is None:
+            self.out["references"][ref][task] = seconds
+            self.out["not_run"][ref].pop(task, None)
+            self.answers[ref][task] = answer
+            say(f"{ref} {task}: {seconds:.2f} s")
+        else:
+            self.out["not_run"][ref][task] = reason
+            say(f"{ref} {task}: not run ({reason})")
+        self.save()
+
+    def save(self) -> None:
+        self.out["load_end"] = os.getloadavg()[0]
+        self.out["run_s"] = time.perf_counter() - self.t0
+        tmp = self.dest.with_name(self.dest.name + ".tmp")
+        tmp.write_text(json.dumps(self.out))
+        tmp.replace(self.dest)
+
+
+def run_numpy(pooled: Path, repeat: int, progress: Progress) -> None:
     import dask
 
     from bench import federation_refs as refs
 
-    out = {}
     with dask.config.set(scheduler="threads", num_workers=2):
         refs.numpy_allele_frequencies(pooled, WHERE)  # untimed: imports, first code paths
         for task in TASKS:
             fn = refs.NUMPY[task] or (lambda p: refs.numpy_allele_frequencies(p, WHERE))
-            out[task] = timed(lambda f=fn: f(pooled), repeat)
-            say(f"numpy_pooled {task}: {out[task][0]:.2f} s")
-    return out
+            seconds, answer = timed(lambda f=fn: f(pooled), repeat)
+            progress.reference("numpy_pooled", task, seconds, answer)
+    progress.out["memory"]["numpy_pooled"] = self_peak()
 
 
-def run_plink(pooled: Path, repeat: int, timeout: float, peaks: dict):
+def run_plink(pooled: Path, repeat: int, timeout: float, progress: Progress) -> None:
     from bench import federation_refs as refs
 
-    out, not_run = {}, {}
+    peaks: dict[str, int] = {}
     for task in TASKS:
         try:
             best, answer = float("inf"), None
             for _ in range(repeat):
                 seconds, answer = refs.plink(pooled, task, WHERE, peaks, timeout)
                 best = min(best, seconds)
-            out[task] = (best, answer)
-            say(f"plink2 {task}: {best:.2f} s")
         except Timeout as e:
-            not_run[task] = str(e)
-            say(f"plink2 {task}: not run ({e})")
-    return out, not_run
+            progress.reference("plink2", task, reason=str(e))
+            continue
+        progress.out["memory"]["plink2"] = peaks.get("plink2", 0)
+        progress.reference("plink2", task, best, answer)
 
 
-def run_hail(sizes: Sizes, work: Path, repeat: int, timeout: float, skip: dict):
+def run_hail(sizes: Sizes, work: Path, repeat: int, timeout: float, skip: dict, progress) -> None:
     """Each Hail reference in a process of its own (a JVM each; its start is not timed)."""
-    out, not_run, extra = {}, {}, {"jvm_start_s": [], "jvm_peak": 0, "python_peak": 0}
+    hail = progress.out["hail"] = {"jvm_start_s": [], "jvm_peak": 0, "python_peak": 0}
     for task in TASKS:
         if task in skip:
-            not_run[task] = skip[task]
+            progress.reference("hail", task, reason=skip[task])
             continue
         dest = work / f"hail-{task}.pkl"
         args = ["--worker", "hail", "--task", task, "--out", str(dest)]
@@ -226,17 +265,15 @@ def run_hail(sizes: Sizes, work: Path, repeat: int, timeout: float, skip: dict):
         try:
             in_worker(SCRIPT, args, f"Hail {task}", timeout=timeout)
         except Timeout as e:
-            not_run[task] = str(e)
-            say(f"hail {task}: not run ({e})")
+            progress.reference("hail", task, reason=str(e))
             continue
         got = pickle.loads(dest.read_bytes())
         dest.unlink()
-        out[task] = (got["seconds"], got["answer"])
-        extra["jvm_start_s"].append(got["jvm_start_s"])
-        extra["jvm_peak"] = max(extra["jvm_peak"], got["jvm_peak"])
-        extra["python_peak"] = max(extra["python_peak"], got["python_peak"])
-        say(f"hail {task}: {got['seconds']:.2f} s")
-    return out, not_run, extra
+        hail["jvm_start_s"].append(got["jvm_start_s"])
+        hail["jvm_peak"] = max(hail["jvm_peak"], got["jvm_peak"])
+        hail["python_peak"] = max(hail["python_peak"], got["python_peak"])
+        progress.out["memory"]["hail_jvm"] = hail["jvm_peak"]
+        progress.reference("hail", task, got["seconds"], got["answer"])
 
 
 def hail_worker(sizes: Sizes, task: str, repeat: int, dest: Path) -> None:
@@ -258,52 +295,37 @@ def hail_worker(sizes: Sizes, task: str, repeat: int, dest: Path) -> None:
         hl.stop()
 
 
-def bench_size(sizes: Sizes, args) -> dict:
-    """One size: federated, then the references, then exactness (see the module doc)."""
+def bench_size(sizes: Sizes, args, dest: Path) -> None:
+    """One size into `dest`: federated, then the references, then exactness (see the module
+    doc); `dest` holds the figures so far after every step (`Progress`)."""
     root = cache_root() / sizes.name
     manifest = json.loads((root / "manifest.json").read_text())
     pooled = root / "pooled"
-    out: dict = {"sizes": sizes.__dict__, "load_start": os.getloadavg()[0]}
+    progress = Progress(sizes, dest)
+    out = progress.out
+    for (ref, task), reason in args.no_ref.items():
+        out["not_run"][ref][task] = reason
+    for ref in REFERENCES:
+        if ref not in args.references:
+            out["not_run"][ref] = dict.fromkeys(TASKS, "not asked for (--references)")
     skip = {task: reason for (ref, task), reason in args.no_ref.items() if ref == "hail"}
     work = Path(tempfile.mkdtemp(prefix="visiting-bench-federation-"))
     try:
-        t0 = time.perf_counter()
         federated, results = run_federated(root, manifest, work, args.repeat)
-        out.update(federated)
-        refs: dict[str, dict] = {r: {} for r in REFERENCES}
-        not_run: dict[str, dict] = {r: {} for r in REFERENCES}
-        peaks: dict[str, int] = {}
+        out.update(tasks=federated["tasks"], audit_events=federated["audit_events"])
+        out["memory"].update(federated["memory"])
+        progress.save()
         if "numpy_pooled" in args.references:
-            refs["numpy_pooled"] = run_numpy(pooled, args.repeat)
-            out["memory"]["numpy_pooled"] = self_peak()
+            run_numpy(pooled, args.repeat, progress)
         if "plink2" in args.references:
-            refs["plink2"], not_run["plink2"] = run_plink(
-                pooled, args.repeat, args.ref_timeout, peaks
-            )
-            out["memory"]["plink2"] = peaks.get("plink2", 0)
+            run_plink(pooled, args.repeat, args.ref_timeout, progress)
         if "hail" in args.references:
-            refs["hail"], not_run["hail"], hail = run_hail(
-                sizes, work, args.repeat, args.ref_timeout, skip
-            )
-            out["hail"] = hail
-            out["memory"]["hail_jvm"] = hail["jvm_peak"]
-        for (ref, task), reason in args.no_ref.items():
-            if task not in refs.get(ref, {}):
-                not_run[ref][task] = reason
-        for ref in REFERENCES:
-            if ref not in args.references:
-                for task in TASKS:
-                    not_run[ref][task] = "not asked for (--references)"
-        out["references"] = {r: {t: s for t, (s, _) in v.items()} for r, v in refs.items()}
-        out["not_run"] = not_run
-        out["exact"] = exactness(
-            results, {r: {t: a for t, (_, a) in v.items()} for r, v in refs.items()}
-        )
-        out["run_s"] = time.perf_counter() - t0
+            run_hail(sizes, work, args.repeat, args.ref_timeout, skip, progress)
+        out["exact"] = exactness(results, progress.answers)
+        out["complete"] = True
+        progress.save()
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    out["load_end"] = os.getloadavg()[0]
-    return out
 
 
 def exactness(results: dict, answers: dict) -> dict:
@@ -336,7 +358,7 @@ def json_document(results: list[dict], gens: list[dict], started: float) -> dict
     for r, g in zip(results, gens, strict=True):
         tasks = {}
         for task in TASKS:
-            f = r["tasks"][task]
+            f = figures_of(r, task)
             if "error" in f:
                 tasks[task] = {
                     "federated_s": None,
@@ -365,7 +387,8 @@ def json_document(results: list[dict], gens: list[dict], started: float) -> dict
                 **r["sizes"],
                 "tasks": tasks,
                 "memory": memory_figures(r),
-                "exact": r["exact"],
+                "exact": r.get("exact", {}),
+                "complete": r.get("complete", True),
                 "generation_s": sum(g["seconds"].values()),
             }
         )
@@ -379,7 +402,7 @@ def json_document(results: list[dict], gens: list[dict], started: float) -> dict
 
 def memory_figures(r: dict) -> dict:
     """Peaks in bytes: each site's worker, the sites' processes together, the rest."""
-    sites = r["memory"]["sites"]
+    sites = r["memory"].get("sites", {})
     workers = {s: p.get("worker", 0) for s, p in sites.items()}
     parts = ("scheduler", "nanny", "workers", "gateway")
     total = sum(p.get(k, 0) for p in sites.values() for k in parts)
@@ -387,8 +410,8 @@ def memory_figures(r: dict) -> dict:
         "worker_max": max(workers.values(), default=0),
         "workers": workers,
         "sites_total": total,
-        "client": r["memory"]["client"],
-        "demo_total": total + r["memory"]["client"],
+        "client": r["memory"].get("client", 0),
+        "demo_total": total + r["memory"].get("client", 0),
         "numpy_pooled": r["memory"].get("numpy_pooled"),
         "plink2": r["memory"].get("plink2"),
         "hail_jvm": r["memory"].get("hail_jvm"),
@@ -436,6 +459,8 @@ def span(values) -> str:
 def print_times(r: dict, g: dict) -> None:
     sizes = Sizes(**r["sizes"])
     print(f"\n### {sizes.label} (sites x people a site x variants)\n")
+    if not r.get("complete", True):
+        print("The run was stopped before its end: what it did not reach is not run.\n")
     print(
         "Seconds; federated = the five sites' answers at the client, asked one after another, "
         "plus combine; a ratio is federated / reference (below 1: federated is faster).\n"
@@ -446,29 +471,36 @@ def print_times(r: dict, g: dict) -> None:
     )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for task in TASKS:
-        f = r["tasks"][task]
+        f = figures_of(r, task)
         cells = []
         for ref in REFERENCES:
             s = r["references"].get(ref, {}).get(task)
             cells += [fmt_s(s), fmt_ratio(f.get("federated_s"), s)]
         if "error" in f:
-            first = "failed (below) | | "
+            first = (
+                "not reached | | " if f["error"] == Progress.NOT_REACHED else "failed (below) | | "
+            )
         else:
             first = f"{fmt_s(f['federated_s'])} | {fmt_s(f['slowest_site_plus_combine_s'])} | "
         print(f"| {task} | {first}" + " | ".join(cells) + " |")
-    done = [t for t in TASKS if "error" not in r["tasks"][t]]
-    print("\nPer site (seconds at the client, all rounds), combine, rounds:\n")
-    sites = list(r["tasks"][done[0]]["site_s"]) if done else []
-    print("| task | " + " | ".join(sites) + " | combine | rounds |")
-    print("| --- | " + " | ".join("---:" for _ in sites) + " | ---: | ---: |")
-    for task in done:
-        f = r["tasks"][task]
-        print(
-            f"| {task} | "
-            + " | ".join(fmt_s(f["site_s"][s]) for s in sites)
-            + f" | {fmt_s(f['combine_s'])} | {f['rounds']} |"
-        )
-    notes = [f"federated {t} failed: {r['tasks'][t]['error']}" for t in TASKS if t not in done]
+    done = [t for t in TASKS if "error" not in figures_of(r, t)]
+    if done:
+        print("\nPer site (seconds at the client, all rounds), combine, rounds:\n")
+        sites = list(figures_of(r, done[0])["site_s"]) if done else []
+        print("| task | " + " | ".join(sites) + " | combine | rounds |")
+        print("| --- | " + " | ".join("---:" for _ in sites) + " | ---: | ---: |")
+        for task in done:
+            f = figures_of(r, task)
+            print(
+                f"| {task} | "
+                + " | ".join(fmt_s(f["site_s"][s]) for s in sites)
+                + f" | {fmt_s(f['combine_s'])} | {f['rounds']} |"
+            )
+    notes = [
+        f"federated {t} failed: {figures_of(r, t)['error']}"
+        for t in TASKS
+        if t not in done and figures_of(r, t)["error"] != Progress.NOT_REACHED
+    ]
     for ref in REFERENCES:
         reasons: dict[str, list[str]] = {}
         for task, reason in r["not_run"].get(ref, {}).items():
@@ -500,7 +532,7 @@ def print_bytes(results: list[dict]) -> None:
     print("| task | " + " | ".join(f"{g}, {c}" for g in groups for c in cols) + " |")
     print("| --- | " + " | ".join("---:" for _ in range(len(groups) * len(heads))) + " |")
     for task in answered(results):
-        fs = [r["tasks"][task] for r in results]
+        fs = [figures_of(r, task) for r in results]
         site = [span(f["site_bytes"].values()) for f in fs]
         worker = [f"{max(w['get_data_bytes'] for w in f['worker_bytes'].values()):,}" for f in fs]
         # figures kept before requests were counted have none
@@ -511,7 +543,7 @@ def print_bytes(results: list[dict]) -> None:
     for a, b in doubling_pairs(results):
         print()
         for task in answered([a, b]):
-            x, y = (sum(r["tasks"][task]["site_bytes"].values()) for r in (a, b))
+            x, y = (sum(figures_of(r, task)["site_bytes"].values()) for r in (a, b))
             print(
                 f"- {task}, all sites: {fmt_bytes(x)} at {a['sizes']['samples']:,} a site, "
                 f"{fmt_bytes(y)} at {b['sizes']['samples']:,} (x{y / x:.4f} for "
@@ -519,9 +551,14 @@ def print_bytes(results: list[dict]) -> None:
             )
 
 
+def figures_of(r: dict, task: str) -> dict:
+    """A size's federated figures of `task`; {"error": ...} when it failed or was not reached."""
+    return r["tasks"].get(task, {"error": Progress.NOT_REACHED})
+
+
 def answered(results: list[dict]) -> list[str]:
     """The tasks the federation answered at every one of these sizes."""
-    return [t for t in TASKS if all("error" not in r["tasks"][t] for r in results)]
+    return [t for t in TASKS if all("error" not in figures_of(r, t) for r in results)]
 
 
 def doubling_pairs(results: list[dict]) -> list[tuple[dict, dict]]:
@@ -569,7 +606,7 @@ def print_exact(r: dict) -> None:
         "| converged, exploded identical |"
     )
     print("| --- | --- | ---: | ---: | --- | ---: | ---: | ---: | --- |")
-    for key, e in r["exact"].items():
+    for key, e in r.get("exact", {}).items():
         task, ref = key.split("/")
         same = e.get("AC_AN_identical", e.get("AN_identical"))
         flags = e.get("flags_identical")
@@ -591,7 +628,7 @@ def targets(results: list[dict]) -> list[tuple[str, str, str, bool | None]]:
 
     def ratio(r, task, ref, inverse=False):
         s = r["references"].get(ref, {}).get(task)
-        f = r["tasks"][task].get("federated_s")
+        f = figures_of(r, task).get("federated_s")
         if s is None or f is None:
             return None
         return s / f if inverse else f / s
@@ -615,17 +652,17 @@ def targets(results: list[dict]) -> list[tuple[str, str, str, bool | None]]:
                 rows.append((name, label, f"{value:.2f}x", value < bound))
             else:
                 rows.append((name, label, f"{value:.2f}x", value <= bound))
-        e = r["exact"].get("gwas_linear/hail")
+        e = r.get("exact", {}).get("gwas_linear/hail")
         if e:
             worst = max(e["beta"], e["standard_error"], e["p_value"])
             rows.append(
                 ("gwas_linear exact to 1e-6 relative (Hail)", label, f"{worst:.1e}", worst <= 1e-6)
             )
-        e = r["exact"].get("gwas_logistic/hail")
+        e = r.get("exact", {}).get("gwas_logistic/hail")
         if e:
             rows.append(("gwas_logistic same convergence flags (Hail)", label, "identical" if e["flags_identical"] else "differ", e["flags_identical"]))  # fmt: skip
         for task in answered([r]):
-            f = r["tasks"][task]
+            f = figures_of(r, task)
             over = [
                 s for s, w in f["worker_bytes"].items() if w["get_data_bytes"] > f["site_bytes"][s]
             ]
@@ -638,7 +675,7 @@ def targets(results: list[dict]) -> list[tuple[str, str, str, bool | None]]:
             rows.append(("a site's worker peak <= 1 GiB", label, fmt_bytes(m), m <= GIB))
     for a, b in doubling_pairs(results):
         for task in answered([a, b]):
-            x, y = (sum(r["tasks"][task]["site_bytes"].values()) for r in (a, b))
+            x, y = (sum(figures_of(r, task)["site_bytes"].values()) for r in (a, b))
             pair = f"{Sizes(**a['sizes']).label} -> {Sizes(**b['sizes']).label}"
             rows.append((f"{task}: bytes leaving the sites when people double <= 1.05", pair, f"x{y / x:.4f}", y / x <= 1.05))  # fmt: skip
     return rows
@@ -754,7 +791,7 @@ def worker_main(args) -> int:
         elif args.worker == "hail":
             hail_worker(sizes, args.task, args.repeat, Path(args.out))
         else:
-            Path(args.out).write_text(json.dumps(bench_size(sizes, args)))
+            bench_size(sizes, args, Path(args.out))
     except KeyboardInterrupt:
         return 130
     return 0
@@ -836,25 +873,30 @@ def main(argv=None) -> int:
             gens.append(json.loads(manifest.read_text()))
             out = tmp / f"{sizes.name}.json"
             say(f"{sizes.label}: running")
-            in_worker(
-                SCRIPT,
-                ["--worker", "run", *size, *pass_on(args), "--out", str(out)],
-                f"benchmark at {sizes.label}",
-            )
-            results.append(json.loads(out.read_text()))
-            kept = keep_result(out, sizes)
-            say(f"{sizes.label}: figures kept in {kept} (--from-results prints them again)")
+            try:
+                in_worker(
+                    SCRIPT,
+                    ["--worker", "run", *size, *pass_on(args), "--out", str(out)],
+                    f"benchmark at {sizes.label}",
+                )
+            finally:
+                if out.exists():  # what was measured, also when the run was stopped
+                    results.append(json.loads(out.read_text()))
+                    kept = keep_result(out, sizes)
+                    say(f"{sizes.label}: figures kept in {kept} (--from-results prints them)")
     except BenchError as e:
         print(f"federation benchmark failed: {e}", file=sys.stderr)
-        return 1
+        status = 1
     except KeyboardInterrupt:
         print("interrupted; everything started was stopped", file=sys.stderr)
-        return 130
+        status = 130
+    else:
+        status = 0
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-    report(results, gens, started, args.json)
-    return 0
+    if results:
+        report(results, gens[: len(results)], started, args.json)
+    return status
 
 
 if __name__ == "__main__":

@@ -205,7 +205,18 @@ class SizeWorker:
 
     def stop(self) -> None:
         """SIGTERM to the worker alone (it stops its services and tools itself), then
-        whatever of its session outlives it, by the session's process group."""
+        whatever of its session outlives it, by the session's process group. Another Ctrl-C
+        or SIGTERM meanwhile does not cut this short (it ends in SIGKILL at worst)."""
+        shielded = {
+            sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+        try:
+            self._stop()
+        finally:
+            for sig, handler in shielded.items():
+                signal.signal(sig, handler)
+
+    def _stop(self) -> None:
         stop_process(self.proc, grace=90)
         deadline = time.monotonic() + 10
         for sig in (signal.SIGTERM, signal.SIGKILL):

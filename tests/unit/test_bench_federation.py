@@ -372,3 +372,27 @@ def test_a_task_the_sites_refused_is_reported_not_timed(capsys):
     out = capsys.readouterr().out
     assert "| gwas_logistic | failed (below) |" in out
     assert "federated gwas_logistic failed: FederationError" in out
+
+
+def test_a_run_stopped_half_way_keeps_what_it_measured(tmp_path, capsys):
+    dest = tmp_path / "size.json"
+    progress = fb.Progress(data.Sizes(5, 2000, 100_000), dest)
+    progress.save()
+    stopped = json.loads(dest.read_text())
+    assert stopped["complete"] is False
+    assert stopped["not_run"]["hail"]["gwas_linear"] == fb.Progress.NOT_REACHED
+    progress.reference("plink2", "gwas_linear", 12.5, answer="kept for exactness")
+    progress.reference("hail", "gwas_logistic", reason="did not finish within 7200 s")
+    stopped = json.loads(dest.read_text())
+    assert stopped["references"]["plink2"] == {"gwas_linear": 12.5}
+    assert "gwas_linear" not in stopped["not_run"]["plink2"]
+    assert stopped["not_run"]["hail"]["gwas_logistic"] == "did not finish within 7200 s"
+    assert progress.answers["plink2"]["gwas_linear"] == "kept for exactness"
+    # stopped before any federated figure: the tables still print, every task "not reached"
+    doc = fb.json_document([stopped], [GEN], started=0.0)
+    assert doc["sizes"][0]["complete"] is False
+    assert doc["sizes"][0]["tasks"]["gwas_linear"]["federated_s"] is None
+    fb.print_times(stopped, GEN)
+    fb.print_memory([stopped])
+    fb.print_targets([stopped])
+    assert "stopped before its end" in capsys.readouterr().out
