@@ -139,8 +139,9 @@ def timed(fn, repeat: int):
     return best, value
 
 
-def run_federated(root: Path, manifest: dict, work: Path, repeat: int) -> tuple[dict, dict]:
-    """Every task through the sites' processes: (figures, results) per task; memory and audit."""
+def run_federated(root: Path, manifest: dict, work: Path, repeat: int, progress) -> dict:
+    """Every task through the sites' processes, its figures saved into `progress` as it is
+    measured (and the sites' memory, the audit events at the end); the results by task."""
     from bench.federation_sites import Sites
     from extensions.analysis.client import FederationError
     from extensions.analysis.tasks.base import TaskError
@@ -165,18 +166,23 @@ def run_federated(root: Path, manifest: dict, work: Path, repeat: int) -> tuple[
                 # a refusal or a failure at a site is a finding, not the end of the run
                 figures[task] = {"error": f"{type(e).__name__}: {e}"[:500]}
                 say(f"federated {task}: failed: {figures[task]['error']}")
+                progress.out["tasks"][task] = figures[task]
+                progress.save()
                 continue
             figures[task] = min(runs, key=lambda f: f["federated_s"])
+            progress.out["tasks"][task] = figures[task]
+            progress.save()
             say(
                 f"federated {task}: {figures[task]['federated_s']:.2f} s "
                 f"(slowest site + combine {figures[task]['slowest_site_plus_combine_s']:.2f} s)"
             )
-        memory = {"sites": sites.peaks(), "client": self_peak()}
-        events = {
+        progress.out["memory"].update(sites=sites.peaks(), client=self_peak())
+        progress.out["audit_events"] = {
             "answered": sum(e["data"].get("outcome") == "answered" for e in sites.hub.events),
             "all": len(sites.hub.events),
         }
-    return {"tasks": figures, "memory": memory, "audit_events": events}, results
+        progress.save()
+    return results
 
 
 class Progress:
@@ -311,10 +317,7 @@ def bench_size(sizes: Sizes, args, dest: Path) -> None:
     skip = {task: reason for (ref, task), reason in args.no_ref.items() if ref == "hail"}
     work = Path(tempfile.mkdtemp(prefix="visiting-bench-federation-"))
     try:
-        federated, results = run_federated(root, manifest, work, args.repeat)
-        out.update(tasks=federated["tasks"], audit_events=federated["audit_events"])
-        out["memory"].update(federated["memory"])
-        progress.save()
+        results = run_federated(root, manifest, work, args.repeat, progress)
         if "numpy_pooled" in args.references:
             run_numpy(pooled, args.repeat, progress)
         if "plink2" in args.references:
@@ -806,11 +809,11 @@ def pass_on(args) -> list[str]:
     return out
 
 
-def keep_result(path: Path, sizes: Sizes) -> Path:
-    """A size's figures beside its workload, so a run's numbers outlive its tables."""
+def result_file(sizes: Sizes) -> Path:
+    """Where a run keeps a size's figures, beside its workload: written as they are measured,
+    so they outlive the run's tables, and the run itself."""
     dest = cache_root() / sizes.name / "results" / time.strftime("%Y%m%d-%H%M%S.json")
     dest.parent.mkdir(exist_ok=True)
-    shutil.copyfile(path, dest)
     return dest
 
 
@@ -860,7 +863,6 @@ def main(argv=None) -> int:
         return 1
     started = time.perf_counter()
     results, gens = [], []
-    tmp = Path(tempfile.mkdtemp(prefix="visiting-bench-federation-"))
     try:
         for sizes in args.sizes:
             size = ["--size", f"{sizes.sites}x{sizes.samples}x{sizes.variants}"]
@@ -871,8 +873,8 @@ def main(argv=None) -> int:
                 say(f"{sizes.label}: generating into {manifest.parent}")
                 in_worker(SCRIPT, ["--worker", "generate", *size], f"generating {sizes.label}")
             gens.append(json.loads(manifest.read_text()))
-            out = tmp / f"{sizes.name}.json"
-            say(f"{sizes.label}: running")
+            out = result_file(sizes)
+            say(f"{sizes.label}: running; its figures go to {out} (--from-results prints them)")
             try:
                 in_worker(
                     SCRIPT,
@@ -882,8 +884,6 @@ def main(argv=None) -> int:
             finally:
                 if out.exists():  # what was measured, also when the run was stopped
                     results.append(json.loads(out.read_text()))
-                    kept = keep_result(out, sizes)
-                    say(f"{sizes.label}: figures kept in {kept} (--from-results prints them)")
     except BenchError as e:
         print(f"federation benchmark failed: {e}", file=sys.stderr)
         status = 1
@@ -892,8 +892,6 @@ def main(argv=None) -> int:
         status = 130
     else:
         status = 0
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     if results:
         report(results, gens[: len(results)], started, args.json)
     return status
