@@ -66,7 +66,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.federation_data import Sizes, cache_root  # noqa: E402
+from bench.federation_data import Sizes, cache_root, refresh_summaries  # noqa: E402
 from bench.federation_procs import (  # noqa: E402
     MIB,
     ONE_THREAD,
@@ -306,6 +306,7 @@ def bench_size(sizes: Sizes, args, dest: Path) -> None:
     doc); `dest` holds the figures so far after every step (`Progress`)."""
     root = cache_root() / sizes.name
     manifest = json.loads((root / "manifest.json").read_text())
+    refresh_summaries(root, manifest, say)
     pooled = root / "pooled"
     progress = Progress(sizes, dest)
     out = progress.out

@@ -341,6 +341,21 @@ def write_summaries(work: Path, specs, say) -> None:
             say(f"{s.site_id}: summary cache written")
 
 
+def refresh_summaries(root: Path, manifest: dict, say) -> float:
+    """Bring each site's summary cache and packed calls up to date, as the next ingest would
+    for a workload written before they changed (`summary.ensure_summary`); the seconds."""
+    import dask
+
+    from extensions.analysis.summary import ensure_summary
+
+    t0 = time.perf_counter()
+    with dask.config.set(scheduler="threads", num_workers=2):
+        for site, dataset in manifest["sites"].items():
+            if ensure_summary(root / "sites" / site / dataset):
+                say(f"{site}: summary cache and packed calls written again")
+    return time.perf_counter() - t0
+
+
 def write_pooled_tables(people, pooled: Path) -> None:
     """samples.tsv; PLINK's pheno.tsv and covar.tsv (an indicator per site but the first, age,
     sex)."""

@@ -62,7 +62,7 @@ def make_dataset(args, root: Path) -> Path:
 
 def timed_half(folder: Path, engine: str, params: dict, use_summary: bool, repeat: int):
     task = af.AlleleFrequencies()
-    af.USE_SUMMARY = use_summary
+    af.USE_SUMMARY = af.USE_PACKED = use_summary
     best, half = float("inf"), None
     for _ in range(repeat):
         t = time.perf_counter()

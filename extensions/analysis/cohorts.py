@@ -11,6 +11,8 @@ container, `var/data/<site>/<dataset>/` in the demo) holds:
     phenotypes.tsv       sample_id, quant_trait, case_status
     genotypes.summary.npz  everyone's allele counts per variant, overall and by
                          stratum, and the variant keys (`summary`; written at ingest)
+    genotypes.packed.npy the calls packed two bits each (`packed`; written with
+                         the summary, which vouches for it)
 
 `open_cohort(folder, site, dataset, engine)` gives a `ZarrCohort` ("dask":
 xarray over the Zarr store, lazily, as dask arrays) or a `HailCohort`
@@ -42,7 +44,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..contracts.datasets import CLINICAL, MATRIX_TABLE, PHENOTYPES, VCF, VCF_INDEX, ZARR
+from ..contracts.datasets import CLINICAL, MATRIX_TABLE, PACKED, PHENOTYPES, VCF, VCF_INDEX, ZARR
 from .tasks.base import ENGINES, SiteCohort, TaskError
 
 CLINICAL_COLUMNS = ("age_band", "sex", "prefecture", "disease_name", "icd10")
@@ -286,6 +288,28 @@ class ZarrCohort(SiteCohort):
         from .summary import read_summary
 
         return read_summary(self.folder, self.sample_ids, self.engine, self.n_variants)
+
+    @cached_property
+    def packed(self):
+        """The calls packed two bits each (`packed`) as a read-only memory map, when the summary
+        cache vouches for them now; else None."""
+        from .packed import open_packed
+
+        cache = self.summary
+        if cache is None:
+            return None
+        return open_packed(
+            self.folder, cache.meta.get("packed"), self.n_variants, len(self.sample_ids)
+        )
+
+    def reduce_packed(self, masks: np.ndarray, rows: np.ndarray | None = None) -> dict:
+        """`packed.packed_counts` of the people in `masks` over the packed calls, a task per
+        block of variants where dask computes; call only when `packed` is not None."""
+        from .packed import reduce_packed
+
+        return reduce_packed(
+            self.folder / PACKED, self.n_variants, len(self.sample_ids), masks, rows
+        )
 
     @property
     def variant_chunk(self) -> int:

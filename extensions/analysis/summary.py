@@ -13,7 +13,10 @@ the genotypes.
                             was computed for (`cohorts.dataset_version`),
                             variants, samples, per attribute its stratum labels
                             and the digest of every person's stratum, and the
-                            MatrixTable's row order ("same", "permuted", "unknown")
+                            MatrixTable's row order ("same", "permuted", "unknown"),
+                            and the record of the packed calls written with it
+                            (`packed`: shape, size, modification time; null when
+                            the calls do not fit two bits)
       samples               sample ids in genotype column order, "\\n"-separated UTF-8
       keys                  variant keys "contig:pos:ref:alt" in the Zarr's row
                             order, "\\n"-separated UTF-8
@@ -57,7 +60,7 @@ from pathlib import Path
 import numpy as np
 
 from ..contracts.datasets import SUMMARY, VCF
-from . import cohorts, kernels
+from . import cohorts, kernels, packed
 
 log = logging.getLogger("visiting.summary")
 
@@ -90,6 +93,7 @@ def write_summary(folder: str | Path) -> Path:
     keys = cohort.zarr_variant_keys()
     by = {name: _strata(samples, name) for name in ATTRIBUTES}
     counts = _count(cohort, by, len(keys))
+    packed_record = packed.write_packed(folder, cohort)
 
     arrays: dict[str, np.ndarray] = {
         "samples": _blob(cohort.sample_ids),
@@ -116,6 +120,7 @@ def write_summary(folder: str | Path) -> Path:
         "samples": len(cohort.sample_ids),
         "attributes": attributes,
         "hail_order": in_hail,
+        "packed": packed_record,
     }
     arrays["meta"] = _blob([json.dumps(meta, sort_keys=True)])
     return _write_atomically(folder / SUMMARY, arrays, like=folder / VCF)
@@ -130,10 +135,16 @@ def ensure_summary(folder: str | Path, force: bool = False) -> bool:
 
 
 def summary_is_current(folder: str | Path) -> bool:
-    """Whether the cache holds the dataset as it is now: version, people, every stratification."""
+    """Whether the cache holds the dataset as it is now: version, people, every stratification,
+    and the packed calls it recorded."""
     cohort = cohorts.ZarrCohort(folder, site="", dataset=Path(folder).name)
     cache = cohort.summary
     if cache is None:
+        return False
+    if "packed" not in cache.meta:  # written before the packed calls were
+        return False
+    record = cache.meta["packed"]
+    if record is not None and not packed.matches(folder, record):
         return False
     samples = cohort.samples
     held = cache.meta["attributes"]

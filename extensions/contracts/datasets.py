@@ -7,7 +7,7 @@ the gateway and the guard's recogniser read them.
 
 An analysis dataset holds the VCF with its tabix index, the same calls as a VCF
 Zarr store (the Dask engine) and a Hail MatrixTable (the Hail engine), the
-per-site summary cache, and the two per-person tables. A raw dataset holds
+per-site summary cache with the calls packed two bits each, and the two per-person tables. A raw dataset holds
 sequencing reads (FASTQ) and has none of the analysis stores.
 """
 
@@ -20,6 +20,8 @@ VCF_INDEX = "genotypes.vcf.gz.tbi"
 ZARR = "genotypes.vcf.zarr"
 MATRIX_TABLE = "genotypes.mt"
 SUMMARY = "genotypes.summary.npz"
+#: the calls packed two bits each, for queries of some people (trusted through the summary)
+PACKED = "genotypes.packed.npy"
 #: the clinical attributes per person (sample_id, age_band, sex, prefecture, disease_name, icd10)
 CLINICAL = "clinical.tsv"
 #: the phenotypes per person (sample_id, quant_trait, case_status)

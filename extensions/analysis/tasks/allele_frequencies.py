@@ -18,8 +18,10 @@ the Zarr store counts the chunk's integer genotype codes per stratum
 All sums are of small integers, held exactly in float64, so the two engines
 give identical halves. A query of everyone (no `where`) on either engine
 reads the same counts from the site's summary cache instead, when it holds
-the dataset as it is now (`extensions.analysis.summary`); `meta["source"]`
-says which ("summary" or "genotypes").
+the dataset as it is now (`extensions.analysis.summary`); a query of some
+people on Dask counts the site's packed calls (`extensions.analysis.packed`,
+two bits a call, AND and popcount per stratum mask) when the cache vouches
+for them; `meta["source"]` says which ("summary", "packed" or "genotypes").
 
 Disclosure at the site (`disclose`):
 - a query selecting fewer than `min_people` people is refused (TaskError);
@@ -47,7 +49,7 @@ import numpy as np
 import pandas as pd
 
 # a module import: cohorts imports tasks.base, so it may still be loading when this runs
-from .. import cohorts, kernels
+from .. import cohorts, kernels, packed
 from .base import (
     STRATIFY_BY,
     DisclosureRules,
@@ -76,6 +78,9 @@ PARAMS = ("stratify_by", "where", "variants")
 #: halves of everyone (no `where`) read their counts from the site's summary cache when it
 #: is valid; tests and benchmarks set this False to count from the genotype calls
 USE_SUMMARY = True
+#: halves of some people (a `where`) count the site's packed calls when the summary cache
+#: vouches for them; tests and benchmarks set this False to count from the Zarr store
+USE_PACKED = True
 
 
 def parse_region(text: str) -> tuple[str, int, int]:
@@ -263,6 +268,17 @@ class AlleleFrequencies(Task):
                 cohort, params, keys, np.zeros(shape), np.zeros(shape), np.zeros(shape),
                 labels, codes,
             )  # fmt: skip
+        if USE_PACKED and cohort.packed is not None:
+            # one bit mask of people per stratum, ANDed with the packed calls and counted
+            n = len(cohort.sample_ids)
+            sums = cohort.reduce_packed(
+                packed.person_masks(np.flatnonzero(mask), codes, len(labels), n), rows
+            )
+            ac = sums["ac"].astype(np.float64).reshape(shape)
+            n_called = sums["n_called"].astype(np.float64).reshape(shape)
+            return self._half(
+                cohort, params, keys, ac, 2.0 * n_called, n_called, labels, codes, "packed"
+            )
         # the selected people grouped by stratum (an index mask, in column order within
         # one), counted chunk by chunk on the workers: only (variants x strata) comes back
         by_stratum = np.argsort(codes, kind="stable")
