@@ -25,7 +25,9 @@ per-attribute count of the summary cache answers), `gwas_linear`
 
 - federated, the path the demo runs (bench/federation_sites.py): per site a
   Dask scheduler, the site's workers as the demo platform's `dask:` block
-  plans them (one of 1 thread and 1G) and the real gateway over HTTP on
+  plans them (one worker of 1G) with the cores of `--site-cores` (default
+  this machine's: the sites are asked one after another, each on the cores
+  the references use) and the real gateway over HTTP on
   loopback, the hub and audit service it asks stubbed in this process; the
   real client (`extensions.analysis.client.Federation`) asking the sites one
   after another and combining. A site's time is its answer at the client;
@@ -139,7 +141,9 @@ def timed(fn, repeat: int):
     return best, value
 
 
-def run_federated(root: Path, manifest: dict, work: Path, repeat: int, progress) -> dict:
+def run_federated(
+    root: Path, manifest: dict, work: Path, repeat: int, progress, site_cores: float
+) -> dict:
     """Every task through the sites' processes, its figures saved into `progress` as it is
     measured (and the sites' memory, the audit events at the end); the results by task."""
     from bench.federation_sites import Sites
@@ -148,7 +152,7 @@ def run_federated(root: Path, manifest: dict, work: Path, repeat: int, progress)
 
     figures: dict[str, dict] = {}
     results: dict[str, object] = {}
-    with Sites(root, manifest["sites"], work / "sites") as sites:
+    with Sites(root, manifest["sites"], work / "sites", site_cores) as sites:
         fed = sites.client()
         # untimed: the gateways' and workers' imports and first code paths (the summary
         # cache's and the calls'), on a few variants
@@ -315,10 +319,17 @@ def bench_size(sizes: Sizes, args, dest: Path) -> None:
     for ref in REFERENCES:
         if ref not in args.references:
             out["not_run"][ref] = dict.fromkeys(TASKS, "not asked for (--references)")
+    if "hail" in args.references and not manifest.get("matrix_table", True):
+        out["not_run"]["hail"] = dict.fromkeys(
+            TASKS, "this workload was generated without the pooled MatrixTable (a run that "
+            "did not ask for Hail); remove its folder to generate it whole",
+        )  # fmt: skip
+        args.references = [r for r in args.references if r != "hail"]
     skip = {task: reason for (ref, task), reason in args.no_ref.items() if ref == "hail"}
     work = Path(tempfile.mkdtemp(prefix="visiting-bench-federation-"))
     try:
-        results = run_federated(root, manifest, work, args.repeat, progress)
+        out["site_cores"] = args.site_cores
+        results = run_federated(root, manifest, work, args.repeat, progress, args.site_cores)
         if "numpy_pooled" in args.references:
             run_numpy(pooled, args.repeat, progress)
         if "plink2" in args.references:
@@ -739,6 +750,13 @@ def arguments(argv=None):
     ap.add_argument(
         "--repeat", type=int, default=1, help="runs of each measurement; the fastest counts"
     )
+    ap.add_argument(
+        "--site-cores",
+        type=float,
+        default=float(os.cpu_count() or 1),
+        help="the cores of each site's Dask (its `dask:` block), the sites asked one after "
+        "another as the references run, on this machine's cores (default: all of them)",
+    )
     ap.add_argument("--json", metavar="FILE", help="also write the figures as JSON to FILE")
     ap.add_argument(
         "--references",
@@ -791,7 +809,8 @@ def worker_main(args) -> int:
     [sizes] = parse_sizes(args.size)
     try:
         if args.worker == "generate":
-            generate(sizes, cache_root() / sizes.name, say)
+            # the pooled MatrixTable only for a run that asks for Hail (an hour at 1e10 calls)
+            generate(sizes, cache_root() / sizes.name, say, hail="hail" in args.references)
         elif args.worker == "hail":
             hail_worker(sizes, args.task, args.repeat, Path(args.out))
         else:
@@ -804,6 +823,7 @@ def worker_main(args) -> int:
 def pass_on(args) -> list[str]:
     """The options a size worker needs."""
     out = ["--repeat", str(args.repeat), "--ref-timeout", str(args.ref_timeout)]
+    out += ["--site-cores", str(args.site_cores)]
     out += ["--references", ",".join(args.references) or ","]
     for (ref, task), reason in args.no_ref.items():
         out += ["--no-ref", f"{ref}/{task}={reason}"]
@@ -872,7 +892,10 @@ def main(argv=None) -> int:
                 say(f"{sizes.label}: cached in {manifest.parent}")
             else:
                 say(f"{sizes.label}: generating into {manifest.parent}")
-                in_worker(SCRIPT, ["--worker", "generate", *size], f"generating {sizes.label}")
+                in_worker(
+                    SCRIPT, ["--worker", "generate", *size, *pass_on(args)],
+                    f"generating {sizes.label}",
+                )  # fmt: skip
             gens.append(json.loads(manifest.read_text()))
             out = result_file(sizes)
             say(f"{sizes.label}: running; its figures go to {out} (--from-results prints them)")

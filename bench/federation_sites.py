@@ -30,6 +30,7 @@ combining half and the client's own overhead.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -173,6 +174,15 @@ def demo_platform():
     from hub.policy import load_platform
 
     return load_platform(REPO / "policies" / "demo")
+
+
+def with_site_cores(platform, cores: float):
+    """The platform with every site's `dask:` block given `cores` (its memory kept)."""
+    sites = {
+        name: dataclasses.replace(spec, dask=dataclasses.replace(spec.dask, cores=cores))
+        for name, spec in platform.sites.items()
+    }
+    return dataclasses.replace(platform, sites=sites)
 
 
 def worker_command(plan, address: str, local_directory: Path) -> list[str]:
@@ -321,8 +331,11 @@ def wait_for(check, what: str, site: Site, timeout: float = 120):
 class Sites:
     """Every site's processes and the stub hub; a context manager that stops them all."""
 
-    def __init__(self, root: Path, datasets: dict[str, str], work: Path):
+    def __init__(
+        self, root: Path, datasets: dict[str, str], work: Path, cores: float | None = None
+    ):
         self.hub = StubHub(datasets)
+        self.cores = cores  # each site's Dask cores; None: the demo platform's
         self.sites = [
             Site(site, dataset, root / "sites" / site, work / site)
             for site, dataset in datasets.items()
@@ -332,6 +345,8 @@ class Sites:
         self.hub.__enter__()
         try:
             platform = demo_platform()
+            if self.cores is not None:
+                platform = with_site_cores(platform, self.cores)
             for s in self.sites:
                 s.start(self.hub, platform)
                 say(f"{s.site}: scheduler, worker and gateway up ({s.gateway_url})")
@@ -368,6 +383,8 @@ class Answer:
     seconds: float
     body_bytes: int  # the response's body on the wire
     request_bytes: int  # what the client sent (parameters, a round's state)
+    #: the gateway's seconds by phase (its Server-Timing header: open, audit, half, ...)
+    phases: dict[str, float] = field(default_factory=dict)
 
 
 class MeasuredFederation(Federation):
@@ -390,6 +407,7 @@ class MeasuredFederation(Federation):
         self._last = {
             "body": int(length) if length is not None else len(r.content),
             "request": len(r.request.body or b""),
+            "phases": server_timing(r.headers.get("Server-Timing", "")),
         }
         return r
 
@@ -400,8 +418,11 @@ class MeasuredFederation(Federation):
             seconds = time.perf_counter() - t0
             n = sum(1 for a in self.answers if a.site == site)
             self.answers.append(
-                Answer(site, n + 1, seconds, self._last["body"], self._last["request"])
-            )
+                Answer(
+                    site, n + 1, seconds, self._last["body"], self._last["request"],
+                    self._last["phases"],
+                )
+            )  # fmt: skip
         return half
 
     def measure(self, task: str, params: dict, sites: Sites) -> tuple[object, dict]:
@@ -416,8 +437,26 @@ class MeasuredFederation(Federation):
         return result, figures(self.answers, wall, before, after)
 
 
+def server_timing(header: str) -> dict[str, float]:
+    """{phase: seconds} of a Server-Timing header ("half;dur=12.5, encode;dur=0.4")."""
+    out: dict[str, float] = {}
+    for part in header.split(","):
+        name, _, rest = part.strip().partition(";")
+        dur = next((p[4:] for p in rest.split(";") if p.strip().startswith("dur=")), None)
+        if name and dur is not None:
+            try:
+                out[name] = float(dur.strip()) / 1000
+            except ValueError:
+                continue
+    return out
+
+
 def figures(answers: list[Answer], wall: float, before: dict, after: dict) -> dict:
     """The measurement of one run from its answers (see `MeasuredFederation.measure`)."""
+    phases: dict[str, float] = {}
+    for a in answers:
+        for k, v in a.phases.items():
+            phases[k] = phases.get(k, 0.0) + v
     site_s: dict[str, float] = {}
     body: dict[str, int] = {}
     request: dict[str, int] = {}
@@ -445,4 +484,6 @@ def figures(answers: list[Answer], wall: float, before: dict, after: dict) -> di
         "site_bytes": body,
         "request_bytes": request,
         "worker_bytes": worker,
+        # summed over the sites' answers: where the gateways' time went
+        "gateway_phases_s": phases,
     }

@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
-from extensions.analysis import summary  # noqa: E402
+from extensions.analysis import packed, summary  # noqa: E402
 from extensions.analysis.cohorts import open_cohort  # noqa: E402
 from extensions.analysis.tasks import allele_frequencies as af  # noqa: E402
 
@@ -62,7 +62,7 @@ def make_dataset(args, root: Path) -> Path:
 
 def timed_half(folder: Path, engine: str, params: dict, use_summary: bool, repeat: int):
     task = af.AlleleFrequencies()
-    af.USE_SUMMARY = af.USE_PACKED = use_summary
+    af.USE_SUMMARY = packed.USE = use_summary
     best, half = float("inf"), None
     for _ in range(repeat):
         t = time.perf_counter()

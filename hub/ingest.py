@@ -19,6 +19,9 @@ and ingest adds, next to them:
                          stratum, and the variant keys, from the Zarr store
                          (`extensions.analysis.summary`): what allele-frequency
                          queries of everyone read instead of the calls
+    genotypes.packed.npy the calls packed two bits each, written with the cache,
+                         which vouches for it (`extensions.analysis.packed`):
+                         what the Dask halves of every other query read
 
 Everything is checked before anything is written: the VCF parses (an error
 names the file, the line and what is wrong) and every VCF sample has exactly
@@ -26,7 +29,7 @@ one row in each table and vice versa. Outputs are written to hidden sibling
 folders and renamed into place at the end, so a failure leaves the existing
 outputs as they were. Outputs newer than all three inputs are kept unless
 forced; so is a summary cache that holds the dataset as it is now (its
-version, people and strata), and a kept dataset without one gets it.
+version, people, strata and packed calls), and a kept dataset without one gets it.
 
 `version` is the first 16 hex digits of the sha256 of the three inputs'
 sha256 digests: it changes when the genotypes, the clinical attributes or

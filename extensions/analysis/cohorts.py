@@ -44,7 +44,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..contracts.datasets import CLINICAL, MATRIX_TABLE, PACKED, PHENOTYPES, VCF, VCF_INDEX, ZARR
+from ..contracts.datasets import (
+    CLINICAL,
+    MATRIX_TABLE,
+    PACKED,
+    PHENOTYPES,
+    SUMMARY,
+    VCF,
+    VCF_INDEX,
+    ZARR,
+)
 from .tasks.base import ENGINES, SiteCohort, TaskError
 
 CLINICAL_COLUMNS = ("age_band", "sex", "prefecture", "disease_name", "icd10")
@@ -219,6 +228,24 @@ def dataset_version(folder: Path) -> str:
     return h.hexdigest()[:12]
 
 
+#: the files and stores whose change makes an open cohort stale (`dataset_stamp`)
+STAMPED = (VCF, VCF_INDEX, CLINICAL, PHENOTYPES, SUMMARY, PACKED, ZARR, MATRIX_TABLE)
+
+
+def dataset_stamp(folder: Path) -> tuple:
+    """Size and modification time of every file a cohort reads (absent ones as None): an open
+    cohort, with the tables and caches it holds, serves while the stamp is unchanged."""
+    out = []
+    for name in STAMPED:
+        try:
+            st = (Path(folder) / name).stat()
+        except OSError:
+            out.append(None)
+            continue
+        out.append((st.st_size, st.st_mtime_ns, st.st_ino))
+    return tuple(out)
+
+
 def _keys(contigs, positions, refs, alts) -> list[str]:
     return [f"{c}:{p}:{r}:{a}" for c, p, r, a in zip(contigs, positions, refs, alts, strict=True)]
 
@@ -293,12 +320,14 @@ class ZarrCohort(SiteCohort):
     def packed(self):
         """The calls packed two bits each (`packed`) as a read-only memory map, when the summary
         cache vouches for them now; else None."""
-        from .packed import open_packed
+        from . import packed
 
+        if not packed.USE or not (self.folder / PACKED).exists():
+            return None
         cache = self.summary
         if cache is None:
             return None
-        return open_packed(
+        return packed.open_packed(
             self.folder, cache.meta.get("packed"), self.n_variants, len(self.sample_ids)
         )
 
@@ -351,9 +380,18 @@ class ZarrCohort(SiteCohort):
         See `SiteCohort.reduce_calls` and `kernels.reduce_chunks`: the tasks read
         and reduce their chunk where dask computes (the site's workers when a
         distributed Client is the default) and return per-variant sums only.
+        With valid packed calls (`packed`) the tasks read those instead: the
+        same codes, so the same sums.
         """
         from .kernels import reduce_chunks
 
+        if self.packed is not None:  # the same codes, without the Zarr's decompression
+            from .packed import reduce_kernel
+
+            return reduce_kernel(
+                self.folder / PACKED, self.n_variants, len(self.sample_ids), kernel,
+                columns, rows, column_args, row_args,
+            )  # fmt: skip
         return reduce_chunks(
             self.ds["call_genotype"].data, kernel, columns, rows, column_args, row_args
         )

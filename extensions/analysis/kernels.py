@@ -39,6 +39,7 @@ and is a sum over the chunk's people (so the sums of the chunks of people add up
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -426,9 +427,35 @@ def score_fisher(
 COMPACT_MAX = 2**31 - 1
 
 
-def _compact(sums: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The sums a worker sends back: float64 arrays of whole numbers (counts) as int32, exact
-    and half the bytes; `_widen` turns them back into float64 where they arrive."""
+@dataclass(frozen=True)
+class Sparse:
+    """A float64 array of mostly zeros as it travels from a worker: the positions (in the
+    flattened array) and values of its non-zeros; exact."""
+
+    shape: tuple[int, ...]
+    at: np.ndarray
+    values: np.ndarray
+
+    @property
+    def nbytes(self) -> int:
+        return self.at.nbytes + self.values.nbytes
+
+    def dense(self) -> np.ndarray:
+        a = np.zeros(self.shape, dtype=self.values.dtype)
+        a.flat[self.at] = self.values
+        return a
+
+
+#: a float array travels as `Sparse` when at most this share of it is non-zero (sums over
+#: the few missing calls) and it is large enough to matter
+SPARSE_SHARE = 0.25
+SPARSE_MIN = 1024
+
+
+def compact(sums: dict[str, np.ndarray]) -> dict[str, np.ndarray | Sparse]:
+    """The sums a worker sends back, exact and fewer bytes: float64 arrays of whole numbers
+    (counts) as int32, arrays of mostly zeros as `Sparse`; `widen` turns them back into
+    float64 where they arrive."""
     out = {}
     for k, a in sums.items():
         if (
@@ -439,25 +466,83 @@ def _compact(sums: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             and np.array_equal(a, np.rint(a))
         ):
             a = a.astype(np.int32)
+        elif a.dtype == np.float64 and a.size >= SPARSE_MIN:
+            at = np.flatnonzero(a)
+            if at.size <= SPARSE_SHARE * a.size:
+                index = np.int32 if a.size <= COMPACT_MAX else np.int64
+                a = Sparse(a.shape, at.astype(index), a.flat[at])
         out[k] = a
     return out
 
 
-def _widen(sums: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return {k: a.astype(np.float64) if a.dtype == np.int32 else a for k, a in sums.items()}
+def widen(sums: dict[str, np.ndarray | Sparse]) -> dict[str, np.ndarray]:
+    out = {}
+    for k, a in sums.items():
+        if isinstance(a, Sparse):
+            a = a.dense()
+        elif a.dtype == np.int32:
+            a = a.astype(np.float64)
+        out[k] = a
+    return out
+
+
+def score_fisher_upper(codes, y, Z, b_local, mean) -> dict[str, np.ndarray]:
+    """`score_fisher` with the information matrix as its upper triangle (`fisher_upper`, row
+    by row): it is symmetric, so a worker sends d(d+1)/2 numbers a variant, not d^2."""
+    out = score_fisher(codes, y, Z, b_local, mean)
+    fisher = out.pop("fisher")
+    i, j = np.triu_indices(fisher.shape[1])
+    out["fisher_upper"] = fisher[:, i, j]
+    return out
+
+
+def fisher_of_upper(upper: np.ndarray, d: int) -> np.ndarray:
+    """The symmetric (variants, d, d) information from its upper triangle."""
+    i, j = np.triu_indices(d)
+    fisher = np.empty((len(upper), d, d))
+    fisher[:, i, j] = upper
+    fisher[:, j, i] = upper
+    return fisher
+
+
+#: glibc's malloc in a kernel's process: blocks under MMAP_THRESHOLD come from the heap, and
+#: up to TRIM_THRESHOLD of free heap is kept. Dask's nanny sets MALLOC_TRIM_THRESHOLD_ to
+#: 64 KiB, which also fixes the mmap threshold at 128 KiB: every MiB-sized temporary of a
+#: kernel is then a fresh mapping, page-faulted in and unmapped again (a kernel ran at
+#: two thirds of its speed). A worker holds at most these few MiB more.
+MMAP_THRESHOLD = 32 << 20
+TRIM_THRESHOLD = 64 << 20
+_malloc_tuned = False
+
+
+def tune_malloc() -> None:
+    """Set MMAP_THRESHOLD and TRIM_THRESHOLD in this process, once (glibc only; else nothing)."""
+    global _malloc_tuned
+    if _malloc_tuned:
+        return
+    _malloc_tuned = True
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-1, TRIM_THRESHOLD)  # M_TRIM_THRESHOLD
+        libc.mallopt(-3, MMAP_THRESHOLD)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass  # not glibc: its own defaults
 
 
 def _chunk_sums(kernel: Kernel, calls, rows, people, row_args) -> dict[str, np.ndarray]:
+    tune_malloc()
     columns, *column_args = people
-    return _compact(kernel(genotype_codes(calls, rows, columns), *column_args, *row_args))
+    return compact(kernel(genotype_codes(calls, rows, columns), *column_args, *row_args))
 
 
 def _add(*parts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    parts = [_widen(p) for p in parts]
-    return _compact({k: sum(p[k] for p in parts) for k in parts[0]})
+    parts = [widen(p) for p in parts]
+    return compact({k: sum(p[k] for p in parts) for k in parts[0]})
 
 
-def _positions(index, n: int) -> np.ndarray:
+def positions(index, n: int) -> np.ndarray:
     index = np.arange(n) if index is None else np.asarray(index)
     return np.flatnonzero(index) if index.dtype == bool else index.astype(np.int64)
 
@@ -486,9 +571,9 @@ def reduce_chunks(
     if calls.numblocks[2] > 1:
         calls = calls.rechunk({2: -1})
     n_variants, n_samples = calls.shape[:2]
-    columns = _positions(columns, n_samples)
+    columns = positions(columns, n_samples)
     column_args = [np.asarray(a) for a in column_args]
-    rows = _positions(rows, n_variants)
+    rows = positions(rows, n_variants)
     order = np.argsort(rows, kind="stable")
     rows = rows[order]
     row_args = [np.asarray(a)[order] for a in row_args]
@@ -525,7 +610,7 @@ def reduce_chunks(
         codes = np.zeros((rows.size, 0), dtype=np.uint8)
         found = kernel(codes, *(a[:0] for a in column_args), *row_args)
     else:
-        done = [_widen(d) for d in dask.compute(*totals)]
+        done = [widen(d) for d in dask.compute(*totals)]
         found = {k: np.concatenate([d[k] for d in done]) for k in done[0]}
     if (order == np.arange(order.size)).all():
         return found
@@ -557,3 +642,15 @@ def reduce_dosage_blocks(
         codes = np.zeros((0, 0), dtype=np.uint8)
         return kernel(codes, *(a[:0] for a in column_args), *(a[:0] for a in row_args))
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def _register_sizes() -> None:
+    """Dask's memory accounting of a `Sparse` (its arrays), where dask is installed."""
+    try:
+        from dask.sizeof import sizeof
+    except ImportError:  # the kernels run without dask too (a cohort held as dosages)
+        return
+    sizeof.register(Sparse)(lambda s: s.nbytes)
+
+
+_register_sizes()

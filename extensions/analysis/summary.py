@@ -283,11 +283,19 @@ class SiteSummary:
         self._npz = npz
         self._zarr_keys = keys
         self._rows = rows  # Zarr row of each row in this order; None: the Zarr's order
+        self._members: dict[str, np.ndarray] = {}  # arrays read (an open cache is reused)
         weakref.finalize(self, npz.close)
 
     @property
     def version(self) -> str:
         return self.meta["version"]
+
+    def _member(self, name: str) -> np.ndarray:
+        """An array of the file, inflated once (a few MB at most: counts per variant)."""
+        a = self._members.get(name)
+        if a is None:
+            a = self._members[name] = self._npz[name]
+        return a
 
     @property
     def n_variants(self) -> int:
@@ -331,7 +339,7 @@ class SiteSummary:
         out = {}
         for what in ("ac", "n_called"):
             try:
-                a = self._npz[f"{name}.{what}"]
+                a = self._member(f"{name}.{what}")
                 if a.shape != (self.n_variants, len(labels)):
                     raise ValueError(f"{name}.{what} has shape {a.shape}")
             except Exception as e:  # a damaged member shows only when it is read

@@ -1499,6 +1499,15 @@ class _Scan:
             return
         n = len(data) // dtype.itemsize
         values = np.frombuffer(data, dtype=dtype, count=n)[:4_000_000]
+        if _packed_calls(values, shape):
+            self.hit(
+                GENOTYPE_MATRIX,
+                f"a NumPy array of genotype calls packed two bits each, shape {shape}",
+                f"2 ビットずつ詰めた遺伝型コールの NumPy 配列（形 {shape}）",
+                int(shape[0]),
+                chain,
+            )
+            return
         if _genotype_array(values, shape):
             self.hit(
                 GENOTYPE_MATRIX,
@@ -2742,6 +2751,26 @@ def _xlsx_rows(xml: str, shared: list[str], limit: int) -> list[list[str]]:
         if len(rows) > limit:
             break
     return rows
+
+
+def _packed_calls(values, shape: tuple) -> bool:
+    """Genotype calls packed two bits each (the sites' `genotypes.packed.npy` layout, or any
+    like it): uint64 words as (variants, 2, words), a person's bit set in plane 0 for a
+    heterozygous or missing call and in plane 1 for a homozygous-alternate or missing one,
+    so the bits set in both planes (missing calls) are few beside those set in either."""
+    import numpy as np
+
+    if values.dtype.kind != "u" or values.dtype.itemsize != 8 or len(shape) != 3:
+        return False
+    if shape[1] != 2 or shape[0] < 10 or shape[2] < 1:
+        return False
+    rows = values[: (values.size // (2 * shape[2])) * 2 * shape[2]].reshape(-1, 2, shape[2])
+    if len(rows) < 10:
+        return False
+    p0, p1 = rows[:, 0], rows[:, 1]
+    either = int(np.bitwise_count(p0 | p1).sum())
+    both = int(np.bitwise_count(p0 & p1).sum())
+    return either >= 64 and both * 10 < either
 
 
 def _genotype_array(values, shape: tuple) -> bool:

@@ -58,6 +58,8 @@ import json
 import logging
 import os
 import sys
+import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -172,6 +174,10 @@ class Gateway:
         from extensions.analysis.wire import DigestCache
 
         self.book = AuditBook(config.audit_dir, rules.min_cell_count)
+        #: (dataset, engine) -> (stamp, cohort): an open cohort keeps its tables, caches and
+        #: variant keys between queries while the dataset's files are unchanged
+        self._cohorts: dict[tuple[str, str], tuple[tuple, object]] = {}
+        self._cohorts_lock = threading.Lock()
         #: the digests of the variant lists answered lately (the compact wire format)
         self.digests = DigestCache()
 
@@ -290,30 +296,59 @@ class Gateway:
 
     # -- run ---------------------------------------------------------------------
 
+    def cohort(self, dataset: str, engine: str):
+        """The dataset as a cohort on `engine`, opened once and kept while its files are
+        unchanged (`cohorts.dataset_stamp`): a changed VCF, table or cache opens it anew."""
+        from extensions.analysis.cohorts import dataset_stamp, dataset_version, open_cohort
+
+        folder = self.config.data_root / dataset
+        stamp = dataset_stamp(folder)
+        with self._cohorts_lock:
+            held = self._cohorts.get((dataset, engine))
+        if held is not None and held[0] == stamp:
+            return held[1]
+        cohort = open_cohort(folder, self.config.site, dataset, engine)
+        cohort.version = dataset_version(folder)
+        with self._cohorts_lock:
+            self._cohorts[(dataset, engine)] = (stamp, cohort)
+        return cohort
+
     def run(self, task, dataset: str, engine: str, params: dict, state: dict | None, scopes):
         """The audit's check, then the per-site half with disclosure control; in the task thread.
 
-        Returns (half, held audits, plan) for `Gateway.commit`; raises AuditRefused
-        before anything is computed when the audit refuses.
+        Returns (half, held audits, plan, seconds by phase) for `Gateway.commit`; raises
+        AuditRefused before anything is computed when the audit refuses.
         """
         from extensions.analysis.audit_book import (
             as_positions,
             people_order,
             withhold_near_differences,
         )
-        from extensions.analysis.cohorts import dataset_version, open_cohort
 
         folder = self.config.data_root / dataset
-        cohort = open_cohort(folder, self.config.site, dataset, engine)
+        clock = time.perf_counter()
+        seconds: dict[str, float] = {}
+
+        def lap(phase: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            seconds[phase] = now - clock
+            clock = now
+
+        cohort = self.cohort(dataset, engine)
         if engine == "dask" and self.config.scheduler:
             self._ensure_dask_client()
         ids = cohort.samples.index
+        lap("open")
         position, _ = people_order(ids)
         sets = as_positions(task.audited_sets(cohort, params, state, self.rules), position)
         held = self.book.open(scopes, dataset, ids)
         plan = self.book.check(held, sets)
+        lap("audit")
         half = task.site_half(cohort, params, state)
+        lap("half")
         half = task.disclose(half, self.rules)
+        lap("disclose")
         if plan.near:
             if self.config.scheduler:
                 self._ensure_dask_client()
@@ -325,8 +360,9 @@ class Gateway:
                 plan.near,
                 self.rules.min_cell_count,
             )
-        half.meta.setdefault("version", dataset_version(folder))
-        return half, held, plan
+            lap("near")
+        half.meta.setdefault("version", cohort.version)
+        return half, held, plan, seconds
 
     def commit(self, held, plan, meta) -> None:
         """Record an answered query in its audits (on disk) before the answer leaves."""
@@ -545,7 +581,7 @@ class TaskHandler(GatewayHandler):
                 params = task.validate(params)
                 state = body.get("state")
                 loop = asyncio.get_running_loop()
-                half, held, plan = await loop.run_in_executor(
+                half, held, plan, seconds = await loop.run_in_executor(
                     g.pool, g.run, task, dataset, engine, params, state, scopes
                 )
             except TaskError as e:
@@ -553,7 +589,9 @@ class TaskHandler(GatewayHandler):
             except AuditRefused as e:
                 raise GatewayRefusal.of_audit(e) from None
             event_id = uuid.uuid4().hex
+            t = time.perf_counter()
             g.commit(held, plan, QueryMeta.of(g.clock.now(), name, event_id))
+            seconds["record"] = time.perf_counter() - t
         except GatewayRefusal as e:
             await g.record(
                 **audit,
@@ -574,7 +612,9 @@ class TaskHandler(GatewayHandler):
                 error_id=self.error_id,
             )
             raise
+        t = time.perf_counter()
         answer, media_type = self.encoded(half, known, (dataset, engine, half.meta.get("version")))
+        seconds["encode"] = time.perf_counter() - t
         await g.record(
             event_id,
             **audit,
@@ -586,6 +626,10 @@ class TaskHandler(GatewayHandler):
         )
         self.set_header("Content-Type", media_type)
         self.set_header("Vary", "Accept")
+        # where the site's time went (W3C Server-Timing, milliseconds), for the client and tools
+        self.set_header(
+            "Server-Timing", ", ".join(f"{k};dur={v * 1000:.1f}" for k, v in seconds.items())
+        )
         self.finish(answer)
 
     def encoded(self, half, known: set[str], slot) -> tuple[bytes, str]:

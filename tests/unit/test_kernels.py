@@ -357,13 +357,46 @@ def test_counts_leave_a_worker_as_int32_and_arrive_as_the_same_float64():
         "huge": np.array([0.0, 2.0**40]),
         "empty": np.zeros(0),
     }
-    packed = kernels._compact(sums)
+    packed = kernels.compact(sums)
     assert packed["ac"].dtype == np.int32 and packed["ac"].nbytes == sums["ac"].nbytes // 2
     assert [packed[k].dtype for k in ("sum_xy", "huge", "empty")] == [np.float64] * 3
-    back = kernels._widen(packed)
+    back = kernels.widen(packed)
     for k, a in sums.items():
         assert back[k].dtype == np.float64
         np.testing.assert_array_equal(back[k], a)
-    added = kernels._widen(kernels._add(packed, packed))
+    added = kernels.widen(kernels._add(packed, packed))
     np.testing.assert_array_equal(added["ac"], 2 * sums["ac"])
     np.testing.assert_array_equal(added["sum_xy"], 2 * sums["sum_xy"])
+
+
+def test_mostly_zero_sums_travel_sparse_and_come_back_exact():
+    rng = np.random.default_rng(12)
+    miss = np.zeros((500, 3))
+    miss[rng.integers(0, 500, 40), rng.integers(0, 3, 40)] = rng.normal(size=40)
+    dense = rng.normal(size=(500, 3))
+    packed = kernels.compact({"miss_z": miss, "sum_xz": dense, "few": np.zeros(10)})
+    assert isinstance(packed["miss_z"], kernels.Sparse)
+    assert packed["miss_z"].nbytes < miss.nbytes // 5
+    assert isinstance(packed["sum_xz"], np.ndarray) and isinstance(packed["few"], np.ndarray)
+    back = kernels.widen(packed)
+    np.testing.assert_array_equal(back["miss_z"], miss)
+    assert back["miss_z"].dtype == np.float64 and back["miss_z"].shape == (500, 3)
+    added = kernels.widen(kernels._add(packed, packed))
+    np.testing.assert_array_equal(added["miss_z"], 2 * miss)
+    from dask.sizeof import sizeof
+
+    assert sizeof(packed["miss_z"]) == packed["miss_z"].nbytes
+
+
+def test_the_information_travels_as_its_upper_triangle():
+    rng = np.random.default_rng(13)
+    data = model(rng, 80, 2)
+    codes = kernels.genotype_codes(random_calls(rng, v=30, n=80))
+    b = rng.normal(scale=0.1, size=(30, 4))
+    mean = np.full(30, 0.5)
+    full = kernels.score_fisher(codes, data.y, data.Z, b, mean)
+    upper = kernels.score_fisher_upper(codes, data.y, data.Z, b, mean)
+    assert upper["fisher_upper"].shape == (30, 10) and "fisher" not in upper
+    back = kernels.fisher_of_upper(upper["fisher_upper"], 4)
+    np.testing.assert_allclose(back, full["fisher"], rtol=1e-14, atol=1e-12)
+    np.testing.assert_array_equal(back, np.swapaxes(back, 1, 2))

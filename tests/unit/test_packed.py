@@ -20,7 +20,6 @@ import pytest
 
 from extensions.analysis import kernels, packed, summary
 from extensions.analysis.cohorts import ZarrCohort, open_cohort
-from extensions.analysis.tasks import allele_frequencies as af
 from extensions.analysis.tasks.allele_frequencies import AlleleFrequencies
 from extensions.contracts.datasets import PACKED
 from hub.synth import SiteSpec, generate_cohorts
@@ -123,7 +122,7 @@ def copy(site, tmp_path):
 
 
 def half(folder, params, use_packed, monkeypatch):
-    monkeypatch.setattr(af, "USE_PACKED", use_packed)
+    monkeypatch.setattr(packed, "USE", use_packed)
     cohort = open_cohort(folder, SITE.site_id, folder.name, "dask")
     return TASK.site_half(cohort, TASK.validate(params), None)
 
@@ -212,3 +211,68 @@ def test_a_cache_from_before_the_packed_calls_is_written_again(copy):
     assert not summary.summary_is_current(copy)
     assert summary.ensure_summary(copy)
     assert ZarrCohort(copy, SITE.site_id, copy.name).packed is not None
+
+
+# ---------------------------------------------------------------------------
+# every kernel over the packed calls
+
+
+def test_unpack_is_the_inverse_of_pack():
+    rng = np.random.default_rng(3)
+    codes = random_codes(rng, 40, 131)
+    planes = packed.pack_codes(codes)
+    assert np.array_equal(packed.unpack_codes(planes, 131), codes)
+    columns = np.array([130, 0, 64, 63, 5])
+    assert np.array_equal(packed.unpack_codes(planes, 131, columns), codes[:, columns])
+
+
+@pytest.mark.parametrize("task_calls", [1 << 22, 7 * 30])  # one task; blocks of 7 variants
+def test_a_kernel_over_the_packed_file_equals_it_over_the_codes(tmp_path, monkeypatch, task_calls):
+    monkeypatch.setattr(packed, "KERNEL_CALLS", task_calls)
+    rng = np.random.default_rng(4)
+    codes = random_codes(rng, 90, 50)
+    path = tmp_path / "p.npy"
+    np.save(path, packed.pack_codes(codes))
+    columns = rng.permutation(50)[:30]
+    y, Z = rng.normal(size=30), rng.normal(size=(30, 2))
+    rows = np.array([80, 2, 40, 41, 0, 89])
+    got = packed.reduce_kernel(path, 90, 50, kernels.linear_sums, columns, rows, (y, Z))
+    want = kernels.linear_sums(codes[rows][:, columns], y, Z)
+    for k, a in want.items():
+        np.testing.assert_allclose(got[k], a, rtol=1e-13, atol=1e-12, err_msg=k)
+    assert np.array_equal(got["n_obs"], want["n_obs"]) and np.array_equal(
+        got["sum_x"], want["sum_x"]
+    )
+    none = packed.reduce_kernel(
+        path, 90, 50, kernels.linear_sums, columns[:0], rows, (y[:0], Z[:0])
+    )
+    assert none["sum_xz"].shape == (6, 2)
+
+
+@pytest.mark.parametrize("name", ["gwas_linear", "gwas_logistic"])
+def test_gwas_halves_from_the_packed_calls_equal_the_zarrs(site, name, monkeypatch):
+    from extensions.analysis.tasks import TASKS
+
+    task = TASKS[name]()
+    pheno = "quant_trait" if name == "gwas_linear" else "case_status"
+    params = task.validate({"phenotype": pheno, "covariates": ["age_band", "sex"]})
+    halves = []
+    for use in (True, False):
+        monkeypatch.setattr(packed, "USE", use)
+        cohort = open_cohort(site, SITE.site_id, site.name, "dask")
+        assert (cohort.packed is not None) is use
+        halves.append(task.site_half(cohort, params, None))
+    fast, slow = halves
+    assert fast.variants == slow.variants and sorted(fast.arrays) == sorted(slow.arrays)
+    for k, a in slow.arrays.items():
+        np.testing.assert_allclose(fast.arrays[k], a, rtol=1e-12, atol=1e-9, err_msg=k)
+
+
+@pytest.mark.parametrize(
+    "columns",
+    [[0, 1, 2, 5, 6, 9], [3], [9, 2, 4], list(range(10)), [0, 2, 4, 6, 8], []],
+)
+def test_gather_columns_is_a_gather(columns):
+    a = np.arange(30, dtype=np.uint8).reshape(3, 10)
+    got = packed.gather_columns(a, np.asarray(columns, dtype=np.int64))
+    assert np.array_equal(got, a[:, columns]) and got.shape == (3, len(columns))

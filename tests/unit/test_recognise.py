@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from extensions.analysis.packed import pack_codes
 from extensions.guard import recognise
 from extensions.guard.recognise import Cohort, Recogniser, Verdict
 from extensions.guard.sniff import KINDS
@@ -356,6 +357,7 @@ STRUCTURED = {
     "html-table-without-ids": lambda tmp: dataframe(False).head(40).to_html().encode(),
     "npy-calls": lambda tmp: npy(np.stack([GENOTYPES.T > 0, GENOTYPES.T > 1], -1).astype(np.int8)),
     "npy-dosages": lambda tmp: npy(DOSAGES),
+    "npy-packed-calls": lambda tmp: npy(pack_codes(GENOTYPES.astype(np.uint8))),
     "npz": lambda tmp: npz(calls=GENOTYPES.astype(np.int8)),
     "pickle-numpy": lambda tmp: pickle.dumps(GENOTYPES.astype(np.int8)),
     "pickle-numpy-protocol-2": lambda tmp: pickle.dumps(DOSAGES, protocol=2),
@@ -605,6 +607,9 @@ NORMAL = {
     ).encode(),  # fmt: skip
     "numpy-array-of-p-values": lambda: npy(np.random.default_rng(0).random((100, 30))),
     "numpy-array-of-betas": lambda: npy(np.random.default_rng(0).normal(0, 0.1, (100, 30))),
+    "numpy-array-of-random-words-in-two-planes": lambda: npy(
+        np.random.default_rng(0).integers(0, 2**63, size=(100, 2, 4), dtype=np.uint64)
+    ),
     "head-without-ids": lambda: dataframe(False).head().to_string().encode(),
     "int8-contig-index-of-variants": lambda: np.repeat(np.arange(3, dtype=np.int8), 700).tobytes(),
     "blosc-chunk-of-allele-counts": lambda: (

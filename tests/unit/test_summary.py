@@ -20,7 +20,7 @@ import numpy as np
 import pysam
 import pytest
 
-from extensions.analysis import summary
+from extensions.analysis import packed, summary
 from extensions.analysis.cohorts import HailCohort, ZarrCohort, open_cohort
 from extensions.analysis.tasks import allele_frequencies as af
 from extensions.analysis.tasks.allele_frequencies import AlleleFrequencies
@@ -61,7 +61,7 @@ def copy(site, tmp_path):
 def half(folder, engine, params, use_summary, monkeypatch):
     """The half from the cache (and the packed calls), or (False) from the genotype calls."""
     monkeypatch.setattr(af, "USE_SUMMARY", use_summary)
-    monkeypatch.setattr(af, "USE_PACKED", use_summary)
+    monkeypatch.setattr(packed, "USE", use_summary)
     cohort = open_cohort(folder, SITE.site_id, folder.name, engine)
     return TASK.site_half(cohort, TASK.validate(params), None)
 

@@ -44,6 +44,7 @@ from __future__ import annotations
 import json
 import re
 from functools import partial
+from itertools import repeat
 
 import numpy as np
 import pandas as pd
@@ -78,9 +79,6 @@ PARAMS = ("stratify_by", "where", "variants")
 #: halves of everyone (no `where`) read their counts from the site's summary cache when it
 #: is valid; tests and benchmarks set this False to count from the genotype calls
 USE_SUMMARY = True
-#: halves of some people (a `where`) count the site's packed calls when the summary cache
-#: vouches for them; tests and benchmarks set this False to count from the Zarr store
-USE_PACKED = True
 
 
 def parse_region(text: str) -> tuple[str, int, int]:
@@ -146,13 +144,20 @@ def key_columns(keys: list[str]) -> tuple[list[str], np.ndarray, list[str], list
     """Contig, position, ref and alt of "contig:pos:ref:alt" keys (an alt holding ":", such as
     <DEL:ME>, whole); one split of all the keys at once where every key has four fields."""
     fields = ":".join(keys).split(":")
-    if len(fields) != 4 * len(keys) or any(k.count(":") != 3 for k in keys):
+    colons = list(map(str.count, keys, repeat(":")))  # the count of 3s below, all in C
+    if len(fields) != 4 * len(keys) or colons.count(3) != len(keys):
         parts = [k.split(":", 3) for k in keys]
         bad = next((k for k, p in zip(keys, parts, strict=True) if len(p) != 4), None)
         if bad is not None:
             raise TaskError(f"variant key {bad!r} is not contig:pos:ref:alt", "variants")
         fields = [f for p in parts for f in p]
     return fields[0::4], np.asarray(fields[1::4], dtype=np.int64), fields[2::4], fields[3::4]
+
+
+def _objects(texts) -> np.ndarray:
+    out = np.empty(len(texts), dtype=object)
+    out[:] = texts
+    return out
 
 
 def withheld_strata(n_people, rules: DisclosureRules) -> np.ndarray:
@@ -268,7 +273,7 @@ class AlleleFrequencies(Task):
                 cohort, params, keys, np.zeros(shape), np.zeros(shape), np.zeros(shape),
                 labels, codes,
             )  # fmt: skip
-        if USE_PACKED and cohort.packed is not None:
+        if cohort.packed is not None:
             # one bit mask of people per stratum, ANDed with the packed calls and counted
             n = len(cohort.sample_ids)
             sums = cohort.reduce_packed(
@@ -500,12 +505,12 @@ class AlleleFrequencies(Task):
                 "n_people": (("stratum", "site"), n_people),
                 "n_selected": (("site",), [float(h.counts.get("n_selected", 0)) for h in halves]),
             },
-            coords={
-                "variant": keys,
-                "contig": ("variant", contig),
+            coords={  # strings as object arrays: no copy into fixed-width unicode
+                "variant": _objects(keys),
+                "contig": ("variant", _objects(contig)),
                 "position": ("variant", position),
-                "ref": ("variant", ref),
-                "alt": ("variant", alt),
+                "ref": ("variant", _objects(ref)),
+                "alt": ("variant", _objects(alt)),
                 "stratum": labels,
                 "site": sites,
             },

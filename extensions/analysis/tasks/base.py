@@ -210,6 +210,16 @@ class SiteCohort(ABC):
         """
         return None
 
+    @property
+    def packed(self):
+        """The site's calls packed two bits each (`packed`, a memory map), or None (a cohort
+        without files has none: halves then read the calls another way)."""
+        return None
+
+    def reduce_packed(self, masks, rows=None) -> dict:
+        """`packed.packed_counts` over the packed calls; only where `packed` is not None."""
+        raise NotImplementedError(f"{type(self).__name__} holds no packed calls")
+
     def reduce_calls(
         self,
         kernel,

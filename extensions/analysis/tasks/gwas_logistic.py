@@ -201,7 +201,7 @@ class GwasLogistic(Task):
         # people ordered by (y, covariates): the kernel counts them by class and dosage
         by_class = np.lexsort(np.column_stack([data.y, data.Z]).T)
         s = cohort.reduce_calls(
-            kernels.score_fisher,
+            kernels.score_fisher_upper,  # the symmetric information as its upper triangle
             columns=data.columns[by_class],
             rows=rows,
             column_args=(data.y[by_class], data.Z[by_class]),
@@ -209,7 +209,7 @@ class GwasLogistic(Task):
         )
         return {
             "score": s["score"],
-            "fisher": s["fisher"],
+            "fisher": kernels.fisher_of_upper(s["fisher_upper"], s["score"].shape[1]),
             "_n_obs": s["n_obs"],
             "_sum_x": s["sum_x"],
             "_sum_w": s["sum_w"],
