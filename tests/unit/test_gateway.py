@@ -457,3 +457,66 @@ def test_an_answer_the_client_cannot_read_names_the_site(monkeypatch):
             fed._ask(SITE, "allele_frequencies", {}, None, "dask", 60)
         assert str(e.value).startswith(f"site {SITE} answered what this client cannot read")
         assert e.value.site == SITE
+
+
+# ---------------------------------------------------------------------------
+# an open cohort is kept while the dataset's files are unchanged
+
+
+def test_an_open_cohort_serves_until_a_file_of_the_dataset_changes(site_data, tmp_path):
+    """Two queries share one open cohort (its tables and caches) and the answer says where
+    the site's time went; a corrected clinical.tsv opens the dataset anew, so the next
+    query counts the sexes as they are now."""
+    import shutil
+
+    root = tmp_path / SITE
+    shutil.copytree(site_data, root)
+    gateway = gateway_over(root, ResearchersGateway)
+
+    def correct_one_sex():
+        clinical = root / DATASET / "clinical.tsv"
+        lines = clinical.read_text().splitlines()
+        header = lines[0].split("\t")
+        row = lines[1].split("\t")
+        at = header.index("sex")
+        row[at] = "male" if row[at] == "female" else "female"
+        lines[1] = "\t".join(row)
+        clinical.write_text("\n".join(lines) + "\n")
+
+    async def scenario():
+        port = free_port()
+        app = make_app(gateway, f"/services/gateway-{SITE}/")
+        server = app.listen(port, address="127.0.0.1")
+        url = f"http://127.0.0.1:{port}/services/gateway-{SITE}/api/tasks/allele_frequencies"
+        body = json.dumps({"dataset": DATASET, "engine": "dask", "params": {"stratify_by": "sex"}})
+
+        async def query():
+            resp = await AsyncHTTPClient().fetch(
+                url, method="POST", body=body, headers={"Authorization": "token t"}
+            )
+            return resp, SiteHalf.from_json(json.loads(resp.body))
+
+        try:
+            out = [await query(), await query()]
+            out.append(gateway.cohort(DATASET, "dask"))
+            out.append(gateway.cohort(DATASET, "dask"))
+            return out
+        finally:
+            server.stop()
+
+    try:
+        (_, a), (second, b), cohort, again = run_async(scenario())
+    finally:
+        gateway.pool.shutdown(wait=True)
+    assert again is cohort  # kept
+    sexes = cohort.samples["sex"].copy()
+    correct_one_sex()  # (a query now would differ by one person: the audit refuses that)
+    reopened = gateway.cohort(DATASET, "dask")
+    assert reopened is not cohort
+    assert (reopened.samples["sex"] != sexes).sum() == 1  # the tables as they are now
+    timing = second.headers["Server-Timing"]
+    phases = [part.split(";")[0].strip() for part in timing.split(",")]
+    always = ["open", "audit", "half", "disclose", "record", "encode"]
+    assert [p for p in phases if p != "near"] == always, timing  # near: when the audit asks
+    assert all(float(part.split("dur=")[1]) >= 0 for part in timing.split(","))
+    assert a.arrays["n_people"].tolist() == b.arrays["n_people"].tolist()
