@@ -182,7 +182,13 @@ def test_dask_and_hail_halves_are_identical(pooled_cohort, params):
         for rules in (EXACT, DEFAULT):
             dask_half, hail_half = (task.disclose(raw[e], rules) for e in ENGINES)
             assert dask_half.variants == hail_half.variants, site
-            assert dask_half.counts == hail_half.counts and dask_half.meta == hail_half.meta
+            assert dask_half.counts == hail_half.counts
+            # the same meta but where each read its counts: a query of some people counts
+            # the packed calls on Dask, the MatrixTable on Hail
+            sources = dask_half.meta.pop("source"), hail_half.meta.pop("source")
+            assert dask_half.meta == hail_half.meta
+            want = ("packed", "genotypes") if params.get("where") else ("summary", "summary")
+            assert sources == want, (site, params)
             assert [s.to_json() for s in dask_half.suppressed] == [
                 s.to_json() for s in hail_half.suppressed
             ]
