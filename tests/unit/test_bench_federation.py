@@ -396,3 +396,15 @@ def test_a_run_stopped_half_way_keeps_what_it_measured(tmp_path, capsys):
     fb.print_memory([stopped])
     fb.print_targets([stopped])
     assert "stopped before its end" in capsys.readouterr().out
+
+
+def test_a_short_measurement_runs_five_times_and_the_fastest_counts(monkeypatch):
+    from bench import federation as fb
+
+    assert fb.runs_for(0.2, 1) == fb.SHORT_RUNS and fb.runs_for(0.2, 7) == 7
+    assert fb.runs_for(40.0, 1) == 1 and fb.runs_for(40.0, 2) == 2
+    clock = iter([0.0, 0.5, 1.0, 1.2, 2.0, 2.3, 3.0, 3.4, 4.0, 4.6])  # runs of .5 .2 .3 .4 .6
+    monkeypatch.setattr(fb.time, "perf_counter", lambda: next(clock))
+    calls = []
+    best, value = fb.timed(lambda: calls.append(1) or len(calls), 1)
+    assert len(calls) == 5 and value == 5 and abs(best - 0.2) < 1e-9
