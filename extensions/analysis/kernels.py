@@ -423,7 +423,7 @@ def score_fisher(
 # running a kernel over a site's calls
 
 
-#: whole numbers up to this travel from a worker as int32 (counts of people and alleles)
+#: the largest flat index of a `Sparse` held as int32 (larger arrays index with int64)
 COMPACT_MAX = 2**31 - 1
 
 
@@ -452,20 +452,37 @@ SPARSE_SHARE = 0.25
 SPARSE_MIN = 1024
 
 
+#: the integer types counts travel as, narrowest first (unsigned for counts, which are >= 0)
+COUNT_TYPES = (np.uint8, np.uint16, np.int32)
+
+
+def _narrowest(a: np.ndarray) -> np.ndarray | None:
+    """Whole numbers (integers, or float64 holding only them) as the narrowest of COUNT_TYPES
+    that holds them all; None when none does (or they are not whole numbers)."""
+    if not a.size:
+        return None
+    if a.dtype == np.float64:
+        if not np.isfinite(a).all() or not np.array_equal(a, np.rint(a)):
+            return None
+    elif a.dtype.kind not in "iu":
+        return None
+    lo, hi = a.min(), a.max()
+    for dtype in COUNT_TYPES:
+        info = np.iinfo(dtype)
+        if info.min <= lo and hi <= info.max:
+            return a.astype(dtype)
+    return None
+
+
 def compact(sums: dict[str, np.ndarray]) -> dict[str, np.ndarray | Sparse]:
-    """The sums a worker sends back, exact and fewer bytes: float64 arrays of whole numbers
-    (counts) as int32, arrays of mostly zeros as `Sparse`; `widen` turns them back into
-    float64 where they arrive."""
+    """The sums a worker sends back, exact and fewer bytes: whole numbers (counts, float64
+    or integer) as the narrowest integers that hold them, float arrays of mostly zeros as
+    `Sparse`; `widen` turns them back into float64 where they arrive."""
     out = {}
     for k, a in sums.items():
-        if (
-            a.dtype == np.float64
-            and a.size
-            and np.isfinite(a).all()
-            and np.abs(a).max() <= COMPACT_MAX
-            and np.array_equal(a, np.rint(a))
-        ):
-            a = a.astype(np.int32)
+        narrow = _narrowest(a)
+        if narrow is not None:
+            a = narrow
         elif a.dtype == np.float64 and a.size >= SPARSE_MIN:
             at = np.flatnonzero(a)
             if at.size <= SPARSE_SHARE * a.size:
@@ -480,7 +497,7 @@ def widen(sums: dict[str, np.ndarray | Sparse]) -> dict[str, np.ndarray]:
     for k, a in sums.items():
         if isinstance(a, Sparse):
             a = a.dense()
-        elif a.dtype == np.int32:
+        elif a.dtype.kind in "iu":
             a = a.astype(np.float64)
         out[k] = a
     return out

@@ -320,7 +320,7 @@ def _task(path: str, lo: int, hi: int, rows, masks) -> dict[str, np.ndarray]:
     planes = np.load(path, mmap_mode="r", allow_pickle=False)[lo:hi]
     if rows is not None:
         planes = planes[rows]
-    return packed_counts(planes, masks)
+    return kernels.compact(packed_counts(planes, masks))  # counts: the narrowest integers
 
 
 def reduce_packed(
@@ -352,7 +352,7 @@ def reduce_packed(
     if not parts:
         empty = np.zeros((0 if rows is None else len(rows), len(masks)), dtype=np.int64)
         return {"ac": empty, "n_called": empty.copy()}
-    done = dask.compute(*parts)
+    done = [kernels.widen(d) for d in dask.compute(*parts)]
     found = {k: np.concatenate([d[k] for d in done]) for k in ("ac", "n_called")}
     if order is None:
         return found

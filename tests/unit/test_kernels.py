@@ -356,9 +356,12 @@ def test_counts_leave_a_worker_as_int32_and_arrive_as_the_same_float64():
         "sum_xy": np.array([0.5, 1.25, -2.0]),
         "huge": np.array([0.0, 2.0**40]),
         "empty": np.zeros(0),
+        "negative": np.array([-3.0, 5.0]),
+        "integers": np.array([1, 300], dtype=np.int64),
     }
     packed = kernels.compact(sums)
-    assert packed["ac"].dtype == np.int32 and packed["ac"].nbytes == sums["ac"].nbytes // 2
+    assert packed["negative"].dtype == np.int32 and packed["integers"].dtype == np.uint16
+    assert packed["ac"].dtype == np.uint16 and packed["ac"].nbytes == sums["ac"].nbytes // 4
     assert [packed[k].dtype for k in ("sum_xy", "huge", "empty")] == [np.float64] * 3
     back = kernels.widen(packed)
     for k, a in sums.items():
