@@ -627,9 +627,21 @@ def reduce_chunks(
         codes = np.zeros((rows.size, 0), dtype=np.uint8)
         found = kernel(codes, *(a[:0] for a in column_args), *row_args)
     else:
-        done = [widen(d) for d in dask.compute(*totals)]
-        found = {k: np.concatenate([d[k] for d in done]) for k in done[0]}
-    if (order == np.arange(order.size)).all():
+        found = joined(dask.compute(*totals))
+    return in_order(found, order)
+
+
+def joined(parts) -> dict[str, np.ndarray]:
+    """The tasks' results (compacted sums of consecutive blocks of variants) as one float64
+    array each."""
+    done = [widen(d) for d in parts]
+    return {k: np.concatenate([d[k] for d in done]) for k in done[0]}
+
+
+def in_order(found: dict[str, np.ndarray], order: np.ndarray | None) -> dict[str, np.ndarray]:
+    """Rows computed in sorted order put back in the order asked: row i of each array is
+    the variant at `order[i]` of the request (None, or the identity: as they are)."""
+    if order is None or (order == np.arange(order.size)).all():
         return found
     out = {}
     for k, a in found.items():

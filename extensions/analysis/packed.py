@@ -286,7 +286,7 @@ def reduce_kernel(
     if rows.size == 0 or m == 0:  # the kernel's zeros, in shape
         codes = np.zeros((rows.size, 0), dtype=np.uint8)
         found = kernel(codes, *(a[:0] for a in column_args), *row_args)
-        return _unsorted(found, order)
+        return kernels.in_order(found, order)
     people = dask.delayed((columns, *column_args), pure=True, traverse=False)
     task = dask.delayed(_kernel_task, pure=True)
     step = max(1, KERNEL_CALLS // max(m, 1))
@@ -301,19 +301,7 @@ def reduce_kernel(
             local = None  # every variant of the block
         args = tuple(a[first:last] for a in row_args)
         parts.append(task(kernel, str(path), lo, hi, local, n_samples, people, args))
-    done = [kernels.widen(d) for d in dask.compute(*parts)]
-    found = {k: np.concatenate([d[k] for d in done]) for k in done[0]}
-    return _unsorted(found, order)
-
-
-def _unsorted(found: dict[str, np.ndarray], order: np.ndarray) -> dict[str, np.ndarray]:
-    if (order == np.arange(order.size)).all():
-        return found
-    out = {}
-    for k, a in found.items():
-        out[k] = np.empty_like(a)
-        out[k][order] = a
-    return out
+    return kernels.in_order(kernels.joined(dask.compute(*parts)), order)
 
 
 def _task(path: str, lo: int, hi: int, rows, masks) -> dict[str, np.ndarray]:
@@ -352,12 +340,4 @@ def reduce_packed(
     if not parts:
         empty = np.zeros((0 if rows is None else len(rows), len(masks)), dtype=np.int64)
         return {"ac": empty, "n_called": empty.copy()}
-    done = [kernels.widen(d) for d in dask.compute(*parts)]
-    found = {k: np.concatenate([d[k] for d in done]) for k in ("ac", "n_called")}
-    if order is None:
-        return found
-    out = {}
-    for k, a in found.items():
-        out[k] = np.empty_like(a)
-        out[k][order] = a
-    return out
+    return kernels.in_order(kernels.joined(dask.compute(*parts)), order)
