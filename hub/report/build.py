@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -782,32 +782,39 @@ def _query_audit_section(tally: ApprovalTally, aid: str, q, fig, lang: str) -> d
     }
 
 
-def _approval_section(
-    registry: ApprovalRegistry,
-    view: ApprovalView,
+@dataclass
+class _Figures:
+    """The figures of one approval's section as they are made, each with the query that
+    recounts it from the audit store (`q`: over the report's window unless a span is given)."""
+
+    aid: str
+    since_iso: str
+    until_iso: str
+    until_seq: int
+    lang: str
+    figures: list[Figure] = field(default_factory=list)
+
+    def q(self, where: dict, measure: str = "count", rule: str | None = None, span=None) -> Query:
+        s, u = span or (self.since_iso, self.until_iso)
+        return Query(s, u, self.until_seq, where, measure, rule)
+
+    def fig(self, fid, label, value, unit, query=None, **extra) -> Figure:
+        f = Figure(f"{self.aid}/{fid}", label, value, unit, self.aid, query, extra=extra)
+        self.figures.append(f)
+        return f
+
+
+def _usage_section(
+    F: _Figures,
     tally: ApprovalTally,
-    changes: list[dict],
+    view: ApprovalView,
     window: Window,
     bound: datetime,
     months: list[datetime],
-    until_seq: int,
     quotas: QuotaHistory,
-    dataset_site: dict[str, str],
-    lang: str,
 ) -> dict[str, Any]:
-    aid = view.approval_id
-    since_iso, until_iso = _iso(window.since), _iso(window.until)
-    figures: list[Figure] = []
-
-    def q(where: dict, measure: str = "count", rule: str | None = None, span=None) -> Query:
-        s, u = span or (since_iso, until_iso)
-        return Query(s, u, until_seq, where, measure, rule)
-
-    def fig(fid, label, value, unit, query=None, **extra) -> Figure:
-        f = Figure(f"{aid}/{fid}", label, value, unit, aid, query, extra=extra)
-        figures.append(f)
-        return f
-
+    """Sessions and server, CPU and memory hours by site, user and month."""
+    aid, lang, q, fig = F.aid, F.lang, F.q, F.fig
     # -- sessions and server hours
     sessions, unpaired = tally.sessions_in(window.since, bound)
     sites_all = sorted(tally.sites | set(tally.sessions) | {s.site for s in sessions})
@@ -931,7 +938,24 @@ def _approval_section(
             "h",
             q(hours_where | {"user": user}, "server-hours", "server-hours"),
         )
+    return {
+        "sessions": sessions,
+        "unpaired": unpaired,
+        "per_site": per_site,
+        "per_user": per_user,
+        "total_sessions": total_sessions,
+        "total_hours": total_hours,
+        "cpu_site": cpu_site,
+        "mem_site": mem_site,
+        "hours_site": hours_site,
+        "hours_month": hours_month,
+        "hours_where": hours_where,
+    }
 
+
+def _data_access_section(F: _Figures, tally: ApprovalTally, dataset_site: dict[str, str]) -> list:
+    """Files read and opens of each dataset."""
+    aid, lang, q, fig = F.aid, F.lang, F.q, F.fig
     # -- files of each dataset
     data_access = []
     for dataset in sorted(set(tally.files) | set(tally.opens), key=lambda d: (d is None, d or "")):
@@ -958,7 +982,12 @@ def _approval_section(
             "opens",
             q(where, "sum:data.count"),
         )
+    return data_access
 
+
+def _federation_section(F: _Figures, tally: ApprovalTally) -> tuple[list, int]:
+    """Federated queries by task and site: answered, refused, suppressions."""
+    aid, lang, q, fig = F.aid, F.lang, F.q, F.fig
     # -- federation queries
     federation = []
     for (task, site), c in sorted(tally.federation.items()):
@@ -1004,7 +1033,12 @@ def _approval_section(
         "queries",
         q({"schema": FEDERATION_QUERY, "approval_id": aid}),
     )
+    return federation, fed_total
 
+
+def _downloads_section(F: _Figures, tally: ApprovalTally) -> tuple[dict, int]:
+    """Downloads allowed and blocked (by reason); the blocked ones' query and total."""
+    aid, lang, q, fig = F.aid, F.lang, F.q, F.fig
     # -- downloads
     allowed_where = {"schema": DOWNLOAD_ALLOWED, "approval_id": aid}
     fig(
@@ -1038,10 +1072,20 @@ def _approval_section(
         "downloads",
         q(blocked_where),
     )
+    return blocked_where, blocked_total
 
-    egress = _egress_section(tally, aid, q, fig, lang)
-    query_audit = _query_audit_section(tally, aid, q, fig, lang)
 
+def _monthly_section(
+    F: _Figures,
+    tally: ApprovalTally,
+    window: Window,
+    months: list[datetime],
+    hours_month: dict[str, list[float]],
+    hours_where: dict,
+    blocked_where: dict,
+) -> dict[str, Any]:
+    """The per-month series the charts draw."""
+    aid, lang, q, fig = F.aid, F.lang, F.q, F.fig
     # -- per month (the charts)
     month_names = [m.astimezone(JST).strftime("%Y-%m") for m in months[:-1]]
     monthly = {
@@ -1076,7 +1120,15 @@ def _approval_section(
                 "h",
                 q(hours_where | {"site": site}, "server-hours", "server-hours", span=span),
             )
+    return monthly
 
+
+def _security_section(
+    F: _Figures, tally: ApprovalTally, registry: ApprovalRegistry, window: Window
+) -> tuple[list[str], list[dict]]:
+    """Enforcement stops, suspensions and reinstatements, refused kernels, period ends;
+    the handlers in the window and the suspensions that overlap it."""
+    aid, lang, q, fig = F.aid, F.lang, F.q, F.fig
     # -- security
     handlers = sorted(tally.handlers)
     sites = sorted(tally.sites)
@@ -1130,6 +1182,39 @@ def _approval_section(
             ):
                 suspensions.append(s.to_json())
     suspensions.sort(key=lambda s: s["suspended_at"])
+    return handlers, suspensions
+
+
+def _approval_section(
+    registry: ApprovalRegistry,
+    view: ApprovalView,
+    tally: ApprovalTally,
+    changes: list[dict],
+    window: Window,
+    bound: datetime,
+    months: list[datetime],
+    until_seq: int,
+    quotas: QuotaHistory,
+    dataset_site: dict[str, str],
+    lang: str,
+) -> dict[str, Any]:
+    """One approval's section of the report: its sections in order, then the whole."""
+    aid = view.approval_id
+    F = _Figures(aid, _iso(window.since), _iso(window.until), until_seq, lang)
+    u = _usage_section(F, tally, view, window, bound, months, quotas)
+    sessions, unpaired = u["sessions"], u["unpaired"]
+    per_site, per_user = u["per_site"], u["per_user"]
+    total_sessions, total_hours = u["total_sessions"], u["total_hours"]
+    cpu_site, mem_site, hours_site = u["cpu_site"], u["mem_site"], u["hours_site"]
+    data_access = _data_access_section(F, tally, dataset_site)
+    federation, fed_total = _federation_section(F, tally)
+    blocked_where, blocked_total = _downloads_section(F, tally)
+    egress = _egress_section(tally, aid, F.q, F.fig, lang)
+    query_audit = _query_audit_section(tally, aid, F.q, F.fig, lang)
+    monthly = _monthly_section(
+        F, tally, window, months, u["hours_month"], u["hours_where"], blocked_where
+    )
+    handlers, suspensions = _security_section(F, tally, registry, window)
 
     overlap = _overlap(view, window)
     datasets_used = {d for d in tally.files if d} | tally.federation_datasets
@@ -1212,5 +1297,5 @@ def _approval_section(
         "self_assessment": [
             {"id": key, "item": text[lang], "answer": None, "note": ""} for key, text in CHECKLIST
         ],
-        "figures": [f.to_json() for f in figures],
+        "figures": [f.to_json() for f in F.figures],
     }
