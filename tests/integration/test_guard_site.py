@@ -250,6 +250,9 @@ def test_period_end_and_refusal_events_reach_the_store(tmp_path, guard_stack, ta
     s.clock_file.write_text("2035-03-31T23:59:00+09:00")
     s.start()
     try:
+        # the guard checks the period once as it starts (the hub's answer, then the end):
+        # move the clock past the end only after that check, or it stops the server
+        wait_for(lambda: s.api("GET", "/visiting/guard").json()["period"]["checked_at"])
         s.clock_file.write_text("2035-04-01T00:00:30+09:00")
         assert s.api("POST", "/api/kernels", json={"name": "python3"}).status_code == 403
         r = s.api(
