@@ -250,13 +250,36 @@ def gather_columns(a: np.ndarray, columns: np.ndarray) -> np.ndarray:
     return a[:, columns]
 
 
+def _read_planes(path: str, lo: int, hi: int, rows) -> np.ndarray:
+    """Variants lo..hi of the packed file (only those at `rows`, relative to lo, if given)."""
+    planes = np.load(path, mmap_mode="r", allow_pickle=False)[lo:hi]
+    return planes if rows is None else planes[rows]
+
+
 def _kernel_task(kernel, path: str, lo: int, hi: int, rows, n: int, people, row_args):
     kernels.tune_malloc()
     columns, *column_args = people
-    planes = np.load(path, mmap_mode="r", allow_pickle=False)[lo:hi]
-    if rows is not None:
-        planes = planes[rows]
-    return kernels.compact(kernel(unpack_codes(planes, n, columns), *column_args, *row_args))
+    codes = unpack_codes(_read_planes(path, lo, hi, rows), n, columns)
+    return kernels.compact(kernel(codes, *column_args, *row_args))
+
+
+def _count_task(path: str, lo: int, hi: int, rows, masks) -> dict[str, np.ndarray]:
+    # counts as the narrowest integers that hold them
+    return kernels.compact(packed_counts(_read_planes(path, lo, hi, rows), masks))
+
+
+def _over_blocks(n_variants: int, rows: np.ndarray, step: int, row_args=()):
+    """(lo, hi, local rows or None for all, the row_args of those rows) of each block of
+    `step` variants holding some of the sorted `rows`."""
+    for lo in range(0, n_variants, step):
+        first, last = np.searchsorted(rows, [lo, lo + step])
+        if first == last:
+            continue
+        hi = min(lo + step, n_variants)
+        local = rows[first:last] - lo
+        if local.size == hi - lo:
+            local = None  # every variant of the block
+        yield lo, hi, local, tuple(a[first:last] for a in row_args)
 
 
 def reduce_kernel(
@@ -289,26 +312,12 @@ def reduce_kernel(
         return kernels.in_order(found, order)
     people = dask.delayed((columns, *column_args), pure=True, traverse=False)
     task = dask.delayed(_kernel_task, pure=True)
-    step = max(1, KERNEL_CALLS // max(m, 1))
-    parts = []
-    for lo in range(0, n_variants, step):
-        first, last = np.searchsorted(rows, [lo, lo + step])
-        if first == last:
-            continue
-        local = rows[first:last] - lo
-        hi = min(lo + step, n_variants)
-        if local.size == hi - lo:
-            local = None  # every variant of the block
-        args = tuple(a[first:last] for a in row_args)
-        parts.append(task(kernel, str(path), lo, hi, local, n_samples, people, args))
+    step = max(1, KERNEL_CALLS // m)
+    parts = [
+        task(kernel, str(path), lo, hi, local, n_samples, people, args)
+        for lo, hi, local, args in _over_blocks(n_variants, rows, step, row_args)
+    ]
     return kernels.in_order(kernels.joined(dask.compute(*parts)), order)
-
-
-def _task(path: str, lo: int, hi: int, rows, masks) -> dict[str, np.ndarray]:
-    planes = np.load(path, mmap_mode="r", allow_pickle=False)[lo:hi]
-    if rows is not None:
-        planes = planes[rows]
-    return kernels.compact(packed_counts(planes, masks))  # counts: the narrowest integers
 
 
 def reduce_packed(
@@ -316,28 +325,20 @@ def reduce_packed(
 ) -> dict[str, np.ndarray]:
     """`packed_counts` over the file, a task per block of variants where dask computes (the
     site's workers under a distributed Client); rows: positions of the variants to count, in
-    order (None: all). Returns {"ac", "n_called"} (rows, strata) int64."""
+    order (None: all). Returns {"ac", "n_called"}: (rows, strata) exact counts as float64."""
     import dask
 
-    words = words_for(n_samples)
-    step = max(1, TASK_BYTES // (16 * words))
-    task = dask.delayed(_task, pure=True)
     masks = np.asarray(masks, dtype=np.uint64)
-    parts = []
-    if rows is None:
-        for lo in range(0, n_variants, step):
-            parts.append(task(str(path), lo, min(lo + step, n_variants), None, masks))
-        order = None
-    else:
-        rows = np.asarray(rows, dtype=np.int64)
-        order = np.argsort(rows, kind="stable")
-        ordered = rows[order]
-        for lo in range(0, n_variants, step):
-            first, last = np.searchsorted(ordered, [lo, lo + step])
-            if first < last:
-                parts.append(task(str(path), lo, min(lo + step, n_variants),
-                                  ordered[first:last] - lo, masks))  # fmt: skip
+    rows = kernels.positions(rows, n_variants)
+    order = np.argsort(rows, kind="stable")
+    rows = rows[order]
+    task = dask.delayed(_count_task, pure=True)
+    step = max(1, TASK_BYTES // (16 * words_for(n_samples)))
+    parts = [
+        task(str(path), lo, hi, local, masks)
+        for lo, hi, local, _ in _over_blocks(n_variants, rows, step)
+    ]
     if not parts:
-        empty = np.zeros((0 if rows is None else len(rows), len(masks)), dtype=np.int64)
+        empty = np.zeros((0, len(masks)))
         return {"ac": empty, "n_called": empty.copy()}
     return kernels.in_order(kernels.joined(dask.compute(*parts)), order)

@@ -325,7 +325,6 @@ class Gateway:
             withhold_near_differences,
         )
 
-        folder = self.config.data_root / dataset
         clock = time.perf_counter()
         seconds: dict[str, float] = {}
 
@@ -356,7 +355,7 @@ class Gateway:
                 half,
                 task.variant_keys_of(half, cohort, state),
                 task.per_variant_arrays(half),
-                missing_calls(folder, self.config.site, dataset),
+                missing_calls(self.cohort(dataset, "dask")),
                 plan.near,
                 self.rules.min_cell_count,
             )
@@ -412,13 +411,11 @@ class Gateway:
             log.error("audit event not delivered: %s: %s", e, json.dumps(event))
 
 
-def missing_calls(folder: Path, site: str, dataset: str):
+def missing_calls(cohort):
     """missing_of(keys, people) for the per-variant rule: whether each of `people` (positions
-    in sorted sample-id order) has no call at each variant of `keys`, read from the Zarr store
-    (the same calls as the MatrixTable), a few columns only."""
-    from extensions.analysis.cohorts import open_cohort
-
-    cohort = open_cohort(folder, site, dataset, "dask")
+    in sorted sample-id order) has no call at each variant of `keys`, read from the dataset's
+    Zarr store (`cohort`: its Dask cohort, kept open by the gateway; the same calls as the
+    MatrixTable), a few columns only."""
 
     def missing_of(keys: list[str], people) -> np.ndarray:
         ids = np.asarray(cohort.sample_ids, dtype=object)

@@ -279,8 +279,7 @@ class AlleleFrequencies(Task):
             sums = cohort.reduce_packed(
                 packed.person_masks(np.flatnonzero(mask), codes, len(labels), n), rows
             )
-            ac = sums["ac"].astype(np.float64).reshape(shape)
-            n_called = sums["n_called"].astype(np.float64).reshape(shape)
+            ac, n_called = sums["ac"].reshape(shape), sums["n_called"].reshape(shape)
             return self._half(
                 cohort, params, keys, ac, 2.0 * n_called, n_called, labels, codes, "packed"
             )
