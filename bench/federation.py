@@ -9,7 +9,7 @@ is 5 x 4,000 x 100,000 (the people double), 10000 is 5 x 10,000 x 200,000
 (1e10 genotype calls, to show how cost grows); `--quick` is a smoke run of
 5 x 200 x 2,000. No Docker; needs `plink2` on PATH (scripts/setup.sh).
 
-Workload (bench/federation_data.py): the demo's five sites with `hub.synth`'s
+Workload (bench/federation_data.py): the demo's five sites with `hub.data.synth`'s
 people and genotypes, written once into
 ~/.cache/visiting/bench-federation/<sites>x<N>x<V>-seed2026-v3/: each site's
 dataset as a gateway reads it (VCF Zarr in ingest's layout, the clinical and
@@ -29,7 +29,7 @@ per-attribute count of the summary cache answers), `gwas_linear`
   this machine's: the sites are asked one after another, each on the cores
   the references use) and the real gateway over HTTP on
   loopback, the hub and audit service it asks stubbed in this process; the
-  real client (`extensions.analysis.client.Federation`) asking the sites one
+  real client (`extensions.federation.client.Federation`) asking the sites one
   after another and combining. A site's time is its answer at the client;
   `federated_s` is their sum plus combine (what this 2-core machine does);
   "slowest site + combine" is what sites answering at once on their own
@@ -159,8 +159,8 @@ def run_federated(
     """Every task through the sites' processes, its figures saved into `progress` as it is
     measured (and the sites' memory, the audit events at the end); the results by task."""
     from bench.federation_sites import Sites
-    from extensions.analysis.client import FederationError
-    from extensions.analysis.tasks.base import TaskError
+    from extensions.federation.client import FederationError
+    from extensions.federation.tasks.base import TaskError
 
     figures: dict[str, dict] = {}
     results: dict[str, object] = {}
@@ -301,7 +301,7 @@ def run_hail(sizes: Sizes, work: Path, repeat: int, timeout: float, skip: dict, 
 
 def hail_worker(sizes: Sizes, task: str, repeat: int, dest: Path) -> None:
     from bench import federation_refs as refs
-    from extensions.analysis.hail_session import ensure_hail
+    from extensions.federation.hail_session import ensure_hail
 
     mt = cache_root() / sizes.name / "pooled" / "pooled.mt"
     t0 = time.perf_counter()

@@ -1,6 +1,6 @@
 """The federation benchmark's workload: the demo's sites and the same people pooled, written once.
 
-The people and genotypes are `hub.synth`'s (its variant table, planted
+The people and genotypes are `hub.data.synth`'s (its variant table, planted
 effects, per-site random streams, clinical attributes and traits, so the
 same seed gives the same cohort as `generate_cohorts`), written once and
 never parsed again: at 5 x 10,000 x 200,000 (1e10 calls) the sites' VCF
@@ -16,7 +16,7 @@ calls goes at once into every format that needs it:
   to 10,000 people, Blosc zstd 7 with bit shuffle; sample_id,
   variant_position, variant_allele, variant_contig, contig_id),
   `clinical.tsv` and `phenotypes.tsv` (synth's writer), and the summary cache
-  ingest writes (`extensions.analysis.summary.write_summary`). No
+  ingest writes (`extensions.federation.summary.write_summary`). No
   MatrixTable: the benchmark's sites answer on the Dask engine, the demo's
   default;
 - pooled, for the references: `pooled/pooled.vcf.zarr` (the same layout,
@@ -82,9 +82,9 @@ def cache_root() -> Path:
 
 
 def site_specs():
-    """The demo platform's sites that hold an analysis dataset, as `hub.synth` writes them."""
-    from hub.policy import load_platform
-    from hub.synth import site_specs as specs_of
+    """The demo platform's sites that hold an analysis dataset, as `hub.data.synth` writes them."""
+    from hub.data.synth import site_specs as specs_of
+    from hub.platform.policy import load_platform
 
     return specs_of(load_platform(REPO / "policies" / "demo").sites.values())
 
@@ -105,7 +105,7 @@ class ZarrWriter:
     def __init__(self, path: Path, sample_ids: list[str], table, dataset_id: str):
         import zarr
 
-        from hub.synth import CONTIGS
+        from hub.data.synth import CONTIGS
 
         V, N = table.pos.size, len(sample_ids)
         g = zarr.open_group(str(path), mode="w", zarr_format=2)
@@ -244,7 +244,7 @@ def write_calls(sizes: Sizes, specs, work: Path, say):
     import pysam
 
     from extensions.contracts.datasets import VCF, ZARR
-    from hub import synth
+    from hub.data import synth
 
     N, V = sizes.samples, sizes.variants
     rng = np.random.default_rng(SEED)
@@ -333,7 +333,7 @@ def write_summaries(work: Path, specs, say) -> None:
     """Each site's summary cache, as ingest writes it after the Zarr store."""
     import dask
 
-    from extensions.analysis.summary import write_summary
+    from extensions.federation.summary import write_summary
 
     with dask.config.set(scheduler="threads", num_workers=2):
         for s in specs:
@@ -346,7 +346,7 @@ def refresh_summaries(root: Path, manifest: dict, say) -> float:
     for a workload written before they changed (`summary.ensure_summary`); the seconds."""
     import dask
 
-    from extensions.analysis.summary import ensure_summary
+    from extensions.federation.summary import ensure_summary
 
     t0 = time.perf_counter()
     with dask.config.set(scheduler="threads", num_workers=2):
@@ -361,7 +361,7 @@ def write_pooled_tables(people, pooled: Path) -> None:
     sex)."""
     import pandas as pd
 
-    from extensions.analysis.tasks.regression import covariate_column
+    from extensions.federation.tasks.regression import covariate_column
 
     # the tasks' encoding: age as the band's lower bound in decades, sex as male = 1
     age, sex = covariate_column(people, "age_band"), covariate_column(people, "sex")
@@ -387,7 +387,7 @@ def write_pooled_matrix_table(pooled: Path, sizes: Sizes) -> None:
     """The pooled .bed as a MatrixTable with the people's site, phenotypes and covariates."""
     import pandas as pd
 
-    from extensions.analysis.hail_session import ensure_hail
+    from extensions.federation.hail_session import ensure_hail
 
     hl = ensure_hail()
     try:

@@ -12,7 +12,7 @@ On the same people pooled (bench/federation_data.py):
   site, age in decades, sex (the federated model); each in a process of its
   own whose JVM start is not timed;
 - `numpy_pooled`: the best plain code on the pooled Zarr store, which is the
-  sites' own fused kernels (`extensions.analysis.kernels`) run by
+  sites' own fused kernels (`extensions.federation.kernels`) run by
   `kernels.reduce_chunks` over every chunk of the pooled calls on dask's
   threads (two, BLAS on one each): `allele_counts`; `linear_sums` with the
   design [1, site indicators but the first, age, sex] solved by
@@ -81,8 +81,8 @@ def pooled_calls(pooled: Path):
 def numpy_allele_frequencies(pooled: Path, where: dict | None = None):
     import pandas as pd
 
-    from extensions.analysis import kernels
-    from extensions.analysis.cohorts import select
+    from extensions.federation import kernels
+    from extensions.federation.cohorts import select
 
     calls, keys = pooled_calls(pooled)
     columns = None
@@ -104,8 +104,8 @@ def numpy_allele_frequencies(pooled: Path, where: dict | None = None):
 def numpy_linear(pooled: Path):
     import pandas as pd
 
-    from extensions.analysis import kernels
-    from extensions.analysis.tasks import regression as rg
+    from extensions.federation import kernels
+    from extensions.federation.tasks import regression as rg
 
     calls, keys = pooled_calls(pooled)
     table = pooled_table(pooled)
@@ -123,8 +123,8 @@ def numpy_logistic(pooled: Path):
     """Wald logistic regression per variant by Newton-Raphson on the kernels' sums (Hail's rules)."""
     import pandas as pd
 
-    from extensions.analysis import kernels
-    from extensions.analysis.tasks import regression as rg
+    from extensions.federation import kernels
+    from extensions.federation.tasks import regression as rg
 
     calls, keys = pooled_calls(pooled)
     table = pooled_table(pooled)
@@ -221,7 +221,7 @@ def plink_args(pooled: Path, task: str, keep: Path) -> list[str]:
 def plink(pooled: Path, task: str, where: dict, peaks: dict, timeout: float | None):
     """(seconds, answer) of plink2 on the pooled pgen for `task` (`where`: whom the filtered
     query counts, a --keep file)."""
-    from extensions.analysis.cohorts import select
+    from extensions.federation.cohorts import select
 
     with tempfile.TemporaryDirectory(prefix="visiting-bench-plink-") as d:
         prefix = Path(d) / task

@@ -1,15 +1,15 @@
 """The federated side of bench/federation.py: the demo's site processes and the real client.
 
-Per site, as the demo runs a site (`hub.sites.ensure_dask`, `ensure_gateway`)
+Per site, as the demo runs a site (`hub.sites.containers.ensure_dask`, `ensure_gateway`)
 but as processes on loopback instead of containers:
 
-- `dask scheduler`, and the site's `dask worker`s as `hub.sites.worker_plans`
+- `dask scheduler`, and the site's `dask worker`s as `hub.sites.containers.worker_plans`
   plans them from the demo platform's `dask:` block (the demo: one worker of
   one thread and 1G a site, BLAS on one thread; a nanny and its worker
   process), with the preload `bench/worker_bytes.py`, which counts the bytes
   of results a worker sends (see there);
-- the site's gateway, `python -m hub.services.gateway`, with the environment
-  `hub.sites.gateway_env` gives the demo's (the site, the platform's
+- the site's gateway, `python -m extensions.federation.gateway`, with the environment
+  `hub.sites.containers.gateway_env` gives the demo's (the site, the platform's
   disclosure rules, one BLAS thread, the service prefix and token), its
   addresses this machine's: the data folder, the scheduler, a query-set
   audit folder of its own, and the hub API and audit service, both answered
@@ -18,7 +18,7 @@ but as processes on loopback instead of containers:
   the audit service's `api/approvals/<user>` give them; audit events are
   accepted and counted).
 
-The client is `extensions.analysis.client.Federation` itself, its gateways
+The client is `extensions.federation.client.Federation` itself, its gateways
 set directly (each asked for `api/datasets` with the researcher's token, as
 `discover` would through the proxy): its rounds, wire decoding and
 `combine` are the real ones. `MeasuredFederation` asks the sites one at a
@@ -42,7 +42,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from bench.federation_procs import BenchError, Service, free_port, say, vm_hwm
-from extensions.analysis.client import Federation, FederationError, SiteGateway
+from extensions.federation.client import Federation, FederationError, SiteGateway
 
 REPO = Path(__file__).resolve().parent.parent
 PRELOAD = Path(__file__).resolve().parent / "worker_bytes.py"
@@ -171,7 +171,7 @@ class StubHub:
 
 
 def demo_platform():
-    from hub.policy import load_platform
+    from hub.platform.policy import load_platform
 
     return load_platform(REPO / "policies" / "demo")
 
@@ -186,7 +186,7 @@ def with_site_cores(platform, cores: float):
 
 
 def worker_command(plan, address: str, local_directory: Path) -> list[str]:
-    """A worker plan's `dask worker` command (`hub.sites.worker_plans`) on loopback: this
+    """A worker plan's `dask worker` command (`hub.sites.containers.worker_plans`) on loopback: this
     scheduler, this host, a directory of its own, the byte-counting preload."""
     where = {"--host": "127.0.0.1", "--local-directory": str(local_directory)}
     cmd = [str(Path(sys.executable).with_name("dask")), "worker", address]
@@ -236,7 +236,7 @@ class Site:
         return out
 
     def start(self, hub: StubHub, platform) -> None:
-        from hub.sites import gateway_env, worker_plans
+        from hub.sites.containers import gateway_env, worker_plans
 
         spec = platform.sites[self.site]
         self.work.mkdir(parents=True)
@@ -279,7 +279,7 @@ class Site:
         self.services.append(
             Service(
                 "gateway",
-                [sys.executable, "-m", "hub.services.gateway", "--ip", "127.0.0.1",
+                [sys.executable, "-m", "extensions.federation.gateway", "--ip", "127.0.0.1",
                  "--port", str(port)],
                 {**env, **genv}, self.work / "gateway.log", cwd=REPO,
             )

@@ -34,7 +34,7 @@ import requests  # noqa: E402
 from tornado.httpclient import HTTPRequest  # noqa: E402
 from tornado.websocket import websocket_connect  # noqa: E402
 
-from hub.synth import SiteSpec, generate_cohorts  # noqa: E402
+from hub.data.synth import SiteSpec, generate_cohorts  # noqa: E402
 from tests.integration.gate_rig import GateRig  # noqa: E402
 from tests.integration.guard_server import TOKEN, GuardServer, free_port, server_env  # noqa: E402
 from tests.integration.kernel_client import Kernel  # noqa: E402

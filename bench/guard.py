@@ -56,8 +56,8 @@ from extensions.contracts.clock import Clock  # noqa: E402
 from extensions.guard.context import ServerContext  # noqa: E402
 from extensions.guard.events import ActivityEvents, EventShipper, EventSpool, SpoolHandler  # noqa: E402
 from extensions.guard.sniff import Sniffer  # noqa: E402
-from hub.audit import AuditStore  # noqa: E402
-from hub.stack import Stack, StackConfig  # noqa: E402
+from hub.demo.stack import Stack, StackConfig  # noqa: E402
+from hub.store.audit import AuditStore  # noqa: E402
 from tests.integration.conftest import hub_login  # noqa: E402
 from tests.integration.guard_server import (  # noqa: E402
     GuardServer,

@@ -62,9 +62,9 @@ import dask  # noqa: E402
 import dask.array as da  # noqa: E402
 import numpy as np  # noqa: E402
 
-from extensions.analysis import kernels  # noqa: E402
-from extensions.analysis.cohorts import BLOCK_VALUES  # noqa: E402
-from extensions.analysis.tasks import regression as rg  # noqa: E402
+from extensions.federation import kernels  # noqa: E402
+from extensions.federation.cohorts import BLOCK_VALUES  # noqa: E402
+from extensions.federation.tasks import regression as rg  # noqa: E402
 
 AGE_BANDS = 7
 REL = 1e-12

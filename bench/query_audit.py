@@ -65,10 +65,10 @@ for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from extensions.analysis.cohorts import REGIONS, region_of, select  # noqa: E402
-from extensions.analysis.query_audit import QueryMeta, QuerySetAudit  # noqa: E402
-from extensions.analysis.tasks.base import DisclosureRules  # noqa: E402
-from hub.synth import AGE_BANDS, AGE_WEIGHTS, DISEASES, PREFECTURES  # noqa: E402
+from extensions.federation.cohorts import REGIONS, region_of, select  # noqa: E402
+from extensions.federation.query_audit import QueryMeta, QuerySetAudit  # noqa: E402
+from extensions.federation.tasks.base import DisclosureRules  # noqa: E402
+from hub.data.synth import AGE_BANDS, AGE_WEIGHTS, DISEASES, PREFECTURES  # noqa: E402
 
 MIN = DisclosureRules().min_people
 MAX_SET = 5000

@@ -34,11 +34,11 @@ sys.path.insert(0, str(REPO))
 from extensions.contracts.clock import FixedClock, fiscal_year_bounds  # noqa: E402
 from extensions.contracts.datasets import CLINICAL, PHENOTYPES, VCF  # noqa: E402
 from extensions.contracts.events import SECRETARIAT_ACTION, guard_event  # noqa: E402
-from hub.audit import AuditStore  # noqa: E402
-from hub.policy import load_policy_dir  # noqa: E402
-from hub.registry import ApprovalRegistry  # noqa: E402
+from hub.platform.policy import load_policy_dir  # noqa: E402
 from hub.report import ReportRequest, build_report, write_report  # noqa: E402
 from hub.report import build as rb  # noqa: E402
+from hub.store.audit import AuditStore  # noqa: E402
+from hub.store.registry import ApprovalRegistry  # noqa: E402
 
 SITES = {"nig": "JGAD000101", "ncc": "JGAD000201", "ncgm": "JGAD000301", "tommo": "JGAD000401"}
 USERS = ("tanaka", "yamada")

@@ -1,6 +1,6 @@
 """Allele-frequency site halves of everyone from the summary cache against the genotype calls.
 
-One site's dataset (default: made by `hub.synth`, which ingests it, at
+One site's dataset (default: made by `hub.data.synth`, which ingests it, at
 2,000 people x 100,000 variants; or an ingested dataset folder given with
 --folder). The cache is written anew (`summary.write_summary`, timed: what
 ingest adds), then each row runs `AlleleFrequencies.site_half` on a fresh
@@ -26,9 +26,9 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
-from extensions.analysis import packed, summary  # noqa: E402
-from extensions.analysis.cohorts import open_cohort  # noqa: E402
-from extensions.analysis.tasks import allele_frequencies as af  # noqa: E402
+from extensions.federation import packed, summary  # noqa: E402
+from extensions.federation.cohorts import open_cohort  # noqa: E402
+from extensions.federation.tasks import allele_frequencies as af  # noqa: E402
 
 QUERIES = (
     ("everyone", {}),
@@ -50,7 +50,7 @@ def parse_args(argv=None):
 
 
 def make_dataset(args, root: Path) -> Path:
-    from hub.synth import SiteSpec, generate_cohorts
+    from hub.data.synth import SiteSpec, generate_cohorts
 
     site = SiteSpec("nig", "JGADT1", None, "Shizuoka")
     generate_cohorts(
@@ -88,7 +88,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-summary-") as tmp:
         folder = args.folder or make_dataset(args, Path(tmp))
         if "hail" in engines:
-            from extensions.analysis.hail_session import ensure_hail
+            from extensions.federation.hail_session import ensure_hail
 
             ensure_hail()
         t = time.perf_counter()

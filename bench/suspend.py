@@ -48,8 +48,8 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from hub.sites import resolve_endpoint  # noqa: E402
-from hub.stack import Stack, StackConfig  # noqa: E402
+from hub.demo.stack import Stack, StackConfig  # noqa: E402
+from hub.sites.containers import resolve_endpoint  # noqa: E402
 from tests.integration.conftest import hub_login, token_of  # noqa: E402
 
 SITES = ["nig", "ncc", "ncgm", "tommo", "imsut"]
@@ -216,7 +216,7 @@ class MemorySampler(threading.Thread):
 
 def federated_load(stack, sites: list[str]) -> dict[str, float]:
     """One federated allele-frequency run and one linear GWAS over tanaka's sites, timed."""
-    from extensions.analysis import connect
+    from extensions.federation import connect
 
     tanaka = Person(stack.config.hub_url, "tanaka")
     tanaka.start(sites)

@@ -32,11 +32,11 @@ ANALYSIS = [
     "pandas",
     "pysam",
     "hail",
-    "extensions.analysis.tasks",
-    "extensions.analysis.cohorts",
+    "extensions.federation.tasks",
+    "extensions.federation.cohorts",
 ]
 MODULES = {
-    "dask": [*ANALYSIS, "hub.services.gateway"],
+    "dask": [*ANALYSIS, "extensions.federation.gateway"],
     "singleuser": [
         *ANALYSIS,
         "ipywidgets",
@@ -46,8 +46,8 @@ MODULES = {
         "jupyter_server",
         "jupyterhub.singleuser",
         "extensions.guard.app",
-        "extensions.analysis.client",
-        "extensions.analysis.catalogue",
+        "extensions.federation.client",
+        "extensions.federation.catalogue",
     ],
 }
 #: Packages released together, whose versions must be equal.

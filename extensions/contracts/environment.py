@@ -4,7 +4,7 @@ A researcher's server: the hub's spawner sets these; the guard, the gate and
 the analysis client inside the container read them (and trust nothing the user
 can change: the hub and the enforcer check the same facts again).
 
-A site's federation gateway: `hub.sites.gateway_env` sets these; the gateway's
+A site's federation gateway: `hub.sites.containers.gateway_env` sets these; the gateway's
 `config_from_env` reads them.
 """
 
@@ -24,7 +24,7 @@ APPROVAL_END_DATE = "VISITING_APPROVAL_END_DATE"
 DATASETS = "VISITING_DATASETS"
 #: the platform's download rules (JSON; extensions.guard.context.GuardRules)
 GUARD_RULES = "VISITING_GUARD_RULES"
-#: the platform's egress rules (JSON; extensions.guard.meter.EgressRules)
+#: the platform's egress rules (JSON; extensions.contracts.egress.EgressRules)
 EGRESS_RULES = "VISITING_EGRESS_RULES"
 #: whether the site lets its servers open terminals: one of TERMINAL_MODES
 TERMINALS = "VISITING_TERMINALS"

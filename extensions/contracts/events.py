@@ -57,17 +57,17 @@ OUTPUT_WITHHELD = guard_event("output-withheld")
 
 # -- the hub's events ------------------------------------------------------------------
 
-#: a site's federation gateway answered, refused or failed a task (hub.services.gateway)
+#: a site's federation gateway answered, refused or failed a task (extensions.federation.gateway)
 FEDERATION_QUERY = HUB_BASE + "federation-query"
 #: data.code of a federation-query that a site's query-set audit refused (data.audit.rule
 #: names the rule); the gateway answers with it, the catalogue, the admin page and the report
 #: read it
 QUERY_SET_AUDIT = "query_set_audit"
-#: the catalogue counted people for someone (hub.services.catalogue)
+#: the catalogue counted people for someone (hub.services.catalogue.application)
 CATALOGUE_QUERY = HUB_BASE + "catalogue-query"
-#: the enforcer stopped a server whose access ended (hub.services.enforcer)
+#: the enforcer stopped a server whose access ended (hub.services.enforcer.application)
 ENFORCEMENT_STOP = HUB_BASE + "enforcement-stop"
-#: the secretariat acted on an approval or a person (hub.operations)
+#: the secretariat acted on an approval or a person (hub.platform.operations)
 SECRETARIAT_ACTION = HUB_BASE + "secretariat-action"
-#: a site admin acted at their site (hub.operations)
+#: a site admin acted at their site (hub.platform.operations)
 SITE_ADMIN_ACTION = HUB_BASE + "site-admin-action"

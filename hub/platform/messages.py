@@ -111,7 +111,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     },
     # a person's own audit: the catalogue's counts for someone with no approval of the dataset
     "admin.query_audit.own": {"ja": "本人単位の監査", "en": "the person's own audit"},
-    # the rules of the query-set audit (extensions/analysis/query_audit.py), for the admin page
+    # the rules of the query-set audit (extensions/federation/query_audit.py), for the admin page
     # and the data-usage report
     "query_audit.rule.min_count": {"ja": "対象者が少なすぎる", "en": "too few people"},
     "query_audit.rule.small_difference": {

@@ -7,7 +7,7 @@ produced from the approval registry and the audit log: `visiting report`.
 See docs/report.md for what each figure means and how it is checked.
 """
 
-from .build import ReportError, ReportRequest, build_report
-from .render import FORMATS, write_report
+from hub.report.build import ReportError, ReportRequest, build_report
+from hub.report.render import FORMATS, write_report
 
 __all__ = ["FORMATS", "ReportError", "ReportRequest", "build_report", "write_report"]

@@ -39,13 +39,12 @@ from extensions.contracts.events import (
     SERVER_STOP,
     SITE_ADMIN_ACTION,
 )
-
-from ..audit import AuditStore
-from ..operations import RESET_QUERY_AUDIT
-from ..policy import Quota
-from ..registry import ApprovalRegistry, ApprovalView, RegistryError
-from .query import Figure, Query
-from .texts import CHECKLIST, LANGS, rule_name, t
+from hub.platform.operations import RESET_QUERY_AUDIT
+from hub.platform.policy import Quota
+from hub.report.query import Figure, Query
+from hub.report.texts import CHECKLIST, LANGS, rule_name, t
+from hub.store.audit import AuditStore
+from hub.store.registry import ApprovalRegistry, ApprovalView, RegistryError
 
 #: the egress meter's channels (extensions.guard.meter.CHANNELS), in the report's order
 EGRESS_CHANNELS = ("download", "kernel", "terminal", "other")
@@ -134,7 +133,7 @@ class QuotaHistory:
     """The quota a server got when it started, replayed from the site admins' records.
 
     The spawner gives a server the site admins' quota for the approval at the site, over
-    the approval's own quota, over the site's default (hub/spawner.py `quota_for`); the
+    the approval's own quota, over the site's default (hub/plugins/spawner.py `quota_for`); the
     container keeps what it got at spawn. The site default starts as the platform file
     says and moves with each `set-site-quota` action; the approval's quota at a site
     with each `set-approval-quota` action.

@@ -20,8 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from extensions.contracts.clock import JST
-
-from .texts import block_reason, rule, rule_name, t
+from hub.report.texts import block_reason, rule, rule_name, t
 
 FORMATS = ("html", "pdf", "csv", "json")
 
@@ -610,7 +609,7 @@ details{margin:.5rem 0}
 
 
 def render_html(doc: dict[str, Any]) -> bytes:
-    from .charts import CHARTS, png_base64
+    from hub.report.charts import CHARTS, png_base64
 
     draw = dict(CHARTS)
     lang = doc["report"]["lang"]
@@ -671,8 +670,8 @@ def render_pdf(doc: dict[str, Any]) -> bytes:
     import matplotlib
     from matplotlib.backends.backend_pdf import PdfPages
 
-    from .charts import CHARTS, rc
-    from .pdf import PdfLayout
+    from hub.report.charts import CHARTS, rc
+    from hub.report.pdf import PdfLayout
 
     draw = dict(CHARTS)
     r = doc["report"]

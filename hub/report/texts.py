@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..platform.messages import MESSAGES, message
+from hub.platform.messages import MESSAGES, message
 
 LANGS = ("ja", "en")
 

@@ -24,7 +24,7 @@ import time
 
 import pytest
 
-from hub.stack import Stack, StackConfig
+from hub.demo.stack import Stack, StackConfig
 from tests.integration.test_tutorials_site import fresh_home
 
 from .browser import chromium, new_page, screenshot

@@ -1,8 +1,8 @@
 """A small pooled cohort for the federated tasks' integration tests, with the reference tools' inputs.
 
 `build_pooled_cohort(root)` writes three synthetic sites with
-`hub.synth.generate_cohorts` (VCF, VCF Zarr and Hail MatrixTable per site,
-through hub.ingest), then the pooled data the reference tools read: the
+`hub.data.synth.generate_cohorts` (VCF, VCF Zarr and Hail MatrixTable per site,
+through hub.data.ingest), then the pooled data the reference tools read: the
 sites' VCFs merged with `bcftools merge` and that merge as a PLINK 2 pgen.
 The pooled MatrixTable is the sites' MatrixTables joined by columns
 (`pooled_matrix_table()`).
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.synth import SiteSpec, SynthResult, generate_cohorts
+from hub.data.synth import SiteSpec, SynthResult, generate_cohorts
 
 SITES = (
     SiteSpec("nig", "JGAD900001", None, "Shizuoka"),
@@ -59,7 +59,7 @@ class PooledCohort:
     def cohort(self, site: str, engine: str):
         """The site's dataset on `engine`; one object per (site, engine), so what it reads once
         (people, variant keys) is read once per session."""
-        from extensions.analysis.cohorts import open_cohort
+        from extensions.federation.cohorts import open_cohort
 
         if (site, engine) not in self._cohorts:
             self._cohorts[site, engine] = open_cohort(
@@ -71,7 +71,7 @@ class PooledCohort:
         """The sites' MatrixTables joined by columns (rows: the variants every site holds),
         written once to `pooled/pooled.mt` and read from there."""
         if self._pooled_mt is None:
-            from extensions.analysis.hail_session import ensure_hail
+            from extensions.federation.hail_session import ensure_hail
 
             hl = ensure_hail()
             path = self.root / "pooled" / "pooled.mt"

@@ -13,7 +13,7 @@ from urllib.parse import urljoin
 import pytest
 import requests
 
-from hub.stack import Stack, StackConfig
+from hub.demo.stack import Stack, StackConfig
 
 AUTH_REFRESH_AGE = 2  # seconds; small so a test sees the hub re-check an approval
 

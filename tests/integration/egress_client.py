@@ -45,9 +45,9 @@ import yaml
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
-from hub.audit import AuditStore
-from hub.policy import load_policy_dir
-from hub.stack import Stack, StackConfig
+from hub.demo.stack import Stack, StackConfig
+from hub.platform.policy import load_policy_dir
+from hub.store.audit import AuditStore
 
 from .conftest import token_of
 from .kernel_client import Kernel
@@ -126,7 +126,7 @@ def forget_gate_state(stack: Stack, user: str, site: str) -> None:
     no cap behind."""
     import docker
 
-    from hub.sites import resolve_endpoint
+    from hub.sites.containers import resolve_endpoint
 
     endpoint = resolve_endpoint(stack.bundle.platform.sites[site].docker_endpoint)
     client = docker.APIClient(base_url=endpoint, version="auto")
@@ -150,7 +150,7 @@ def forget_gate_state(stack: Stack, user: str, site: str) -> None:
 def engine_client():
     import docker
 
-    from hub.sites import resolve_endpoint
+    from hub.sites.containers import resolve_endpoint
 
     return docker.DockerClient(base_url=resolve_endpoint("local"))
 

@@ -18,9 +18,9 @@ import pytest
 import requests
 
 from extensions.contracts.clock import FileClock
-from hub.audit import AuditStore
-from hub.sites import service_token
-from hub.stack import Stack, StackConfig
+from hub.demo.stack import Stack, StackConfig
+from hub.sites.containers import service_token
+from hub.store.audit import AuditStore
 
 from .conftest import hub_login, token_of
 from .guard_server import wait_for

@@ -24,10 +24,10 @@ import time
 import pytest
 import requests
 
-from hub.audit import AuditStore
-from hub.policy import load_policy_dir
-from hub.stack import Stack, StackConfig, services_of
-from hub.synth import generate_cohorts, site_specs
+from hub.data.synth import generate_cohorts, site_specs
+from hub.demo.stack import Stack, StackConfig, services_of
+from hub.platform.policy import load_policy_dir
+from hub.store.audit import AuditStore
 
 from .conftest import hub_login, token_of
 from .guard_server import wait_for

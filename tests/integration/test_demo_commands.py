@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from hub.cli import DEMO_PORTS
-from hub.policy import load_policy_dir
-from hub.stack import free_port, http_ok, port_in_use, processes_of
+from hub.cli.main import DEMO_PORTS
+from hub.demo.stack import free_port, http_ok, port_in_use, processes_of
+from hub.platform.policy import load_policy_dir
 
 pytestmark = pytest.mark.integration
 

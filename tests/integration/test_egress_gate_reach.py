@@ -27,7 +27,7 @@ import time
 
 import pytest
 
-from hub.policy import load_policy_dir
+from hub.platform.policy import load_policy_dir
 
 from .egress_client import (
     DEMO_PLATFORM,

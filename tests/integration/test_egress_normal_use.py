@@ -318,7 +318,7 @@ def test_a_notebook_without_person_rows_downloads(server, kernel):
 def test_a_federated_result_table_passes(kernel):
     run = run_cell(
         kernel,
-        "from extensions.analysis import connect\n"
+        "from extensions.federation import connect\n"
         "fed = connect()\n"
         "pooled = fed.allele_frequencies()['AF'].to_pandas().rename('AF').to_frame()\n"
         "h = pooled.to_html()\ndisplay(HTML(h))\n"

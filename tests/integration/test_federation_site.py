@@ -23,8 +23,8 @@ import numpy as np
 import pytest
 
 from extensions.contracts.clock import FileClock
-from hub.audit import AuditStore
-from hub.stack import Stack, StackConfig
+from hub.demo.stack import Stack, StackConfig
+from hub.store.audit import AuditStore
 
 from .conftest import token_of
 from .guard_server import wait_for
@@ -118,7 +118,7 @@ def in_kernel(kernel, code: str, timeout: float = 900) -> dict:
 
 POOLED = """
 import json
-from extensions.analysis import connect
+from extensions.federation import connect
 
 fed = connect()  # tanaka, by the token of the server his kernel runs in
 af = fed.allele_frequencies()
@@ -155,8 +155,8 @@ def test_pooled_allele_frequencies_from_his_kernel(fed_stack, kernel):
 
 AS_SATO = """
 import json
-from extensions.analysis import connect
-from extensions.analysis.client import FederationError
+from extensions.federation import connect
+from extensions.federation.client import FederationError
 
 as_sato = connect(token={token!r})
 outcome = {{"sites": as_sato.sites, "own": "answered", "same_call": "answered"}}
@@ -195,7 +195,7 @@ def test_the_same_call_as_sato_is_refused(fed_stack, kernel, tokens):
 
 AS_YAMADA = """
 import json
-from extensions.analysis import connect
+from extensions.federation import connect
 
 as_yamada = connect(token={token!r})
 af = as_yamada.allele_frequencies()
@@ -249,8 +249,8 @@ def test_a_restarted_gateway_container_keeps_the_query_set_audit(fed_stack, toke
     second query of a singling-out pair is still refused."""
     import requests
 
-    from extensions.analysis.cohorts import open_cohort
-    from hub import sites
+    from extensions.federation.cohorts import open_cohort
+    from hub.sites import containers as sites
 
     from .test_query_audit import DATASET, SITE, groups, where
 
@@ -315,7 +315,7 @@ def test_site_workers_are_sized_by_the_platform_file(fed_stack):
 
     Rule checked: "Where data lives" (the site's own workers, next to its data, run the
     gateway's tasks within what the platform gives the site)."""
-    from hub import sites
+    from hub.sites import containers as sites
 
     for site in fed_stack.bundle.platform.sites.values():
         d = site.dask

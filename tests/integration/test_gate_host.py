@@ -13,7 +13,7 @@ import shutil
 import pytest
 import requests
 
-from hub.synth import SiteSpec, generate_cohorts
+from hub.data.synth import SiteSpec, generate_cohorts
 
 from .gate_rig import GateRig
 from .guard_server import TOKEN, GuardServer, free_port, server_env

@@ -13,10 +13,10 @@ import pytest
 import requests
 import zarr
 
-from extensions.analysis.client import FederationError, connect
 from extensions.contracts.clock import FileClock
-from hub.audit import AuditStore
-from hub.stack import Stack, StackConfig
+from extensions.federation.client import FederationError, connect
+from hub.demo.stack import Stack, StackConfig
+from hub.store.audit import AuditStore
 
 from .conftest import token_of
 from .guard_server import wait_for

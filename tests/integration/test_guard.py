@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from hub.synth import SiteSpec, generate_cohorts
+from hub.data.synth import SiteSpec, generate_cohorts
 from tests.aio import run as run_async
 
 from .guard_server import GuardServer, free_port, make_zoo, notebook, server_env, wait_for

@@ -7,8 +7,8 @@ user, site and approval), and that a hub that does not answer never extends
 a period.
 
 Three parts: the parsing and the decisions, without a network; the hub's
-answer (hub.services.audit.period_of) over a real registry; and the real
-audit service app (hub.services.audit.make_app, its registry on a SQLite
+answer (hub.services.audit.application.period_of) over a real registry; and the real
+audit service app (hub.services.audit.application.make_app, its registry on a SQLite
 file with a FixedClock) in a thread, asked by the real guard server
 (guard_server.py) with a token the real hub issued, the hub's HubAuth
 checking it. Time moves by the clocks, never by sleeping.
@@ -27,11 +27,11 @@ import requests
 from extensions.contracts.clock import JST, FixedClock
 from extensions.guard.context import GuardRules, ServerContext
 from extensions.guard.period import HubAnswerError, HubPeriod, UsagePeriod, period_url
-from hub.audit import AuditStore
-from hub.operations import Operations
-from hub.policy import load_policy_dir
-from hub.registry import ApprovalRegistry
-from hub.services.audit import make_app, period_of
+from hub.platform.operations import Operations
+from hub.platform.policy import load_policy_dir
+from hub.services.audit.application import make_app, period_of
+from hub.store.audit import AuditStore
+from hub.store.registry import ApprovalRegistry
 
 from .conftest import hub_login
 from .guard_server import GuardServer, free_port, server_env, wait_for
@@ -295,7 +295,7 @@ def hub_token(stack, user: str, scopes: list[str] | None = None) -> str:
 
 
 def server_scopes(user: str, site: str) -> list[str]:
-    """What the spawner gives a server's token (hub.config's server_token_scopes), spelled out."""
+    """What the spawner gives a server's token (hub.plugins.config's server_token_scopes), spelled out."""
     return [
         f"access:servers!server={user}/{site}",
         f"users:activity!user={user}",
@@ -397,7 +397,7 @@ def clocks(hub, tmp_path):
 
 @pytest.fixture
 def intake(hub, stack):
-    i = Intake(hub.registry.database_url, hub.clock, f"{stack.config.hub_url}/hub/api")
+    i = Intake(hub.store.registry.database_url, hub.clock, f"{stack.config.hub_url}/hub/api")
     i.start()
     yield i
     i.stop()
@@ -532,7 +532,7 @@ def test_a_revocation_stops_kernels_and_the_server(hub, clocks, guard):
     assert s.proc.wait(timeout=60) == 0
     log = s.log_path.read_text()
     assert f"approval {APPROVAL} revoked; shutting down 1 kernels" in log
-    url = hub.registry.database_url
+    url = hub.store.registry.database_url
     end = wait_for(lambda: events(url, "period-end"))[0]
     assert end["data"] == {"kernels_stopped": 1, "end_date": "2035-03-31"}
     stop = wait_for(lambda: events(url, "kernel-stop"))[0]
@@ -548,7 +548,7 @@ def test_a_suspension_stops_the_server(hub, clocks, guard):
     hub.suspend(SECRETARIAT, user="tanaka", reason="shared his password")
     assert s.proc.wait(timeout=60) == 0
     assert f"approval {APPROVAL} suspended; shutting down 1 kernels" in s.log_path.read_text()
-    url = hub.registry.database_url
+    url = hub.store.registry.database_url
     assert wait_for(lambda: events(url, "period-end"))[0]["data"]["kernels_stopped"] == 1
 
 

@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 import pytest
 
 from extensions.contracts.clock import FileClock
-from hub.audit import AuditStore
-from hub.stack import Stack, StackConfig
+from hub.demo.stack import Stack, StackConfig
+from hub.store.audit import AuditStore
 
 from . import guard_server
 from .test_sites import Researcher, container_of, engine, sh  # noqa: F401  (engine: a fixture)

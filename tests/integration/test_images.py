@@ -294,7 +294,7 @@ HUB_ENV = {
     "JUPYTERHUB_OAUTH_CALLBACK_URL": "/user/tanaka/oauth_callback",
 }
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
-# how the spawner starts a researcher's container (hub/spawner.py): as root with the four
+# how the spawner starts a researcher's container (hub/plugins/spawner.py): as root with the four
 # capabilities of the egress gate's launcher, which runs the server as uid 1000 behind the gate
 AS_SPAWNED = (
     "--user", "0:0", "--cap-drop", "ALL",

@@ -21,9 +21,9 @@ import pysam
 import pytest
 import zarr
 
-from hub.cli import main
-from hub.ingest import IngestError, check_vcf, ingest_dataset
-from hub.synth import SiteSpec, generate_cohorts
+from hub.cli.main import main
+from hub.data.ingest import IngestError, check_vcf, ingest_dataset
+from hub.data.synth import SiteSpec, generate_cohorts
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +49,7 @@ def bcftools(*args: str) -> str:
 
 @pytest.fixture(scope="module")
 def hl(tmp_path_factory):
-    from extensions.analysis.hail_session import ensure_hail
+    from extensions.federation.hail_session import ensure_hail
 
     return ensure_hail(tmp_dir=tmp_path_factory.mktemp("hail"), cores=2)
 

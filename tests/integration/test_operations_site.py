@@ -18,10 +18,10 @@ import docker
 import pytest
 import requests
 
-from hub.audit import AuditStore
-from hub.registry import ApprovalRegistry
-from hub.sites import resolve_endpoint
-from hub.stack import Stack, StackConfig, services_of
+from hub.demo.stack import Stack, StackConfig, services_of
+from hub.sites.containers import resolve_endpoint
+from hub.store.audit import AuditStore
+from hub.store.registry import ApprovalRegistry
 
 from .conftest import hub_login, token_of
 from .test_sites import Researcher, container_of
@@ -445,7 +445,7 @@ def visiting(stack, token, *argv):
         [
             sys.executable,
             "-m",
-            "hub.cli",
+            "hub.cli.main",
             *argv,
             "--hub-url",
             stack.config.hub_url,

@@ -21,9 +21,9 @@ import numpy as np
 import pytest
 import requests
 
-from extensions.analysis.cohorts import open_cohort
-from hub.audit import AuditStore
-from hub.stack import Stack, StackConfig, processes_of
+from extensions.federation.cohorts import open_cohort
+from hub.demo.stack import Stack, StackConfig, processes_of
+from hub.store.audit import AuditStore
 
 from .conftest import token_of
 from .egress_client import platform_copy
@@ -307,7 +307,7 @@ def gateway_pids(stack) -> list[int]:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             continue
-        if b"hub.services.gateway" in cmdline:
+        if b"extensions.federation.gateway" in cmdline:
             out.append(pid)
     return out
 

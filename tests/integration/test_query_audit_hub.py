@@ -23,11 +23,11 @@ from datetime import datetime
 import pytest
 import requests
 
-from extensions.analysis.cohorts import open_cohort
 from extensions.contracts.clock import fiscal_year_of
-from hub.audit import AuditStore
-from hub.registry import ApprovalRegistry
-from hub.stack import Stack, StackConfig
+from extensions.federation.cohorts import open_cohort
+from hub.demo.stack import Stack, StackConfig
+from hub.store.audit import AuditStore
+from hub.store.registry import ApprovalRegistry
 
 from .conftest import hub_login, token_of
 from .egress_client import platform_copy

@@ -24,8 +24,8 @@ import pytest
 import requests
 
 from extensions.contracts.clock import FileClock
-from hub.audit import AuditStore
-from hub.stack import Stack, StackConfig
+from hub.demo.stack import Stack, StackConfig
+from hub.store.audit import AuditStore
 from tests.unit.test_report import evaluate
 
 from .conftest import token_of
@@ -134,7 +134,7 @@ def test_a_year_of_activity_reported_as_the_log_says(year_stack, engine, tmp_pat
 
     # December: tanaka's federated allele frequencies over his four sites
     clock.set(datetime.fromisoformat("2026-12-01T11:00:00+09:00"))
-    from extensions.analysis import connect
+    from extensions.federation import connect
 
     connect(hub_url=hub, token=token_of(stack, "tanaka")).allele_frequencies()
 

@@ -16,9 +16,9 @@ from html import unescape
 import pytest
 import requests
 
+from hub.demo.stack import Stack, StackConfig, http_ok, processes_of
 from hub.platform.messages import message
-from hub.service_restarts import read_service_status
-from hub.stack import Stack, StackConfig, http_ok, processes_of
+from hub.plugins.service_restarts import read_service_status
 
 from .conftest import token_of
 

@@ -13,8 +13,8 @@ import time
 import docker
 import pytest
 
-from hub.sites import ONE_BLAS_THREAD, SitePlan, resolve_endpoint
-from hub.stack import Stack, StackConfig
+from hub.demo.stack import Stack, StackConfig
+from hub.sites.containers import ONE_BLAS_THREAD, SitePlan, resolve_endpoint
 
 from .conftest import hub_login
 

@@ -15,7 +15,7 @@ import pysam
 import pytest
 import zarr
 
-from hub.synth import CONTIGS, SiteSpec, generate_cohorts
+from hub.data.synth import CONTIGS, SiteSpec, generate_cohorts
 
 pytestmark = pytest.mark.integration
 

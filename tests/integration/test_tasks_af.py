@@ -20,10 +20,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from extensions.analysis.cohorts import PREFECTURE_REGION
-from extensions.analysis.tasks.allele_frequencies import AlleleFrequencies
-from extensions.analysis.tasks.base import ENGINES, DisclosureRules, SiteHalf, TaskError
-from extensions.analysis.tasks.cohort_counts import CohortCounts
+from extensions.federation.cohorts import PREFECTURE_REGION
+from extensions.federation.tasks.allele_frequencies import AlleleFrequencies
+from extensions.federation.tasks.base import ENGINES, DisclosureRules, SiteHalf, TaskError
+from extensions.federation.tasks.cohort_counts import CohortCounts
 from tests.integration.cohort_fixtures import pooled_cohort_fixture, run  # noqa: F401
 
 pytestmark = pytest.mark.integration
@@ -53,7 +53,7 @@ def max_abs(a, b) -> float:
 @pytest.fixture(scope="module")
 def hail_qc(pooled_cohort):
     """Hail variant_qc on the pooled MatrixTable: key -> AC, AN, AF, n_called."""
-    from extensions.analysis.hail_session import ensure_hail
+    from extensions.federation.hail_session import ensure_hail
 
     hl = ensure_hail()
     mt = hl.variant_qc(pooled_cohort.pooled_matrix_table())
@@ -125,7 +125,7 @@ def test_federated_equals_bcftools_fill_tags(pooled_cohort):
 
 @pytest.mark.parametrize("by", ["sex", "age_band", "region"])
 def test_strata_equal_hail_group_by_on_the_pooled_table(pooled_cohort, by):
-    from extensions.analysis.hail_session import ensure_hail
+    from extensions.federation.hail_session import ensure_hail
 
     hl = ensure_hail()
     ds, _ = federate(pooled_cohort, AlleleFrequencies(), {"stratify_by": by}, "hail")
@@ -145,7 +145,7 @@ def test_strata_equal_hail_group_by_on_the_pooled_table(pooled_cohort, by):
 
 
 def test_where_equals_hail_on_the_filtered_pooled_table(pooled_cohort):
-    from extensions.analysis.hail_session import ensure_hail
+    from extensions.federation.hail_session import ensure_hail
 
     hl = ensure_hail()
     where = {"sex": "female", "age_band": ["50-59", "60-69", "70-79"]}
@@ -211,7 +211,7 @@ def test_cohorts_agree_on_people_and_variants(pooled_cohort):
 
 
 def test_default_rules_withhold_where_a_site_is_rare_and_report_it(pooled_cohort):
-    from extensions.analysis.hail_session import ensure_hail
+    from extensions.federation.hail_session import ensure_hail
 
     hl = ensure_hail()
     ds, halves = federate(pooled_cohort, AlleleFrequencies(), {}, "hail", rules=DEFAULT)

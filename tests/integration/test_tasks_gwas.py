@@ -41,9 +41,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from extensions.analysis.tasks.base import DisclosureRules, SiteHalf
-from extensions.analysis.tasks.gwas_linear import GwasLinear
-from extensions.analysis.tasks.gwas_logistic import GwasLogistic
+from extensions.federation.tasks.base import DisclosureRules, SiteHalf
+from extensions.federation.tasks.gwas_linear import GwasLinear
+from extensions.federation.tasks.gwas_logistic import GwasLogistic
 from tests.integration.cohort_fixtures import pooled_cohort_fixture  # noqa: F401
 
 pytestmark = pytest.mark.integration
@@ -101,7 +101,7 @@ def pooled_samples(cohorts):
 @pytest.fixture(scope="module")
 def pooled_mt(pooled_cohort, pooled_samples):
     """The pooled MatrixTable with the model's covariates: site indicators, decade, male."""
-    from extensions.analysis.hail_session import ensure_hail
+    from extensions.federation.hail_session import ensure_hail
 
     hl = ensure_hail()
     mt = pooled_cohort.pooled_matrix_table()

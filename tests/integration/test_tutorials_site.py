@@ -23,8 +23,8 @@ import pandas as pd
 import pytest
 import zarr
 
-from hub.audit import AuditStore
-from hub.stack import Stack, StackConfig
+from hub.demo.stack import Stack, StackConfig
+from hub.store.audit import AuditStore
 
 from .conftest import token_of
 from .guard_server import wait_for
@@ -60,7 +60,7 @@ def fresh_home(stack, user: str, site: str) -> None:
     test runs): the first day of a newcomer, who finds only what the image brings."""
     import docker
 
-    from hub.sites import resolve_endpoint
+    from hub.sites.containers import resolve_endpoint
 
     endpoint = resolve_endpoint(stack.bundle.platform.sites[site].docker_endpoint)
     client = docker.APIClient(base_url=endpoint, version="auto")

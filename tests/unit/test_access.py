@@ -7,8 +7,8 @@ from datetime import date, datetime
 import pytest
 
 from extensions.contracts.clock import JST, Period
-from hub.access import decide_access, role_group
-from hub.registry import ApprovalView
+from hub.platform.access import decide_access, role_group
+from hub.store.registry import ApprovalView
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=JST)
 

@@ -29,15 +29,15 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 from extensions.contracts.clock import JST, FixedClock
 from extensions.contracts.events import FEDERATION_QUERY, QUERY_SET_AUDIT, SECRETARIAT_ACTION
-from hub.audit import AuditStore
-from hub.cli import main as visiting
-from hub.operations import Operations
+from hub.cli.main import main as visiting
+from hub.demo.stack import free_port
 from hub.platform.messages import message
-from hub.policy import load_policy_dir
-from hub.registry import ApprovalRegistry
-from hub.services import admin
-from hub.services import audit as audit_service
-from hub.stack import free_port
+from hub.platform.operations import Operations
+from hub.platform.policy import load_policy_dir
+from hub.services.admin import application as admin
+from hub.services.audit import application as audit_service
+from hub.store.audit import AuditStore
+from hub.store.registry import ApprovalRegistry
 from tests.aio import run as run_async
 
 NOW = datetime(2026, 6, 2, 12, 0, tzinfo=JST)

@@ -20,8 +20,8 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from extensions.contracts.clock import JST, FixedClock
-from hub.audit import FIELDS, GENESIS, AuditError, AuditStore, canonical_json, record_hash
-from hub.cli import main
+from hub.cli.main import main
+from hub.store.audit import FIELDS, GENESIS, AuditError, AuditStore, canonical_json, record_hash
 
 NOW = datetime(2026, 4, 1, 12, 0, tzinfo=JST)
 SCHEMA = "https://visiting.example/events/download-check"
@@ -271,7 +271,7 @@ def test_two_stores_appending_at_once_keep_one_chain(database_url):
 APPENDER = """
 import json, sys, time
 from datetime import datetime
-from hub.audit import AuditStore
+from hub.store.audit import AuditStore
 from extensions.contracts.clock import FixedClock
 
 url, other = sys.argv[1], sys.argv[2]

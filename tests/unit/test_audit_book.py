@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from extensions.analysis.audit_book import (
+from extensions.federation.audit_book import (
     AuditBook,
     AuditRefused,
     Scope,
@@ -16,11 +16,11 @@ from extensions.analysis.audit_book import (
     refusal_text_ja,
     withhold_near_differences,
 )
-from extensions.analysis.query_audit import QueryMeta
-from extensions.analysis.tasks.allele_frequencies import AlleleFrequencies
-from extensions.analysis.tasks.base import DisclosureRules, SiteCohort, SiteHalf
-from extensions.analysis.tasks.cohort_counts import CohortCounts
-from extensions.analysis.tasks.gwas_linear import GwasLinear
+from extensions.federation.query_audit import QueryMeta
+from extensions.federation.tasks.allele_frequencies import AlleleFrequencies
+from extensions.federation.tasks.base import DisclosureRules, SiteCohort, SiteHalf
+from extensions.federation.tasks.cohort_counts import CohortCounts
+from extensions.federation.tasks.gwas_linear import GwasLinear
 
 RULES = DisclosureRules(5, 5)
 IDS = [f"P{i:04d}" for i in range(60)]
@@ -256,7 +256,7 @@ def test_a_model_is_audited_on_its_complete_cases_and_small_ones_are_refused():
     task = GwasLinear()
     [s] = task.audited_sets(c, {"phenotype": "quant_trait", "covariates": ["sex"]}, None, RULES)
     assert s.sum() == len(c.samples) - 3 and not s[:3].any()
-    from extensions.analysis.tasks.base import TaskError
+    from extensions.federation.tasks.base import TaskError
 
     with pytest.raises(TaskError) as small:
         task.audited_sets(

@@ -3,7 +3,7 @@ a gateway asks, the worker's byte counter, the per-round timing, and the workloa
 
 The stub hub is checked with the gateway's own `Gateway.caller` and
 `Gateway.approval_for` in this process, over HTTP on loopback; the workload's
-direct writer against `hub.synth.generate_cohorts` and `hub.ingest` on a
+direct writer against `hub.data.synth.generate_cohorts` and `hub.data.ingest` on a
 tiny cohort (the same calls, people and tables, bit for bit).
 """
 
@@ -20,8 +20,8 @@ from bench import federation as fb
 from bench import federation_data as data
 from bench import federation_sites as sites
 from bench import worker_bytes
-from extensions.analysis.tasks.base import DisclosureRules
-from hub.services import gateway as gw
+from extensions.federation import gateway as gw
+from extensions.federation.tasks.base import DisclosureRules
 from tests.aio import run as run_async
 
 # ---------------------------------------------------------------------------
@@ -302,7 +302,7 @@ def test_figures_sum_sites_and_take_the_slowest_site_of_each_round():
 
 
 def test_a_worker_plan_runs_on_loopback_with_the_preload(tmp_path):
-    from hub.sites import worker_plans
+    from hub.sites.containers import worker_plans
 
     [plan] = worker_plans(sites.demo_platform().sites["nig"])
     cmd = sites.worker_command(plan, "tcp://127.0.0.1:4321", tmp_path)
@@ -331,7 +331,7 @@ def test_bed_rows_encode_alt_counts_as_plink_reads_them():
 def test_the_direct_writer_gives_what_synth_and_ingest_give(tmp_path, monkeypatch):
     import xarray as xr
 
-    from hub.synth import generate_cohorts
+    from hub.data.synth import generate_cohorts
 
     specs = data.site_specs()[:2]
     monkeypatch.setattr(data, "site_specs", lambda: specs)

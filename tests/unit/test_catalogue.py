@@ -15,13 +15,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from extensions.analysis.catalogue import Counts, site_answers
 from extensions.contracts.clock import JST, FixedClock
+from extensions.federation.catalogue import Counts, site_answers
 from hub.platform.messages import message
-from hub.policy import PolicyError, load_policy_dir
-from hub.registry import ApprovalRegistry
+from hub.platform.policy import PolicyError, load_policy_dir
 from hub.services import service_port
-from hub.services.catalogue import (
+from hub.services.catalogue.application import (
     Catalogue,
     CatalogueError,
     NoAnswer,
@@ -30,6 +29,7 @@ from hub.services.catalogue import (
     guide_page,
     no_answer,
 )
+from hub.store.registry import ApprovalRegistry
 
 
 def test_the_demo_catalogue_describes_every_dataset(policy_copy):
@@ -284,8 +284,8 @@ def test_a_message_needs_its_fields():
 
 
 def _gateway_over(root, site):
-    from extensions.analysis.tasks.base import DisclosureRules
-    from hub.services.gateway import Caller, Gateway, GatewayConfig
+    from extensions.federation.gateway import Caller, Gateway, GatewayConfig
+    from extensions.federation.tasks.base import DisclosureRules
 
     class TrustedGateway(Gateway):  # every token is the catalogue's: no hub to ask
         async def caller(self, token):
@@ -310,8 +310,8 @@ async def _ask_each(bundle, tmp_path):
     cannot be read), one whose gateway refuses (no such dataset there), one that is down
     (nothing listens). The gateways run here, over loopback, under the routes the hub's
     proxy serves them at."""
-    from hub.services.gateway import make_app
-    from hub.stack import free_port
+    from extensions.federation.gateway import make_app
+    from hub.demo.stack import free_port
 
     entries = {s: next(e for e in bundle.catalogue.values() if e.site == s) for s in SITES3}
     (tmp_path / "ncc" / entries["ncc"].dataset / "genotypes.vcf.zarr").mkdir(parents=True)
@@ -381,7 +381,7 @@ def test_the_catalogue_hears_why_and_logs_it(policy_copy, tmp_path, caplog):
 def test_the_page_says_why_each_site_gave_no_answer(policy_copy):
     from markupsafe import escape
 
-    from hub.services.catalogue import PageHandler
+    from hub.services.catalogue.application import PageHandler
 
     bundle = load_policy_dir(policy_copy)
     sites = [

@@ -7,8 +7,8 @@ import json
 import pytest
 import yaml
 
-from hub.cli import main
-from hub.registry import ApprovalRegistry
+from hub.cli.main import main
+from hub.store.registry import ApprovalRegistry
 
 
 def run(capsys, *argv):
@@ -133,7 +133,7 @@ def test_bad_arguments(capsys, policy_copy, argv, message):
     ],
 )
 def test_demo_and_sites_flags(argv, expected):
-    from hub.cli import build_parser
+    from hub.cli.main import build_parser
 
     args = vars(build_parser().parse_args(argv))
     assert {k: args[k] for k in expected} == expected
@@ -181,7 +181,7 @@ def test_site_ingest_names_missing_inputs(capsys, policy_copy, tmp_path):
 
 
 def test_site_ingest_and_synth_flags():
-    from hub.cli import build_parser
+    from hub.cli.main import build_parser
 
     args = build_parser().parse_args(["site", "ingest", "ncc", "--dataset", "D", "--force"])
     assert (args.site, args.dataset, args.force, args.quiet) == ("ncc", "D", True, False)

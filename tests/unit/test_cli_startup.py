@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.cli import build_parser
+from hub.cli.main import build_parser
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,13 +46,13 @@ HEAVY = (
 )
 
 #: the only project modules the parser needs
-PARSER_MODULES = {"hub", "hub.cli", "hub.admin_cli"}
+PARSER_MODULES = {"hub", "hub.cli", "hub.cli.main", "hub.cli.admin"}
 
 # Builds the parser, asks every command for its help as `visiting ... --help` would,
 # and prints the modules the process then holds.
 PROBE = """
 import contextlib, io, json, sys
-from hub.cli import build_parser
+from hub.cli.main import build_parser
 parser = build_parser()
 for argv in json.loads(sys.argv[1]):
     with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from traitlets.config import Config
 
-from hub.config import ConfigError, HubSettings, configure, discover_oidc
+from hub.plugins.config import ConfigError, HubSettings, configure, discover_oidc
 
 DISCOVERY = {
     "authorization_endpoint": "http://127.0.0.1:9000/auth",
@@ -21,7 +21,7 @@ def test_configure_on_bare_config(tmp_path):
     )
     c = Config()
     configure(c, settings, discovery=DISCOVERY)
-    assert c.JupyterHub.authenticator_class == "hub.auth.VisitingAuthenticator"
+    assert c.JupyterHub.authenticator_class == "hub.plugins.auth.VisitingAuthenticator"
     assert c.JupyterHub.bind_url == "http://127.0.0.1:8000"
     assert c.JupyterHub.allow_named_servers is True
     a = c.VisitingAuthenticator
@@ -69,7 +69,7 @@ def test_services_know_their_hub_and_the_admin_page_knows_every_service(tmp_path
     import json
     import os
 
-    from hub.traits import REPO_ROOT
+    from hub.platform.traits import REPO_ROOT
 
     settings = HubSettings(
         platform_dir=REPO_ROOT / "policies" / "demo",

@@ -20,6 +20,7 @@ from jupyter_events import EventLogger
 from markupsafe import escape
 
 from extensions.contracts.clock import JST, FixedClock
+from extensions.contracts.egress import EgressRules
 from extensions.contracts.events import GUARD_BASE
 from extensions.guard.context import ServerContext
 from extensions.guard.events import (
@@ -28,11 +29,17 @@ from extensions.guard.events import (
     EventSpool,
     SpoolHandler,
 )
-from extensions.guard.meter import EgressMeter, EgressRules
-from hub.audit import AuditStore
+from extensions.guard.meter import EgressMeter
 from hub.platform.messages import message
-from hub.services.admin import EGRESS_DAYS, PageHandler, egress_alerts, egress_since, mib
-from hub.services.audit import check_events
+from hub.services.admin.application import (
+    EGRESS_DAYS,
+    PageHandler,
+    egress_alerts,
+    egress_since,
+    mib,
+)
+from hub.services.audit.application import check_events
+from hub.store.audit import AuditStore
 
 MIB = 1024**2
 RULES = EgressRules(alert_bytes=10 * MIB, cap_bytes=40 * MIB, alert_people=5, cap_people=20)

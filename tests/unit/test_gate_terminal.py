@@ -19,8 +19,9 @@ from types import SimpleNamespace
 import pytest
 
 from extensions.contracts.clock import Clock
+from extensions.contracts.egress import EgressRules
 from extensions.guard.gate.proxy import Gate, WebSocketProxy
-from extensions.guard.meter import EgressMeter, EgressRules
+from extensions.guard.meter import EgressMeter
 from extensions.guard.recognise import Cohort, Recogniser
 from tests.unit.test_recognise import CLINICAL, DOSAGE_TSV, IDS, VOCABULARY
 

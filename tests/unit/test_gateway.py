@@ -10,7 +10,7 @@ reads the task, the exception's type and an error id, never the exception's
 text, which may quote the data), "Reporting" (a failed query is recorded).
 
 The format of an answer: JSON unless the caller names the compact wire format
-(`extensions.analysis.wire`), without the variant keys the caller holds, with
+(`extensions.federation.wire`), without the variant keys the caller holds, with
 the bytes sent in the audit record; errors and small answers stay JSON; the
 federation client reads both.
 """
@@ -30,11 +30,11 @@ import requests
 import xarray as xr
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
-from extensions.analysis import wire
-from extensions.analysis.tasks.base import DisclosureRules, SiteHalf
 from extensions.contracts.clock import clock_from_env
-from hub.services.gateway import Caller, Gateway, GatewayConfig, make_app
-from hub.stack import free_port
+from extensions.federation import wire
+from extensions.federation.gateway import Caller, Gateway, GatewayConfig, make_app
+from extensions.federation.tasks.base import DisclosureRules, SiteHalf
+from hub.demo.stack import free_port
 from tests.aio import run as run_async
 
 SITE = "nig"
@@ -138,7 +138,7 @@ def test_a_failing_task_is_logged_with_its_traceback_and_answered_as_a_gateway_e
 def test_an_import_that_fails_is_a_gateway_error(tmp_path, caplog, monkeypatch):
     """A module the task needs cannot be imported at the site (a broken image)."""
     caplog.set_level(logging.INFO)
-    monkeypatch.setitem(sys.modules, "extensions.analysis.cohorts", None)
+    monkeypatch.setitem(sys.modules, "extensions.federation.cohorts", None)
     status, body = run_async(ask(broken_site(tmp_path)))
     assert status == 500 and body["code"] == "gateway_error", body
     assert "failed with ModuleNotFoundError" in body["message"]
@@ -167,7 +167,7 @@ def test_a_refusal_is_one_line_with_the_gateways_words(
 def test_a_researchers_client_reads_a_failure_as_the_sites_failure(tmp_path):
     """The federation client (requests, in the researcher's kernel) says the site failed, and
     passes on the gateway's words with the error id to quote."""
-    from extensions.analysis.client import FederationError
+    from extensions.federation.client import FederationError
 
     with serving(gateway_over(broken_site(tmp_path), ResearchersGateway)) as url:
         fed = federation_at(url)
@@ -187,7 +187,7 @@ ACCEPT_BINARY = {"Accept": f"{wire.MEDIA_TYPE}, application/json"}
 @pytest.fixture(scope="module")
 def site_data(tmp_path_factory):
     """The data folder of a site with one small analysis dataset (VCF Zarr, no MatrixTable)."""
-    from hub.synth import SiteSpec, generate_cohorts
+    from hub.data.synth import SiteSpec, generate_cohorts
 
     root = tmp_path_factory.mktemp("site")
     generate_cohorts(
@@ -225,7 +225,7 @@ async def exchange(root, asks, kind=ResearchersGateway):
 def test_a_logistic_rounds_state_fits_and_a_larger_body_is_refused(site_data):
     """The state a logistic GWAS sends back in its later rounds grows with the variants (a
     100,000-variant fit is several MB); the body limit is named when a request passes it."""
-    from hub.services.gateway import MAX_BODY
+    from extensions.federation.gateway import MAX_BODY
 
     state = {"phase": "newton", "fit": "A" * (8 * 1024 * 1024)}
     big = {"params": {}, "state": state}
@@ -373,7 +373,7 @@ def serving(gateway: Gateway):
 
 
 def federation_at(url: str):
-    from extensions.analysis.client import Federation, SiteGateway
+    from extensions.federation.client import Federation, SiteGateway
 
     fed = Federation("http://127.0.0.1:1/", "http://127.0.0.1:1/hub/api", "t")
     fed.gateways[SITE] = SiteGateway(SITE, url, [{"dataset": DATASET, "engines": ["dask"]}])
@@ -404,7 +404,7 @@ def test_the_client_reads_the_wire_format_and_holds_the_sites_list(site_data):
     assert bytes_second < aggregates  # counts as narrower floats, no keys
     assert half.meta["tables"] and sent > 0  # a small answer: JSON
     # the same result as from a JSON answer (a gateway from before the wire format)
-    from extensions.analysis.tasks.allele_frequencies import AlleleFrequencies
+    from extensions.federation.tasks.allele_frequencies import AlleleFrequencies
 
     task = AlleleFrequencies()
     params = task.validate({"stratify_by": "sex"})
@@ -445,7 +445,7 @@ def test_an_older_gateway_answering_json_still_works(monkeypatch):
 
 
 def test_an_answer_the_client_cannot_read_names_the_site(monkeypatch):
-    from extensions.analysis.client import FederationError
+    from extensions.federation.client import FederationError
 
     fed = federation_at("http://127.0.0.1:1/services/gateway-nig/")
     half = SiteHalf(SITE, DATASET, "dask", variants=["chr20:1:A:G"])

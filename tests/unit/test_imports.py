@@ -1,6 +1,7 @@
 """Every import in the project's packages names a module that exists, also those inside
 functions (which run only when their code path does, e.g. when the gate starts in a
-container), and `extensions` never imports `hub`."""
+container); `extensions` never imports `hub`, and `hub` imports of `extensions` only the
+contracts and what the federation defines for both sides."""
 
 from __future__ import annotations
 
@@ -73,3 +74,36 @@ def test_extensions_never_import_hub():
         if name.split(".")[0] == "hub"
     ]
     assert found == []
+
+
+#: what `hub` may import of `extensions`: the contracts, the federation's task definitions,
+#: and (each with its reason) the cohort vocabulary the catalogue checks a `where` against at
+#: the door, and the summary cache and Hail session that ingest writes for the tasks to read
+HUB_MAY_IMPORT = (
+    "extensions.contracts",
+    "extensions.federation.tasks",
+    "extensions.federation.cohorts",
+    "extensions.federation.summary",
+    "extensions.federation.hail_session",
+)
+
+
+def test_hub_imports_only_contracts_and_task_definitions():
+    found = [
+        f"{path.relative_to(REPO)}:{line}: {name}"
+        for path in modules()
+        if path.relative_to(REPO).parts[0] == "hub"
+        for line, name in imported_modules(path)
+        if name.split(".")[0] == "extensions"
+        and not any(name == m or name.startswith(m + ".") for m in HUB_MAY_IMPORT)
+    ]
+    assert found == []
+
+
+def imported_modules(path: Path):
+    """(line, module) of every project import; `from package import module` names the module."""
+    for line, name, names in imported(path):
+        spec = importlib.util.find_spec(name)
+        package = spec is not None and spec.submodule_search_locations is not None
+        subs = [f"{name}.{n}" for n in names if package and importlib.util.find_spec(f"{name}.{n}")]
+        yield from ((line, s) for s in subs) if subs else [(line, name)]

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from extensions.analysis import kernels
-from extensions.analysis.cohorts import ZARR, ZarrCohort
-from extensions.analysis.tasks import regression as rg
+from extensions.federation import kernels
+from extensions.federation.cohorts import ZARR, ZarrCohort
+from extensions.federation.tasks import regression as rg
 
 REL = 1e-12
 

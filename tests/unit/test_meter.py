@@ -15,14 +15,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from extensions.contracts.clock import JST, FileClock
+from extensions.contracts.egress import EgressRules, EgressRulesError
 from extensions.guard.context import terminals_from_env
-from extensions.guard.meter import (
-    CHANNELS,
-    EgressMeter,
-    EgressRules,
-    EgressRulesError,
-    EgressStateError,
-)
+from extensions.guard.meter import CHANNELS, EgressMeter, EgressStateError
 
 KIB = 1024
 RULES = EgressRules(

@@ -9,16 +9,16 @@ import pytest
 
 from extensions.contracts.clock import JST, FixedClock
 from extensions.contracts.events import SECRETARIAT_ACTION, SITE_ADMIN_ACTION
-from hub.access import approvals_at_site, decide_access
-from hub.audit import AuditStore
-from hub.operations import (
+from hub.platform.access import approvals_at_site, decide_access
+from hub.platform.operations import (
     OperationError,
     Operations,
     add_months,
     check_quota,
 )
-from hub.policy import Quota, load_policy_dir
-from hub.registry import ApprovalRegistry, RegistryError
+from hub.platform.policy import Quota, load_policy_dir
+from hub.store.audit import AuditStore
+from hub.store.registry import ApprovalRegistry, RegistryError
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=JST)
 PRESENT = {("nig", "visiting/singleuser:latest"), ("nig", "visiting/singleuser:v2")}
@@ -534,7 +534,7 @@ def test_check_quota_reads_forms():
 
 
 def test_enforcer_judges_suspension_revocation_and_extension(ops, clock):
-    from hub.services.enforcer import judge
+    from hub.services.enforcer.application import judge
 
     now = clock.now()
     assert not judge(ops.registry, "tanaka", "nig", now).stop

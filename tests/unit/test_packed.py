@@ -2,7 +2,7 @@
 
 The kernel is checked against `kernels.allele_counts` on random codes (missing
 calls, haploid calls, people not a multiple of 64, strata in any order), and a
-small synthetic site (written by hub.synth, ingested) answers filtered queries
+small synthetic site (written by hub.data.synth, ingested) answers filtered queries
 from the packed file and from the Zarr store with halves equal bit for bit. A
 packed file the summary cache does not vouch for (replaced, truncated) is read
 past with a log line, and ingest writes it again.
@@ -18,11 +18,11 @@ import shutil
 import numpy as np
 import pytest
 
-from extensions.analysis import kernels, packed, summary
-from extensions.analysis.cohorts import ZarrCohort, open_cohort
-from extensions.analysis.tasks.allele_frequencies import AlleleFrequencies
 from extensions.contracts.datasets import PACKED
-from hub.synth import SiteSpec, generate_cohorts
+from extensions.federation import kernels, packed, summary
+from extensions.federation.cohorts import ZarrCohort, open_cohort
+from extensions.federation.tasks.allele_frequencies import AlleleFrequencies
+from hub.data.synth import SiteSpec, generate_cohorts
 
 SITE = SiteSpec("ncc", "JGADP1", None, "Tokyo")
 TASK = AlleleFrequencies()
@@ -251,7 +251,7 @@ def test_a_kernel_over_the_packed_file_equals_it_over_the_codes(tmp_path, monkey
 
 @pytest.mark.parametrize("name", ["gwas_linear", "gwas_logistic"])
 def test_gwas_halves_from_the_packed_calls_equal_the_zarrs(site, name, monkeypatch):
-    from extensions.analysis.tasks import TASKS
+    from extensions.federation.tasks import TASKS
 
     task = TASKS[name]()
     pheno = "quant_trait" if name == "gwas_linear" else "case_status"

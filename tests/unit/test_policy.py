@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from extensions.guard.meter import EgressRules
-from hub.policy import PolicyError, SiteDask, load_policy_dir, parse_size
+from extensions.contracts.egress import EgressRules
+from hub.platform.policy import PolicyError, SiteDask, load_policy_dir, parse_size
 
 
 def test_demo_platform_loads(policy_copy):

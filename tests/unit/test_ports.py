@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.ports import (
+from hub.demo.ports import (
     PortHolder,
     describe_holders,
     holders_from_ss,
@@ -18,7 +18,7 @@ from hub.ports import (
     port_holders,
     socket_inodes,
 )
-from hub.stack import free_port
+from hub.demo.stack import free_port
 
 ME = Path("/proc/self/comm").read_text().strip()
 

@@ -23,9 +23,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from extensions.analysis import query_audit
-from extensions.analysis.cohorts import select
-from extensions.analysis.query_audit import (
+from extensions.federation import query_audit
+from extensions.federation.cohorts import select
+from extensions.federation.query_audit import (
     RULE_ISOLATING,
     RULE_ISOLATING_PAIR,
     RULE_MIN_COUNT,
@@ -34,7 +34,7 @@ from extensions.analysis.query_audit import (
     QuerySetAudit,
     QuerySetRefused,
 )
-from extensions.analysis.tasks.base import DisclosureRules
+from extensions.federation.tasks.base import DisclosureRules
 
 MIN = DisclosureRules().min_people  # the platform's minimum (5)
 

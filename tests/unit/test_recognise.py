@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from extensions.analysis.packed import pack_codes
+from extensions.federation.packed import pack_codes
 from extensions.guard import recognise
 from extensions.guard.recognise import Cohort, Recogniser, Verdict
 from extensions.guard.sniff import KINDS

@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from extensions.contracts.clock import JST, FixedClock
-from hub.policy import load_policy_dir
-from hub.registry import ApprovalRegistry, RegistryError
+from hub.platform.policy import load_policy_dir
+from hub.store.registry import ApprovalRegistry, RegistryError
 
 
 @pytest.fixture

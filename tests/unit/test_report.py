@@ -29,16 +29,16 @@ from sqlalchemy import create_engine, text
 from extensions.contracts.clock import JST, FixedClock
 from extensions.guard.context import ServerContext
 from extensions.guard.events import ActivityEvents, EventSpool, SpoolHandler
-from hub.audit import AuditStore
-from hub.cli import main
-from hub.operations import Operations
-from hub.policy import load_policy_dir
-from hub.registry import ApprovalRegistry
+from hub.cli.main import main
+from hub.platform.operations import Operations
+from hub.platform.policy import load_policy_dir
 from hub.report import ReportError, ReportRequest, build_report, write_report
 from hub.report import build as report_build
 from hub.report.pdf import wrap
 from hub.report.texts import t
-from hub.services.audit import check_events
+from hub.services.audit.application import check_events
+from hub.store.audit import AuditStore
+from hub.store.registry import ApprovalRegistry
 from tests.conftest import DEMO_DIR
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "report"

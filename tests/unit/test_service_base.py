@@ -1,5 +1,5 @@
 """A hub-managed service ends with the hub that started it, however the hub ends, and stops
-promptly on SIGTERM (hub.services._base)."""
+promptly on SIGTERM (extensions.contracts.service)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 SERVICE = textwrap.dedent(
     """
     import sys, time
-    import hub.services._base as base
+    import extensions.contracts.service as base
     if "--no-prctl" in sys.argv:
         base.die_with_parent = lambda *a: False
     base.follow_the_hub()
@@ -123,7 +123,7 @@ def test_a_service_stuck_after_sigterm_ends_after_the_grace():
     stuck = textwrap.dedent(
         """
         import time
-        from hub.services._base import stop_on_sigterm
+        from extensions.contracts.service import stop_on_sigterm
         stop_on_sigterm(grace=0.5)
         serving = False
         while True:

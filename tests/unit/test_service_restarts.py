@@ -6,7 +6,7 @@ import json
 import logging
 from datetime import UTC, datetime, timedelta
 
-from hub.service_restarts import (
+from hub.plugins.service_restarts import (
     _WATCH,
     SERVICE_STATUS_FILE,
     ServiceRecord,
@@ -14,7 +14,7 @@ from hub.service_restarts import (
     read_service_status,
     watch_managed_services,
 )
-from hub.services.admin import enforcer_up, jst_time
+from hub.services.admin.application import enforcer_up, jst_time
 
 
 class Ticking:

@@ -9,8 +9,8 @@ import ipaddress
 import docker.errors
 import pytest
 
-from hub.policy import SiteDask, load_platform
-from hub.sites import (
+from hub.platform.policy import SiteDask, load_platform
+from hub.sites.containers import (
     FORWARD_CHAIN,
     INPUT_CHAIN,
     LABEL,

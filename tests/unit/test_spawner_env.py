@@ -13,11 +13,11 @@ from types import SimpleNamespace
 import pytest
 from dockerspawner import DockerSpawner
 
+from extensions.contracts.egress import EgressRules
 from extensions.contracts.environment import EGRESS_RULES, TERMINALS
 from extensions.guard.context import terminals_from_env
-from extensions.guard.meter import EgressRules
-from hub.policy import Quota
-from hub.spawner import SiteSpawner
+from hub.platform.policy import Quota
+from hub.plugins.spawner import SiteSpawner
 from tests.conftest import DEMO_DIR
 
 

@@ -1,7 +1,7 @@
 """The per-site summary cache: ingest writes it, allele-frequency halves of everyone read it.
 
 A small synthetic site (60 people, 240 variants, VCF Zarr and MatrixTable,
-through hub.synth and hub.ingest) answers every query both ways: from the
+through hub.data.synth and hub.data.ingest) answers every query both ways: from the
 cache and from the genotype calls (`allele_frequencies.USE_SUMMARY` off).
 The halves must be equal bit for bit, on Dask and on Hail, for each
 stratification, with and without a variant selection. A cache that is
@@ -20,12 +20,12 @@ import numpy as np
 import pysam
 import pytest
 
-from extensions.analysis import packed, summary
-from extensions.analysis.cohorts import HailCohort, ZarrCohort, open_cohort
-from extensions.analysis.tasks import allele_frequencies as af
-from extensions.analysis.tasks.allele_frequencies import AlleleFrequencies
-from hub.ingest import ingest_dataset
-from hub.synth import SiteSpec, generate_cohorts
+from extensions.federation import packed, summary
+from extensions.federation.cohorts import HailCohort, ZarrCohort, open_cohort
+from extensions.federation.tasks import allele_frequencies as af
+from extensions.federation.tasks.allele_frequencies import AlleleFrequencies
+from hub.data.ingest import ingest_dataset
+from hub.data.synth import SiteSpec, generate_cohorts
 
 SITE = SiteSpec("nig", "JGADT1", None, "Shizuoka")
 TASK = AlleleFrequencies()
@@ -34,7 +34,7 @@ QUIET = {"say": lambda _msg: None}
 
 @pytest.fixture(scope="module")
 def hl(tmp_path_factory):
-    from extensions.analysis.hail_session import ensure_hail
+    from extensions.federation.hail_session import ensure_hail
 
     return ensure_hail(tmp_dir=tmp_path_factory.mktemp("hail"), cores=2)
 

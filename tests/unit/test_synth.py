@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hub.synth import AGE_BANDS, PREFECTURES, SiteSpec, generate_cohorts
+from hub.data.synth import AGE_BANDS, PREFECTURES, SiteSpec, generate_cohorts
 
 SITES = [
     SiteSpec("nig", "JGAD000101", "JGAD000102", "Shizuoka"),
@@ -267,7 +267,7 @@ def test_bad_arguments(tmp_path, kwargs, message):
 
 
 def test_the_missing_rate_is_a_setting_and_recorded(tmp_path):
-    # the demo's cohorts are made with fewer missing calls than the default (hub.stack)
+    # the demo's cohorts are made with fewer missing calls than the default (hub.demo.stack)
     args = {"samples_per_site": 400, "variants": 200, "zarr": False, "raw_files": False}
     generate_cohorts(tmp_path, SITES[:1], missing_rate=0.0, **args)
     truth = json.loads((tmp_path / "truth.json").read_text())

@@ -16,14 +16,14 @@ import pandas as pd
 import pysam
 import pytest
 
-from extensions.analysis import cohorts
-from extensions.analysis.cohorts import open_cohort, region_of, select, validate_where
-from extensions.analysis.tasks import TASKS
-from extensions.analysis.tasks.allele_frequencies import AlleleFrequencies
-from extensions.analysis.tasks.base import DisclosureRules, SiteHalf, TaskError
-from extensions.analysis.tasks.cohort_counts import CohortCounts
-from extensions.analysis.tasks.disclosure import complementary_suppression, small_cells
-from hub.synth import PREFECTURES, SiteSpec, generate_cohorts
+from extensions.federation import cohorts
+from extensions.federation.cohorts import open_cohort, region_of, select, validate_where
+from extensions.federation.tasks import TASKS
+from extensions.federation.tasks.allele_frequencies import AlleleFrequencies
+from extensions.federation.tasks.base import DisclosureRules, SiteHalf, TaskError
+from extensions.federation.tasks.cohort_counts import CohortCounts
+from extensions.federation.tasks.disclosure import complementary_suppression, small_cells
+from hub.data.synth import PREFECTURES, SiteSpec, generate_cohorts
 
 EXACT = DisclosureRules(min_cell_count=0, min_minor_allele_count=0)  # nothing withheld
 SITES = (

@@ -19,11 +19,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from extensions.analysis import kernels
-from extensions.analysis.tasks import regression as rg
-from extensions.analysis.tasks.base import DisclosureRules, SiteCohort, SiteHalf, TaskError
-from extensions.analysis.tasks.gwas_linear import GwasLinear
-from extensions.analysis.tasks.gwas_logistic import GwasLogistic
+from extensions.federation import kernels
+from extensions.federation.tasks import regression as rg
+from extensions.federation.tasks.base import DisclosureRules, SiteCohort, SiteHalf, TaskError
+from extensions.federation.tasks.gwas_linear import GwasLinear
+from extensions.federation.tasks.gwas_logistic import GwasLogistic
 
 AGE_BANDS = ["20-29", "30-39", "40-49", "50-59", "60-69", "70-79", "80-89"]
 NO_RULES = DisclosureRules(min_cell_count=0, min_minor_allele_count=0)

@@ -20,20 +20,20 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from extensions.analysis import wire
-from extensions.analysis.tasks import allele_frequencies as af_module
-from extensions.analysis.tasks import regression as rg
-from extensions.analysis.tasks.allele_frequencies import AlleleFrequencies
-from extensions.analysis.tasks.base import (
+from extensions.federation import wire
+from extensions.federation.tasks import allele_frequencies as af_module
+from extensions.federation.tasks import regression as rg
+from extensions.federation.tasks.allele_frequencies import AlleleFrequencies
+from extensions.federation.tasks.base import (
     DisclosureRules,
     SiteHalf,
     Suppression,
     TaskError,
     shared_variants,
 )
-from extensions.analysis.tasks.cohort_counts import CohortCounts
-from extensions.analysis.tasks.gwas_linear import GwasLinear
-from extensions.analysis.tasks.gwas_logistic import GwasLogistic
+from extensions.federation.tasks.cohort_counts import CohortCounts
+from extensions.federation.tasks.gwas_linear import GwasLinear
+from extensions.federation.tasks.gwas_logistic import GwasLogistic
 from tests.unit.test_tasks_gwas import ArrayCohort
 
 RULES = DisclosureRules(min_cell_count=5, min_minor_allele_count=5)
@@ -641,7 +641,7 @@ def test_gwas_logistic_fast_path_equals_the_key_by_key_path(monkeypatch):
 
 
 def test_key_columns_split_every_key_at_once_and_keep_a_symbolic_alt_whole():
-    from extensions.analysis.tasks.allele_frequencies import key_columns
+    from extensions.federation.tasks.allele_frequencies import key_columns
 
     keys = ["chr20:5000:C:T", "chrX:100:AT:A,C"]
     contig, position, ref, alt = key_columns(keys)

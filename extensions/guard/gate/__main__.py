@@ -71,9 +71,10 @@ def wait_for_upstream(upstream: str, timeout: float = 600) -> None:
 
 def build_gate(prefix: str, environ=os.environ):
     from ...contracts.clock import clock_from_env
+    from ...contracts.egress import EgressRules
     from ..context import ServerContext
     from ..events import EventShipper, EventSpool
-    from ..meter import EgressMeter, EgressRules
+    from ..meter import EgressMeter
     from ..recognise import Cohort, Recogniser
     from .proxy import Gate, GateEvents
 

@@ -120,7 +120,7 @@ class Gate:
 
     prefix: str  # the server's base URL path, /user/<name>/<site>/
     recogniser: object
-    rules: object  # meter.EgressRules
+    rules: object  # extensions.contracts.egress.EgressRules
     meter: object  # meter.EgressMeter
     events: object  # GateEvents
     max_bytes: int = 50 * 1024**2

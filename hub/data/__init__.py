@@ -1,0 +1,1 @@
+"""Synthetic cohorts and ingest (VCF -> Zarr, MatrixTable, the per-site summary cache)."""

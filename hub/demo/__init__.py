@@ -1,0 +1,1 @@
+"""The demo's processes: what `make demo` and the integration tests start."""

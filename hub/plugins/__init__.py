@@ -1,0 +1,1 @@
+"""What JupyterHub loads: its configuration, the authenticator, the spawner, the home page."""

@@ -1,0 +1,1 @@
+"""The admin service: the secretariat's and the site admins' pages and API."""

@@ -1,0 +1,1 @@
+"""The audit intake: activity events from the sites, the approvals' periods."""

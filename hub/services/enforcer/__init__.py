@@ -1,0 +1,1 @@
+"""The enforcer: stops servers whose approval ended or whose person was suspended."""

@@ -1,0 +1,1 @@
+"""A site's Docker side: its plan (names, addresses), the engine, the firewall, its containers."""

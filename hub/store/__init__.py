@@ -1,0 +1,1 @@
+"""The database: the approval registry and the audit chain."""
