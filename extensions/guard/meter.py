@@ -35,7 +35,7 @@ content shown again is counted again: the meter may count more, never less);
 people digests are kept only until the cap (`cap_people` of them at most), since
 at the cap nothing more leaves that day. The meter stores digests only, never
 content or ids; the gate passes keyed digests of the people (see
-extensions/guard/recognise.py), so that the file cannot be turned back into ids.
+extensions/guard/recognise/cohort.py), so that the file cannot be turned back into ids.
 """
 
 from __future__ import annotations

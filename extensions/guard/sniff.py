@@ -58,7 +58,7 @@ KINDS: dict[str, tuple[str, str]] = {
         "a file name the platform lists as raw data",
         "プラットフォームが生データと定める名前",
     ),
-    # found by the recogniser (recognise.py), which uses this table for every kind it reports
+    # found by the recogniser (recognise/), which uses this table for every kind it reports
     "people-table": ("a table naming people of the cohort", "コホートの個人を名指しする表"),
     "genotype-matrix": ("a matrix of individual genotypes", "個人ごとの遺伝型の行列"),
     "clinical-rows": (

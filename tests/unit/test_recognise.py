@@ -14,6 +14,7 @@ import base64
 import binascii
 import bz2
 import gzip
+import hashlib
 import io
 import json
 import lzma
@@ -33,7 +34,15 @@ import pytest
 
 from extensions.federation.packed import pack_codes
 from extensions.guard import recognise
-from extensions.guard.recognise import Cohort, Recogniser, Verdict
+from extensions.guard.recognise import (
+    Cohort,
+    Recogniser,
+    Verdict,
+    compression,
+    genotypes,
+    structured,
+)
+from extensions.guard.recognise.scan import _Scan
 from extensions.guard.sniff import KINDS
 
 # ---------------------------------------------------------------------------
@@ -420,14 +429,14 @@ def test_a_pickle_is_walked_never_loaded(rec, tmp_path):
 
 def test_sqlite_is_read_from_a_private_copy_that_is_removed(rec, tmp_path, monkeypatch):
     made = []
-    real = recognise.tempfile.TemporaryDirectory
+    real = structured.tempfile.TemporaryDirectory
 
     def spy(*a, **k):
         d = real(*a, **k)
         made.append(d.name)
         return d
 
-    monkeypatch.setattr(recognise.tempfile, "TemporaryDirectory", spy)
+    monkeypatch.setattr(structured.tempfile, "TemporaryDirectory", spy)
     assert rec.bytes(sqlite_db(tmp_path, ROWS, HEADER)).kind == "people-table"
     assert made and not any(os.path.exists(d) for d in made)
 
@@ -934,7 +943,7 @@ def test_an_encrypted_zip_member_is_opaque(rec):
 
 def test_zstd_without_a_decoder_is_opaque(rec, monkeypatch):
     data = codec("zstd")(CLINICAL.encode())
-    monkeypatch.setattr(recognise, "_codec", lambda name: None)
+    monkeypatch.setattr(compression, "_codec", lambda name: None)
     v = rec.bytes(data)
     assert v.opaque and v.kind is None
     assert v.how == "zstd stream (cannot be decoded here)"
@@ -1026,7 +1035,7 @@ def test_ids_are_held_only_as_keyed_digests(tmp_path):
     assert not any(i.lower().encode() in held or i.encode() in held for i in IDS)
     d = c.people_in("NIG-000001")
     assert len(d) == 1 and len(next(iter(d))) == 8
-    assert next(iter(d)) != recognise.hashlib.blake2b(b"nig-000001", digest_size=8).digest()
+    assert next(iter(d)) != hashlib.blake2b(b"nig-000001", digest_size=8).digest()
 
 
 def test_numbers_and_short_tokens_are_not_held_as_ids():
@@ -1147,7 +1156,7 @@ def test_a_parser_error_reads_as_opaque(rec, monkeypatch):
     def broken(self, *args):
         raise KeyError("a bug")
 
-    monkeypatch.setattr(recognise._Scan, "npy", broken)
+    monkeypatch.setattr(_Scan, "npy", broken)
     v = rec.bytes(STRUCTURED["npy-dosages"](None))
     assert v.opaque and v.kind is None and "KeyError" in v.how
 
@@ -1185,12 +1194,12 @@ def test_a_verdict_is_frozen_and_describes_itself():
 
 @pytest.fixture
 def full_parse(monkeypatch):
-    """Switch the C-speed prefilters (recognise.py, sniff.py) off for one call."""
+    """Switch the C-speed prefilters (recognise/genotypes.py, sniff.py) off for one call."""
     from extensions.guard import sniff
 
     def run(fn):
         with monkeypatch.context() as m:
-            m.setattr(recognise, "PREFILTER", False)
+            m.setattr(genotypes, "PREFILTER", False)
             m.setattr(sniff, "PREFILTER", False)
             return fn()
 
@@ -1250,7 +1259,7 @@ def test_genotype_prefilter_matches_the_full_parse_on_random_tables(rec, full_pa
     found = 0
     for _ in range(3000):
         data = _random_table(rng).encode("utf-8").lower()
-        scan = recognise._Scan(rec)
+        scan = _Scan(rec)
         fast = scan.genotype_lines(data)
         assert fast == full_parse(lambda d=data, s=scan: s.genotype_lines(d)), data
         found += fast.found()
@@ -1267,14 +1276,14 @@ def test_genotype_prefilter_matches_the_full_parse_on_summary_tables(rec, full_p
                      f"{rng.gauss(0, 0.1):.5f}", f"{rng.random():.3e}"]  # fmt: skip
             lines.append(sep.join(cells))
         data = "\n".join(lines).encode().lower()
-        scan = recognise._Scan(rec)
+        scan = _Scan(rec)
         assert scan.genotype_lines(data) == full_parse(lambda d=data, s=scan: s.genotype_lines(d))
 
 
 def test_genotype_prefilter_reads_only_the_rows_the_full_parse_reads(rec, full_parse):
     rows = "label\tx\ty\n" * 3990 + "0\t1\t2\t1\t0\n" * 40
     data = rows.encode()
-    scan = recognise._Scan(rec)
+    scan = _Scan(rec)
     fast = scan.genotype_lines(data)
     assert fast == full_parse(lambda: scan.genotype_lines(data))
     assert fast.narrow == 10  # the first 4000 lines only
