@@ -34,6 +34,9 @@ from extensions.federation.query_audit import (
     QuerySetAudit,
     QuerySetRefused,
 )
+from extensions.federation.query_audit import basis as qa_basis
+from extensions.federation.query_audit import field as qa_field
+from extensions.federation.query_audit import sets as qa_sets
 from extensions.federation.tasks.base import DisclosureRules
 
 MIN = DisclosureRules().min_people  # the platform's minimum (5)
@@ -179,9 +182,9 @@ def random_set(rng: random.Random, n: int) -> frozenset:
 )
 @pytest.mark.parametrize("seed", range(40))
 def test_verdicts_match_brute_force_on_small_random_histories(seed, fold_after, probe, monkeypatch):
-    monkeypatch.setattr(query_audit, "FOLD_AFTER", fold_after)
+    monkeypatch.setattr(qa_basis, "FOLD_AFTER", fold_after)
     if not probe:  # the pivot is then taken from the full reduced vector
-        monkeypatch.setattr(query_audit._Basis, "find_pivot", lambda *args: None)
+        monkeypatch.setattr(qa_basis._Basis, "find_pivot", lambda *args: None)
     rng = random.Random(seed)
     n = rng.randint(3, 12)
     play_against_brute_force(rng, QuerySetAudit(n, rng.choice([1, 1, 2, 3])))
@@ -277,8 +280,8 @@ def test_medium_histories_agree_across_code_paths(monkeypatch):
         return audit, verdicts
 
     audit, verdicts = run()
-    monkeypatch.setattr(query_audit, "FOLD_AFTER", 1)
-    monkeypatch.setattr(query_audit._Basis, "find_pivot", lambda *args: None)
+    monkeypatch.setattr(qa_basis, "FOLD_AFTER", 1)
+    monkeypatch.setattr(qa_basis._Basis, "find_pivot", lambda *args: None)
     other, others = run()
     assert verdicts == others
     assert {None, RULE_SMALL_DIFFERENCE, RULE_ISOLATING} <= {v.rule for v in verdicts}
@@ -338,7 +341,7 @@ def test_a_combination_that_needs_a_fraction_is_refused():
 
 
 def test_field_products_are_exact():
-    f = query_audit._Field(query_audit.random_prime())
+    f = qa_field._Field(query_audit.random_prime())
     rng = np.random.default_rng(1)
     a = rng.integers(0, f.p, 20_000)
     b = rng.integers(0, f.p, 20_000)
@@ -349,7 +352,7 @@ def test_field_products_are_exact():
 
 
 def test_field_matrix_products_are_exact():
-    f = query_audit._Field(query_audit.random_prime())
+    f = qa_field._Field(query_audit.random_prime())
     rng = np.random.default_rng(2)
     a = rng.integers(0, f.p, (7, 70))
     b = rng.integers(0, f.p, (70, 5))
@@ -364,7 +367,7 @@ def test_field_matrix_products_are_exact():
 def test_each_audit_draws_its_own_prime():
     primes = {QuerySetAudit(10, 5)._field.p for _ in range(4)}
     assert len(primes) == 4
-    assert all(2**49 <= p < 2**50 and query_audit._is_prime(p) for p in primes)
+    assert all(2**49 <= p < 2**50 and qa_field._is_prime(p) for p in primes)
 
 
 # -- the attacks of the issue ---------------------------------------------------------
@@ -646,7 +649,7 @@ def history_of(seed: int, n: int = 60, queries: int = 60):
 
 @pytest.mark.parametrize("seed", range(4))
 def test_a_restart_keeps_the_verdicts(seed, tmp_path, monkeypatch):
-    monkeypatch.setattr(query_audit, "FOLD_AFTER", 8)
+    monkeypatch.setattr(qa_basis, "FOLD_AFTER", 8)
     audit, rng = history_of(seed, n=200)
     while not audit._basis.pending:  # folded and pending updates both to be stored
         extra = sorted(random_set(rng, 200))
@@ -711,7 +714,7 @@ def test_the_stored_history_is_small():
     for i in range(1000):
         size = int(np.exp(rng.uniform(np.log(5), np.log(5000))))
         s = rng.choice(10_000, size, replace=False)
-        audit._add_entry(query_audit._as_set(s, audit.n, audit._words))
+        audit._add_entry(qa_sets._as_set(s, audit.n, audit._words))
         audit._answers[-1].append(meta(i))
     assert len(audit.to_bytes()) < 1.5e6
 
