@@ -1,4 +1,4 @@
-"""Is a TCP port free to listen on, and if not, which process holds it.
+"""Is a TCP port free to listen on, and if not, which process holds it; free ports for a test.
 
 `visiting demo up` asks before it starts anything, so that a port left taken
 (another demo, a stack a test left behind, any other program) is named with
@@ -149,3 +149,29 @@ def describe_holders(port: int) -> str:
             "or one of another user or network namespace)"
         )
     return " by " + ", ".join(h.describe() for h in holders)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
+    """`n` different free ports: each held open until all are chosen, so none repeats."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            socks.append(s)
+            s.bind((host, 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0

@@ -1,52 +1,30 @@
-"""The sites' infrastructure on a Docker engine: networks, host firewall, Dask clusters.
+"""A site's containers on its Docker engine: network, Dask cluster, federation gateway,
+their tokens and volumes; `sites_up` and `sites_down` bring every site up or down.
 
-Each site is one internal Docker network (no route out) whose host bridge has
-a fixed name, so the host firewall can speak of it:
-
-- .1 is the host (the hub's API and proxy listen there, nothing else may be reached);
-- .2 the site's Dask scheduler, .3 onwards its workers, which run the
-  federation gateway's tasks over all the site's data (as many, and each as
-  large, as the site's `dask:` block in the platform file says);
-- .64 the site's federation gateway;
-- .128-.255 researchers' servers, which may reach the hub and nothing else:
-  not each other, not the site's Dask cluster or gateway, not other host ports.
-  Each server runs its own Dask cluster inside its container
-  (`SERVER_DASK_SCHEDULER`), next to exactly the data its approval mounts.
-
-The firewall lives in two chains of its own, `VISITING-INPUT` (container to
-host) and `VISITING-FORWARD` (container to container, hooked into Docker's
-`DOCKER-USER`), so installing is idempotent and removing takes exactly what
-was added.
+Addresses and names come from the site's plan (hub.sites.plan), the host
+firewall from hub.sites.firewall, the engine and its client from hub.sites.engine.
 """
 
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import json
 import os
-import shutil
-import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from extensions.contracts.environment import AUDIT_URL, DISCLOSURE, QUERY_AUDIT_DIR, SITE, SITE_DATA
 from hub.platform.policy import Platform, Site
+from hub.sites import SiteError
+from hub.sites.engine import docker_client
+from hub.sites.firewall import FORWARD_CHAIN, INPUT_CHAIN, install_firewall, remove_firewall
+from hub.sites.plan import DASHBOARD_PORT, GATEWAY_PORT, SCHEDULER_PORT, SitePlan
 
-ENDPOINT_FILE = Path("/run/visiting/docker-endpoint")
-INPUT_CHAIN = "VISITING-INPUT"
-FORWARD_CHAIN = "VISITING-FORWARD"
-SCHEDULER_PORT = 8786
-DASHBOARD_PORT = 8787
-# a researcher's server's own Dask scheduler, started inside the container by
-# images/singleuser/visiting-singleuser
-SERVER_DASK_SCHEDULER = f"tcp://127.0.0.1:{SCHEDULER_PORT}"
 LABEL = "org.visiting.site"
 # what a container was started with, as a digest: a running one with another is recreated
 GATEWAY_ENV_LABEL = "org.visiting.gateway-env"
 WORKER_PLAN_LABEL = "org.visiting.worker-plan"
-GATEWAY_PORT = 8765
 #: One BLAS thread per Dask thread, so that a worker's threads times its BLAS threads are
 #: its cores. distributed's nanny sets the same in the worker process
 #: (`distributed.nanny.pre-spawn-environ`); set on the container it holds for every
@@ -54,229 +32,6 @@ GATEWAY_PORT = 8765
 ONE_BLAS_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 #: where a gateway container keeps its query-set audits (a volume per site)
 QUERY_AUDIT_MOUNT = "/var/lib/visiting-query-audit"
-
-
-class SiteError(Exception):
-    """A site could not be set up; the message names the site and the part."""
-
-
-def resolve_endpoint(endpoint: str) -> str:
-    """The Docker endpoint to talk to: 'local' means the engine the project's scripts run."""
-    if endpoint != "local":
-        return endpoint
-    if os.environ.get("VISITING_DOCKER_HOST"):
-        return os.environ["VISITING_DOCKER_HOST"]
-    try:
-        return ENDPOINT_FILE.read_text().strip()
-    except FileNotFoundError:
-        return os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-
-
-@dataclass(frozen=True)
-class SitePlan:
-    """Addresses and names of one site's infrastructure, derived from its /24."""
-
-    site: str
-    network: str
-    subnet: ipaddress.IPv4Network
-
-    @property
-    def bridge(self) -> str:
-        # Linux interface names hold at most 15 characters; site ids at most 16, so cut
-        return f"vis-{self.site}"[:15]
-
-    @property
-    def gateway(self) -> str:
-        return str(self.subnet.network_address + 1)
-
-    @property
-    def scheduler_ip(self) -> str:
-        return str(self.subnet.network_address + 2)
-
-    def worker_ip(self, n: int) -> str:
-        return str(self.subnet.network_address + 2 + n)
-
-    @property
-    def federation_ip(self) -> str:
-        """The site's federation gateway, below the researchers' range."""
-        return str(self.subnet.network_address + 64)
-
-    @property
-    def gateway_name(self) -> str:
-        return f"visiting-gateway-{self.site}"
-
-    @property
-    def users_range(self) -> ipaddress.IPv4Network:
-        return ipaddress.IPv4Network(f"{self.subnet.network_address + 128}/25")
-
-    @property
-    def scheduler_address(self) -> str:
-        return f"tcp://{self.scheduler_ip}:{SCHEDULER_PORT}"
-
-    @property
-    def scheduler_name(self) -> str:
-        return f"visiting-dask-{self.site}-scheduler"
-
-    @property
-    def worker_prefix(self) -> str:
-        """What the names of the site's worker containers start with."""
-        return f"visiting-dask-{self.site}-worker-"
-
-    def worker_name(self, n: int) -> str:
-        return f"{self.worker_prefix}{n}"
-
-    @classmethod
-    def for_site(cls, site: Site) -> SitePlan:
-        return cls(site=site.id, network=site.network, subnet=site.subnet)
-
-
-# ---------------------------------------------------------------------------
-# firewall: pure rule lists, then applying them
-
-
-def firewall_rules(
-    plans: Iterable[SitePlan], hub_ports: Iterable[int]
-) -> dict[str, list[list[str]]]:
-    """iptables rules (without the `-A CHAIN` prefix) for both chains, in order."""
-    inp: list[list[str]] = []
-    fwd: list[list[str]] = []
-    ports = sorted(set(hub_ports))
-    for p in plans:
-        br, users = p.bridge, str(p.users_range)
-        inp.append(
-            ["-i", br, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"]
-        )
-        for port in ports:
-            inp.append(["-i", br, "-p", "tcp", "--dport", str(port), "-j", "ACCEPT"])
-        # everything else a site container sends to the host: DNS, other services, decoys
-        inp.append(["-i", br, "-j", "DROP"])
-
-        fwd.append(
-            [
-                "-i",
-                br,
-                "-o",
-                br,
-                "-m",
-                "conntrack",
-                "--ctstate",
-                "ESTABLISHED,RELATED",
-                "-j",
-                "RETURN",
-            ]
-        )
-        fwd.append(["-i", br, "-o", br, "-s", users, "-j", "DROP"])
-        fwd.append(["-i", br, "-o", br, "-d", users, "-j", "DROP"])
-        # whatever leaves the bridge for anywhere else (the internal network already has
-        # no route out; this holds even if a network is recreated without --internal)
-        fwd.append(["-i", br, "!", "-o", br, "-j", "DROP"])
-    return {INPUT_CHAIN: inp, FORWARD_CHAIN: fwd}
-
-
-def _iptables(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    exe = shutil.which("iptables")
-    if exe is None:
-        raise SiteError("iptables is not installed (scripts/docker.sh installs it with the engine)")
-    r = subprocess.run([exe, "-w", *args], capture_output=True, text=True)
-    if check and r.returncode != 0:
-        raise SiteError(f"iptables {' '.join(args)}: {r.stderr.strip()}")
-    return r
-
-
-def installed_hub_ports() -> set[int]:
-    """The hub ports the installed rules already open (another stack on this machine may use them)."""
-    r = _iptables("-S", INPUT_CHAIN, check=False)
-    if r.returncode != 0:
-        return set()
-    ports = set()
-    for line in r.stdout.splitlines():
-        parts = line.split()
-        if "--dport" in parts and parts[-1] == "ACCEPT":
-            ports.add(int(parts[parts.index("--dport") + 1]))
-    return ports
-
-
-def install_firewall(
-    plans: Iterable[SitePlan], hub_ports: Iterable[int], closing: Iterable[int] = ()
-) -> int:
-    """Replace the project's chains with the rules for `plans`; returns the number of rules.
-
-    Hub ports already opened stay open, so a second stack on the machine (the
-    tests beside a running demo) does not cut the first one off; a stack that
-    stops names its own ports in `closing`.
-    """
-    ports = (set(hub_ports) | installed_hub_ports()) - set(closing)
-    rules = firewall_rules(plans, ports)
-    for chain, hook in ((INPUT_CHAIN, "INPUT"), (FORWARD_CHAIN, "DOCKER-USER")):
-        if _iptables("-n", "-L", chain, check=False).returncode != 0:
-            _iptables("-N", chain)
-        _iptables("-F", chain)
-        for rule in rules[chain]:
-            _iptables("-A", chain, *rule)
-        if _iptables("-C", hook, "-j", chain, check=False).returncode != 0:
-            _iptables("-I", hook, "1", "-j", chain)
-    return sum(len(r) for r in rules.values())
-
-
-def remove_firewall() -> None:
-    for chain, hook in ((INPUT_CHAIN, "INPUT"), (FORWARD_CHAIN, "DOCKER-USER")):
-        while _iptables("-D", hook, "-j", chain, check=False).returncode == 0:
-            pass
-        if _iptables("-n", "-L", chain, check=False).returncode == 0:
-            _iptables("-F", chain)
-            _iptables("-X", chain)
-
-
-# ---------------------------------------------------------------------------
-# the engine and the images, from the project's scripts
-
-SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
-
-
-def _script(*argv: str, what: str) -> str:
-    r = subprocess.run(["bash", str(SCRIPTS / argv[0]), *argv[1:]], capture_output=True, text=True)
-    if r.returncode != 0:
-        tail = "\n".join((r.stdout + r.stderr).splitlines()[-15:])
-        raise SiteError(f"{what} failed (scripts/{argv[0]}):\n{tail}")
-    return r.stdout + r.stderr
-
-
-def ensure_engine() -> str:
-    """A Docker engine answering (the machine's, or one the project starts); its endpoint."""
-    _script("docker.sh", "up", what="starting the Docker engine")
-    return resolve_endpoint("local")
-
-
-def build_images() -> str:
-    """The project's images, rebuilt only where their inputs changed; the script's report."""
-    return _script("images.sh", what="building the images")
-
-
-def sites_running(platform: Platform) -> bool:
-    """True when every site's Dask scheduler is running (someone already brought the sites up)."""
-    import docker
-
-    for site in platform.sites.values():
-        client = docker_client(site.docker_endpoint)
-        try:
-            c = client.containers.get(SitePlan.for_site(site).scheduler_name)
-            if c.status != "running":
-                return False
-        except docker.errors.NotFound:
-            return False
-        finally:
-            client.close()
-    return True
-
-
-# ---------------------------------------------------------------------------
-# Docker objects
-
-
-def docker_client(endpoint: str):
-    import docker
-
-    return docker.DockerClient(base_url=resolve_endpoint(endpoint), version="auto", timeout=120)
 
 
 def ensure_network(client, plan: SitePlan):
@@ -541,6 +296,23 @@ def ensure_gateway(client, platform: Platform, site: Site, image: str, env: dict
             query_audit_volume(site.id): {"bind": QUERY_AUDIT_MOUNT, "mode": "rw"},
         },
     )
+
+
+def sites_running(platform: Platform) -> bool:
+    """True when every site's Dask scheduler is running (someone already brought the sites up)."""
+    import docker
+
+    for site in platform.sites.values():
+        client = docker_client(site.docker_endpoint)
+        try:
+            c = client.containers.get(SitePlan.for_site(site).scheduler_name)
+            if c.status != "running":
+                return False
+        except docker.errors.NotFound:
+            return False
+        finally:
+            client.close()
+    return True
 
 
 def query_audit_volume(site_id: str) -> str:

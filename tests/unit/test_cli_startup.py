@@ -46,7 +46,23 @@ HEAVY = (
 )
 
 #: the only project modules the parser needs
-PARSER_MODULES = {"hub", "hub.cli", "hub.cli.main", "hub.cli.admin"}
+PARSER_MODULES = {
+    "hub",
+    "hub.cli",
+    "hub.cli.main",
+    "hub.cli.base",
+    "hub.cli.policy",
+    "hub.cli.approvals",
+    "hub.cli.audit",
+    "hub.cli.report",
+    "hub.cli.synth",
+    "hub.cli.site",
+    "hub.cli.demo",
+    "hub.cli.sites",
+    "hub.cli.admin",
+    "hub.cli.secretariat",
+    "hub.cli.site_admin",
+}
 
 # Builds the parser, asks every command for its help as `visiting ... --help` would,
 # and prints the modules the process then holds.

@@ -12,13 +12,13 @@ import pytest
 from hub.demo.ports import (
     PortHolder,
     describe_holders,
+    free_port,
     holders_from_ss,
     holders_of_inodes,
     port_free,
     port_holders,
     socket_inodes,
 )
-from hub.demo.stack import free_port
 
 ME = Path("/proc/self/comm").read_text().strip()
 

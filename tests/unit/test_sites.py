@@ -11,18 +11,15 @@ import pytest
 
 from hub.platform.policy import SiteDask, load_platform
 from hub.sites.containers import (
-    FORWARD_CHAIN,
-    INPUT_CHAIN,
     LABEL,
     ONE_BLAS_THREAD,
     WORKER_PLAN_LABEL,
-    SitePlan,
     ensure_dask,
-    firewall_rules,
     gateway_env,
-    resolve_endpoint,
     worker_plans,
 )
+from hub.sites.firewall import FORWARD_CHAIN, INPUT_CHAIN, firewall_rules
+from hub.sites.plan import SitePlan, resolve_endpoint
 
 NIG = SitePlan("nig", "visiting-site-nig", ipaddress.IPv4Network("172.30.1.0/24"))
 

@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from hub.demo.stack import services_of, stop_services_of
+from hub.demo.processes import services_of, stop_services_of
 
 
 def _service(state_dir, name="audit", ignore_int=True):
