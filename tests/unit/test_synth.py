@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hub.data.synth import AGE_BANDS, PREFECTURES, SiteSpec, generate_cohorts
+from hub.data.synth import SiteSpec, generate_cohorts
+from hub.data.synth_people import AGE_BANDS, PREFECTURES
 
 SITES = [
     SiteSpec("nig", "JGAD000101", "JGAD000102", "Shizuoka"),
