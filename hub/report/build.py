@@ -42,7 +42,7 @@ from extensions.contracts.events import (
 from hub.platform.operations import RESET_QUERY_AUDIT
 from hub.platform.policy import Quota
 from hub.report.query import Figure, Query
-from hub.report.texts import CHECKLIST, LANGS, rule_name, t
+from hub.report.texts import CHECKLIST, LANGS, checklist_item, rule_name, t
 from hub.store.audit import AuditStore
 from hub.store.registry import ApprovalRegistry, ApprovalView, RegistryError
 
@@ -1294,7 +1294,8 @@ def _approval_section(
         },
         "publications": [],
         "self_assessment": [
-            {"id": key, "item": text[lang], "answer": None, "note": ""} for key, text in CHECKLIST
+            {"id": key, "item": checklist_item(key, lang), "answer": None, "note": ""}
+            for key in CHECKLIST
         ],
         "figures": [f.to_json() for f in F.figures],
     }

@@ -92,7 +92,7 @@ def blocks(doc: dict[str, Any]) -> list[tuple]:
                 (t("platform", lang), t("platform_name", lang)),
                 (
                     t("covers", lang),
-                    f"{r['label']} ({'日本時間' if lang == 'ja' else 'Japan time'})",
+                    f"{r['label']} ({t('japan_time', lang)})",
                 ),
                 (t("scope", lang), scope_text),
                 (t("generated", lang), fmt_time(r["generated_at"])),

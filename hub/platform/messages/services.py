@@ -1,17 +1,7 @@
-"""Every text a person reads, in Japanese and English, looked up by key.
+"""The texts of the hub's services: the catalogue's answers and the admin page, and the
+query-set audit's rules, which the admin page and the data-usage report both name."""
 
-A page, an API answer or a command shows a text by its key, so the two languages
-are written once, side by side, and a page and the API that serve the same
-answer say the same thing. `{name}` fields are filled by `message(key, name=...)`.
-"""
-
-from __future__ import annotations
-
-from dataclasses import dataclass
-
-LANGS = ("ja", "en")
-
-MESSAGES: dict[str, dict[str, str]] = {
+TEXTS: dict[str, dict[str, str]] = {
     # -- the catalogue ---------------------------------------------------------------
     "catalogue.not_admitted": {
         "ja": "カタログは、現在有効な承認を持つデータ利用者が利用できます。",
@@ -128,26 +118,3 @@ MESSAGES: dict[str, dict[str, str]] = {
         "(one person's where the other's call is missing)",
     },
 }
-
-
-@dataclass(frozen=True)
-class Message:
-    """One text in both languages, its fields filled in."""
-
-    key: str
-    ja: str
-    en: str
-
-    def __str__(self) -> str:
-        """Both languages, Japanese first, as a person in Japan reads them."""
-        return f"{self.ja} / {self.en}"
-
-    def to_json(self) -> dict[str, str]:
-        return {"key": self.key, "ja": self.ja, "en": self.en}
-
-
-def message(key: str, **fields) -> Message:
-    """The text `key` with its `{name}` fields filled; KeyError for an unknown key or a
-    field the text needs and was not given."""
-    texts = MESSAGES[key]
-    return Message(key, *(texts[lang].format(**fields) for lang in LANGS))
