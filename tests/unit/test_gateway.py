@@ -34,7 +34,7 @@ from extensions.contracts.clock import clock_from_env
 from extensions.federation import wire
 from extensions.federation.gateway import Caller, Gateway, GatewayConfig, make_app
 from extensions.federation.tasks.base import DisclosureRules, SiteHalf
-from hub.demo.stack import free_port
+from hub.demo.ports import free_port
 from tests.aio import run as run_async
 
 SITE = "nig"

@@ -1,0 +1,7 @@
+"""`python -m extensions.federation.gateway`: the gateway of the site in the environment."""
+
+import sys
+
+from .application import main
+
+sys.exit(main())
