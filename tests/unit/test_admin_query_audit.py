@@ -30,11 +30,15 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from extensions.contracts.clock import JST, FixedClock
 from extensions.contracts.events import FEDERATION_QUERY, QUERY_SET_AUDIT, SECRETARIAT_ACTION
 from hub.cli.main import main as visiting
-from hub.demo.stack import free_port
+from hub.demo.ports import free_port
 from hub.platform.messages import message
 from hub.platform.operations import Operations
 from hub.platform.policy import load_policy_dir
-from hub.services.admin import application as admin
+from hub.services.admin import figures
+from hub.services.admin.application import make_app
+from hub.services.admin.backend import Backend
+from hub.services.admin.handlers import BaseHandler
+from hub.services.admin.pages import PageHandler
 from hub.services.audit import application as audit_service
 from hub.store.audit import AuditStore
 from hub.store.registry import ApprovalRegistry
@@ -148,9 +152,9 @@ def refusals(ops):
 
 
 def test_refusals_newest_first_with_what_collided_and_no_parameters(ops, refusals):
-    since = admin.days_since(NOW, 30)
+    since = figures.days_since(NOW, 30)
     assert since == jst(2026, 5, 4)
-    rows = admin.query_audit_refusals(ops.audit, since)
+    rows = figures.query_audit_refusals(ops.audit, since)
     got = [(r["time"][:16], r["user"], r["site"], r["task"], r["rule"], r["scope"]) for r in rows]
     assert got == [
         ("2026-06-01T23:30", "tanaka", "nig", "allele_frequencies", "isolating_combination", A1),
@@ -179,7 +183,7 @@ def test_refusals_grouped_by_approval_with_the_resets_of_the_period(ops, refusal
     ops.clock.move_to(jst(2026, 5, 28, 9, 0))
     ops.reset_query_audit("jimu", approval_id="J-DU000102", reason="re-consent")
     ops.clock.move_to(NOW)
-    groups = admin.query_audit_section(ops, admin.days_since(NOW, 30))
+    groups = figures.query_audit_section(ops, figures.days_since(NOW, 30))
     assert [(g["scope"], g["approval_id"]) for g in groups] == [
         (A1, A1),
         ("J-DU000102", "J-DU000102"),  # a reset and no refusal
@@ -245,19 +249,15 @@ def as_token_of(handler) -> dict | None:
 
 def serve(ops: Operations, monkeypatch, test) -> None:
     """Run `test(served)` against the admin service over `ops`."""
-    monkeypatch.setattr(admin.BaseHandler, "get_current_user", as_token_of)
+    monkeypatch.setattr(BaseHandler, "get_current_user", as_token_of)
     # the page's forms: tornado's own XSRF cookie (the hub's needs a hub)
-    monkeypatch.setattr(admin.BaseHandler, "xsrf_token", web.RequestHandler.xsrf_token)
-    monkeypatch.setattr(
-        admin.BaseHandler, "check_xsrf_cookie", web.RequestHandler.check_xsrf_cookie
-    )
+    monkeypatch.setattr(BaseHandler, "xsrf_token", web.RequestHandler.xsrf_token)
+    monkeypatch.setattr(BaseHandler, "check_xsrf_cookie", web.RequestHandler.check_xsrf_cookie)
 
     async def main():
-        backend = admin.Backend(ops, "http://127.0.0.1:1/hub/api", "admin-token", None)
+        backend = Backend(ops, "http://127.0.0.1:1/hub/api", "admin-token", None)
         port = free_port()
-        server = admin.make_app(backend, "/services/admin/", b"k" * 32).listen(
-            port, address="127.0.0.1"
-        )
+        server = make_app(backend, "/services/admin/", b"k" * 32).listen(port, address="127.0.0.1")
         try:
             await test(Served(ops, port))
         finally:
@@ -387,7 +387,7 @@ def test_the_page_shows_refusals_and_resets_in_both_languages(ops, refusals, mon
 
 
 def test_an_empty_period_says_so():
-    html = admin.PageHandler.env.get_template("admin.html").render(
+    html = PageHandler.env.get_template("admin.html").render(
         user="jimu", roles=["secretariat"], platform=type("P", (), {"name": "t"})(),
         prefix="/services/admin/", xsrf="", flash="", secretariat=True, today="2026-06-02",
         fiscal_year=2026, sites=[], services=None, approvals=[], suspensions=[],

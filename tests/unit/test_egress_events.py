@@ -31,13 +31,8 @@ from extensions.guard.events import (
 )
 from extensions.guard.meter import EgressMeter
 from hub.platform.messages import message
-from hub.services.admin.application import (
-    EGRESS_DAYS,
-    PageHandler,
-    egress_alerts,
-    egress_since,
-    mib,
-)
+from hub.services.admin.figures import EGRESS_DAYS, egress_alerts, egress_since, mib
+from hub.services.admin.pages import PageHandler
 from hub.services.audit.application import check_events
 from hub.store.audit import AuditStore
 

@@ -14,7 +14,7 @@ from hub.plugins.service_restarts import (
     read_service_status,
     watch_managed_services,
 )
-from hub.services.admin.application import enforcer_up, jst_time
+from hub.services.admin.figures import enforcer_up, jst_time
 
 
 class Ticking:
