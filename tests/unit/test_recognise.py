@@ -1194,13 +1194,13 @@ def test_a_verdict_is_frozen_and_describes_itself():
 
 @pytest.fixture
 def full_parse(monkeypatch):
-    """Switch the C-speed prefilters (recognise/genotypes.py, sniff.py) off for one call."""
-    from extensions.guard import sniff
+    """Switch the C-speed prefilters (recognise/genotypes.py, sniff/records.py) off for one call."""
+    from extensions.guard.sniff import records as sniff_records
 
     def run(fn):
         with monkeypatch.context() as m:
             m.setattr(genotypes, "PREFILTER", False)
-            m.setattr(sniff, "PREFILTER", False)
+            m.setattr(sniff_records, "PREFILTER", False)
             return fn()
 
     return run

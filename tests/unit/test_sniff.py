@@ -353,26 +353,26 @@ def _random_lines(rng) -> str:
 def test_record_prefilter_finds_every_line_the_full_check_finds():
     import random
 
-    from extensions.guard import sniff
+    from extensions.guard.sniff import records
 
     rng = random.Random(11)
     for _ in range(3000):
         text = _random_lines(rng)
-        full = [line for line in text.splitlines() if sniff._record_kind(line)]
-        fast = [line for line in sniff._record_candidates(text) if sniff._record_kind(line)]
+        full = [line for line in text.splitlines() if records._record_kind(line)]
+        fast = [line for line in records._record_candidates(text) if records._record_kind(line)]
         assert fast == full, text
 
 
 def test_record_prefilter_changes_no_finding(monkeypatch):
     import random
 
-    from extensions.guard import sniff
+    from extensions.guard.sniff import records
 
     rng = random.Random(12)
     sniffer = Sniffer()
     for _ in range(1000):
         text = _random_lines(rng)
         fast = sniffer.classify_lines(text)
-        monkeypatch.setattr(sniff, "PREFILTER", False)
+        monkeypatch.setattr(records, "PREFILTER", False)
         assert fast == sniffer.classify_lines(text), text
-        monkeypatch.setattr(sniff, "PREFILTER", True)
+        monkeypatch.setattr(records, "PREFILTER", True)

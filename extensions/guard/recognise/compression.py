@@ -8,7 +8,8 @@ import lzma
 import struct
 import zlib
 
-from ..sniff import Finding, _inflate  # one gzip/BGZF reader for both
+from ..sniff import Finding
+from ..sniff.streams import _inflate  # one gzip/BGZF reader for both
 from .content import MIB, _size, _Src
 
 

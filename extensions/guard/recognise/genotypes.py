@@ -66,7 +66,7 @@ _GT_SKIP = (
 )  # fmt: skip
 _GT_FIRST_LINE = re.compile(rb"(?!" + _GT_SKIP + rb")")
 _GT_CANDIDATE = re.compile(rb"\n(?!" + _GT_SKIP + rb")")
-# the prefilters (here and in sniff.py) can be switched off to compare with the full parse
+# the prefilters (here and in sniff/records.py) can be switched off to compare with the full parse
 PREFILTER = True
 
 
