@@ -18,6 +18,13 @@ from jupyter_server.services.kernels.connection.base import (
 )
 
 from extensions.guard.gate import launch
+from extensions.guard.gate.frames import (
+    V1_PROTOCOL,
+    channel_of,
+    pack_kernel_frame,
+    parse_kernel_frame,
+)
+from extensions.guard.gate.judge import Gate
 from extensions.guard.gate.policy import (
     CAPPED,
     judge_download,
@@ -25,13 +32,6 @@ from extensions.guard.gate.policy import (
     redact_notebook,
     strings_of,
     withheld_content,
-)
-from extensions.guard.gate.proxy import (
-    V1_PROTOCOL,
-    Gate,
-    channel_of,
-    pack_kernel_frame,
-    parse_kernel_frame,
 )
 
 
@@ -322,7 +322,7 @@ def test_the_launcher_refuses_to_run_as_anyone_but_root(monkeypatch, capsys):
 def test_a_plot_is_judged_as_its_bytes_and_text_dressed_as_a_plot_as_text():
     import base64
 
-    from extensions.guard.gate.proxy import split_media
+    from extensions.guard.gate.judge import split_media
 
     png = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
     content = {

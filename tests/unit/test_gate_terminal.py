@@ -20,7 +20,8 @@ import pytest
 
 from extensions.contracts.clock import Clock
 from extensions.contracts.egress import EgressRules
-from extensions.guard.gate.proxy import Gate, WebSocketProxy
+from extensions.guard.gate.judge import Gate
+from extensions.guard.gate.websocket_proxy import WebSocketProxy
 from extensions.guard.meter import EgressMeter
 from extensions.guard.recognise import Cohort, Recogniser
 from tests.unit.test_recognise import CLINICAL, DOSAGE_TSV, IDS, VOCABULARY

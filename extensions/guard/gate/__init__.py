@@ -14,7 +14,9 @@ policy (`policy.py`), counts what leaves with the egress meter
 - `launch`: the container's first process (root, with only the capabilities to
   bind the port and change user): binds the port, starts the gate as `gate` and
   the server as `jovyan`, and ends the container when either ends.
-- `proxy`: the gate's web application (tornado).
+- `proxy`: the gate's web application (tornado): `judge` (the `Gate` the
+  handlers share), `http_proxy`, `websocket_proxy`, `frames` (kernel
+  messages) and `events` (its audit events).
 - `policy`: what is withheld and what a notice says, without a web framework.
 """
 

@@ -32,7 +32,7 @@ def not_dumpable() -> None:
 
 def asset_digests(prefix: str = sys.prefix) -> set[bytes]:
     """Digests of JupyterLab's own files as the image ships them (root-owned, read-only)."""
-    from .proxy import digest
+    from .judge import digest
 
     roots = [Path(prefix, d) for d in ASSET_DIRS]
     try:
@@ -76,7 +76,8 @@ def build_gate(prefix: str, environ=os.environ):
     from ..events import EventShipper, EventSpool
     from ..meter import EgressMeter
     from ..recognise import Cohort, Recogniser
-    from .proxy import Gate, GateEvents
+    from .events import GateEvents
+    from .judge import Gate
 
     context = ServerContext.from_env(environ)
     clock = clock_from_env(environ)
