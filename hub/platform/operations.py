@@ -19,42 +19,50 @@ What takes effect elsewhere (servers stopped, tokens revoked) is the
 enforcer's work; this module only decides and records.
 """
 
-from __future__ import annotations
-
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
 from typing import Any
 
 from extensions.contracts.clock import Clock, jst_date
 from extensions.contracts.events import SECRETARIAT_ACTION, SITE_ADMIN_ACTION
 from hub.platform.access import SECRETARIAT, SITE_ADMIN_PREFIX
-from hub.platform.policy import Platform, Quota, parse_size
+from hub.platform.operation_checks import (
+    MAX_CPU,
+    MAX_HOME,
+    MAX_MEMORY,
+    MAX_REASON,
+    OperationError,
+    add_months,
+    check_ban,
+    check_date,
+    check_image,
+    check_quota,
+    check_reason,
+)
+from hub.platform.policy_models import Platform, Quota
 from hub.store.audit import AuditStore
 from hub.store.registry import ApprovalRegistry, RegistryError
+from hub.store.views import ApprovalView
+
+# what other modules import from here: the checks live in hub.platform.operation_checks
+__all__ = [
+    "MAX_CPU",
+    "MAX_HOME",
+    "MAX_MEMORY",
+    "MAX_REASON",
+    "RESET_QUERY_AUDIT",
+    "OperationError",
+    "Operations",
+    "Outcome",
+    "add_months",
+    "check_date",
+    "check_quota",
+    "check_reason",
+]
 
 #: the secretariat-action that resets an approval's query-set audit (the report counts them)
 RESET_QUERY_AUDIT = "reset-query-audit"
-
-MAX_REASON = 2000
-MAX_CPU = 64.0
-MAX_MEMORY = 1024**4  # 1 TiB
-MAX_HOME = 16 * 1024**4
-
-
-class OperationError(Exception):
-    """A refused action. `field` names the input that is wrong (None: the request as a whole);
-    `status` is the HTTP status the admin service answers with."""
-
-    def __init__(self, message: str, field: str | None = None, status: int = 400):
-        super().__init__(message)
-        self.message = message
-        self.field = field
-        self.status = status
-
-    def to_json(self) -> dict[str, Any]:
-        return {"message": self.message, "field": self.field}
 
 
 @dataclass
@@ -75,81 +83,6 @@ class Outcome:
             "detail": self.detail,
             "audit_event_ids": self.event_ids,
         }
-
-
-# ---------------------------------------------------------------------------
-# checks of single fields
-
-
-def check_reason(reason: Any) -> str:
-    if not isinstance(reason, str) or not reason.strip():
-        raise OperationError("a reason is required for every action", field="reason")
-    reason = reason.strip()
-    if len(reason) > MAX_REASON:
-        raise OperationError(f"the reason is longer than {MAX_REASON} characters", field="reason")
-    return reason
-
-
-def check_date(value: Any, name: str) -> date:
-    if isinstance(value, date):
-        return value
-    if not isinstance(value, str) or not value.strip():
-        raise OperationError(f"{name} is required (a date, YYYY-MM-DD)", field=name)
-    try:
-        return date.fromisoformat(value.strip())
-    except ValueError:
-        raise OperationError(f"{name} {value!r} is not a date (YYYY-MM-DD)", field=name) from None
-
-
-def add_months(day: date, months: int) -> date:
-    """The same day `months` later (the month's last day when it has fewer days)."""
-    y, m = divmod(day.month - 1 + months, 12)
-    year, month = day.year + y, m + 1
-    for d in (day.day, 30, 29, 28):
-        try:
-            return date(year, month, min(day.day, d))
-        except ValueError:
-            continue
-    raise AssertionError("unreachable")
-
-
-def check_quota(raw: Any, name: str = "quota") -> Quota:
-    """A quota from a form or JSON: cpu (cores), memory and home (bytes or 2G); at least one."""
-    if not isinstance(raw, dict):
-        raise OperationError(f"{name} must be an object with cpu, memory and/or home", field=name)
-    unknown = sorted(set(raw) - {"cpu", "memory", "home"})
-    if unknown:
-        raise OperationError(
-            f"{name} has unknown field(s) {', '.join(unknown)}; allowed: cpu, memory, home",
-            field=f"{name}.{unknown[0]}",
-        )
-    values: dict[str, Any] = {}
-    for key, value in raw.items():
-        if value is None or value == "":
-            continue
-        where = f"{name}.{key}"
-        if key == "cpu":
-            try:
-                cpu = float(value)
-            except (TypeError, ValueError):
-                raise OperationError(f"{where} {value!r} is not a number of cores", where) from None
-            if not 0 < cpu <= MAX_CPU:
-                raise OperationError(f"{where} must be more than 0 and at most {MAX_CPU:g}", where)
-            values["cpu"] = cpu
-        else:
-            if isinstance(value, bool):
-                raise OperationError(f"{where} {value!r} is not a size", where)
-            try:
-                size = parse_size(value)
-            except (TypeError, ValueError) as e:
-                raise OperationError(f"{where}: {e}", where) from None
-            limit = MAX_MEMORY if key == "memory" else MAX_HOME
-            if not 64 * 1024**2 <= size <= limit:
-                raise OperationError(f"{where} must be between 64M and {limit // 1024**4}T", where)
-            values[key] = size
-    if not values:
-        raise OperationError(f"{name} sets nothing: give cpu, memory or home", field=name)
-    return Quota(**values)
 
 
 # ---------------------------------------------------------------------------
@@ -228,34 +161,6 @@ class Operations:
 
     # -- the secretariat -----------------------------------------------------------
 
-    def _check_ban(self, ban_until: Any, ban_indefinite: Any) -> tuple[date | None, bool]:
-        rules = self.platform.sanctions
-        indefinite = bool(ban_indefinite) and ban_indefinite not in ("", "0", "false")
-        if ban_until in (None, "") and not indefinite:
-            return None, False
-        if indefinite:
-            if ban_until not in (None, ""):
-                raise OperationError(
-                    "give either a ban end date or an indefinite ban, not both", "ban_until"
-                )
-            if not rules.allow_indefinite:
-                raise OperationError(
-                    "the platform's rules do not allow an indefinite ban", "ban_indefinite"
-                )
-            return None, True
-        until = check_date(ban_until, "ban_until")
-        today = jst_date(self.clock.now())
-        earliest = add_months(today, rules.ban_months_min)
-        latest = add_months(today, rules.ban_months_max)
-        if not earliest <= until <= latest:
-            raise OperationError(
-                f"ban_until {until} is outside the range the platform's rules allow: "
-                f"{rules.ban_months_min} to {rules.ban_months_max} months from today "
-                f"({earliest} .. {latest})" + (", or indefinite" if rules.allow_indefinite else ""),
-                "ban_until",
-            )
-        return until, False
-
     def suspend(
         self,
         actor: str,
@@ -269,27 +174,9 @@ class Operations:
         """Suspend one data handler, or every handler of an institution's approvals."""
         self.require_secretariat(actor)
         reason = check_reason(reason)
-        until, indefinite = self._check_ban(ban_until, ban_indefinite)
-        if bool(user) == bool(institution):
-            raise OperationError("name either a user or an institution", field="user")
-        if institution:
-            if institution not in self.registry.institutions():
-                raise OperationError(
-                    f"unknown institution {institution!r}: no approval is held by it",
-                    field="institution",
-                    status=404,
-                )
-            users = self.registry.handlers_of_institution(institution)
-        else:
-            if not isinstance(user, str) or not self.registry.is_known(user):
-                raise OperationError(
-                    f"unknown person {user!r}: not a data handler of any approval",
-                    field="user",
-                    status=404,
-                )
-            users = [user]
-        if actor in users:
-            raise OperationError("a secretariat member cannot suspend themselves", field="user")
+        today = jst_date(self.clock.now())
+        until, indefinite = check_ban(ban_until, ban_indefinite, self.platform.sanctions, today)
+        users = self._to_suspend(actor, user, institution)
         done: dict[str, dict] = {}
         event_ids = []
         changed_any = False
@@ -321,15 +208,38 @@ class Operations:
         target = {"institution": institution} if institution else {"user": user}
         return Outcome("suspend", changed_any, target, {"suspensions": done}, event_ids)
 
-    def reinstate(self, actor: str, *, user: Any, reason: Any = None) -> Outcome:
-        self.require_secretariat(actor)
-        reason = check_reason(reason)
+    def _to_suspend(self, actor: str, user: Any, institution: Any) -> list[str]:
+        """The person named, or every handler of the institution's approvals; never the
+        actor."""
+        if bool(user) == bool(institution):
+            raise OperationError("name either a user or an institution", field="user")
+        if institution:
+            if institution not in self.registry.institutions():
+                raise OperationError(
+                    f"unknown institution {institution!r}: no approval is held by it",
+                    field="institution",
+                    status=404,
+                )
+            users = self.registry.handlers_of_institution(institution)
+        else:
+            users = [self._known_person(user)]
+        if actor in users:
+            raise OperationError("a secretariat member cannot suspend themselves", field="user")
+        return users
+
+    def _known_person(self, user: Any) -> str:
         if not isinstance(user, str) or not self.registry.is_known(user):
             raise OperationError(
                 f"unknown person {user!r}: not a data handler of any approval",
                 field="user",
                 status=404,
             )
+        return user
+
+    def reinstate(self, actor: str, *, user: Any, reason: Any = None) -> Outcome:
+        self.require_secretariat(actor)
+        reason = check_reason(reason)
+        self._known_person(user)
         lifted = self.registry.reinstate(user, reason=reason, by=actor)
         event = self._record(
             SECRETARIAT_ACTION,
@@ -345,7 +255,7 @@ class Operations:
             detail["note"] = f"{user} was not suspended"
         return Outcome("reinstate", lifted is not None, {"user": user}, detail, [event])
 
-    def _approval(self, approval_id: Any):
+    def _approval(self, approval_id: Any) -> ApprovalView:
         if not isinstance(approval_id, str) or not approval_id:
             raise OperationError("an approval id is required", field="approval_id")
         try:
@@ -468,18 +378,10 @@ class Operations:
         kwargs.setdefault("user", actor)
         return self._record(SITE_ADMIN_ACTION, actor, action, site=site, **kwargs)
 
-    def _check_image(self, image: Any) -> str:
-        if not isinstance(image, str) or not image.strip():
-            raise OperationError("an image name is required", field="image")
-        image = image.strip()
-        if len(image) > 300 or any(c.isspace() for c in image):
-            raise OperationError(f"{image!r} is not an image name", field="image")
-        return image
-
     def add_image(self, actor: str, *, site: Any, image: Any, reason: Any = None) -> Outcome:
         self.require_site_admin(actor, site)
         reason = check_reason(reason)
-        image = self._check_image(image)
+        image = check_image(image)
         if self.image_present is None or not self.image_present(site, image):
             raise OperationError(
                 f"the image {image!r} is not present on site {site}'s engine; build or load it "
@@ -498,7 +400,7 @@ class Operations:
     def retire_image(self, actor: str, *, site: Any, image: Any, reason: Any = None) -> Outcome:
         self.require_site_admin(actor, site)
         reason = check_reason(reason)
-        image = self._check_image(image)
+        image = check_image(image)
         images = self.registry.site_settings(site)["images"]
         changed = image in images
         if changed and len(images) == 1:
