@@ -58,42 +58,54 @@ def gate_env(environ) -> dict:
     return env
 
 
+class LaunchRefused(Exception):
+    """Why the launcher will not start: said on stderr, and the container ends with 2."""
+
+
 def main(argv: list[str]) -> int:
+    try:
+        service_url, host, port, prefix = where_to_listen(os.environ)
+    except LaunchRefused as e:
+        print(f"visiting-gate: {e}", file=sys.stderr)
+        return 2
+    listener = bind_listener(host, port)
+    gate = start_gate(listener.fileno(), prefix)
+    listener.close()
+    server = start_server(argv, os.environ, service_url, port)
+    forward_signals(server, gate)
+    return wait_for_either(gate, server)
+
+
+def where_to_listen(environ) -> tuple[str, str, int, str]:
+    """(service URL, host, port, prefix) of the gate, or LaunchRefused: not root, no service
+    URL, or a port another user in the container could bind."""
     if os.getuid() != 0:
-        print(
-            "visiting-gate: the launcher runs as root and starts the server itself", file=sys.stderr
-        )
-        return 2
-    service_url = os.environ.get("JUPYTERHUB_SERVICE_URL")
+        raise LaunchRefused("the launcher runs as root and starts the server itself")
+    service_url = environ.get("JUPYTERHUB_SERVICE_URL")
     if not service_url:
-        print("visiting-gate: JUPYTERHUB_SERVICE_URL is not set", file=sys.stderr)
-        return 2
+        raise LaunchRefused("JUPYTERHUB_SERVICE_URL is not set")
     host, port, prefix = split_service_url(service_url)
     if port >= 1024:
-        print(
-            f"visiting-gate: the gate's port must be below 1024 (got {port}), so that no other "
-            "user in the container can take it",
-            file=sys.stderr,
+        raise LaunchRefused(
+            f"the gate's port must be below 1024 (got {port}), so that no other "
+            "user in the container can take it"
         )
-        return 2
+    return service_url, host, port, prefix
+
+
+def bind_listener(host: str, port: int) -> socket.socket:
+    """The gate's listening socket, bound here as root and inherited by the gate."""
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("0.0.0.0" if host in ("", "0.0.0.0", "*") else host, port))
     listener.listen(256)
     listener.set_inheritable(True)
-    fd = listener.fileno()
+    return listener
 
-    command = argv or ["visiting-singleuser"]
-    terminals = os.environ.get(TERMINALS, "guarded")
-    server_env = dict(os.environ)
-    server_env["JUPYTERHUB_SERVICE_URL"] = behind(service_url)
-    server_env["VISITING_GATE"] = f"{port}"
-    server_env["USER"] = "jovyan"
-    server_env["HOME"] = "/home/jovyan"
-    if terminals == "off":
-        command = [*command, "--ServerApp.terminals_enabled=False"]
 
-    gate = subprocess.Popen(
+def start_gate(fd: int, prefix: str) -> subprocess.Popen:
+    """The gate as user `gate`, serving on the inherited socket `fd`."""
+    return subprocess.Popen(
         [
             sys.executable,
             "-m",
@@ -111,17 +123,36 @@ def main(argv: list[str]) -> int:
         pass_fds=[fd],
         cwd="/",
     )
-    listener.close()
-    server = subprocess.Popen(
+
+
+def server_env(environ, service_url: str, port: int) -> dict:
+    """The server's environment: its URL behind the gate, and the user it runs as."""
+    env = dict(environ)
+    env["JUPYTERHUB_SERVICE_URL"] = behind(service_url)
+    env["VISITING_GATE"] = f"{port}"
+    env["USER"] = "jovyan"
+    env["HOME"] = "/home/jovyan"
+    return env
+
+
+def start_server(argv: list[str], environ, service_url: str, port: int) -> subprocess.Popen:
+    """The Jupyter server (`argv`, else `visiting-singleuser`) as `jovyan`, behind the gate."""
+    command = argv or ["visiting-singleuser"]
+    if environ.get(TERMINALS, "guarded") == "off":
+        command = [*command, "--ServerApp.terminals_enabled=False"]
+    return subprocess.Popen(
         command,
         user=SERVER_UID,
         group=SERVER_GID,
         extra_groups=[],
-        env=server_env,
+        env=server_env(environ, service_url, port),
         cwd="/home/jovyan",
         start_new_session=False,
     )
-    children = {gate.pid: "gate", server.pid: "server"}
+
+
+def forward_signals(server: subprocess.Popen, gate: subprocess.Popen) -> None:
+    """SIGTERM, SIGINT and SIGHUP to this process go on to both children."""
 
     def forward(signum, _frame):
         for p in (server, gate):
@@ -131,6 +162,10 @@ def main(argv: list[str]) -> int:
     for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(s, forward)
 
+
+def wait_for_either(gate: subprocess.Popen, server: subprocess.Popen) -> int:
+    """When either child ends, stop the other; the server's exit code, or the gate's (never 0)."""
+    children = {gate.pid: "gate", server.pid: "server"}
     while True:
         try:
             pid, status = os.wait()
@@ -146,10 +181,15 @@ def main(argv: list[str]) -> int:
                 f"visiting-gate: the {which} ended ({code}); stopping the {'server' if which == 'gate' else 'gate'}",
                 file=sys.stderr,
             )
-            other.send_signal(signal.SIGTERM)
-            deadline = time.monotonic() + 10
-            while other.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.1)
-            if other.poll() is None:
-                other.kill()
+            stop(other)
             return code if which == "server" else (code or 1)
+
+
+def stop(child: subprocess.Popen, grace: float = 10) -> None:
+    """SIGTERM, then SIGKILL when it has not ended within `grace` seconds."""
+    child.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if child.poll() is None:
+        child.kill()
