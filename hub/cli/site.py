@@ -47,7 +47,8 @@ def _dataset_folders(platform, site_id: str, dataset: str | None):
 
 
 def cmd_site_ingest(args) -> int:
-    from hub.data.ingest import IngestError, ingest_datasets
+    from hub.data import IngestError
+    from hub.data.ingest import ingest_datasets
 
     site_id, folders = _dataset_folders(
         load_policy(args.platform).platform, args.site, args.dataset

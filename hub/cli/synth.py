@@ -50,7 +50,7 @@ def _site_specs(bundle, sites: str | None):
 
 
 def cmd_synth(args) -> int:
-    from hub.data.ingest import IngestError
+    from hub.data import IngestError
     from hub.data.synth import generate_cohorts
 
     bundle = load_policy(args.platform)
