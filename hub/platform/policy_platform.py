@@ -91,8 +91,9 @@ def _site_dask(
     return dask
 
 
-def _resolve(base: Path, value: str | None, env_name: str, default: Path) -> Path:
-    override = os.environ.get(env_name)
+def _resolve(base: Path, value: str | None, override: str | None, default: Path) -> Path:
+    """`override` (from the environment) if set, else `value` relative to `base`, else
+    `default`."""
     if override:
         return Path(override).resolve()
     if value is None:
@@ -246,10 +247,11 @@ def _locations(p: dict[str, Any], base: Path) -> tuple[Path, Path, str]:
     """The state folder, the data root and the registry's database URL: the environment's
     (STATE_DIR_ENV, DATA_ROOT_ENV, DATABASE_ENV), else the file's (relative to its folder),
     else beside it in `state/`."""
-    state_dir = _resolve(base, p.get("state_dir"), STATE_DIR_ENV, base / "state")
-    data_root = _resolve(base, p.get("data_root"), DATA_ROOT_ENV, state_dir / "data")
+    env = {name: os.environ.get(name) for name in (STATE_DIR_ENV, DATA_ROOT_ENV, DATABASE_ENV)}
+    state_dir = _resolve(base, p.get("state_dir"), env[STATE_DIR_ENV], base / "state")
+    data_root = _resolve(base, p.get("data_root"), env[DATA_ROOT_ENV], state_dir / "data")
     database_url = (
-        os.environ.get(DATABASE_ENV)
+        env[DATABASE_ENV]
         or (p.get("registry") or {}).get("database")
         or f"sqlite:///{state_dir / 'registry.sqlite'}"
     )

@@ -335,7 +335,8 @@ def configure_gateways(c, settings: HubSettings, env: dict) -> list[str]:
 
 def site_gateway_service(settings: HubSettings, site) -> dict:
     """A gateway in its site's container, known to the hub by its address and token."""
-    from hub.sites.containers import GATEWAY_PORT, SitePlan, gateway_token
+    from hub.sites.containers import gateway_token
+    from hub.sites.plan import GATEWAY_PORT, SitePlan
 
     plan = SitePlan.for_site(site)
     return {

@@ -43,7 +43,7 @@ from extensions.contracts.environment import (
 from hub.platform.access import approvals_at_site, decide_access
 from hub.platform.policy import Quota, Site
 from hub.platform.traits import PlatformTraits
-from hub.sites.containers import SERVER_DASK_SCHEDULER, SitePlan, resolve_endpoint
+from hub.sites.plan import SERVER_DASK_SCHEDULER, SitePlan, resolve_endpoint
 from hub.store.registry import ApprovalView
 
 CONTAINER_CLOCK_FILE = "/run/visiting/clock"
