@@ -90,3 +90,60 @@ def test_services_know_their_hub_and_the_admin_page_knows_every_service(tmp_path
     health = json.loads(services["admin"]["environment"]["VISITING_SERVICE_HEALTH"])
     assert sorted(health) == sorted(services)
     assert health["enforcer"] == "http://127.0.0.1:18083/services/enforcer/health"
+
+
+def test_every_setting_has_help_and_its_variable():
+    settings = HubSettings(environ={})
+    names = settings.trait_names(config=True)
+    assert {"platform_dir", "state_dir", "hub_url", "gateway_ports", "container_env"} <= set(names)
+    for name in names:
+        assert settings.traits()[name].help.strip(), f"{name} has no help"
+
+
+@pytest.mark.parametrize(
+    "var,value,message",
+    [
+        ("VISITING_CONTAINER_ENV", "[1, 2]", "VISITING_CONTAINER_ENV is not a JSON object"),
+        ("VISITING_GATEWAY_PORTS", '{"nig": "x"}', "VISITING_GATEWAY_PORTS is not a JSON object"),
+        ("VISITING_ENFORCER_INTERVAL", "soon", "VISITING_ENFORCER_INTERVAL='soon' is not valid"),
+    ],
+    ids=["container-env-not-object", "gateway-port-not-number", "interval-not-number"],
+)
+def test_a_bad_variable_fails_at_start_naming_it(tmp_path, var, value, message):
+    env = {"VISITING_PLATFORM": str(tmp_path), "VISITING_STATE_DIR": str(tmp_path), var: value}
+    with pytest.raises(ConfigError, match=message):
+        HubSettings.from_env(env)
+
+
+def test_settings_from_env_json_and_flags(tmp_path):
+    s = HubSettings.from_env(
+        {
+            "VISITING_PLATFORM": str(tmp_path),
+            "VISITING_STATE_DIR": str(tmp_path / "st"),
+            "VISITING_CONTAINER_ENV": '{"VISITING_DATA_ACCESS_WINDOW": "1"}',
+            "VISITING_GATEWAY_PORTS": '{"nig": "18090"}',
+            "VISITING_SITES": "1",
+            "PATH": "/usr/bin",
+        }
+    )
+    assert s.container_env == {"VISITING_DATA_ACCESS_WINDOW": "1"}
+    assert s.gateway_ports == {"nig": 18090}
+    assert s.sites is True
+    assert s.state_dir == (tmp_path / "st").resolve()
+    # the hub's own services get the hub's platform, state and PATH
+    assert s.service_environment == {
+        "VISITING_PLATFORM": str(tmp_path),
+        "VISITING_STATE_DIR": str(tmp_path / "st"),
+        "PATH": "/usr/bin",
+    }
+
+
+def test_state_dir_defaults_to_the_platform_files():
+    from hub.platform.policy import load_platform
+    from hub.platform.traits import REPO_ROOT
+
+    demo = REPO_ROOT / "policies" / "demo"
+    s = HubSettings.from_env({"VISITING_PLATFORM": str(demo)})
+    assert s.platform_dir == demo.resolve()
+    assert s.state_dir == load_platform(demo).state_dir
+    assert s.hub_url == "http://127.0.0.1:8000" and s.hub_api_port == 8081
