@@ -301,7 +301,7 @@ class HtmlPageHandler(web.RequestHandler):
     status's reason, or the message of a refusal the person may read (`public_errors`)."""
 
     public_errors: tuple[type[Exception], ...] = ()
-    templates = page_templates()
+    env = page_templates()
 
     def error_text(self, exc: BaseException | None) -> str:
         if self.public_errors and isinstance(exc, self.public_errors):
@@ -314,5 +314,5 @@ class HtmlPageHandler(web.RequestHandler):
 
     def render_error(self, status_code: int, text: str) -> None:
         self.set_header("Content-Type", "text/html; charset=UTF-8")
-        page = self.templates.get_template("error.html")
+        page = self.env.get_template("error.html")
         self.finish(page.render(status=status_code, reason=self._reason, text=text))

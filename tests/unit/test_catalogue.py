@@ -20,15 +20,9 @@ from extensions.federation.catalogue import Counts, site_answers
 from hub.platform.messages import message
 from hub.platform.policy import PolicyError, load_policy_dir
 from hub.services import service_port
-from hub.services.catalogue.application import (
-    Catalogue,
-    CatalogueError,
-    NoAnswer,
-    SiteAnswer,
-    gateway_body,
-    guide_page,
-    no_answer,
-)
+from hub.services.catalogue.answers import NoAnswer, SiteAnswer, gateway_body, no_answer
+from hub.services.catalogue.catalogue import Catalogue, CatalogueError
+from hub.services.catalogue.guide import guide_page
 from hub.store.registry import ApprovalRegistry
 
 
@@ -311,7 +305,7 @@ async def _ask_each(bundle, tmp_path):
     (nothing listens). The gateways run here, over loopback, under the routes the hub's
     proxy serves them at."""
     from extensions.federation.gateway import make_app
-    from hub.demo.stack import free_port
+    from hub.demo.ports import free_port
 
     entries = {s: next(e for e in bundle.catalogue.values() if e.site == s) for s in SITES3}
     (tmp_path / "ncc" / entries["ncc"].dataset / "genotypes.vcf.zarr").mkdir(parents=True)
@@ -381,7 +375,7 @@ def test_the_catalogue_hears_why_and_logs_it(policy_copy, tmp_path, caplog):
 def test_the_page_says_why_each_site_gave_no_answer(policy_copy):
     from markupsafe import escape
 
-    from hub.services.catalogue.application import PageHandler
+    from hub.services.catalogue.handlers import PageHandler
 
     bundle = load_policy_dir(policy_copy)
     sites = [
