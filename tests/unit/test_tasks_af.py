@@ -23,7 +23,8 @@ from extensions.federation.tasks.allele_frequencies import AlleleFrequencies
 from extensions.federation.tasks.base import DisclosureRules, SiteHalf, TaskError
 from extensions.federation.tasks.cohort_counts import CohortCounts
 from extensions.federation.tasks.disclosure import complementary_suppression, small_cells
-from hub.data.synth import PREFECTURES, SiteSpec, generate_cohorts
+from hub.data.synth import SiteSpec, generate_cohorts
+from hub.data.synth_people import PREFECTURES
 
 EXACT = DisclosureRules(min_cell_count=0, min_minor_allele_count=0)  # nothing withheld
 SITES = (

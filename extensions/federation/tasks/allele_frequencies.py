@@ -42,9 +42,8 @@ hold at all is pooled over the sites that do (`n_sites`).
 from __future__ import annotations
 
 import json
-import re
-from functools import partial
-from itertools import repeat
+from dataclasses import dataclass
+from functools import cached_property, partial
 
 import numpy as np
 import pandas as pd
@@ -70,64 +69,19 @@ from .disclosure import (
     small_cells,
     suppression,
 )
+from .variant_keys import (
+    _objects,
+    _validate_variants,
+    key_columns,
+    parse_region,
+    variant_rows,
+)
 
 ALL = "all"  # the one stratum of an unstratified query
-MAX_VARIANT_KEYS = 100_000
-KEY_RE = re.compile(r"^[A-Za-z0-9_.]+:\d+:[A-Za-z*]+:[A-Za-z*,.<>]+$")
-REGION_RE = re.compile(r"^([A-Za-z0-9_.]+)(?::(\d[\d,]*)-(\d[\d,]*))?$")
 PARAMS = ("stratify_by", "where", "variants")
 #: halves of everyone (no `where`) read their counts from the site's summary cache when it
 #: is valid; tests and benchmarks set this False to count from the genotype calls
 USE_SUMMARY = True
-
-
-def parse_region(text: str) -> tuple[str, int, int]:
-    """("chr20", start, end), 1-based inclusive, from "chr20" or "chr20:100-200"."""
-    m = REGION_RE.match(text.strip())
-    if not m:
-        raise TaskError(
-            f'variants: {text!r} is neither a list of keys nor a region like "chr20:100-200"',
-            "variants",
-        )
-    contig, start, end = m.groups()
-    if start is None:
-        return contig, 1, 2**31 - 1
-    lo, hi = int(start.replace(",", "")), int(end.replace(",", ""))
-    if lo < 1 or hi < lo:
-        raise TaskError(f"variants: region {text!r} must have 1 <= start <= end", "variants")
-    return contig, lo, hi
-
-
-def _validate_variants(raw):
-    if raw is None:
-        return None
-    if isinstance(raw, str):
-        contig, lo, hi = parse_region(raw)
-        return f"{contig}:{lo}-{hi}"
-    if not isinstance(raw, list | tuple) or not raw:
-        raise TaskError("variants must be a region or a non-empty list of variant keys", "variants")
-    if len(raw) > MAX_VARIANT_KEYS:
-        raise TaskError(f"variants: at most {MAX_VARIANT_KEYS} keys per query", "variants")
-    for k in raw:
-        if not isinstance(k, str) or not KEY_RE.match(k):
-            raise TaskError(f'variants: {k!r} is not a key like "chr20:12345:A:G"', "variants")
-    return list(dict.fromkeys(raw))
-
-
-def variant_rows(keys: list[str], variants) -> np.ndarray | None:
-    """Row indices of the validated `variants` selection among `keys`; None for all rows."""
-    if variants is None:
-        return None
-    if isinstance(variants, str):
-        contig, lo, hi = parse_region(variants)
-        rows = []
-        for i, k in enumerate(keys):
-            c, p, _ = k.split(":", 2)
-            if c == contig and lo <= int(p) <= hi:
-                rows.append(i)
-        return np.asarray(rows, dtype=np.int64)
-    wanted = set(variants)
-    return np.asarray([i for i, k in enumerate(keys) if k in wanted], dtype=np.int64)
 
 
 def strata(samples: pd.DataFrame, by: str | None) -> tuple[list[str], np.ndarray]:
@@ -138,26 +92,6 @@ def strata(samples: pd.DataFrame, by: str | None) -> tuple[list[str], np.ndarray
     labels = cohorts.level_order(by, set(values.tolist()))
     index = {label: i for i, label in enumerate(labels)}
     return labels, np.asarray([index[v] for v in values], dtype=np.int64)
-
-
-def key_columns(keys: list[str]) -> tuple[list[str], np.ndarray, list[str], list[str]]:
-    """Contig, position, ref and alt of "contig:pos:ref:alt" keys (an alt holding ":", such as
-    <DEL:ME>, whole); one split of all the keys at once where every key has four fields."""
-    fields = ":".join(keys).split(":")
-    colons = list(map(str.count, keys, repeat(":")))  # the count of 3s below, all in C
-    if len(fields) != 4 * len(keys) or colons.count(3) != len(keys):
-        parts = [k.split(":", 3) for k in keys]
-        bad = next((k for k, p in zip(keys, parts, strict=True) if len(p) != 4), None)
-        if bad is not None:
-            raise TaskError(f"variant key {bad!r} is not contig:pos:ref:alt", "variants")
-        fields = [f for p in parts for f in p]
-    return fields[0::4], np.asarray(fields[1::4], dtype=np.int64), fields[2::4], fields[3::4]
-
-
-def _objects(texts) -> np.ndarray:
-    out = np.empty(len(texts), dtype=object)
-    out[:] = texts
-    return out
 
 
 def withheld_strata(n_people, rules: DisclosureRules) -> np.ndarray:
@@ -425,18 +359,68 @@ class AlleleFrequencies(Task):
     # -- combine ---------------------------------------------------------------------
 
     def combine(self, halves: list[SiteHalf], params: dict, state: dict | None) -> Step:
-        import xarray as xr
-
-        if not halves:
-            raise TaskError("no site returned a result", "sites")
-        sites = [h.site for h in halves]
-        if len(set(sites)) != len(sites):
-            raise TaskError(f"a site answered twice: {sites}", "sites")
         by = params.get("stratify_by")
-        for h in halves:
-            if h.meta.get("stratify_by") != by:
-                raise TaskError(f"site {h.site} answered a different stratification", "stratify_by")
+        check_halves(halves, by)
+        grid = SiteGrid.of(halves, by)
+        ds = pooled_dataset(halves, grid)
+        if by is None:
+            ds = ds.squeeze("stratum", drop=True)
+        ds.attrs.update(self._attrs(halves, params, by, grid))
+        return Step(done=True, result=ds)
 
+    def _attrs(self, halves: list[SiteHalf], params: dict, by, grid: SiteGrid) -> dict:
+        """The pooled dataset's attributes: the query, the sites and what was withheld."""
+        suppressions = [s.to_json() for h in halves for s in h.suppressed]
+        engines = sorted({h.engine for h in halves})
+        return {
+            "task": self.name,
+            "sites": json.dumps(grid.sites),
+            "engine": engines[0] if len(engines) == 1 else json.dumps(engines),
+            "stratify_by": by or "",
+            "params": json.dumps(params, sort_keys=True),
+            "datasets": json.dumps(
+                {h.site: f"{h.dataset}@{h.meta.get('version', '')}" for h in halves}
+            ),
+            "suppressions": json.dumps(suppressions),
+            "n_withheld_pooled": int((grid.n_withheld > 0).sum()),
+            "note": (
+                "AC, AN, AF pooled over the sites; NaN where a site withheld its value "
+                "under disclosure control (see withheld, suppressions)"
+            ),
+        }
+
+
+# -- combine: the sites' halves on one grid, then pooled ----------------------------------
+
+
+def check_halves(halves: list[SiteHalf], by) -> None:
+    """Refused unless one half a site, each of the stratification asked for."""
+    if not halves:
+        raise TaskError("no site returned a result", "sites")
+    sites = [h.site for h in halves]
+    if len(set(sites)) != len(sites):
+        raise TaskError(f"a site answered twice: {sites}", "sites")
+    for h in halves:
+        if h.meta.get("stratify_by") != by:
+            raise TaskError(f"site {h.site} answered a different stratification", "stratify_by")
+
+
+@dataclass
+class SiteGrid:
+    """The sites' halves on one grid of (variant, stratum, site): NaN where a site withheld a
+    value or does not hold the variant (`held` says which), n_people (stratum, site)."""
+
+    sites: list[str]
+    keys: list[str]
+    labels: list[str]
+    ac: np.ndarray
+    an: np.ndarray
+    n_called: np.ndarray
+    held: np.ndarray  # (variant, site)
+    n_people: np.ndarray
+
+    @classmethod
+    def of(cls, halves: list[SiteHalf], by) -> SiteGrid:
         # every site holding the same variants (the usual case): no matching key by key
         shared = shared_variants([h.variants for h in halves])
         if shared is None:
@@ -470,70 +454,63 @@ class AlleleFrequencies(Task):
                 block[:, c] = h.arrays[name]
                 a[r, :, k] = block
             n_people[c, k] = h.arrays["n_people"]
+        sites = [h.site for h in halves]
+        return cls(sites, keys, labels, site_ac, site_an, site_nc, held, n_people)
 
-        present = held[:, None, :]
-        withheld = present & np.isnan(site_ac)
-        n_withheld = withheld.sum(axis=2)
-        n_sites = np.broadcast_to(held.sum(axis=1)[:, None], (V, S))
+    @cached_property
+    def withheld(self) -> np.ndarray:
+        """(variant, stratum, site): a site holds the variant and withheld its value."""
+        return self.held[:, None, :] & np.isnan(self.ac)
 
-        def pooled(a):
-            total = np.where(present, a, 0.0).sum(axis=2)
-            total[n_withheld > 0] = np.nan
-            return total
+    @cached_property
+    def n_withheld(self) -> np.ndarray:
+        return self.withheld.sum(axis=2)
 
-        ac, an, nc = pooled(site_ac), pooled(site_an), pooled(site_nc)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            af = np.where(an > 0, ac / an, np.nan)
-            site_af = np.where(site_an > 0, site_ac / site_an, np.nan)
+    def pooled(self, a: np.ndarray) -> np.ndarray:
+        """The sum over the sites holding each variant; NaN where any of them withheld it."""
+        total = np.where(self.held[:, None, :], a, 0.0).sum(axis=2)
+        total[self.n_withheld > 0] = np.nan
+        return total
 
-        contig, position, ref, alt = key_columns(keys)
-        dims3, dims2 = ("variant", "stratum", "site"), ("variant", "stratum")
-        ds = xr.Dataset(
-            {
-                "AC": (dims2, ac),
-                "AN": (dims2, an),
-                "AF": (dims2, af),
-                "n_called": (dims2, nc),
-                "site_AC": (dims3, site_ac),
-                "site_AN": (dims3, site_an),
-                "site_AF": (dims3, site_af),
-                "site_n_called": (dims3, site_nc),
-                "withheld": (dims3, withheld),
-                "n_sites_withheld": (dims2, n_withheld),
-                "n_sites": (dims2, np.array(n_sites)),
-                "n_people": (("stratum", "site"), n_people),
-                "n_selected": (("site",), [float(h.counts.get("n_selected", 0)) for h in halves]),
-            },
-            coords={  # strings as object arrays: no copy into fixed-width unicode
-                "variant": _objects(keys),
-                "contig": ("variant", _objects(contig)),
-                "position": ("variant", position),
-                "ref": ("variant", _objects(ref)),
-                "alt": ("variant", _objects(alt)),
-                "stratum": labels,
-                "site": sites,
-            },
-        )
-        if by is None:
-            ds = ds.squeeze("stratum", drop=True)
-        suppressions = [s.to_json() for h in halves for s in h.suppressed]
-        engines = sorted({h.engine for h in halves})
-        ds.attrs.update(
-            {
-                "task": self.name,
-                "sites": json.dumps(sites),
-                "engine": engines[0] if len(engines) == 1 else json.dumps(engines),
-                "stratify_by": by or "",
-                "params": json.dumps(params, sort_keys=True),
-                "datasets": json.dumps(
-                    {h.site: f"{h.dataset}@{h.meta.get('version', '')}" for h in halves}
-                ),
-                "suppressions": json.dumps(suppressions),
-                "n_withheld_pooled": int((n_withheld > 0).sum()),
-                "note": (
-                    "AC, AN, AF pooled over the sites; NaN where a site withheld its value "
-                    "under disclosure control (see withheld, suppressions)"
-                ),
-            }
-        )
-        return Step(done=True, result=ds)
+
+def pooled_dataset(halves: list[SiteHalf], grid: SiteGrid):
+    """The pooled and per-site values as an xarray Dataset over (variant, stratum, site)."""
+    import xarray as xr
+
+    V, S = len(grid.keys), len(grid.labels)
+    withheld, n_withheld = grid.withheld, grid.n_withheld
+    n_sites = np.broadcast_to(grid.held.sum(axis=1)[:, None], (V, S))
+    site_ac, site_an, site_nc = grid.ac, grid.an, grid.n_called
+    ac, an, nc = grid.pooled(site_ac), grid.pooled(site_an), grid.pooled(site_nc)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        af = np.where(an > 0, ac / an, np.nan)
+        site_af = np.where(site_an > 0, site_ac / site_an, np.nan)
+
+    contig, position, ref, alt = key_columns(grid.keys)
+    dims3, dims2 = ("variant", "stratum", "site"), ("variant", "stratum")
+    return xr.Dataset(
+        {
+            "AC": (dims2, ac),
+            "AN": (dims2, an),
+            "AF": (dims2, af),
+            "n_called": (dims2, nc),
+            "site_AC": (dims3, site_ac),
+            "site_AN": (dims3, site_an),
+            "site_AF": (dims3, site_af),
+            "site_n_called": (dims3, site_nc),
+            "withheld": (dims3, withheld),
+            "n_sites_withheld": (dims2, n_withheld),
+            "n_sites": (dims2, np.array(n_sites)),
+            "n_people": (("stratum", "site"), grid.n_people),
+            "n_selected": (("site",), [float(h.counts.get("n_selected", 0)) for h in halves]),
+        },
+        coords={  # strings as object arrays: no copy into fixed-width unicode
+            "variant": _objects(grid.keys),
+            "contig": ("variant", _objects(contig)),
+            "position": ("variant", position),
+            "ref": ("variant", _objects(ref)),
+            "alt": ("variant", _objects(alt)),
+            "stratum": grid.labels,
+            "site": grid.sites,
+        },
+    )
