@@ -1,3 +1,5 @@
+# Over 500 lines on purpose: the dataset as both engines see it; the Zarr and Hail cohorts
+# share one sample table, one set of selection rules and one stamp of the files.
 """A site's analysis dataset as the per-site half of a task sees it, on either engine.
 
 A dataset folder (mounted read-only at `/data/<dataset>/` in a site's

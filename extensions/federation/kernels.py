@@ -1,3 +1,5 @@
+# Over 500 lines on purpose: the fused kernels share private block helpers and the tuning
+# constants that tests and benchmarks patch on this module (CACHE_VALUES, CLASS_FRACTION).
 """Per-site halves as fused kernels on the integer genotype codes of one chunk of calls.
 
 A site's calls are a (variants, samples, ploidy) int8 array (VCF Zarr,

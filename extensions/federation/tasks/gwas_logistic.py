@@ -1,3 +1,5 @@
+# Over 500 lines on purpose: one Task whose rounds (setup, null fit, variant fits) are its
+# methods over one state; apart they would pass that state between modules.
 """gwas_logistic: exact pooled logistic regression (Wald test) by federated Newton-Raphson.
 
 Method: EXACT, not meta-analysis. The fit is Hail's

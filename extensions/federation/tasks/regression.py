@@ -1,3 +1,5 @@
+# Over 500 lines on purpose: the numerics both GWAS tasks and both engines must share bit for
+# bit (design, sums, solves, p-values and their Hail twins), read as one namespace (`rg`).
 """The maths the two GWAS tasks share: design, per-site sums, pooled solves, p-values.
 
 Model and encoding (both tasks, both engines, and the pooled references in the
