@@ -22,7 +22,7 @@ from matplotlib import font_manager  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from hub.report.build import ReportError  # noqa: E402
+from hub.report.request import ReportError  # noqa: E402
 from hub.report.texts import t  # noqa: E402
 
 #: Where Debian's fonts-noto-cjk puts the font (scripts/setup.sh installs it); the first

@@ -1,16 +1,22 @@
-"""A small page layout on matplotlib figures, written with PdfPages: A4 pages of headings,
-wrapped paragraphs, tables and charts, in the CJK font (hub/report/charts.py)."""
+"""The report as PDF: a small page layout on matplotlib figures, written with PdfPages (A4
+pages of headings, wrapped paragraphs, tables and charts, in the CJK font of
+hub/report/charts.py), and `render_pdf`, which draws the blocks of hub/report/layout.py
+on it, the charts as vectors."""
 
 from __future__ import annotations
 
+import io
 import unicodedata
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+
+from hub.report.layout import blocks
 
 WIDTH, HEIGHT = 8.27, 11.69  # A4 portrait, inches
 MARGIN = 0.65
@@ -212,3 +218,54 @@ class PdfLayout:
         )
         draw(ax, monthly, lang)
         self.y -= height
+
+
+# ---------------------------------------------------------------------------
+# the report
+
+
+PARA_COLORS = {"alert": "#a61e1e", "ok": "#1b5e20", "muted": "#555"}
+
+
+def render_pdf(doc: dict[str, Any]) -> bytes:
+    import matplotlib
+
+    from hub.report.charts import CHARTS, rc
+
+    draw = dict(CHARTS)
+    r = doc["report"]
+    lang = r["lang"]
+    buf = io.BytesIO()
+    with matplotlib.rc_context(rc(lang)), PdfPages(buf, metadata=_pdf_metadata(doc)) as pdf:
+        page = PdfLayout(pdf, f"{r['title']} — {r['label']}")
+        for block in blocks(doc):
+            kind = block[0]
+            if kind == "title":
+                page.heading(block[1], level=0)
+            elif kind == "heading":
+                page.heading(block[2], level=block[1])
+            elif kind == "para":
+                page.para(block[1], color=PARA_COLORS.get(block[2], "#000"))
+            elif kind == "kv":
+                page.table(["", ""], [[k, v] for k, v in block[1]], [0.35, 0.65])
+            elif kind == "table":
+                _, headers, rows, widths, empty = block
+                page.table(headers, rows, widths, empty_rows=empty)
+            elif kind == "chart":
+                page.chart(draw[block[1]], block[2], lang)
+            elif kind == "sources":
+                _, headers, rows, _figures = block
+                page.table(headers[:3], rows, [0.32, 0.12, 0.56], size=6.5)
+        page.close()
+    return buf.getvalue()
+
+
+def _pdf_metadata(doc: dict[str, Any]) -> dict[str, Any]:
+    r = doc["report"]
+    return {
+        "Title": r["title"],
+        "Subject": r["label"],
+        "Creator": "visiting report",
+        # the same document for the same log: no wall-clock date in the file
+        "CreationDate": datetime.fromisoformat(r["generated_at"]),
+    }

@@ -126,3 +126,25 @@ class Figure:
             out["note"] = self.note
         out.update(self.extra)
         return out
+
+
+@dataclass
+class Figures:
+    """The figures of one approval's section as they are made, each with the query that
+    recounts it from the audit store (`q`: over the report's window unless a span is given)."""
+
+    aid: str
+    since_iso: str
+    until_iso: str
+    until_seq: int
+    lang: str
+    figures: list[Figure] = field(default_factory=list)
+
+    def q(self, where: dict, measure: str = "count", rule: str | None = None, span=None) -> Query:
+        s, u = span or (self.since_iso, self.until_iso)
+        return Query(s, u, self.until_seq, where, measure, rule)
+
+    def fig(self, fid, label, value, unit, query=None, **extra) -> Figure:
+        f = Figure(f"{self.aid}/{fid}", label, value, unit, self.aid, query, extra=extra)
+        self.figures.append(f)
+        return f

@@ -27,14 +27,22 @@ from jupyter_events import EventLogger
 from sqlalchemy import create_engine, text
 
 from extensions.contracts.clock import JST, FixedClock
+from extensions.contracts.events import (
+    DOWNLOAD_BLOCKED,
+    ENFORCEMENT_STOP,
+    FEDERATION_QUERY,
+    QUERY_SET_AUDIT,
+)
 from extensions.guard.context import ServerContext
 from extensions.guard.events import ActivityEvents, EventSpool, SpoolHandler
 from hub.cli.main import main
 from hub.platform.operations import Operations
 from hub.platform.policy import load_policy_dir
 from hub.report import ReportError, ReportRequest, build_report, write_report
-from hub.report import build as report_build
+from hub.report import tally as report_tally
 from hub.report.pdf import wrap
+from hub.report.request import month_starts
+from hub.report.tally import EGRESS_CHANNELS, pair_sessions
 from hub.report.texts import t
 from hub.services.audit.application import check_events
 from hub.store.audit import AuditStore
@@ -186,7 +194,7 @@ class Activity:
             "site": site,
             "approval_id": approval_id,
             "time": at.isoformat(),
-            "schema": report_build.FEDERATION_QUERY,
+            "schema": FEDERATION_QUERY,
             "version": 1,
             "data": data,
         }
@@ -200,7 +208,7 @@ class Activity:
             [
                 {
                     "event_id": f"stop-{user}-{site}-{at.timestamp()}",
-                    "schema": report_build.ENFORCEMENT_STOP,
+                    "schema": ENFORCEMENT_STOP,
                     "version": 1,
                     "time": at.isoformat(),
                     "user": user,
@@ -295,13 +303,13 @@ def query_audit_activity(act: Activity, ops: Operations) -> None:
             data |= {
                 "status": 403,
                 "reason": f"refused ({rule})",
-                "code": report_build.QUERY_SET_AUDIT,
+                "code": QUERY_SET_AUDIT,
                 "audit": {"rule": rule, "scope": aid, "collides_with": [
                     {"time": (when - timedelta(minutes=5)).isoformat(), "task": task,
                      "query_id": f"qa-{i - 1}"}]},
             }  # fmt: skip
         event = {"event_id": f"qa-{i}", "user": user, "site": site, "approval_id": aid,
-                 "time": when.isoformat(), "schema": report_build.FEDERATION_QUERY,
+                 "time": when.isoformat(), "schema": FEDERATION_QUERY,
                  "version": 1, "data": data}  # fmt: skip
         assert check_events([event], None, site) is None
         act.clock.move_to(when)
@@ -678,7 +686,7 @@ def test_boundaries_on_both_databases(database_url):
         store.append(
             {
                 "event_id": f"b{i}",
-                "schema": report_build.DOWNLOAD_BLOCKED,
+                "schema": DOWNLOAD_BLOCKED,
                 "version": 1,
                 "time": at.isoformat(),
                 "user": "tanaka",
@@ -1116,7 +1124,7 @@ def test_query_audit_answers_refusals_by_rule_and_resets(report_ja, exported):
             1
             for r in records
             if r["approval_id"] == aid
-            and r["schema"] == report_build.FEDERATION_QUERY
+            and r["schema"] == FEDERATION_QUERY
             and r["data"].get("outcome") == "answered"
         )
         assert qa["answered"] == answered == figure(a, "query_audit/answered") > 0
@@ -1197,15 +1205,15 @@ def test_query_audit_section_in_both_languages(year, lang, words):
 
 
 def test_report_event_ids_are_guard_schemas():
-    """Every guard event the report counts has its schema under extensions/guard/events."""
+    """Every guard event the report's tally counts has its schema under extensions/guard/events."""
     from extensions.contracts.events import GUARD_BASE, GUARD_EVENTS
     from extensions.guard.meter import CHANNELS
 
-    ids = [v for k, v in vars(report_build).items() if k.isupper() and isinstance(v, str)]
+    ids = [v for k, v in vars(report_tally).items() if k.isupper() and isinstance(v, str)]
     guard = {i.removeprefix(GUARD_BASE) for i in ids if i.startswith(GUARD_BASE)} - {""}
     assert guard >= {"egress-tally", "egress-alert", "egress-cap", "output-withheld"}
     assert guard <= set(GUARD_EVENTS)
-    assert report_build.EGRESS_CHANNELS == CHANNELS
+    assert EGRESS_CHANNELS == CHANNELS
 
 
 def test_pairing_rule():
@@ -1223,7 +1231,7 @@ def test_pairing_rule():
         (iso(3, 6), 6, "estop"),
         (iso(9, 0), 7, "start"),  # never stopped: runs to the bound
     ]
-    sessions, unpaired = report_build.pair_sessions("u", "nig", marks, since, bound)
+    sessions, unpaired = pair_sessions("u", "nig", marks, since, bound)
     assert unpaired == 1
     got = [(s.start.isoformat(), s.end.isoformat(), s.ended_by, s.carried_in) for s in sessions]
     assert got == [
@@ -1240,7 +1248,7 @@ def test_pairing_rule():
 
 
 def test_months_of_a_fiscal_year_are_japan_months():
-    months = report_build.month_starts(FY_START.astimezone(UTC), FY_END.astimezone(UTC))
+    months = month_starts(FY_START.astimezone(UTC), FY_END.astimezone(UTC))
     assert len(months) == 13
     assert months[0] == FY_START and months[-1] == FY_END
     assert months[6] == jst(2026, 10, 1)
