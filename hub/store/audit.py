@@ -21,6 +21,10 @@ The chain proves that nobody changed, removed, reordered or slipped in
 records *without recomputing every hash after the change*; someone with write
 access to the database who rewrites the chain from the change onwards and the
 head is not caught by the chain alone (anchor `audit_head` elsewhere for that).
+
+The record, its hash and the checks of an arriving event are in
+hub.store.audit_records, the walk that verifies the chain in hub.store.audit_verify
+and the tables in hub.store.db; this module is the store over them.
 """
 
 from __future__ import annotations
