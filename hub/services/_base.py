@@ -83,6 +83,8 @@ class ServiceApp(PlatformTraits, Application):
     default_prefix = "/"
     #: settings that must be non-empty to start, as trait names
     required: tuple[str, ...] = ()
+    #: the listening server, once `serve()` listens
+    http_server = None
 
     aliases = {
         **Application.aliases,
@@ -154,7 +156,7 @@ class ServiceApp(PlatformTraits, Application):
 
     @default("service_prefix")
     def _service_prefix_default(self):
-        return self.environ.get(SERVICE_PREFIX_ENV, self.default_prefix)
+        return normal_prefix(self.environ.get(SERVICE_PREFIX_ENV, self.default_prefix))
 
     @validate("service_prefix")
     def _normal_prefix(self, proposal):
@@ -210,7 +212,7 @@ class ServiceApp(PlatformTraits, Application):
     async def serve(self) -> None:
         app = self.make_web_app()
         if app is not None and self.port is not None:
-            app.listen(self.port, address=self.ip, xheaders=True)
+            self.http_server = app.listen(self.port, address=self.ip, xheaders=True)
             log.info("%s on %s:%d%s", self.name, self.ip, self.port, self.service_prefix)
         await self.run()
 
@@ -254,13 +256,23 @@ def error_message(exc: BaseException | None, reason: str, public: tuple = ()) ->
     return reason
 
 
-class JsonApiHandler(web.RequestHandler):
+class ServiceHandler(web.RequestHandler):
+    """A service's handler: its own refusals (`public_errors`, each with `message`,
+    `status`, and maybe `field`) are answered with their status like tornado's HTTPError,
+    and their message is what the caller reads."""
+
+    public_errors: tuple[type[Exception], ...] = ()
+
+    def _handle_request_exception(self, e):
+        if isinstance(e, self.public_errors) and not isinstance(e, web.HTTPError):
+            self.send_error(e.status, exc_info=(type(e), e, e.__traceback__))
+            return
+        super()._handle_request_exception(e)
+
+
+class JsonApiHandler(ServiceHandler):
     """A service's JSON API: errors as {"status", "message"}, and "field" (the input that
     is wrong, else null) where the service names its refusals' fields (`public_errors`)."""
-
-    #: a service's own refusals (each with `message`, `status`, and maybe `field`), sent
-    #: with their status and message like tornado's HTTPError
-    public_errors: tuple[type[Exception], ...] = ()
 
     def error_body(self, status_code: int, exc: BaseException | None) -> dict:
         message = error_message(exc, self._reason, self.public_errors)
@@ -274,12 +286,6 @@ class JsonApiHandler(web.RequestHandler):
         exc = kwargs.get("exc_info", (None, None))[1]
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.finish(json.dumps(self.error_body(status_code, exc)))
-
-    def _handle_request_exception(self, e):
-        if isinstance(e, self.public_errors) and not isinstance(e, web.HTTPError):
-            self.send_error(e.status, exc_info=(type(e), e, e.__traceback__))
-            return
-        super()._handle_request_exception(e)
 
     def bad_request(self, text: str) -> Exception:
         """The refusal of a bad request (400) in this service's own type."""
@@ -296,11 +302,10 @@ class JsonApiHandler(web.RequestHandler):
         return body
 
 
-class HtmlPageHandler(web.RequestHandler):
+class HtmlPageHandler(ServiceHandler):
     """A service's page: an error is one page in both languages (error.html), with the
     status's reason, or the message of a refusal the person may read (`public_errors`)."""
 
-    public_errors: tuple[type[Exception], ...] = ()
     env = page_templates()
 
     def error_text(self, exc: BaseException | None) -> str:
