@@ -29,20 +29,9 @@ from extensions.contracts.events import (
     SITE_ADMIN_ACTION,
 )
 from hub.platform.policy import Quota
+from hub.report import sections
 from hub.report.query import Figures
 from hub.report.request import ReportError, ReportRequest, Window, iso, month_starts, report_window
-from hub.report.sections import (
-    approval,
-    data_access,
-    downloads,
-    egress,
-    federation,
-    fill_in,
-    monthly,
-    query_audit,
-    security,
-    usage,
-)
 from hub.report.tally import ApprovalTally, QuotaHistory
 from hub.report.texts import t
 from hub.store.audit import AuditStore
@@ -120,7 +109,7 @@ def _tallies(
     dataset_site = {d: s["id"] for s in registry.sites() for d in s["datasets"]}
     period = Period(window, now, until_seq, months, dataset_site, {}, {})
     for view in candidates:
-        handlers, datasets, changes = approval.handler_history(registry, view, window)
+        handlers, datasets, changes = sections.approval.handler_history(registry, view, window)
         sites = {dataset_site[d] for d in datasets if d in dataset_site} | set(view.sites)
         period.tallies[view.approval_id] = ApprovalTally(view, handlers, sites, month_iso)
         period.changes[view.approval_id] = changes
@@ -202,29 +191,37 @@ def approval_section(
     list), then the whole in the document's order."""
     aid, window, tally = view.approval_id, period.window, period.tallies[view.approval_id]
     F = Figures(aid, iso(window.since), iso(window.until), period.until_seq, lang)
-    used = usage.build(F, tally, view, window, period.bound, period.months, period.quotas)
-    files = data_access.build(F, tally, period.dataset_site)
-    queries = federation.build(F, tally)
-    loads = downloads.build(F, tally)
-    egress_part = egress.build(F, tally)
-    audit_part = query_audit.build(F, tally)
-    series = monthly.build(F, tally, window, period.months, used.hours.month)
-    security_part = security.build(F, tally, registry, window)
-    head = approval.build(view, tally, period.changes[aid], window, period.dataset_site, used)
+    hours = sections.usage.server_hours(
+        tally, view, window, period.bound, period.months, period.quotas
+    )
+    usage = sections.usage.build(F, tally, hours)
+    data_access = sections.data_access.build(F, tally, period.dataset_site)
+    federation = sections.federation.build(F, tally)
+    downloads = sections.downloads.build(F, tally)
+    egress = sections.egress.build(F, tally)
+    query_audit = sections.query_audit.build(F, tally)
+    monthly = sections.monthly.build(F, tally, window, period.months, usage.hours.month)
+    security = sections.security.build(F, tally, registry, window)
+    head = sections.approval.build(
+        view, tally, period.changes[aid], window, period.dataset_site, usage
+    )
+    usage_part = (
+        usage.document()
+        | {"data_access": data_access}
+        | federation
+        | downloads
+        | {"monthly": monthly}
+    )
     return (
         head
         | {
-            "usage": used.document()
-            | {"data_access": files}
-            | queries
-            | loads
-            | {"monthly": series},
-            "egress": egress_part,
-            "query_audit": audit_part,
-            "sessions": used.session_list(),
-            "security": security_part,
+            "usage": usage_part,
+            "egress": egress,
+            "query_audit": query_audit,
+            "sessions": usage.session_list(),
+            "security": security,
         }
-        | fill_in.build(lang)
+        | sections.fill_in.build(lang)
         | {"figures": [f.to_json() for f in F.figures]}
     )
 

@@ -10,18 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from hub.report.blocks import fmt_num, fmt_time, heading, para, where_text
-from hub.report.sections import (
-    approval,
-    data_access,
-    downloads,
-    egress,
-    federation,
-    fill_in,
-    monthly,
-    query_audit,
-    security,
-    usage,
-)
+from hub.report.sections import READING_ORDER
 from hub.report.texts import rule, t
 
 #: the counting rules, in the order the report states them
@@ -94,21 +83,8 @@ def _audit_line(chain: dict, lang: str) -> str:
 
 
 def approval_blocks(a: dict, lang: str) -> list[tuple]:
-    """One approval's parts in reading order (the usage part holds data access,
-    federation, downloads and the charts)."""
-    u = a["usage"]
-    return [
-        *approval.blocks(a, lang),
-        *usage.blocks(a, lang),
-        *data_access.blocks(u, lang),
-        *federation.blocks(u, lang),
-        *downloads.blocks(u, lang),
-        *monthly.blocks(a, lang),
-        *egress.blocks(a, lang),
-        *query_audit.blocks(a, lang),
-        *security.blocks(a, lang),
-        *fill_in.blocks(a, lang),
-    ]
+    """One approval's parts in reading order."""
+    return [block for part in READING_ORDER for block in part.blocks(a, lang)]
 
 
 def source_blocks(a: dict, lang: str) -> list[tuple]:

@@ -16,3 +16,31 @@ a person reads of it):
 hub/report/build.py makes the figures in one order and assembles the document;
 hub/report/layout.py lays the parts out in the order a person reads them.
 """
+
+from hub.report.sections import (
+    approval,
+    data_access,
+    downloads,
+    egress,
+    federation,
+    fill_in,
+    monthly,
+    query_audit,
+    security,
+    usage,
+)
+
+#: the parts in the order a person reads them (the usage part holds data access,
+#: federation, downloads and the charts)
+READING_ORDER = (
+    approval,
+    usage,
+    data_access,
+    federation,
+    downloads,
+    monthly,
+    egress,
+    query_audit,
+    security,
+    fill_in,
+)

@@ -40,7 +40,8 @@ def build(F: Figures, tally: ApprovalTally, dataset_site: dict[str, str]) -> lis
     return rows
 
 
-def blocks(u: dict, lang: str) -> list[tuple]:
+def blocks(a: dict, lang: str) -> list[tuple]:
+    u = a["usage"]
     out = [heading(2, t("data_access", lang))]
     if not u["data_access"]:
         return out + [para(t("none", lang), "muted")]

@@ -51,7 +51,8 @@ def build(F: Figures, tally: ApprovalTally) -> dict[str, Any]:
     }
 
 
-def blocks(u: dict, lang: str) -> list[tuple]:
+def blocks(a: dict, lang: str) -> list[tuple]:
+    u = a["usage"]
     allowed = u["downloads_allowed"]
     out = [
         heading(2, t("downloads", lang)),

@@ -45,7 +45,8 @@ def build(F: Figures, tally: ApprovalTally) -> dict[str, Any]:
     return {"federation": rows, "federation_total": total}
 
 
-def blocks(u: dict, lang: str) -> list[tuple]:
+def blocks(a: dict, lang: str) -> list[tuple]:
+    u = a["usage"]
     out = [heading(2, t("federation", lang))]
     if not u["federation"]:
         return out + [para(t("none", lang), "muted")]

@@ -113,17 +113,8 @@ class Usage:
         ]
 
 
-def build(
-    F: Figures,
-    tally: ApprovalTally,
-    view: ApprovalView,
-    window: Window,
-    bound: datetime,
-    months: list[datetime],
-    quotas: QuotaHistory,
-) -> Usage:
+def build(F: Figures, tally: ApprovalTally, h: Hours) -> Usage:
     """Sessions and server, CPU and memory hours by site, then in all, then by handler."""
-    h = server_hours(tally, view, window, bound, months, quotas)
     by_site = _by_site(F, tally, h)
     total_sessions = sum(tally.sessions.values())
     total_hours = round(sum(h.site.values()), 3)
@@ -149,17 +140,13 @@ def _by_site(F: Figures, tally: ApprovalTally, h: Hours) -> list[dict]:
         rows.append(row)
         at = {"site": site}
         hours_at = hours_where(aid) | at
-        for name, label, unit, query in (
+        kernels_at = {"schema": KERNEL_START, "approval_id": aid} | at
+        for name, label, unit, query in (  # the figures of one site, in the report's order
             ("sessions", "sessions", "sessions", q(session_where(aid) | at)),
             ("server_hours", "server_hours", "h", q(hours_at, "server-hours", "server-hours")),
             ("cpu_hours", "cpu_hours", "core-h", q(hours_at, "server-hours", "cpu-hours")),
             ("memory_gib_hours", "memory_hours", "GiB-h", q(hours_at, "server-hours", "cpu-hours")),
-            (
-                "kernel_starts",
-                "kernel_starts",
-                "kernels",
-                q({"schema": KERNEL_START, "approval_id": aid} | at),
-            ),
+            ("kernel_starts", "kernel_starts", "kernels", q(kernels_at)),
         ):
             F.fig(f"{name}/{site}", f"{t(label, lang)} {site}", row[name], unit, query)
     return rows
