@@ -13,7 +13,7 @@
    EventSpool and EventShipper through the real hub and proxy (no Docker),
    once with the hub up and once with the hub stopped and started again in
    the middle; against `AuditStore.append` of the same batches in-process.
-4. The egress gate's recogniser (extensions/guard/recognise.py): a 1 GiB
+4. The egress gate's recogniser (extensions/guard/recognise/): a 1 GiB
    file (read in windows) and a 50 MB Parquet file against sha256 of the
    same bytes, 10 MiB of summary text and typical outputs per call, and the
    memory held for 10,000 and 100,000 cohort ids against the plaintext ids

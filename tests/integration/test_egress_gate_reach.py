@@ -175,7 +175,7 @@ ATTEMPTS = {
     "add-module-beside-gate": lambda p: create(os.path.join(gate_dir, "policy2.py")),
     "add-sitecustomize": lambda p: create(os.path.join(site_dir, "sitecustomize.py")),
     "add-pth-file": lambda p: create(os.path.join(site_dir, "zz-egress.pth")),
-    "write-recogniser": lambda p: append(os.path.join(os.path.dirname(gate_dir), "recognise.py")),
+    "write-recogniser": lambda p: append(os.path.join(os.path.dirname(gate_dir), "recognise", "__init__.py")),
     "write-meter-module": lambda p: append(os.path.join(os.path.dirname(gate_dir), "meter.py")),
     "write-server-config": lambda p: append("/etc/visiting/jupyter/jupyter_server_config.json"),
     "add-server-config": lambda p: create("/etc/visiting/jupyter/jupyter_server_config.py"),
@@ -296,7 +296,7 @@ def gate_state(server: Server, pid: int) -> tuple[str, str]:
     code, out = server.sh(
         f"cut -d' ' -f3 /proc/{pid}/stat; "
         "cd /opt/venv/lib/python3*/site-packages/extensions/guard && "
-        "cat gate/*.py recognise.py meter.py | sha256sum",
+        "cat gate/*.py recognise/*.py sniff/*.py meter.py ../contracts/*.py | sha256sum",
         user="0",
     )
     lines = out.split()
