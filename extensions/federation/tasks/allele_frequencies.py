@@ -1,3 +1,5 @@
+# Just over 500 lines on purpose: one task (parameters, both engines' halves, disclosure,
+# pooling); its pooling reads `shared_variants` here, where tests patch it.
 """Pooled allele frequencies: AC, AN, AF per variant over every site, and each site's AF.
 
 Parameters (all optional):
