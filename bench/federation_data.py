@@ -105,7 +105,7 @@ class ZarrWriter:
     def __init__(self, path: Path, sample_ids: list[str], table, dataset_id: str):
         import zarr
 
-        from hub.data.synth import CONTIGS
+        from hub.data.synth_genotypes import CONTIGS
 
         V, N = table.pos.size, len(sample_ids)
         g = zarr.open_group(str(path), mode="w", zarr_format=2)
@@ -244,13 +244,13 @@ def write_calls(sizes: Sizes, specs, work: Path, say):
     import pysam
 
     from extensions.contracts.datasets import VCF, ZARR
-    from hub.data import synth
+    from hub.data import synth, synth_genotypes, synth_people
 
     N, V = sizes.samples, sizes.variants
     rng = np.random.default_rng(SEED)
-    table = synth._variants(rng, V, len(specs), 0.01)
-    fx = synth._plant_effects(rng, V, len(specs))
-    streams = [synth._streams(SEED, k) for k in range(len(specs))]
+    table = synth_genotypes.variant_table(rng, V, len(specs), 0.01)
+    fx = synth_people.plant_effects(rng, V, len(specs))
+    streams = [synth.site_streams(SEED, k) for k in range(len(specs))]
     names = [[f"{s.site_id.upper()}-{i + 1:06d}" for i in range(N)] for s in specs]
     folders = [work / "sites" / s.site_id / s.analysis_dataset for s in specs]
     for f in folders:
@@ -266,21 +266,22 @@ def write_calls(sizes: Sizes, specs, work: Path, say):
     causal = {"q": fx.causal_q, "b": fx.causal_b}
     picked = [{k: [] for k in causal} for _ in specs]
     ids = table.ids
-    vcfs = [pysam.BGZFile(str(f / VCF), synth.BGZF_MODE) for f in folders]
+    vcfs = [pysam.BGZFile(str(f / VCF), synth_genotypes.BGZF_MODE) for f in folders]
     last = time.monotonic()
     try:
         for vcf, n, spec in zip(vcfs, names, specs, strict=True):
-            vcf.write(synth._vcf_header(n, spec.site_id))
+            vcf.write(synth_genotypes.vcf_header(n, spec.site_id))
         with open(pooled / "pooled.bed", "wb") as bed:
             bed.write(BED_MAGIC)
             for lo in range(0, V, VARIANT_CHUNK):
                 hi = min(lo + VARIANT_CHUNK, V)
                 chunks = [
-                    synth._genotypes(s, table.site_freq[k, lo:hi], N) for k, s in enumerate(streams)
+                    synth_genotypes.genotypes(s, table.site_freq[k, lo:hi], N)
+                    for k, s in enumerate(streams)
                 ]
-                synth._make_polymorphic(chunks, lo)
+                synth_genotypes.make_polymorphic(chunks, lo)
                 for k, g in enumerate(chunks):
-                    vcfs[k].write(synth._vcf_lines(table, ids, lo, g))
+                    vcfs[k].write(synth_genotypes.vcf_lines(table, ids, lo, g))
                     stores[k].write(lo, g)
                     for name, idx in causal.items():
                         picked[k][name].append(g[idx[(idx >= lo) & (idx < hi)] - lo])
@@ -303,21 +304,23 @@ def write_calls(sizes: Sizes, specs, work: Path, say):
         fam.writelines(f"0\t{x}\t0\t0\t0\t-9\n" for x in everyone)
 
     causal_g = [{k: np.concatenate(v) for k, v in p.items()} for p in picked]
-    clinical = [synth._clinical(streams[k].people, s, N) for k, s in enumerate(specs)]
+    clinical = [
+        synth_people.clinical_attributes(streams[k].people, s, N) for k, s in enumerate(specs)
+    ]
     traits = [
-        synth._traits(streams[k].people, clinical[k], causal_g[k], table, fx, k)
+        synth_people.traits(streams[k].people, clinical[k], causal_g[k], table, fx, k)
         for k in range(len(specs))
     ]
-    threshold = np.quantile(np.concatenate([t[1] for t in traits]), 1 - synth.CASE_FRACTION)
+    threshold = np.quantile(np.concatenate([t[1] for t in traits]), 1 - synth_people.CASE_FRACTION)
     parts = []
     for k, spec in enumerate(specs):
         quant, liability = traits[k]
-        synth._write_tsvs(folders[k], names[k], clinical[k], quant, liability > threshold)
+        synth_people.write_tables(folders[k], names[k], clinical[k], quant, liability > threshold)
         parts.append(
             pd.DataFrame(
                 {
                     "site": spec.site_id,
-                    "age_band": [synth.AGE_BANDS[i] for i in clinical[k]["age_band"]],
+                    "age_band": [synth_people.AGE_BANDS[i] for i in clinical[k]["age_band"]],
                     "sex": np.where(clinical[k]["sex"] == 1, "male", "female"),
                     "quant_trait": np.round(quant, 6),
                     "case_status": (liability > threshold).astype(np.int64),

@@ -68,7 +68,7 @@ import pandas as pd  # noqa: E402
 from extensions.federation.cohorts import REGIONS, region_of, select  # noqa: E402
 from extensions.federation.query_audit import QueryMeta, QuerySetAudit  # noqa: E402
 from extensions.federation.tasks.base import DisclosureRules  # noqa: E402
-from hub.data.synth import AGE_BANDS, AGE_WEIGHTS, DISEASES, PREFECTURES  # noqa: E402
+from hub.data.synth_people import AGE_BANDS, AGE_WEIGHTS, DISEASES, PREFECTURES  # noqa: E402
 
 MIN = DisclosureRules().min_people
 MAX_SET = 5000

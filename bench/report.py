@@ -33,10 +33,9 @@ sys.path.insert(0, str(REPO))
 
 from extensions.contracts.clock import FixedClock, fiscal_year_bounds  # noqa: E402
 from extensions.contracts.datasets import CLINICAL, PHENOTYPES, VCF  # noqa: E402
-from extensions.contracts.events import SECRETARIAT_ACTION, guard_event  # noqa: E402
+from extensions.contracts.events import FEDERATION_QUERY, SECRETARIAT_ACTION, guard_event  # noqa: E402
 from hub.platform.policy import load_policy_dir  # noqa: E402
 from hub.report import ReportRequest, build_report, write_report  # noqa: E402
-from hub.report import build as rb  # noqa: E402
 from hub.store.audit import AuditStore  # noqa: E402
 from hub.store.registry import ApprovalRegistry  # noqa: E402
 
@@ -93,7 +92,7 @@ def events(n: int, seed: int = 7):
                 else:
                     yield common | {
                         "event_id": f"e{i}-{k}",
-                        "schema": rb.FEDERATION_QUERY,
+                        "schema": FEDERATION_QUERY,
                         "time": at.isoformat(),
                         "data": {
                             "task": rng.choice(["allele_frequencies", "gwas_linear"]),

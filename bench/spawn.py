@@ -29,7 +29,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from hub.demo.stack import Stack, StackConfig  # noqa: E402
-from hub.sites.containers import build_images, resolve_endpoint  # noqa: E402
+from hub.sites.engine import build_images  # noqa: E402
+from hub.sites.plan import resolve_endpoint  # noqa: E402
 from tests.integration.conftest import hub_login  # noqa: E402
 
 SITE = "nig"

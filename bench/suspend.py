@@ -49,7 +49,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from hub.demo.stack import Stack, StackConfig  # noqa: E402
-from hub.sites.containers import resolve_endpoint  # noqa: E402
+from hub.sites.plan import resolve_endpoint  # noqa: E402
 from tests.integration.conftest import hub_login, token_of  # noqa: E402
 
 SITES = ["nig", "ncc", "ncgm", "tommo", "imsut"]

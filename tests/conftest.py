@@ -111,7 +111,7 @@ def stop_leaked_processes(config) -> list[str]:
     running are stopped and named, and the session fails. A demo the user started (its
     state outside the temporary folder) and other sessions' stacks (their own temporary
     folders) are not touched."""
-    from hub.demo.stack import stop_pids
+    from hub.demo.processes import stop_pids
 
     base = _session_basetemp(config)
     if base is None:
@@ -135,7 +135,7 @@ def session_processes(base: Path) -> dict[int, str]:
     """pid -> a line naming it, for each live process of the project that is this session's:
     its VISITING_STATE_DIR is in `base` (a stack's process), or it runs one of the project's
     programs with its working folder in `base` (one a test started by hand)."""
-    from hub.demo.stack import processes_of
+    from hub.demo.processes import processes_of
 
     found = {
         pid: f"  pid {pid}{_service(env)}: {_cmdline(pid)}  "

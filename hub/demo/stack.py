@@ -433,7 +433,3 @@ class Stack:
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-
-# Until tests/conftest.py imports these two from hub.demo.processes; then delete these lines.
-from hub.demo.processes import processes_of, stop_pids  # noqa: E402, F401

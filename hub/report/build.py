@@ -22,7 +22,6 @@ from typing import Any
 from extensions.contracts.clock import JST, Clock, as_utc
 from extensions.contracts.events import (
     ENFORCEMENT_STOP,
-    FEDERATION_QUERY,  # noqa: F401  (bench/report.py reads it here)
     SECRETARIAT_ACTION,
     SERVER_START,
     SERVER_STOP,

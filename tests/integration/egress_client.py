@@ -126,7 +126,7 @@ def forget_gate_state(stack: Stack, user: str, site: str) -> None:
     no cap behind."""
     import docker
 
-    from hub.sites.containers import resolve_endpoint
+    from hub.sites.plan import resolve_endpoint
 
     endpoint = resolve_endpoint(stack.bundle.platform.sites[site].docker_endpoint)
     client = docker.APIClient(base_url=endpoint, version="auto")
@@ -150,7 +150,7 @@ def forget_gate_state(stack: Stack, user: str, site: str) -> None:
 def engine_client():
     import docker
 
-    from hub.sites.containers import resolve_endpoint
+    from hub.sites.plan import resolve_endpoint
 
     return docker.DockerClient(base_url=resolve_endpoint("local"))
 

@@ -25,7 +25,8 @@ import pytest
 import requests
 
 from hub.data.synth import generate_cohorts, site_specs
-from hub.demo.stack import Stack, StackConfig, services_of
+from hub.demo.processes import services_of
+from hub.demo.stack import Stack, StackConfig
 from hub.platform.policy import load_policy_dir
 from hub.store.audit import AuditStore
 

@@ -18,8 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from hub.cli.main import DEMO_PORTS
-from hub.demo.stack import free_port, http_ok, port_in_use, processes_of
+from hub.cli.demo import DEMO_PORTS
+from hub.demo.ports import free_port, port_in_use
+from hub.demo.processes import processes_of
+from hub.demo.stack import http_ok
 from hub.platform.policy import load_policy_dir
 
 pytestmark = pytest.mark.integration

@@ -251,6 +251,8 @@ def test_a_restarted_gateway_container_keeps_the_query_set_audit(fed_stack, toke
 
     from extensions.federation.cohorts import open_cohort
     from hub.sites import containers as sites
+    from hub.sites.engine import docker_client
+    from hub.sites.plan import SitePlan
 
     from .test_query_audit import DATASET, SITE, groups, where
 
@@ -268,9 +270,9 @@ def test_a_restarted_gateway_container_keeps_the_query_set_audit(fed_stack, toke
     r = ask(where(sex, band))
     assert r.status_code == 200, r.text[:500]
     site = fed_stack.bundle.platform.sites[SITE]
-    client = sites.docker_client(site.docker_endpoint)
+    client = docker_client(site.docker_endpoint)
     try:
-        gateway = client.containers.get(sites.SitePlan.for_site(site).gateway_name)
+        gateway = client.containers.get(SitePlan.for_site(site).gateway_name)
         mounts = {m["Destination"]: m.get("Name") for m in gateway.attrs["Mounts"]}
         assert mounts[sites.QUERY_AUDIT_MOUNT] == sites.query_audit_volume(SITE)
         gateway.restart(timeout=10)
@@ -316,11 +318,13 @@ def test_site_workers_are_sized_by_the_platform_file(fed_stack):
     Rule checked: "Where data lives" (the site's own workers, next to its data, run the
     gateway's tasks within what the platform gives the site)."""
     from hub.sites import containers as sites
+    from hub.sites.engine import docker_client
+    from hub.sites.plan import SitePlan
 
     for site in fed_stack.bundle.platform.sites.values():
         d = site.dask
-        plan = sites.SitePlan.for_site(site)
-        client = sites.docker_client(site.docker_endpoint)
+        plan = SitePlan.for_site(site)
+        client = docker_client(site.docker_endpoint)
         try:
             scheduler = client.containers.get(plan.scheduler_name)
             argv = [plan.scheduler_address, str(d.workers), ",".join(sites.ONE_BLAS_THREAD)]

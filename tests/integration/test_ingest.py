@@ -22,7 +22,9 @@ import pytest
 import zarr
 
 from hub.cli.main import main
-from hub.data.ingest import IngestError, check_vcf, ingest_dataset
+from hub.data import IngestError
+from hub.data.ingest import ingest_dataset
+from hub.data.ingest_checks import check_vcf
 from hub.data.synth import SiteSpec, generate_cohorts
 
 pytestmark = pytest.mark.integration

@@ -18,8 +18,9 @@ import docker
 import pytest
 import requests
 
-from hub.demo.stack import Stack, StackConfig, services_of
-from hub.sites.containers import resolve_endpoint
+from hub.demo.processes import services_of
+from hub.demo.stack import Stack, StackConfig
+from hub.sites.plan import resolve_endpoint
 from hub.store.audit import AuditStore
 from hub.store.registry import ApprovalRegistry
 

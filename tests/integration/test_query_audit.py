@@ -22,7 +22,8 @@ import pytest
 import requests
 
 from extensions.federation.cohorts import open_cohort
-from hub.demo.stack import Stack, StackConfig, processes_of
+from hub.demo.processes import processes_of
+from hub.demo.stack import Stack, StackConfig
 from hub.store.audit import AuditStore
 
 from .conftest import token_of

@@ -16,7 +16,8 @@ from html import unescape
 import pytest
 import requests
 
-from hub.demo.stack import Stack, StackConfig, http_ok, processes_of
+from hub.demo.processes import processes_of
+from hub.demo.stack import Stack, StackConfig, http_ok
 from hub.platform.messages import message
 from hub.plugins.service_restarts import read_service_status
 

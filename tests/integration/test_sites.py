@@ -14,7 +14,8 @@ import docker
 import pytest
 
 from hub.demo.stack import Stack, StackConfig
-from hub.sites.containers import ONE_BLAS_THREAD, SitePlan, resolve_endpoint
+from hub.sites.containers import ONE_BLAS_THREAD
+from hub.sites.plan import SitePlan, resolve_endpoint
 
 from .conftest import hub_login
 

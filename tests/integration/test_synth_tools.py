@@ -15,7 +15,8 @@ import pysam
 import pytest
 import zarr
 
-from hub.data.synth import CONTIGS, SiteSpec, generate_cohorts
+from hub.data.synth import SiteSpec, generate_cohorts
+from hub.data.synth_genotypes import CONTIGS
 
 pytestmark = pytest.mark.integration
 

@@ -60,7 +60,7 @@ def fresh_home(stack, user: str, site: str) -> None:
     test runs): the first day of a newcomer, who finds only what the image brings."""
     import docker
 
-    from hub.sites.containers import resolve_endpoint
+    from hub.sites.plan import resolve_endpoint
 
     endpoint = resolve_endpoint(stack.bundle.platform.sites[site].docker_endpoint)
     client = docker.APIClient(base_url=endpoint, version="auto")
