@@ -112,6 +112,9 @@ def _prepare(stack, args) -> None:
 def _banner(stack) -> str:
     import yaml
 
+    from hub.platform.messages import message
+
+    accounts = message("demo.accounts")
     c = stack.config
     # the demo passwords live only in the IdP's users file; the hub side never loads them
     users = yaml.safe_load((c.platform_dir / "users.yaml").read_text())["users"]
@@ -124,7 +127,7 @@ def _banner(stack) -> str:
         "  tutorials: ~/tutorials/ in every researcher's server (notebooks/ here)",
         f"  logs: {stack.state_dir / 'logs'}",
         "",
-        "  Demo accounts (DEMO ONLY passwords / デモ専用):",
+        f"  Demo accounts ({accounts.en} / {accounts.ja}):",
     ]
     for u in users:
         what = DEMO_OUTCOMES.get(u["username"], ", ".join(u.get("roles", [])))

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from extensions.contracts.clock import jst_date
+from hub.platform.messages import Message, message
 from hub.store.views import ApprovalView, SuspensionView
 
 SECRETARIAT = "secretariat"
@@ -34,8 +35,8 @@ class AccessDecision:
 
     allowed: bool
     reason: str  # active | role | suspended | no-approval | not-started | ended | revoked
-    message_en: str = ""
-    message_ja: str = ""
+    #: why not, in both languages (from the message table), for a refusal
+    text: Message | None = None
     approvals: tuple[ApprovalView, ...] = ()
     roles: tuple[str, ...] = ()
     related: dict[str, str] = field(default_factory=dict)
@@ -43,7 +44,15 @@ class AccessDecision:
     @property
     def message(self) -> str:
         """Both languages, Japanese first, as a person in Japan reads them."""
-        return f"{self.message_ja} / {self.message_en}" if self.message_en else ""
+        return str(self.text) if self.text else ""
+
+    @property
+    def message_en(self) -> str:
+        return self.text.en if self.text else ""
+
+    @property
+    def message_ja(self) -> str:
+        return self.text.ja if self.text else ""
 
     def auth_state(self, checked_at: datetime) -> dict:
         """What goes into JupyterHub's auth_state for later checks and the home page."""
@@ -74,125 +83,70 @@ def decide_access(
     when the last one ended or was revoked, else that there is none.
     """
     roles = tuple(roles)
-    ask = _Ask(contact)
     if suspension is not None and suspension.active_at(now):
-        return _suspended(suspension, ask)
+        return _suspended(suspension, contact)
     active = tuple(a for a in approvals if a.status_at(now) == "active")
     if active:
         return AccessDecision(True, "active", approvals=active, roles=roles)
     if roles:
         return AccessDecision(True, "role", roles=roles)
-    return _refused(username, approvals, now, ask)
+    return _refused(username, approvals, now, contact)
 
 
 def _refused(
-    username: str, approvals: Sequence[ApprovalView], now: datetime, ask: _Ask
+    username: str, approvals: Sequence[ApprovalView], now: datetime, contact: str
 ) -> AccessDecision:
     """The most useful reason for a person with no active approval and no role."""
     upcoming = sorted(
         (a for a in approvals if a.status_at(now) == "not-started"), key=lambda a: a.period.start
     )
     if upcoming:
-        return _not_started(upcoming[0], ask)
+        return _not_started(upcoming[0], contact)
     ended = sorted(
         (a for a in approvals if a.status_at(now) in ("ended", "revoked")),
         key=lambda a: a.ends_before,
     )
     if ended and ended[-1].status_at(now) == "revoked":
-        return _revoked(ended[-1], ask)
+        return _revoked(ended[-1], contact)
     if ended:
-        return _ended(ended[-1], ask)
-    return _no_approval(username, ask)
+        return _ended(ended[-1], contact)
+    return _no_approval(username, contact)
 
 
-@dataclass(frozen=True)
-class _Ask:
-    """Whom a refused person may ask, as the last sentence of each language's message."""
-
-    contact: str
-
-    @property
-    def en(self) -> str:
-        return f" Contact: {self.contact}" if self.contact else ""
-
-    @property
-    def ja(self) -> str:
-        return f" 問い合わせ先: {self.contact}" if self.contact else ""
+def _refusal(reason: str, key: str, contact: str, related=None, **fields) -> AccessDecision:
+    """A refusal with its text from the message table, and whom to ask when there is a contact."""
+    text = message(key, **fields)
+    if contact:
+        ask = message("access.contact", contact=contact)
+        text = Message(key, text.ja + ask.ja, text.en + ask.en)
+    return AccessDecision(False, reason, text=text, related=related or {})
 
 
-def _suspended(suspension: SuspensionView, ask: _Ask) -> AccessDecision:
+def _suspended(suspension: SuspensionView, contact: str) -> AccessDecision:
     day = jst_date(suspension.suspended_at).isoformat()
-    return AccessDecision(
-        False,
-        "suspended",
-        message_en=(
-            f"Your access to the platform is suspended (since {day}). You cannot log in, "
-            f"start servers or query sites until the secretariat lifts the suspension; "
-            f"please contact the secretariat.{ask.en}"
-        ),
-        message_ja=(
-            f"プラットフォームの利用は停止されています（{day} から）。事務局が停止を解除するまで、"
-            f"ログイン、サーバーの起動、サイトへの問い合わせはできません。事務局にご連絡ください。{ask.ja}"
-        ),
-        related={"suspension_id": str(suspension.id), "date": day},
-    )
+    related = {"suspension_id": str(suspension.id), "date": day}
+    return _refusal("suspended", "access.suspended", contact, related, day=day)
 
 
-def _not_started(a: ApprovalView, ask: _Ask) -> AccessDecision:
+def _not_started(a: ApprovalView, contact: str) -> AccessDecision:
     day = a.period.start.isoformat()
-    return AccessDecision(
-        False,
-        "not-started",
-        message_en=f"Your approval {a.approval_id} starts on {day}; you can log in from that day (Japan time).{ask.en}",
-        message_ja=f"利用承認 {a.approval_id} の利用期間は {day} に始まります。その日（日本時間）からログインできます。{ask.ja}",
-        related={"approval_id": a.approval_id, "date": day},
+    related = {"approval_id": a.approval_id, "date": day}
+    return _refusal(
+        "not-started", "access.not_started", contact, related, approval=a.approval_id, day=day
     )
 
 
-def _revoked(a: ApprovalView, ask: _Ask) -> AccessDecision:
+def _revoked(a: ApprovalView, contact: str) -> AccessDecision:
     day = jst_date(a.revoked_at).isoformat()
-    return AccessDecision(
-        False,
-        "revoked",
-        message_en=(
-            f"Your approval {a.approval_id} was revoked by the secretariat on {day}. "
-            f"The data may no longer be used under it.{ask.en}"
-        ),
-        message_ja=(
-            f"利用承認 {a.approval_id} は {day} に事務局により取り消されました。"
-            f"この承認によるデータの利用はできません。{ask.ja}"
-        ),
-        related={"approval_id": a.approval_id, "date": day},
-    )
+    related = {"approval_id": a.approval_id, "date": day}
+    return _refusal("revoked", "access.revoked", contact, related, approval=a.approval_id, day=day)
 
 
-def _ended(a: ApprovalView, ask: _Ask) -> AccessDecision:
+def _ended(a: ApprovalView, contact: str) -> AccessDecision:
     day = a.period.end.isoformat()
-    return AccessDecision(
-        False,
-        "ended",
-        message_en=(
-            f"Your approval {a.approval_id} ended on {day}. Using the data after the approved "
-            f"period is not allowed; ask the secretariat about an extension or a new application.{ask.en}"
-        ),
-        message_ja=(
-            f"利用承認 {a.approval_id} の利用期間は {day} に終了しました。承認期間外の利用はできません。"
-            f"延長または新規申請については事務局にお問い合わせください。{ask.ja}"
-        ),
-        related={"approval_id": a.approval_id, "date": day},
-    )
+    related = {"approval_id": a.approval_id, "date": day}
+    return _refusal("ended", "access.ended", contact, related, approval=a.approval_id, day=day)
 
 
-def _no_approval(username: str, ask: _Ask) -> AccessDecision:
-    return AccessDecision(
-        False,
-        "no-approval",
-        message_en=(
-            f"User {username} has no approved application for data use. Only data handlers named in an "
-            f"approved application may use this platform.{ask.en}"
-        ),
-        message_ja=(
-            f"ユーザー {username} には承認された利用申請がありません。承認された申請に記載された"
-            f"データ取扱者のみが利用できます。{ask.ja}"
-        ),
-    )
+def _no_approval(username: str, contact: str) -> AccessDecision:
+    return _refusal("no-approval", "access.no_approval", contact, username=username)

@@ -20,6 +20,7 @@ from tornado import web
 from traitlets import default
 
 from hub.platform.access import AccessDecision, decide_access, role_group
+from hub.platform.messages import message
 from hub.platform.traits import PlatformTraits
 
 
@@ -61,7 +62,8 @@ class VisitingAuthenticator(PlatformTraits, GenericOAuthenticator):
 
     @default("login_service")
     def _login_service_default(self):
-        return "the platform's single sign-on / 共通ログイン"
+        text = message("login.service")
+        return f"{text.en} / {text.ja}"
 
     def decide(self, username: str) -> AccessDecision:
         """Ask the registry whether `username` may use the platform now."""
@@ -80,7 +82,7 @@ class VisitingAuthenticator(PlatformTraits, GenericOAuthenticator):
         decision = self.decide(auth_model["name"])
         state = decision.auth_state(self.clock.now())
         if not decision.allowed:
-            state.update(message_en=decision.message_en, message_ja=decision.message_ja)
+            state["message"] = decision.text.to_json()
         auth_model["auth_state"]["visiting"] = state
         return auth_model
 

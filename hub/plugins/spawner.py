@@ -41,6 +41,7 @@ from extensions.contracts.environment import (
     TERMINALS,
 )
 from hub.platform.access import approvals_at_site, decide_access
+from hub.platform.messages import Message, message
 from hub.platform.policy import Quota, Site
 from hub.platform.traits import PlatformTraits
 from hub.sites.plan import SERVER_DASK_SCHEDULER, SitePlan, resolve_endpoint
@@ -54,10 +55,9 @@ GATE_PORT = 80
 class SiteRefused(web.HTTPError):
     """A start refused before any container exists; the message is for the researcher."""
 
-    def __init__(self, message_en: str, message_ja: str, status: int = 403):
-        message = f"{message_ja} / {message_en}"
-        super().__init__(status, "%s", message, reason="Server not started")
-        self.jupyterhub_message = message
+    def __init__(self, text: Message, status: int = 403):
+        super().__init__(status, "%s", str(text), reason="Server not started")
+        self.jupyterhub_message = str(text)
 
 
 class SiteSpawner(PlatformTraits, DockerSpawner):
@@ -144,11 +144,7 @@ class SiteSpawner(PlatformTraits, DockerSpawner):
         site = self.platform.sites.get(self.name)
         if site is None:
             known = ", ".join(self.platform.sites)
-            raise SiteRefused(
-                f"There is no site '{self.name}'. Servers are named after a site: {known}.",
-                f"サイト「{self.name}」はありません。サーバー名にはサイト名を使います: {known}",
-                status=404,
-            )
+            raise SiteRefused(message("spawn.no_such_site", site=self.name, known=known), 404)
         return site
 
     def site_approvals(self, site: Site) -> list[ApprovalView]:
@@ -173,16 +169,10 @@ class SiteSpawner(PlatformTraits, DockerSpawner):
         if decision.allowed:
             # active approvals exist, but none covers data at this site
             raise SiteRefused(
-                f"You have no approval for data at site {site.id} ({site.name}); "
-                f"your approvals cover other sites. Ask the secretariat to add a dataset of "
-                f"{site.id} to your application.",
-                f"サイト {site.id}（{site.name_ja}）のデータの利用承認がありません。"
-                f"他のサイトのデータのみ承認されています。",
+                message("spawn.not_at_site", site=site.id, name=site.name, name_ja=site.name_ja)
             )
-        raise SiteRefused(
-            f"Site {site.id}: {decision.message_en}",
-            f"サイト {site.id}: {decision.message_ja}",
-        )
+        at = message("spawn.at_site", site=site.id)
+        raise SiteRefused(Message(at.key, at.ja + decision.text.ja, at.en + decision.text.en))
 
     def site_images(self, site: Site) -> dict:
         """The site's image allow-list and default image now, as its site admins keep them."""
@@ -246,10 +236,9 @@ class SiteSpawner(PlatformTraits, DockerSpawner):
         offered = self.site_images(site)
         requested = self.user_options.get("image") or offered["default_image"]
         if not requested or requested not in offered["images"]:
+            offer = ", ".join(offered["images"]) or "none"
             raise SiteRefused(
-                f"The image '{requested}' is not offered at site {site.id}; "
-                f"offered: {', '.join(offered['images']) or 'none'}.",
-                f"イメージ「{requested}」はサイト {site.id} では使えません。",
+                message("spawn.image_not_offered", image=requested, site=site.id, offered=offer)
             )
         self._approval = approval
         self._configure_container(site, approval, requested)

@@ -4,7 +4,8 @@ A page, an API answer, a command or the data-usage report shows a text by its ke
 the two languages are written once, side by side, and a page and the API that serve the
 same answer say the same thing. `{name}` fields are filled by `message(key, name=...)`.
 
-The table is one dict written in parts, by where the texts are shown: `services` (the
+The table is one dict written in parts, by where the texts are shown: `access` (the
+hub's own pages: login, the access decision, a server's start), `services` (the
 catalogue, the admin page, the query-set audit's rules) and `report` (the data-usage
 report). A key belongs to one part; writing it in two stops the import.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hub.platform.messages import report, services
+from hub.platform.messages import access, report, services
 
 LANGS = ("ja", "en")
 
@@ -28,7 +29,7 @@ def _one_table(*parts: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
     return table
 
 
-MESSAGES: dict[str, dict[str, str]] = _one_table(services.TEXTS, report.TEXTS)
+MESSAGES: dict[str, dict[str, str]] = _one_table(access.TEXTS, services.TEXTS, report.TEXTS)
 
 
 @dataclass(frozen=True)
