@@ -33,7 +33,7 @@ from extensions.guard.meter import EgressMeter
 from hub.platform.messages import message
 from hub.services.admin.figures import EGRESS_DAYS, egress_alerts, egress_since, mib
 from hub.services.admin.pages import PageHandler
-from hub.services.audit.application import check_events
+from hub.services.audit.checks import check_events
 from hub.store.audit import AuditStore
 
 MIB = 1024**2
