@@ -63,9 +63,9 @@ FEDERATION_QUERY = HUB_BASE + "federation-query"
 #: names the rule); the gateway answers with it, the catalogue, the admin page and the report
 #: read it
 QUERY_SET_AUDIT = "query_set_audit"
-#: the catalogue counted people for someone (hub.services.catalogue.application)
+#: the catalogue counted people for someone (hub.services.catalogue.catalogue)
 CATALOGUE_QUERY = HUB_BASE + "catalogue-query"
-#: the enforcer stopped a server whose access ended (hub.services.enforcer.application)
+#: the enforcer stopped a server whose access ended (hub.services.enforcer.enforcer)
 ENFORCEMENT_STOP = HUB_BASE + "enforcement-stop"
 #: the secretariat acted on an approval or a person (hub.platform.operations)
 SECRETARIAT_ACTION = HUB_BASE + "secretariat-action"

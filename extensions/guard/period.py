@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 from ..contracts.clock import JST, Clock
 from .context import ServerContext
 
-#: what the hub may say of the approval; see hub.services.audit.application.PeriodHandler
+#: what the hub may say of the approval; see hub.services.audit.handlers.PeriodHandler
 HUB_STATUSES = ("active", "not-started", "ended", "revoked", "suspended")
 #: the answers after which the period is over now, whatever the dates say
 HALTING = ("ended", "revoked", "suspended")

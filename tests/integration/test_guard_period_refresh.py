@@ -7,7 +7,7 @@ user, site and approval), and that a hub that does not answer never extends
 a period.
 
 Three parts: the parsing and the decisions, without a network; the hub's
-answer (hub.services.audit.application.period_of) over a real registry; and the real
+answer (hub.services.audit.checks.period_of) over a real registry; and the real
 audit service app (hub.services.audit.application.make_app, its registry on a SQLite
 file with a FixedClock) in a thread, asked by the real guard server
 (guard_server.py) with a token the real hub issued, the hub's HubAuth
@@ -29,7 +29,8 @@ from extensions.guard.context import GuardRules, ServerContext
 from extensions.guard.period import HubAnswerError, HubPeriod, UsagePeriod, period_url
 from hub.platform.operations import Operations
 from hub.platform.policy import load_policy_dir
-from hub.services.audit.application import make_app, period_of
+from hub.services.audit.application import make_app
+from hub.services.audit.checks import period_of
 from hub.store.audit import AuditStore
 from hub.store.registry import ApprovalRegistry
 

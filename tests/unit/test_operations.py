@@ -534,7 +534,7 @@ def test_check_quota_reads_forms():
 
 
 def test_enforcer_judges_suspension_revocation_and_extension(ops, clock):
-    from hub.services.enforcer.application import judge
+    from hub.services.enforcer.judge import judge
 
     now = clock.now()
     assert not judge(ops.registry, "tanaka", "nig", now).stop

@@ -44,7 +44,7 @@ from hub.report.pdf import wrap
 from hub.report.request import month_starts
 from hub.report.tally import EGRESS_CHANNELS, pair_sessions
 from hub.report.texts import t
-from hub.services.audit.application import check_events
+from hub.services.audit.checks import check_events
 from hub.store.audit import AuditStore
 from hub.store.registry import ApprovalRegistry
 from tests.conftest import DEMO_DIR

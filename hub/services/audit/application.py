@@ -27,7 +27,6 @@ from jupyterhub.services.auth import HubAuth
 from tornado import web
 
 from hub.services._base import ServiceApp, normal_prefix, service_web_app
-from hub.services.audit.checks import check_events, period_of  # noqa: F401 - their home before
 from hub.services.audit.handlers import ApprovalsHandler, IntakeHandler, PeriodHandler
 from hub.store.audit import AuditStore
 

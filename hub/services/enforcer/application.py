@@ -37,7 +37,6 @@ from traitlets import Float, Instance, TraitError, default, validate
 from hub.services._base import ServiceApp, normal_prefix, service_web_app
 from hub.services.enforcer.enforcer import Enforcer
 from hub.services.enforcer.handlers import EnforceHandler, StopHandler
-from hub.services.enforcer.judge import Verdict, judge  # noqa: F401 - their home before
 from hub.store.audit import AuditStore
 
 log = logging.getLogger("visiting.enforcer")
