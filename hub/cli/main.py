@@ -4,7 +4,7 @@ One module per command group (hub/cli/<group>.py), each with `add_parser(subpars
 and its commands. The parser is built from the standard library alone, so
 `visiting --help` and a mistyped option answer at once; each command imports what
 it needs when it runs (the registry, the report, Docker, Hail, ...).
-tests/unit/test_cli_startup.py holds the list of modules the parser may import.
+tests/unit/hub/cli/test_cli_startup.py holds the list of modules the parser may import.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ _CODE_BYTES = b"0123456789.-+ \t,;|[]()'\"\r:na<>"  # what a line of genotype co
 # -1, na, nan, <na>, none, null, n/a, '.', './.', '.|.'; a label beginning so is never one).
 # Lines longer than the 64 KiB `_cells` reads, and whitespace-split lines that are not ASCII,
 # are never skipped. Every other line takes the full parse, so the matrix is the one the full
-# parse of every line builds (tests/unit/test_recognise.py compares them).
+# parse of every line builds (tests/unit/extensions/guard/test_recognise.py compares them).
 _GT_FIRST = rb"\-n<.012"
 _GT_STRIP = rb" '\"\[\]\(\)\{\}"  # _STRIP_CELL less the tab
 _GT_WS = rb" \t\r\x0b\x0c\x1c-\x1f"  # what str.split() splits an ASCII line on, but newlines

@@ -139,7 +139,7 @@ def _record_kind(line: str) -> str | None:
 # `\d`, `\w` and `\s` are Unicode's, as in the record rules. Lines are what str.splitlines()
 # makes of the text when its only line breaks are "\n" and "\r\n"; any other text is checked
 # line by line. Skipping a line that is no record changes nothing, so the finding is the one
-# every line's check gives (tests/unit/test_sniff.py compares them).
+# every line's check gives (tests/unit/extensions/guard/test_sniff.py compares them).
 _ODD_BREAKS = "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
 # the prefilter can be switched off to compare with the check of every line
 PREFILTER = True

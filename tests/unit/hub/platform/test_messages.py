@@ -2,7 +2,7 @@
 languages with the same fields, every key the code names exists, and no module of hub/
 keeps Japanese/English pairs of its own.
 
-Stray pairs are found the way tests/unit/test_contracts.py finds stray contracts: by
+Stray pairs are found the way tests/unit/extensions/contracts/test_contracts.py finds stray contracts: by
 grepping the project's tracked Python files for the shapes a pair takes.
 """
 
@@ -22,7 +22,7 @@ from hub.platform.messages import report as report_part
 from hub.platform.messages import services as services_part
 from hub.report import layout, texts
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[4]
 TABLE = "hub/platform/messages/"
 
 #: modules whose texts have not moved into the table yet (a path, or a folder ending in /);

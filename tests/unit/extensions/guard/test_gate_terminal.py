@@ -24,7 +24,7 @@ from extensions.guard.gate.judge import Gate
 from extensions.guard.gate.websocket_proxy import WebSocketProxy
 from extensions.guard.meter import EgressMeter
 from extensions.guard.recognise import Cohort, Recogniser
-from tests.unit.test_recognise import CLINICAL, DOSAGE_TSV, IDS, VOCABULARY
+from tests.unit.extensions.guard.test_recognise import CLINICAL, DOSAGE_TSV, IDS, VOCABULARY
 
 
 class FixedClock(Clock):

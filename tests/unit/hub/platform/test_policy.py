@@ -101,7 +101,7 @@ BAD_INPUTS = [
         _write(
             "approvals/copy.yaml",
             (
-                Path(__file__).resolve().parents[2] / "policies/demo/approvals/J-DU000101.yaml"
+                Path(__file__).resolve().parents[4] / "policies/demo/approvals/J-DU000101.yaml"
             ).read_text(),
         ),
         "copy.yaml",

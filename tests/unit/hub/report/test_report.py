@@ -49,7 +49,7 @@ from hub.store.audit import AuditStore
 from hub.store.registry import ApprovalRegistry
 from tests.conftest import DEMO_DIR
 
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "report"
+ARTIFACTS = Path(__file__).resolve().parents[3] / "artifacts" / "report"
 FY_START = datetime(2026, 4, 1, tzinfo=JST)
 FY_END = datetime(2027, 4, 1, tzinfo=JST)
 REPORT_TIME = datetime(2027, 4, 10, 9, 0, tzinfo=JST)

@@ -19,7 +19,7 @@ import pytest
 
 from hub.cli.main import build_parser
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[4]
 
 #: what building the parser and reading any command's arguments must not import
 HEAVY = (

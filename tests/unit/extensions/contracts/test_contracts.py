@@ -17,7 +17,7 @@ import yaml
 from extensions.contracts import clock, datasets, events
 from extensions.guard.events import SCHEMA_DIR
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[4]
 CONTRACTS = "extensions/contracts/"
 
 

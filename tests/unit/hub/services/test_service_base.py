@@ -31,7 +31,7 @@ from hub.services.catalogue.application import CatalogueService
 from hub.services.enforcer.application import EnforcerService
 from tests.aio import run as run_async
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[4]
 
 SERVICE = textwrap.dedent(
     """

@@ -34,7 +34,7 @@ from extensions.federation.tasks.base import (
 from extensions.federation.tasks.cohort_counts import CohortCounts
 from extensions.federation.tasks.gwas_linear import GwasLinear
 from extensions.federation.tasks.gwas_logistic import GwasLogistic
-from tests.unit.test_tasks_gwas import ArrayCohort
+from tests.unit.extensions.federation.test_tasks_gwas import ArrayCohort
 
 RULES = DisclosureRules(min_cell_count=5, min_minor_allele_count=5)
 AGE_BANDS = ["20-29", "30-39", "40-49", "50-59", "60-69", "70-79"]
