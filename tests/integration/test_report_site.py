@@ -26,7 +26,7 @@ import requests
 from extensions.contracts.clock import FileClock
 from hub.demo.stack import Stack, StackConfig
 from hub.store.audit import AuditStore
-from tests.unit.test_report import evaluate
+from tests.unit.hub.report.test_report import evaluate
 
 from .conftest import token_of
 from .guard_server import wait_for
