@@ -16,6 +16,7 @@ from typing import Any
 
 from extensions.contracts.clock import Period
 from extensions.contracts.egress import EgressRules
+from extensions.contracts.export import ExportRules
 
 # ---------------------------------------------------------------------------
 # errors
@@ -118,6 +119,8 @@ class Site:
     # "guarded": terminals open and their output passes the egress gate; "off": none opens
     terminals: str = "guarded"
     dask: SiteDask = field(default_factory=SiteDask)
+    # how files leave: "direct" (downloads through the guard) or "airlock" (export requests)
+    downloads: str = "direct"
 
 
 @dataclass(frozen=True)
@@ -155,6 +158,22 @@ class DownloadRules:
         )
 
 
+#: the roles whose approvals an export request may need: a site admin of the request's site,
+#: a member of the secretariat
+REVIEWER_ROLES = ("site-admin", "secretariat")
+
+
+@dataclass(frozen=True)
+class ExportPolicy:
+    """The export airlock (`rules.export`): the checks the site applies (the contract's
+    ExportRules), whose approvals a request needs, and how long released files stay
+    downloadable after approval."""
+
+    checks: ExportRules = field(default_factory=ExportRules)
+    reviewers: tuple[str, ...] = REVIEWER_ROLES
+    release_days: int = 7
+
+
 @dataclass(frozen=True)
 class Platform:
     name: str
@@ -170,6 +189,7 @@ class Platform:
     # the egress meter's rules (extensions.contracts.egress.EgressRules, one definition for the
     # hub and the gate); to_env() is what the spawner passes in VISITING_EGRESS_RULES
     egress: EgressRules = field(default_factory=EgressRules)
+    export: ExportPolicy = field(default_factory=ExportPolicy)
 
     @property
     def datasets(self) -> dict[str, Dataset]:

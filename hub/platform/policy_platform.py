@@ -16,12 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from extensions.contracts.egress import EgressRules, EgressRulesError
+from extensions.contracts.export import ExportRules
 from hub.platform.policy_files import check_schema, read_yaml
 from hub.platform.policy_models import (
     MIN_DASK_WORKER_MEMORY,
     Dataset,
     DisclosureRules,
     DownloadRules,
+    ExportPolicy,
     Platform,
     PolicyIssue,
     Quota,
@@ -114,6 +116,7 @@ def _build_platform(doc: dict[str, Any], path: Path, issues: list[PolicyIssue]) 
     rules = doc.get("rules", {})
     sanctions = _sanction_rules(rules.get("sanctions", {}), file, issues)
     egress = _egress_rules(rules.get("egress", {}), file, issues)
+    export = _export_policy(rules.get("export", {}), file, issues)
     state_dir, data_root, database_url = _locations(p, path.parent)
     return Platform(
         name=p["name"],
@@ -127,6 +130,7 @@ def _build_platform(doc: dict[str, Any], path: Path, issues: list[PolicyIssue]) 
         download=_download_rules(rules.get("download", {})),
         sites=sites,
         egress=egress,
+        export=export,
     )
 
 
@@ -190,6 +194,7 @@ def _build_site(
         # YAML 1.1 reads a bare `off` as false; the schema lets both mean "off"
         terminals="off" if s.get("terminals") is False else s.get("terminals", "guarded"),
         dask=_site_dask(s.get("dask"), where, file, issues),
+        downloads=s.get("downloads", "direct"),
     )
 
 
@@ -266,6 +271,32 @@ def _egress_rules(raw: dict[str, Any], file: str, issues: list[PolicyIssue]) -> 
     except EgressRulesError as e:
         issues.append(PolicyIssue(file, f"rules.egress.{e.field}", e.reason))
         return EgressRules()
+
+
+def _export_policy(raw: dict[str, Any], file: str, issues: list[PolicyIssue]) -> ExportPolicy:
+    """`rules.export` with sizes in bytes (the schema has checked the kinds); a request
+    limit smaller than the file limit is an issue naming it."""
+    checks = {k: v for k, v in raw.items() if k not in ("reviewers", "release_days")}
+    for name in ("max_file_bytes", "max_request_bytes"):
+        if name in checks:
+            checks[name] = parse_size(checks[name])
+    if "allowed_suffixes" in checks:
+        checks["allowed_suffixes"] = tuple(s.lower() for s in checks["allowed_suffixes"])
+    rules = ExportRules(**checks)
+    if rules.max_request_bytes < rules.max_file_bytes:
+        issues.append(
+            PolicyIssue(
+                file,
+                "rules.export.max_request_bytes",
+                f"{rules.max_request_bytes} bytes is less than max_file_bytes "
+                f"({rules.max_file_bytes}): no request could hold the largest file",
+            )
+        )
+    return ExportPolicy(
+        checks=rules,
+        reviewers=tuple(raw.get("reviewers", ExportPolicy.reviewers)),
+        release_days=raw.get("release_days", ExportPolicy.release_days),
+    )
 
 
 def load_platform_file(path: Path, issues: list[PolicyIssue]) -> Platform | None:
