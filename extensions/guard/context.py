@@ -26,16 +26,27 @@ from ..contracts.environment import (
     TERMINAL_MODES,
     TERMINALS,
 )
+from ..contracts.export import DOWNLOAD_MODES
 
 
 @dataclass(frozen=True)
 class GuardRules:
-    """The platform's download rules, passed by the spawner as JSON in VISITING_GUARD_RULES."""
+    """The platform's download rules, passed by the spawner as JSON in VISITING_GUARD_RULES.
+
+    downloads: how files leave the server: "direct" (downloads through the guard's checks,
+    the default) or "airlock" (no direct download of a file at all; files leave only through
+    an export request, see extensions.guard.export).
+    """
 
     max_bytes: int = 50 * 1024**2
     extra_raw_patterns: tuple[str, ...] = ()
     disabled_kinds: frozenset[str] = frozenset()
     period_warning_days: int = 14
+    downloads: str = "direct"
+
+    @property
+    def airlock(self) -> bool:
+        return self.downloads == "airlock"
 
     @classmethod
     def from_json(cls, text: str | None) -> GuardRules:
@@ -64,6 +75,13 @@ class GuardRules:
             kwargs["disabled_kinds"] = frozenset(str(k) for k in raw["disabled_kinds"])
         if "period_warning_days" in raw:
             kwargs["period_warning_days"] = int(raw["period_warning_days"])
+        if "downloads" in raw:
+            if raw["downloads"] not in DOWNLOAD_MODES:
+                raise ValueError(
+                    f"VISITING_GUARD_RULES.downloads must be one of {', '.join(DOWNLOAD_MODES)}, "
+                    f"got {raw['downloads']!r}"
+                )
+            kwargs["downloads"] = raw["downloads"]
         return cls(**kwargs)
 
 

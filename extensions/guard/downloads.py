@@ -13,6 +13,10 @@ Two layers, because the threat is a channel, not a route:
    raw data it recognises (HTTP 403 when the first chunk shows it; a cut-off
    response when a later chunk does).
 
+At a site in airlock mode (GuardRules.downloads == "airlock") the file routes
+refuse every file, whatever it holds (airlock.py); the contents API stays open
+for JupyterLab's editors, under the checks above.
+
 Refusals are HTTP 403 with a message in Japanese and English, and an audit
 event. Classification results are cached by the file's identity (device,
 inode, size, mtime, ctime), so a file is read at most once until it changes.
@@ -31,6 +35,7 @@ from pathlib import Path
 from tornado import web
 from tornado.web import OutputTransform
 
+from . import airlock
 from .context import GuardRules
 from .sniff import DEFAULT_NAME_PATTERNS, Finding, Sniffer
 
@@ -41,7 +46,7 @@ MIB = 1024 * 1024
 class Refusal:
     """Why a path or response may not go to the browser."""
 
-    reason: str  # under-data, raw-name, raw-content, too-large, raw-response
+    reason: str  # under-data, raw-name, raw-content, too-large, raw-response, airlock
     path: str
     real_path: str | None = None
     finding: Finding | None = None
@@ -58,9 +63,13 @@ class Refusal:
             return f"resolves to {self.real_path}, under the site's data folder"
         if self.reason == "too-large":
             return f"{self.size} bytes, over the download limit of {self.limit} bytes"
+        if self.reason == airlock.AIRLOCK_REASON:
+            return "direct downloads are off at this site: files leave by export request only"
         return self.finding.detail if self.finding else ""
 
     def message_en(self) -> str:
+        if self.reason == airlock.AIRLOCK_REASON:
+            return airlock.notice_en(self.path)
         what = f"'{self.path}'"
         if self.reason == "under-data":
             why = "it is the site's controlled-access data (under /data)"
@@ -75,6 +84,8 @@ class Refusal:
         )
 
     def message_ja(self) -> str:
+        if self.reason == airlock.AIRLOCK_REASON:
+            return airlock.notice_ja(self.path)
         what = f"「{self.path}」"
         if self.reason == "under-data":
             why = "サイトの制限公開データ（/data 以下）"
@@ -142,6 +153,18 @@ class DownloadGuard:
         return real_path == self.data_root or real_path.startswith(self.data_root + os.sep)
 
     # -- checks ------------------------------------------------------------
+
+    @property
+    def airlock(self) -> bool:
+        """Whether the site lets files leave only through export requests."""
+        return self.rules.airlock
+
+    def check_airlock(self, requested: str, real: str | None, download: bool) -> Refusal | None:
+        """The airlock's refusal of a direct download (`download`: the route hands a file's
+        bytes to the browser as a download), or None where the site allows downloads."""
+        if download and self.airlock:
+            return Refusal(airlock.AIRLOCK_REASON, requested, real)
+        return None
 
     def check_path(self, requested: str, real: str | None = None) -> Refusal | None:
         """A refusal for handing the bytes of `requested` (relative to the server's root) to the
@@ -240,6 +263,8 @@ class GuardedRoute:
     guard_route = "files"
     guard_path_arg = 0
     guard_app = None  # the GuardApp, set when the routes are guarded
+    # a direct download of a file, which a site in airlock mode refuses (see airlock.py)
+    guard_airlock = True
 
     def guard_wants_content(self) -> bool:
         return True
@@ -268,7 +293,8 @@ class GuardedRoute:
             app.note_data_access(real, channel="contents")
         if not self.guard_wants_content():
             return  # names and metadata only; no file bytes in this answer
-        refusal = app.downloads.check_path(path, real)
+        refusal = app.downloads.check_airlock(path, real, self.guard_airlock)
+        refusal = refusal or app.downloads.check_path(path, real)
         if refusal is not None:
             app.record_block(refusal, route=self.guard_route)
             raise DownloadBlocked(refusal)
@@ -277,6 +303,9 @@ class GuardedRoute:
 
 class GuardedContents(GuardedRoute):
     guard_route = "contents"
+    # JupyterLab's editors open files through the contents API: it stays open in airlock
+    # mode, under the raw-data checks (and the egress gate's)
+    guard_airlock = False
 
     def guard_wants_content(self) -> bool:
         if self.get_query_argument("content", "1") == "0":

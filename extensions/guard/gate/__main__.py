@@ -101,6 +101,7 @@ def build_gate(prefix: str, environ=os.environ):
         events=events,
         max_bytes=context.rules.max_bytes,
         terminals=environ.get(TERMINALS, "guarded"),
+        downloads=context.rules.downloads,
         upstream=upstream,
     )
     return gate, shipper
@@ -130,6 +131,7 @@ async def serve(fd: int, prefix: str) -> None:
         pid=os.getpid(),
         cohort_people=len(gate.recogniser.cohort or ()),
         terminals=gate.terminals,
+        downloads=gate.downloads,
     )
     log.info(
         "visiting-gate: %s on fd %d for %s, %d cohort people, %d asset digests",

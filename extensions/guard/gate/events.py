@@ -47,7 +47,11 @@ class GateEvents:
             "download-blocked",
             path=route,
             route="gate",
-            reason="egress-cap" if decision.reason == "egress-cap" else "individual-level",
+            reason=(
+                decision.reason
+                if decision.reason in ("egress-cap", "airlock")
+                else "individual-level"
+            ),
             kind=decision.reason,
             detail=decision.what_en[:500],
         )

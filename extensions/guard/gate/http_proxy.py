@@ -11,7 +11,7 @@ from tornado import httpclient, web
 from tornado.httputil import HTTPHeaders
 
 from .judge import Gate, digester
-from .policy import Decision, dumps
+from .policy import Decision, dumps, judge_airlock
 
 HOP_BY_HOP = frozenset(
     h.lower()
@@ -89,6 +89,9 @@ class HTTPProxy(_GateMixin, web.RequestHandler):
                 event=False,
             )
         method = self.request.method
+        airlock = judge_airlock(method, route, gate.downloads)
+        if airlock.withhold:
+            return self._refuse(403, airlock, route)
         body = (self.request.body or b"") if method in ("POST", "PUT", "PATCH") else None
         # the body is taken as it streams in and digested chunk by chunk meanwhile (the
         # server goes on sending while the gate hashes); it is judged once it is whole

@@ -50,6 +50,7 @@ class Gate:
     events: object  # GateEvents
     max_bytes: int = 50 * 1024**2
     terminals: str = "guarded"
+    downloads: str = "direct"  # contracts.export DOWNLOAD_MODES; "airlock": no file downloads
     upstream: str = f"http://127.0.0.1:{UPSTREAM_PORT}"
     assets: set[bytes] = field(default_factory=set)
     stats: dict = field(default_factory=lambda: {"withheld": 0, "blocked": 0, "passed": 0})

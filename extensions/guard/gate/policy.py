@@ -85,16 +85,25 @@ class Decision:
     """What happens to one response or message."""
 
     withhold: bool
-    reason: str = ""  # raw-records, people, per-person-rows, genotype-matrix, egress-cap
+    reason: str = ""  # raw-records, people, per-person-rows, genotype-matrix, egress-cap,
+    # airlock (what_en / what_ja: the route refused)
     what_en: str = ""
     what_ja: str = ""
 
     @property
     def notice_en(self) -> str:
+        if self.reason == "airlock":
+            from ..airlock import notice_en
+
+            return notice_en(self.what_en)
         return CAP_EN if self.reason == "egress-cap" else NOTICE_EN.format(what=self.what_en)
 
     @property
     def notice_ja(self) -> str:
+        if self.reason == "airlock":
+            from ..airlock import notice_ja
+
+            return notice_ja(self.what_ja)
         return CAP_JA if self.reason == "egress-cap" else NOTICE_JA.format(what_ja=self.what_ja)
 
     @property
@@ -106,6 +115,16 @@ PASS = Decision(False)
 CAPPED = Decision(
     True, "egress-cap", "today's egress limit is reached", "本日の持ち出し上限に達しました"
 )
+
+
+def judge_airlock(method: str, route: str, downloads: str) -> Decision:
+    """A direct download at a site where files leave only by export request (see
+    ..airlock): refused before the server is asked, whatever the file holds."""
+    from ..airlock import AIRLOCK_REASON, airlocked
+
+    if downloads != "airlock" or not airlocked(route, method):
+        return PASS
+    return Decision(True, AIRLOCK_REASON, route, route)
 
 
 def _describe(verdict) -> tuple[str, str]:
