@@ -6,15 +6,16 @@ same answer say the same thing. `{name}` fields are filled by `message(key, name
 
 The table is one dict written in parts, by where the texts are shown: `access` (the
 hub's own pages: login, the access decision, a server's start), `services` (the
-catalogue, the admin page, the query-set audit's rules) and `report` (the data-usage
-report). A key belongs to one part; writing it in two stops the import.
+catalogue, the admin page, the query-set audit's rules), `export` (the export airlock's
+refusals) and `report` (the data-usage report). A key belongs to one part; writing it in
+two stops the import.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hub.platform.messages import access, report, services
+from hub.platform.messages import access, export, report, services
 
 LANGS = ("ja", "en")
 
@@ -29,7 +30,9 @@ def _one_table(*parts: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
     return table
 
 
-MESSAGES: dict[str, dict[str, str]] = _one_table(access.TEXTS, services.TEXTS, report.TEXTS)
+MESSAGES: dict[str, dict[str, str]] = _one_table(
+    access.TEXTS, services.TEXTS, export.TEXTS, report.TEXTS
+)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import pytest
 from hub.platform import messages
 from hub.platform.messages import LANGS, MESSAGES, message
 from hub.platform.messages import access as access_part
+from hub.platform.messages import export as export_part
 from hub.platform.messages import report as report_part
 from hub.platform.messages import services as services_part
 from hub.report import layout, texts
@@ -72,9 +73,9 @@ def test_keys_are_dotted_names_each_in_one_part():
         assert re.fullmatch(r"[a-z][a-z_]*(\.[a-z0-9][a-z0-9_-]*)+", key), key
     assert all(k.startswith("report.") for k in report_part.TEXTS)
     assert not any(k.startswith("report.") for k in services_part.TEXTS)
-    assert len(MESSAGES) == len(report_part.TEXTS) + len(services_part.TEXTS) + len(
-        access_part.TEXTS
-    )
+    assert all(k.startswith("export.") for k in export_part.TEXTS)
+    parts = (report_part, services_part, access_part, export_part)
+    assert len(MESSAGES) == sum(len(part.TEXTS) for part in parts)
 
 
 def test_a_key_written_in_two_parts_stops_the_import():
