@@ -1,0 +1,102 @@
+"""The automatic checks of a frozen file: one CheckResult for each of contracts CHECKS.
+
+- `kind`: the suffix is one the platform lets out, and the content agrees with it
+  (kinds.py);
+- `size`: within `max_file_bytes` (a file over it is not frozen at all: freeze.py);
+- `recogniser`: the egress gate's recogniser, with the site's cohort, finds nothing
+  individual-level: no raw records, no person named, no per-person rows, no genotype
+  matrix, nothing it cannot read (opaque content may hide any of those);
+- `disclosure`: the tables of the file keep the platform's small-count rules
+  (disclosure.py); a file that is not a table passes with "not a table".
+
+Details are short and say what was found and where, for the reviewer.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from ...contracts.export import CHECKS, CheckResult, ExportRules
+from ..recognise import Cohort, Recogniser
+from . import disclosure, kinds
+from .tables import tables_of
+
+log = logging.getLogger("visiting.export")
+
+
+class FileChecks:
+    """The checks of one request's files, with the site's rules and recogniser."""
+
+    def __init__(self, rules: ExportRules, recogniser: Recogniser):
+        self.rules = rules
+        self.recogniser = recogniser
+
+    @classmethod
+    def for_site(cls, rules: ExportRules, data_root: str, datasets: list[str] | None = None):
+        """The checks with a cohort learnt from the datasets mounted at `data_root`, as the
+        egress gate learns it (every dataset folder there, or the ones named)."""
+        return cls(rules, Recogniser(Cohort.from_data(data_root, datasets)))
+
+    def __call__(self, path: Path, name: str, size: int) -> tuple[CheckResult, ...]:
+        results = {
+            "kind": self.kind(path, name),
+            "size": self.size(size),
+            "recogniser": self.recognise(path, name),
+            "disclosure": self.disclosure(path, name),
+        }
+        return tuple(results[c] for c in CHECKS)
+
+    def media_type(self, path: Path, name: str) -> str:
+        return kinds.sniff(path, name)[2]
+
+    def kind(self, path: Path, name: str) -> CheckResult:
+        suffix = Path(name).suffix.lower()
+        allowed = {s.lower() for s in self.rules.allowed_suffixes}
+        if suffix not in allowed:
+            shown = f"'{suffix}'" if suffix else "no suffix"
+            return CheckResult("kind", False, f"{shown} is not a kind the platform lets out")
+        ok, what, _ = kinds.sniff(path, name)
+        if ok:
+            return CheckResult("kind", True, f"{suffix} file: {what}")
+        return CheckResult("kind", False, f"named {suffix} but the content is {what}")
+
+    def size(self, size: int) -> CheckResult:
+        limit = self.rules.max_file_bytes
+        if size > limit:
+            return CheckResult("size", False, f"{size} bytes, over the limit of {limit} bytes")
+        return CheckResult("size", True, f"{size} bytes (limit {limit})")
+
+    def recognise(self, path: Path, name: str) -> CheckResult:
+        try:
+            verdict = self.recogniser.file(path, name=name)
+        except Exception as e:  # a reader's bug must not pass a file
+            log.exception("the recogniser failed on %s", name)
+            return CheckResult("recogniser", False, f"could not be read: {type(e).__name__}")
+        if verdict.kind is None and not verdict.people and not verdict.opaque:
+            return CheckResult("recogniser", True, "no individual-level data")
+        detail = verdict.describe_en()
+        n = len(verdict.people)
+        if n and verdict.kind is not None:
+            detail += f"; names {n} {'person' if n == 1 else 'people'} of the cohort"
+        elif n:
+            detail = f"names {n} {'person' if n == 1 else 'people'} of the cohort ({detail})"
+        return CheckResult("recogniser", False, detail[:500])
+
+    def disclosure(self, path: Path, name: str) -> CheckResult:
+        try:
+            tables = tables_of(path, name)
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            return CheckResult("disclosure", False, f"the table could not be read: {e}"[:300])
+        if tables is None:
+            return CheckResult("disclosure", True, "not a table")
+        if not tables:
+            return CheckResult("disclosure", True, "no table found")
+        findings = []
+        for table in tables:
+            findings += disclosure.check_table(table, self.rules)
+        if findings:
+            return CheckResult("disclosure", False, disclosure.summary(findings)[:1000])
+        rows = sum(len(t.rows) for t in tables)
+        what = "1 table" if len(tables) == 1 else f"{len(tables)} tables"
+        return CheckResult("disclosure", True, f"{what}, {rows} rows: within the rules")
