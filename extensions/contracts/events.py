@@ -71,3 +71,12 @@ ENFORCEMENT_STOP = HUB_BASE + "enforcement-stop"
 SECRETARIAT_ACTION = HUB_BASE + "secretariat-action"
 #: a site admin acted at their site (hub.platform.operations)
 SITE_ADMIN_ACTION = HUB_BASE + "site-admin-action"
+#: the export airlock (hub.store.exports): a researcher asked to take files out of their home
+#: at a site; the site froze and checked them; a reviewer decided; the requester withdrew the
+#: request or received its files. `user` is the requester, `actor` who acted, and
+#: data.request_id the request (data.reason, data.override where a person gave one)
+EXPORT_REQUEST = HUB_BASE + "export-request"
+EXPORT_CHECKED = HUB_BASE + "export-checked"
+EXPORT_REVIEW = HUB_BASE + "export-review"
+EXPORT_WITHDRAW = HUB_BASE + "export-withdraw"
+EXPORT_RELEASE = HUB_BASE + "export-release"

@@ -2,7 +2,8 @@
 
 SQLAlchemy over SQLite by default (a PostgreSQL URL works the same way).
 Instants are stored as naive UTC and handed out timezone-aware. The registry's
-tables and the audit chain's have separate metadata: each store creates its own.
+tables, the audit chain's and the export airlock's have separate metadata: each store
+creates its own.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Date,
     DateTime,
@@ -21,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
     create_engine,
     event,
 )
@@ -278,3 +281,70 @@ class AuditHeadRow(AuditBase):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     last_seq: Mapped[int] = mapped_column(Integer)
     hash: Mapped[str] = mapped_column(String(64))
+
+
+# ---------------------------------------------------------------------------
+# the export airlock's tables
+
+
+class ExportBase(DeclarativeBase):
+    pass
+
+
+class ExportRequestRow(ExportBase):
+    """A researcher's request to take files out of their home at a site (hub.store.exports)."""
+
+    __tablename__ = "export_requests"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    requester: Mapped[str] = mapped_column(String(64), index=True)
+    site: Mapped[str] = mapped_column(String(16), index=True)
+    purpose: Mapped[str] = mapped_column(Text)
+    paths: Mapped[list] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(32), index=True)
+    #: the review round (a new round starts when changed files are frozen again)
+    round: Mapped[int] = mapped_column(Integer, default=1)
+    #: moved with every change of the row: a change made from a stale read is refused
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: the site's manifest as it printed it (extensions.contracts.export.Manifest)
+    manifest: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+
+    files: Mapped[list[ExportFileRow]] = relationship(
+        cascade="all, delete-orphan", order_by="ExportFileRow.position"
+    )
+    reviews: Mapped[list[ExportReviewRow]] = relationship(
+        cascade="all, delete-orphan", order_by="ExportReviewRow.id"
+    )
+
+
+class ExportFileRow(ExportBase):
+    """One frozen file of a request: its name, size, hash, media type and check results."""
+
+    __tablename__ = "export_files"
+    request_id: Mapped[str] = mapped_column(ForeignKey("export_requests.id"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    media_type: Mapped[str] = mapped_column(String(200))
+    ok: Mapped[bool] = mapped_column(Boolean)
+    checks: Mapped[list] = mapped_column(JSON)
+
+
+class ExportReviewRow(ExportBase):
+    """One reviewer's decision on one round of a request."""
+
+    __tablename__ = "export_reviews"
+    __table_args__ = (UniqueConstraint("request_id", "round", "reviewer"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(ForeignKey("export_requests.id"), index=True)
+    round: Mapped[int] = mapped_column(Integer)
+    reviewer: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(32))
+    decision: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    override: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime] = mapped_column(UTCDateTime)

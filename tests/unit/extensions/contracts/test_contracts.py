@@ -85,7 +85,7 @@ def test_the_hub_events_are_under_the_hub_base():
         for k, v in vars(events).items()
         if k.isupper() and k != "HUB_BASE" and isinstance(v, str) and v.startswith(events.HUB_BASE)
     ]
-    assert len(ids) == 5 and len(set(ids)) == len(ids)
+    assert len(ids) == 10 and len(set(ids)) == len(ids)
     assert all(re.fullmatch(r"[a-z]+(-[a-z]+)+", i.removeprefix(events.HUB_BASE)) for i in ids)
 
 
