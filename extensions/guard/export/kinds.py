@@ -104,7 +104,9 @@ def sniff(path: Path, name: str) -> tuple[bool, str, str]:
             return True, want, found[1]
         if found:
             return False, found[0], found[1]
-        return False, "text" if read_text(path) is not None else "no known format", "text/plain"
+        if read_text(path) is not None:
+            return False, "text", "text/plain"
+        return False, "no known format", "application/octet-stream"
     if suffix in TEXT_SUFFIXES:
         if found:
             return False, found[0], found[1]
