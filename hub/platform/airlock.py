@@ -77,6 +77,12 @@ class ExportWrongState(ExportRefusal):
     status = 409
 
 
+class ExportUnavailable(ExportRefusal):
+    """The site cannot freeze or give back files now (not the person's doing)."""
+
+    status = 503
+
+
 # ---------------------------------------------------------------------------
 # what the rules read
 
