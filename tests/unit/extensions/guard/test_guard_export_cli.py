@@ -54,7 +54,7 @@ def site(tmp_path):
 
 def freeze_args(home, export, data, request, rules, *paths):
     return ("freeze", "--home", str(home), "--export-dir", str(export), "--data", str(data),
-            "--request", request, "--rules", rules, *paths)  # fmt: skip
+            "--request", request, "--rules", rules, "--", *paths)  # fmt: skip
 
 
 def test_freeze_prints_a_manifest_the_hub_reads(site):
