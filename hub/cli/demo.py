@@ -30,6 +30,7 @@ DEMO_PORTS = {
     "enforcer-port": 8083,
     "admin-port": 8084,
     "catalogue-port": 8085,
+    "export-port": 8086,
 }
 
 

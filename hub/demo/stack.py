@@ -55,6 +55,7 @@ class StackConfig:
     enforcer_port: int = 8083
     admin_port: int = 8084
     catalogue_port: int = 8085
+    export_port: int = 8086
     gateway_ports: dict[str, int] = field(default_factory=dict)  # site -> port, no containers
     auth_refresh_age: int = 60
     clock_file: Path | None = None  # tests only: a file holding "now"
@@ -70,7 +71,7 @@ class StackConfig:
         site_ids = list(
             load_policy_dir(kwargs.get("platform_dir", cls.platform_dir)).platform.sites
         )
-        ports = free_ports(8 + len(site_ids))
+        ports = free_ports(9 + len(site_ids))
         return cls(
             state_dir=state_dir,
             hub_port=ports[0],
@@ -81,7 +82,8 @@ class StackConfig:
             enforcer_port=ports[5],
             admin_port=ports[6],
             catalogue_port=ports[7],
-            gateway_ports=dict(zip(site_ids, ports[8:], strict=True)),
+            export_port=ports[8],
+            gateway_ports=dict(zip(site_ids, ports[9:], strict=True)),
             **{"fresh_gate_state": True, **kwargs},
         )
 
@@ -188,6 +190,7 @@ class Stack:
             "VISITING_ENFORCER_PORT": str(c.enforcer_port),
             "VISITING_ADMIN_PORT": str(c.admin_port),
             "VISITING_CATALOGUE_PORT": str(c.catalogue_port),
+            "VISITING_EXPORT_PORT": str(c.export_port),
             "VISITING_GATEWAY_PORTS": json.dumps(self.gateway_ports()),
             "VISITING_AUTH_REFRESH_AGE": str(c.auth_refresh_age),
         }
@@ -232,6 +235,7 @@ class Stack:
             ("enforcer", c.enforcer_port, c.host),
             ("admin", c.admin_port, c.host),
             ("catalogue", c.catalogue_port, c.host),
+            ("export", c.export_port, c.host),
         ]
         if not c.sites:  # with sites, each gateway is a container on its site's network
             ports += [(f"gateway-{s}", p, c.host) for s, p in self.gateway_ports().items()]
@@ -262,7 +266,7 @@ class Stack:
 
     def service_health_urls(self) -> dict[str, str]:
         """name -> health route of each hub service, through the hub's proxy."""
-        names = ["audit", "enforcer", "admin", "catalogue"]
+        names = ["audit", "enforcer", "admin", "catalogue", "export"]
         names += [f"gateway-{s}" for s in self.bundle.platform.sites]
         return {n: f"{self.config.hub_url}/services/{n}/health" for n in names}
 

@@ -183,6 +183,7 @@ def configure_services(c, settings: HubSettings) -> None:
         enforcer_service(settings, env),
         admin_service(settings, env),
         catalogue_service(settings, env),
+        export_service(settings, env),
     ]
     gateways = configure_gateways(c, settings, env)
     admin = next(s for s in c.JupyterHub.services if s["name"] == "admin")
@@ -260,6 +261,19 @@ def catalogue_service(settings: HubSettings, env: dict) -> dict:
     }
 
 
+def export_service(settings: HubSettings, env: dict) -> dict:
+    """The export airlock: requests to take files out of a site, their review and release;
+    it freezes files in site containers when the sites run in containers."""
+    environment = dict(env, VISITING_SITES="1") if settings.sites else dict(env)
+    return {
+        "name": "export",
+        "url": f"http://127.0.0.1:{settings.export_port}",
+        "command": [sys.executable, "-m", "hub.services.export"],
+        "environment": environment,
+        "display": False,
+    }
+
+
 def service_roles(gateways: list[str]) -> list[dict]:
     """The hub's roles: each service's exact scopes, and what every person may open."""
     gateway_access = [f"access:services!service={g}" for g in gateways]
@@ -269,6 +283,8 @@ def service_roles(gateways: list[str]) -> list[dict]:
         # the catalogue asks every site's gateway for counts of people (and nothing else:
         # the gateways decide that)
         {"name": "catalogue-service", "services": ["catalogue"], "scopes": gateway_access},
+        # the export service checks a caller's token with the token itself and reads the
+        # rest from the registry: it has no role (hub.services.export.application.SCOPES)
         # a person may use every site's gateway and open the admin service and the
         # catalogue; each decides by approval or platform role
         {
@@ -279,6 +295,7 @@ def service_roles(gateways: list[str]) -> list[dict]:
                 "read:services",
                 "access:services!service=admin",
                 "access:services!service=catalogue",
+                "access:services!service=export",
             ]
             + gateway_access,
         },
@@ -294,6 +311,8 @@ def server_token_scopes(gateways: list[str]) -> list[str]:
         "list:services",
         "read:services",
         "access:services!service=catalogue",
+        # the export airlock's requests from inside the server (extensions.guard.export)
+        "access:services!service=export",
     ] + [f"access:services!service={g}" for g in gateways]
 
 

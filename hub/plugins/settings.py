@@ -255,6 +255,14 @@ class HubSettings(Configurable):
     def _catalogue_port_default(self):
         return self._env("VISITING_CATALOGUE_PORT", 8085, int)
 
+    export_port = Integer(
+        help="Port of the export airlock service. Default: $VISITING_EXPORT_PORT, else 8086.",
+    ).tag(config=True)
+
+    @default("export_port")
+    def _export_port_default(self):
+        return self._env("VISITING_EXPORT_PORT", 8086, int)
+
     gateway_ports = Dict(
         help="""site -> port of the site's federation gateway when it runs beside the hub
         (no site containers). Default: $VISITING_GATEWAY_PORTS (a JSON object), else

@@ -82,7 +82,7 @@ def test_services_know_their_hub_and_the_admin_page_knows_every_service(tmp_path
     services = {s["name"]: s for s in c.JupyterHub.services}
     # every service the hub starts names the hub's pid, so it ends with the hub
     managed = [s for s in services.values() if s.get("command")]
-    assert len(managed) == 9
+    assert len(managed) == 10
     assert all(s["environment"]["VISITING_HUB_PID"] == str(os.getpid()) for s in managed)
     # gateways beside the hub: as given, else 8090, 8091, ... in the platform's order
     assert services["gateway-nig"]["url"] == "http://127.0.0.1:8090"
@@ -90,6 +90,15 @@ def test_services_know_their_hub_and_the_admin_page_knows_every_service(tmp_path
     health = json.loads(services["admin"]["environment"]["VISITING_SERVICE_HEALTH"])
     assert sorted(health) == sorted(services)
     assert health["enforcer"] == "http://127.0.0.1:18083/services/enforcer/health"
+    # the export airlock: on its port, freezing over local folders without site containers
+    assert services["export"]["url"] == "http://127.0.0.1:8086"
+    assert services["export"]["command"][-2:] == ["-m", "hub.services.export"]
+    assert "VISITING_SITES" not in services["export"]["environment"]
+    # a person and a server's token may call it; the service itself holds no role
+    roles = {r["name"]: r for r in c.JupyterHub.load_roles}
+    assert "access:services!service=export" in roles["user"]["scopes"]
+    assert "access:services!service=export" in c.SiteSpawner.server_token_scopes
+    assert not any("export" in r.get("services", []) for r in roles.values())
 
 
 def test_every_setting_has_help_and_its_variable():
