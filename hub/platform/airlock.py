@@ -27,7 +27,7 @@ from typing import Any
 from extensions.contracts.clock import JST, as_utc
 from extensions.contracts.export import DECISIONS, OPEN_STATES, ExportRules, Manifest
 from hub.platform.access import SECRETARIAT, SITE_ADMIN_PREFIX
-from hub.platform.messages import Message, message
+from hub.platform.messages import LANGS, Message, message
 from hub.platform.policy_models import ExportPolicy
 
 #: the states in which reviewers act (before: still freezing; changes-requested: the
@@ -58,7 +58,12 @@ class ExportRefusal(Exception):
         return str(self.text)
 
     def to_json(self) -> dict[str, Any]:
-        return {"error": self.key, "message": {"ja": self.text.ja, "en": self.text.en}}
+        return error_json(self.text)
+
+
+def error_json(text: Message) -> dict[str, Any]:
+    """A refusal as the export API answers it: its key and its text in every language."""
+    return {"error": text.key, "message": {lang: getattr(text, lang) for lang in LANGS}}
 
 
 class BadExportInput(ExportRefusal):

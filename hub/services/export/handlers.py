@@ -1,10 +1,9 @@
 """The export service's REST API. The caller is whoever JupyterHub says their own token
-(`Authorization: token ...`) belongs to; a refusal is JSON
-
-    {"error": "<message key>", "message": {"ja": ..., "en": ...}, "status": 403, "field": null}
-
-with the status of its kind (400 bad input, 401 no token, 403 not allowed, 404 unknown or
-not yours to see, 409 wrong state, 503 the site unavailable)."""
+(`Authorization: token ...`) belongs to; a refusal is JSON with the key of its text in the
+message table (`error`), the text in Japanese and English (`message`, an object by
+language), `status`, and the input that is wrong (`field`, else null), with the status of
+its kind (400 bad input, 401 no token, 403 not allowed, 404 unknown or not yours to see,
+409 wrong state, 503 the site unavailable)."""
 
 from __future__ import annotations
 
@@ -19,8 +18,10 @@ from hub.platform.airlock import (
     ExportNotAllowed,
     ExportRefusal,
     ExportRequest,
+    error_json,
     release_until,
 )
+from hub.platform.messages import Message
 from hub.services._base import JsonApiHandler
 from hub.services.export.desk import ExportDesk
 
@@ -62,10 +63,7 @@ class ApiHandler(JsonApiHandler):
             body = exc.to_json()
             field = exc.field
         else:  # tornado's own: an unknown route, a method not allowed, a failure
-            body = {
-                "error": f"http.{status_code}",
-                "message": {"ja": self._reason, "en": self._reason},
-            }
+            body = error_json(Message(f"http.{status_code}", self._reason, self._reason))
             field = None
         return body | {"status": status_code, "field": field}
 
