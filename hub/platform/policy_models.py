@@ -145,10 +145,12 @@ class DownloadRules:
     disabled_kinds: tuple[str, ...] = ()
     period_warning_days: int = 14
 
-    def to_env(self) -> str:
-        """The rules as the JSON the guard reads from VISITING_GUARD_RULES."""
+    def to_env(self, downloads: str = "direct") -> str:
+        """The rules as the JSON the guard reads from VISITING_GUARD_RULES, with how files
+        leave the server's site (`downloads`: direct, or only through the export airlock)."""
         return json.dumps(
             {
+                "downloads": downloads,
                 "max_bytes": self.max_bytes,
                 "extra_raw_patterns": list(self.extra_raw_patterns),
                 "disabled_kinds": list(self.disabled_kinds),

@@ -202,7 +202,8 @@ class SiteSpawner(PlatformTraits, DockerSpawner):
                 APPROVAL_END_DATE: approval.period.end.isoformat(),
                 DATASETS: ",".join(approval.datasets_at(site.id)),
                 "DASK_SCHEDULER_ADDRESS": SERVER_DASK_SCHEDULER,
-                GUARD_RULES: self.platform.download.to_env(),
+                # the guard's download rules; at an airlock site, no direct download at all
+                GUARD_RULES: self.platform.download.to_env(site.downloads),
                 # the gate's egress meter and whether it lets terminals open at this site
                 EGRESS_RULES: self.platform.egress.to_env(),
                 TERMINALS: site.terminals,

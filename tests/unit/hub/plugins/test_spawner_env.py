@@ -7,6 +7,7 @@ platform file's egress rules, and terminals are off where the site says so.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from types import SimpleNamespace
 
@@ -14,9 +15,9 @@ import pytest
 from dockerspawner import DockerSpawner
 
 from extensions.contracts.egress import EgressRules
-from extensions.contracts.environment import EGRESS_RULES, TERMINALS
-from extensions.guard.context import terminals_from_env
-from hub.platform.policy import Quota
+from extensions.contracts.environment import EGRESS_RULES, GUARD_RULES, TERMINALS
+from extensions.guard.context import GuardRules, terminals_from_env
+from hub.platform.policy import Quota, load_platform
 from hub.plugins.spawner import SiteSpawner
 from tests.conftest import DEMO_DIR
 
@@ -52,3 +53,16 @@ def test_the_gate_gets_the_rules_and_the_sites_terminal_mode(site, terminals, mo
     assert EgressRules.from_env(env[EGRESS_RULES]) == EgressRules()
     assert env[TERMINALS] == terminals
     assert terminals_from_env(env) == terminals
+
+
+def test_the_guard_learns_whether_its_site_lets_files_out_only_through_the_airlock(monkeypatch):
+    """Rule "Publication": at a site whose `downloads` is `airlock` the guard refuses every
+    direct download; the demo keeps direct downloads everywhere."""
+    env = env_at("nig", monkeypatch)
+    assert GuardRules.from_json(env[GUARD_RULES]).downloads == "direct"
+    platform = load_platform(DEMO_DIR)
+    nig = replace(platform.sites["nig"], downloads="airlock")
+    airlock = replace(platform, sites={**platform.sites, "nig": nig})
+    monkeypatch.setattr(SiteSpawner, "platform", property(lambda self: airlock))
+    rules = GuardRules.from_json(env_at("nig", monkeypatch)[GUARD_RULES])
+    assert rules.airlock and rules.max_bytes == platform.download.max_bytes
