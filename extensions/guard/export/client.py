@@ -81,8 +81,11 @@ def _call(method: str, url: str, token: str, timeout: float, **kwargs) -> Any:
         doc = {"message": r.text[:300]}
     if not 200 <= r.status_code < 300:
         message = doc.get("message") if isinstance(doc, dict) else None
-        if isinstance(doc, dict) and doc.get("message_ja") and doc.get("message_en"):
-            message = f"{doc['message_ja']} / {doc['message_en']}"
+        if isinstance(message, dict) and message.get("ja") and message.get("en"):
+            # the service's errors: {"error": key, "message": {"ja", "en"}, ...}
+            message = f"{message['ja']} / {message['en']}"
+        elif not isinstance(message, str):
+            message = None
         raise ExportRequestError(
             message or f"the export service refused ({r.status_code})",
             r.status_code,

@@ -329,4 +329,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "individual-level data (gate)",
     },
     "report.block_reason.egress-cap": {"ja": "1日の送信上限", "en": "the day's egress cap"},
+    "report.block_reason.airlock": {
+        "ja": "エアロックのサイト（持ち出し申請のみ）",
+        "en": "an airlock site (export requests only)",
+    },
 }

@@ -202,11 +202,19 @@ def test_request_export_posts_to_the_service_with_the_servers_token(server_env):
 
 
 def test_a_refusal_carries_the_services_bilingual_message(server_env):
-    message = "持ち出し申請は受け付けられません / the site does not take export requests"
-    ExportService.answer = (403, {"status": 403, "message": message, "field": "site"})
+    # the export service's error shape: the key, the text by language, the status, the field
+    texts = {
+        "ja": "持ち出し申請は受け付けられません",
+        "en": "the site does not take export requests",
+    }
+    ExportService.answer = (
+        403,
+        {"error": "export.site", "message": texts, "status": 403, "field": "site"},
+    )
     with pytest.raises(ExportRequestError) as e:
         request_export("fig1.png", "Figure 1", site="ncc")
-    assert str(e.value) == message and e.value.status == 403 and e.value.field == "site"
+    assert str(e.value) == f"{texts['ja']} / {texts['en']}"
+    assert e.value.status == 403 and e.value.field == "site"
     assert ExportService.seen[0][3]["site"] == "ncc"
 
 
@@ -235,6 +243,7 @@ def test_the_request_command_prints_the_answer_or_the_refusal(server_env, servic
     ExportService.answer = (201, {"id": "req-8", "state": "submitted"})
     p = cli("request", "--purpose", "Table 2", str(server_env / "results" / "t.csv"), env=env)
     assert p.returncode == 0 and json.loads(p.stdout) == {"id": "req-8", "state": "submitted"}
-    ExportService.answer = (400, {"status": 400, "message": "目的が短すぎます / too short"})
+    texts = {"ja": "目的が短すぎます", "en": "too short"}
+    ExportService.answer = (400, {"error": "export.purpose", "message": texts, "status": 400})
     p = cli("request", "--purpose", "x", str(server_env / "results" / "t.csv"), env=env)
     assert p.returncode == 1 and "目的が短すぎます / too short" in p.stderr.decode()
