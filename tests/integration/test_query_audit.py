@@ -25,8 +25,7 @@ from extensions.federation.cohorts import open_cohort
 from hub.demo.stack import Stack, StackConfig, processes_of
 from hub.store.audit import AuditStore
 
-from .conftest import token_of
-from .egress_client import platform_copy
+from .conftest import platform_copy, token_of
 from .guard_server import wait_for
 
 pytestmark = pytest.mark.integration
