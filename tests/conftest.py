@@ -20,16 +20,23 @@ EXIT_GRACE_SECONDS = 180
 
 
 @pytest.fixture(scope="session", autouse=True)
-def leave_the_engine_as_found():
+def leave_the_engine_as_found(request):
     """Tests (integration, e2e) start the project's Docker engine when they need it; stop it
-    after the session, if they did."""
+    after the session, if they did. A session of unit tests never starts it, so it never
+    stops it either: an engine another session started while this one ran stays up."""
     import subprocess
 
     script = str(REPO_ROOT / "scripts" / "docker.sh")
     status = subprocess.run(["bash", script, "status"], capture_output=True)
     yield
-    if status.returncode != 0:
+    if status.returncode != 0 and may_start_the_engine(request.session.items):
         subprocess.run(["bash", script, "down"], capture_output=True)
+
+
+def may_start_the_engine(items) -> bool:
+    """Whether a session's tests include a tier that starts the Docker engine."""
+    tiers = {REPO_ROOT / "tests" / "integration", REPO_ROOT / "tests" / "e2e"}
+    return any(tier in Path(item.path).resolve().parents for item in items for tier in tiers)
 
 
 @pytest.fixture

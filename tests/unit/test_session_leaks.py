@@ -104,3 +104,19 @@ def test_a_clean_session_passes(tmp_path):
     )
     assert r.returncode == 0, r.stdout
     assert "left running" not in r.stdout
+
+
+class _Item:
+    def __init__(self, path):
+        self.path = path
+
+
+def test_only_a_session_with_a_docker_tier_stops_the_engine():
+    from tests.conftest import REPO_ROOT, may_start_the_engine
+
+    unit = _Item(REPO_ROOT / "tests" / "unit" / "test_locks.py")
+    integration = _Item(REPO_ROOT / "tests" / "integration" / "test_sites.py")
+    browser = _Item(REPO_ROOT / "tests" / "e2e" / "test_journey.py")
+    assert not may_start_the_engine([unit])
+    assert may_start_the_engine([unit, integration])
+    assert may_start_the_engine([browser])
