@@ -6,8 +6,9 @@ protocols, see kernel_client.py) and the terminal websocket. What arrives is
 judged by a leak checker that knows the cohort from the stack's data, read on
 the host; it never asks the gate (or its recogniser) what the data looks like.
 
-- `start_stack`, `platform_copy`, `forget_gate_state`: a test stack with sites
-  and a clock file, optionally on a private copy of the demo platform.
+- `platform_copy` (from conftest), `set_clock`, `forget_gate_state`: a private copy of
+  the demo platform, the clock of the site stack (conftest's `site_stack`), the gate's
+  state of a person at a site.
 - `Server`: one person's server at one site: start/stop, downloads, kernels,
   terminals, a shell in its container (for set-up and for facts only root sees).
 - `Terminal`: JupyterLab's terminal client (terminado's JSON messages).
@@ -26,7 +27,6 @@ import io
 import json
 import lzma
 import re
-import shutil
 import sqlite3
 import tarfile
 import tempfile
@@ -41,20 +41,15 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import numpy as np
 import requests
-import yaml
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
-from hub.demo.stack import Stack, StackConfig
-from hub.platform.policy import load_policy_dir
+from hub.demo.stack import Stack
 from hub.store.audit import AuditStore
 
-from .conftest import token_of
+from .conftest import platform_copy, token_of, write_clock  # noqa: F401 (platform_copy: for the suites)
 from .kernel_client import Kernel
 from .test_sites import Researcher, container_of, sh
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEMO_PLATFORM = REPO_ROOT / "policies" / "demo"
 
 #: what every notice of the gate says, in both languages (the contract of issue 15)
 NOTICE_EN = "Withheld by the egress gate"
@@ -71,53 +66,10 @@ CJK = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")
 # stacks
 
 
-def platform_copy(
-    dest: Path,
-    edit: Callable[[dict], None] | None = None,
-    approvals: Iterable[dict] = (),
-) -> Path:
-    """A private copy of the demo platform folder at `dest` (which may exist, empty), its data
-    root the demo's (so the synthetic cohorts are shared), `edit` applied to platform.yaml's
-    document, and `approvals` added as approval files."""
-    shutil.copytree(DEMO_PLATFORM, dest, dirs_exist_ok=True)
-    demo = load_policy_dir(DEMO_PLATFORM).platform
-    path = dest / "platform.yaml"
-    doc = yaml.safe_load(path.read_text())
-    doc["platform"]["data_root"] = str(demo.data_root)
-    doc["platform"]["state_dir"] = str(dest / "state")
-    if edit is not None:
-        edit(doc)
-    path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False))
-    for a in approvals:
-        (dest / "approvals" / f"{a['approval_id']}.yaml").write_text(
-            yaml.safe_dump(a, allow_unicode=True, sort_keys=False)
-        )
-    return dest
-
-
-def start_stack(tmp_path_factory, name: str, platform_dir: Path | None = None, **env) -> Stack:
-    """A stack with sites and an (empty, so real-time) clock file, started."""
-    state = tmp_path_factory.mktemp(name)
-    clock = state / "now"
-    clock.write_text("")
-    kwargs = {"platform_dir": platform_dir} if platform_dir is not None else {}
-    config = StackConfig.ephemeral(
-        state, sites=True, clock_file=clock, extra_env=dict(env), **kwargs
-    )
-    s = Stack(config)
-    s.ensure_data()
-    s.start_sites()
-    s.start()
-    return s
-
-
 def set_clock(stack: Stack, instant: str) -> None:
     """Move the hub's (and the containers') clock; '' is the real time. Written in place: the
     file is bind-mounted into the containers, and a new file would not reach them."""
-    with open(stack.config.clock_file, "r+") as f:
-        f.seek(0)
-        f.write(instant)
-        f.truncate()
+    write_clock(stack.config.clock_file, instant)
 
 
 def forget_gate_state(stack: Stack, user: str, site: str) -> None:

@@ -52,7 +52,6 @@ from .egress_client import (
     forget_gate_state,
     inspect,
     message_blobs,
-    start_stack,
     withheld_notice,
 )
 
@@ -702,10 +701,9 @@ def test_the_table_is_large_enough():
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    s = start_stack(tmp_path_factory, "egress-attacks")
-    yield s
-    s.stop()
+def stack(site_stack):
+    """The session's site stack (conftest.py)."""
+    yield site_stack
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / "attacks.json").write_text(json.dumps(RESULTS, indent=1, ensure_ascii=False))
 

@@ -29,8 +29,8 @@ import pytest
 
 from hub.platform.policy import load_policy_dir
 
+from .conftest import DEMO_PLATFORM, GATE_REACH_APPROVAL
 from .egress_client import (
-    DEMO_PLATFORM,
     Cohort,
     Server,
     TerminalRefused,
@@ -38,22 +38,14 @@ from .egress_client import (
     forget_gate_state,
     inspect,
     message_blobs,
-    platform_copy,
-    start_stack,
     withheld_notice,
 )
 
 pytestmark = pytest.mark.integration
 
-USER = "takahashi"
-APPROVAL = {
-    "approval_id": "J-DU009901",
-    "institution": "Example University",
-    "purpose": "Egress gate tests: a handler at nig and at imsut",
-    "handlers": [USER],
-    "datasets": ["JGAD000101", "JGAD000501"],
-    "period": {"start": "2024-04-01", "end": "2035-03-31"},
-}
+#: takahashi at nig and imsut: the shared site stack's platform holds this approval
+APPROVAL = GATE_REACH_APPROVAL
+(USER,) = APPROVAL["handlers"]
 GATE_UID, SERVER_UID = 990, 1000
 CLINICAL = "/data/JGAD000101/clinical.tsv"
 
@@ -200,11 +192,10 @@ REFUSED = {"denied:EACCES", "denied:EPERM", "denied:EADDRINUSE", "denied:EROFS"}
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    platform = platform_copy(tmp_path_factory.mktemp("gate-reach-platform"), approvals=[APPROVAL])
-    s = start_stack(tmp_path_factory, "egress-gate-reach", platform_dir=platform)
-    yield s
-    s.stop()
+def stack(site_stack):
+    """The session's site stack (conftest.py), whose platform holds APPROVAL."""
+    assert APPROVAL["approval_id"] in site_stack.bundle.approvals
+    return site_stack
 
 
 @pytest.fixture(scope="module")

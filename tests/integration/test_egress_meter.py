@@ -38,7 +38,6 @@ from .egress_client import (
     forget_gate_state,
     platform_copy,
     set_clock,
-    start_stack,
 )
 
 pytestmark = pytest.mark.integration
@@ -81,17 +80,21 @@ print("pieces", len(sealed) // {chunk})
 """
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    def small_rules(doc):
-        doc.setdefault("rules", {})["egress"] = dict(RULES)
+def small_rules(doc):
+    doc.setdefault("rules", {})["egress"] = dict(RULES)
 
-    platform = platform_copy(
-        tmp_path_factory.mktemp("meter-platform"), edit=small_rules, approvals=[APPROVAL]
-    )
-    s = start_stack(tmp_path_factory, "egress-meter", platform_dir=platform)
-    yield s
-    s.stop()
+
+#: site_stack (conftest.py) runs its hub on this module's own platform (small egress rules,
+#: takahashi's approval at nig only) and a registry and audit store of its own
+SITE_STACK_VARIANT = {
+    "platform": lambda folder: platform_copy(folder, edit=small_rules, approvals=[APPROVAL])
+}
+
+
+@pytest.fixture(scope="module")
+def stack(site_stack):
+    assert APPROVAL["approval_id"] in site_stack.bundle.approvals
+    return site_stack
 
 
 ARTIFACT = Path(__file__).resolve().parents[1] / "artifacts" / "egress" / "meter.json"

@@ -35,7 +35,6 @@ from .egress_client import (
     event_name,
     forget_gate_state,
     message_blobs,
-    start_stack,
 )
 from .notebook_runner import run_notebook
 from .test_tutorials_site import TUTORIALS, fresh_home
@@ -53,10 +52,9 @@ SEEN: list[tuple[str, str]] = []
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    s = start_stack(tmp_path_factory, "egress-normal-use")
-    yield s
-    s.stop()
+def stack(site_stack):
+    """The session's site stack (conftest.py)."""
+    return site_stack
 
 
 @pytest.fixture(scope="module")

@@ -23,10 +23,9 @@ import numpy as np
 import pytest
 
 from extensions.contracts.clock import FileClock
-from hub.demo.stack import Stack, StackConfig
 from hub.store.audit import AuditStore
 
-from .conftest import token_of
+from .conftest import token_of, write_clock
 from .guard_server import wait_for
 from .kernel_client import Kernel
 from .test_gateway import _pooled_counts as pooled_counts
@@ -39,16 +38,10 @@ GUARD_NOTICE = "[data guard]"
 
 
 @pytest.fixture(scope="module")
-def fed_stack(tmp_path_factory):
-    state = tmp_path_factory.mktemp("federation-stack")
-    clock = state / "now"
-    clock.write_text("")  # the real time; sato's token is made with the clock moved back
-    s = Stack(StackConfig.ephemeral(state, sites=True, clock_file=clock))
-    s.ensure_data()
-    s.start_sites()
-    s.start()
-    yield s
-    s.stop()
+def fed_stack(site_stack):
+    """The session's site stack (conftest.py); its clock says the real time, and sato's
+    token is made with the clock moved back."""
+    return site_stack
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +58,7 @@ def tokens(fed_stack):
     try:
         sato = token_of(fed_stack, "sato")
     finally:
-        fed_stack.config.clock_file.write_text("")
+        write_clock(fed_stack.config.clock_file, "")
     return {
         "sato": sato,
         "tanaka": token_of(fed_stack, "tanaka"),

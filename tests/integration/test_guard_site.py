@@ -8,51 +8,35 @@ in the verified audit log, once, also across a hub restart).
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import UTC, datetime
 
 import pytest
 
 from extensions.contracts.clock import FileClock
-from hub.demo.stack import Stack, StackConfig
-from hub.store.audit import AuditStore
 
 from . import guard_server
+from .conftest import SITE_ENFORCER_INTERVAL, ModuleAudit, write_clock
 from .test_sites import Researcher, container_of, engine, sh  # noqa: F401  (engine: a fixture)
 
 pytestmark = pytest.mark.integration
 
-ENFORCER_INTERVAL = 2
+ENFORCER_INTERVAL = SITE_ENFORCER_INTERVAL
 
 
 @pytest.fixture(scope="module")
-def guard_stack(tmp_path_factory):
-    state = tmp_path_factory.mktemp("guard-site-stack")
-    clock = state / "now"
-    clock.write_text("")
-    config = StackConfig.ephemeral(
-        state,
-        sites=True,
-        clock_file=clock,
-        extra_env={
-            "VISITING_ENFORCER_INTERVAL": str(ENFORCER_INTERVAL),
-            # the container's own period check stays slow, so the enforcer is what acts
-            "VISITING_PERIOD_CHECK_SECONDS": "600",
-            "VISITING_CONTAINER_ENV": json.dumps({"VISITING_DATA_ACCESS_WINDOW": "1"}),
-        },
-    )
-    s = Stack(config)
-    s.ensure_data()
-    s.start_sites()
-    s.start()
-    yield s
-    s.stop()
+def guard_stack(site_stack):
+    """The session's site stack (conftest.py): the enforcer every 2 s, the containers' own
+    period check slow (600 s), so the enforcer is what acts; data reads reported each."""
+    assert site_stack.config.extra_env["VISITING_PERIOD_CHECK_SECONDS"] == "600"
+    return site_stack
 
 
 @pytest.fixture(scope="module")
 def audit(guard_stack):
-    return AuditStore(guard_stack._database_url())
+    """The audit store without the events of modules before this one (tanaka's servers
+    elsewhere): every event of tanaka checked here is of this module's session at nig."""
+    return ModuleAudit(guard_stack)
 
 
 class Browser(Researcher):
@@ -63,7 +47,7 @@ class Browser(Researcher):
 
 
 @pytest.fixture(scope="module")
-def tanaka(guard_stack, engine):  # noqa: F811
+def tanaka(guard_stack, engine, audit):  # noqa: F811  (audit: its snapshot comes first)
     t = Browser(guard_stack, "tanaka")
     r = t.start("nig")
     assert r.status_code in (201, 202), r.text
@@ -196,7 +180,7 @@ def test_enforcer_stops_a_server_whose_approval_ended(guard_stack, tanaka, audit
         r = tanaka.start("nig")
         assert r.status_code == 403, r.text
     finally:
-        guard_stack.config.clock_file.write_text("")
+        write_clock(guard_stack.config.clock_file, "")
 
 
 # ---------------------------------------------------------------------------

@@ -19,33 +19,21 @@ import pytest
 import requests
 
 from hub.demo.processes import services_of
-from hub.demo.stack import Stack, StackConfig
 from hub.sites.plan import resolve_endpoint
 from hub.store.audit import AuditStore
 from hub.store.registry import ApprovalRegistry
 
-from .conftest import hub_login, token_of
+from .conftest import SITE_ENFORCER_INTERVAL, hub_login, token_of
 from .test_sites import Researcher, container_of
 
 pytestmark = pytest.mark.integration
 
-ENFORCER_INTERVAL = 2  # seconds: the catch-up after the enforcer was down
+ENFORCER_INTERVAL = SITE_ENFORCER_INTERVAL  # seconds: the catch-up after the enforcer was down
 
-
-@pytest.fixture(scope="module")
-def site_stack(tmp_path_factory):
-    state = tmp_path_factory.mktemp("ops-stack")
-    config = StackConfig.ephemeral(
-        state,
-        sites=True,
-        extra_env={"VISITING_ENFORCER_INTERVAL": str(ENFORCER_INTERVAL)},
-    )
-    s = Stack(config)
-    s.ensure_data()
-    s.start_sites()
-    s.start()
-    yield s
-    s.stop()
+#: site_stack (conftest.py) runs its hub on a registry and audit store of this module's own:
+#: these tests revoke sato's approval, change J-DU000101's quota at nig and count the
+#: secretariat's actions in the whole log
+SITE_STACK_VARIANT = {"platform": None}
 
 
 @pytest.fixture(scope="module")
@@ -187,7 +175,7 @@ def test_enforcer_down_other_checks_hold_and_it_catches_up(site_stack, engine, j
     token = token_of(site_stack, "tanaka")
     assert tanaka.start("nig").status_code in (201, 202)
     tanaka.wait_ready("nig")
-    # this stack's enforcer (other test modules run stacks of their own)
+    # this stack's enforcer (other test modules run stacks of their own, without sites)
     (enforcer,) = [
         pid
         for pid in services_of(site_stack.state_dir)

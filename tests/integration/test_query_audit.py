@@ -26,8 +26,7 @@ from hub.demo.processes import processes_of
 from hub.demo.stack import Stack, StackConfig
 from hub.store.audit import AuditStore
 
-from .conftest import token_of
-from .egress_client import platform_copy
+from .conftest import platform_copy, token_of
 from .guard_server import wait_for
 
 pytestmark = pytest.mark.integration

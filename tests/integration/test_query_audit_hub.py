@@ -29,8 +29,7 @@ from hub.demo.stack import Stack, StackConfig
 from hub.store.audit import AuditStore
 from hub.store.registry import ApprovalRegistry
 
-from .conftest import hub_login, token_of
-from .egress_client import platform_copy
+from .conftest import hub_login, platform_copy, token_of
 from .guard_server import wait_for
 
 pytestmark = pytest.mark.integration

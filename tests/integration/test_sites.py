@@ -13,7 +13,6 @@ import time
 import docker
 import pytest
 
-from hub.demo.stack import Stack, StackConfig
 from hub.sites.containers import ONE_BLAS_THREAD
 from hub.sites.plan import SitePlan, resolve_endpoint
 
@@ -24,15 +23,7 @@ pytestmark = pytest.mark.integration
 GiB = 1024**3
 
 
-@pytest.fixture(scope="module")
-def site_stack(tmp_path_factory):
-    state = tmp_path_factory.mktemp("site-stack")
-    s = Stack(StackConfig.ephemeral(state, sites=True))
-    s.ensure_data()
-    s.start_sites()
-    s.start()
-    yield s
-    s.stop()
+# site_stack: the session's stack with the five sites (conftest.py)
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +121,8 @@ def tanaka_at_nig(site_stack, engine):
     tanaka.wait_ready("nig")
     # the container is looked up on each use: a test restarts the server
     yield tanaka, lambda: container_of(engine, "tanaka", "nig")
+    if container_of(engine, "tanaka", "nig") is not None:
+        tanaka.stop("nig")
 
 
 def test_jupyterlab_answers_through_the_proxy(site_stack, tanaka_at_nig):

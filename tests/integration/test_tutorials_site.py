@@ -23,10 +23,7 @@ import pandas as pd
 import pytest
 import zarr
 
-from hub.demo.stack import Stack, StackConfig
-from hub.store.audit import AuditStore
-
-from .conftest import token_of
+from .conftest import ModuleAudit, token_of
 from .guard_server import wait_for
 from .notebook_runner import ARTIFACTS, GUARD_NOTICE, run_notebook
 from .test_gateway import _pooled_counts as pooled_counts
@@ -43,16 +40,17 @@ SECONDS: dict[str, float] = {}
 
 
 @pytest.fixture(scope="module")
-def tut_stack(tmp_path_factory):
-    state = tmp_path_factory.mktemp("tutorial-stack")
-    s = Stack(StackConfig.ephemeral(state, sites=True))
-    s.ensure_data()
-    s.start_sites()
-    s.start()
-    yield s
-    s.stop()
+def tut_stack(site_stack):
+    """The session's site stack (conftest.py)."""
+    yield site_stack
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / "seconds.json").write_text(json.dumps(SECONDS, indent=1))
+
+
+@pytest.fixture(scope="module")
+def audit(tut_stack):
+    """The audit store without the events of modules before this one."""
+    return ModuleAudit(tut_stack)
 
 
 def fresh_home(stack, user: str, site: str) -> None:
@@ -71,7 +69,7 @@ def fresh_home(stack, user: str, site: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def tanaka(tut_stack):
+def tanaka(tut_stack, audit):
     """tanaka's server at nig on his first day, as his browser reaches it, and his own token."""
     fresh_home(tut_stack, "tanaka", "nig")
     token = token_of(tut_stack, "tanaka")
@@ -118,7 +116,7 @@ def test_every_tutorial_is_in_his_home(tanaka):
     assert len(TUTORIALS) == 6 and set(TUTORIALS) <= names, names
 
 
-def test_01_getting_started(tut_stack, tanaka):
+def test_01_getting_started(tut_stack, tanaka, audit):
     nb = run(tanaka, "01-getting-started.ipynb")
     try:
         got = nb.result
@@ -135,7 +133,6 @@ def test_01_getting_started(tut_stack, tanaka):
     # the refusal the reader reads is the guard's, in both languages
     assert "ダウンロードを禁止しました" in nb.stdout and "Download blocked" in nb.stdout
     # and both attempts are in the audit log
-    audit = AuditStore(tut_stack._database_url())
 
     def blocked():
         found = [
