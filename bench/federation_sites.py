@@ -42,6 +42,8 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from bench.federation_procs import BenchError, Service, free_port, say, vm_hwm
+from extensions.contracts.environment import AUDIT_URL, QUERY_AUDIT_DIR, SITE_DATA
+from extensions.contracts.service import HUB_PID_ENV
 from extensions.federation.client import Federation, FederationError, SiteGateway
 
 REPO = Path(__file__).resolve().parent.parent
@@ -267,13 +269,15 @@ class Site:
         # the demo's gateway environment, its addresses those of this machine's loopback
         genv = gateway_env(platform, spec, 0, 0, StubHub.gateway_token(self.site))
         genv.update(
-            VISITING_SITE_DATA=str(self.data_root),
-            DASK_SCHEDULER_ADDRESS=address,
-            JUPYTERHUB_API_URL=hub.api_url,
-            VISITING_AUDIT_URL=hub.audit_url,
-            VISITING_QUERY_AUDIT_DIR=str(self.work / "query-audit"),
-            # the gateway's life tied to this process's, as to the hub's (hub.services._base)
-            VISITING_HUB_PID=str(os.getpid()),
+            {
+                SITE_DATA: str(self.data_root),
+                "DASK_SCHEDULER_ADDRESS": address,
+                "JUPYTERHUB_API_URL": hub.api_url,
+                AUDIT_URL: hub.audit_url,
+                QUERY_AUDIT_DIR: str(self.work / "query-audit"),
+                # the gateway's life tied to this process's, as to the hub's
+                HUB_PID_ENV: str(os.getpid()),
+            }
         )
         (self.work / "query-audit").mkdir()
         self.services.append(

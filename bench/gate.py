@@ -34,6 +34,7 @@ import requests  # noqa: E402
 from tornado.httpclient import HTTPRequest  # noqa: E402
 from tornado.websocket import websocket_connect  # noqa: E402
 
+from extensions.contracts.environment import GUARD_RULES  # noqa: E402
 from hub.data.synth import SiteSpec, generate_cohorts  # noqa: E402
 from tests.integration.gate_rig import GateRig  # noqa: E402
 from tests.integration.guard_server import TOKEN, GuardServer, free_port, server_env  # noqa: E402
@@ -159,7 +160,7 @@ def run(quick: bool = False) -> list[tuple[str, float, float]]:
             root / "spool",
             clock,
             port,
-            VISITING_GUARD_RULES=json.dumps({"max_bytes": 64 * MIB}),
+            **{GUARD_RULES: json.dumps({"max_bytes": 64 * MIB})},
         )
         # the whole 10 MB must reach the client: jupyter_server's IOPub rate limit off
         cfg = root / "jupyter-config" / "jupyter_server_config.json"

@@ -33,12 +33,14 @@ def call(args, method: str, path: str, body: dict | None = None) -> dict:
     import urllib.error
     import urllib.request
 
+    from extensions.contracts.environment import HUB_URL
+
     token = args.token or os.environ.get("JUPYTERHUB_API_TOKEN") or os.environ.get("VISITING_TOKEN")
     if not token:
         raise CommandError(
             "no token: give --token or set JUPYTERHUB_API_TOKEN (make one on the hub's Token page)"
         )
-    hub = (args.hub_url or os.environ.get("VISITING_HUB_URL") or DEFAULT_HUB).rstrip("/")
+    hub = (args.hub_url or os.environ.get(HUB_URL) or DEFAULT_HUB).rstrip("/")
     url = f"{hub}/services/admin/api/{path}"
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(

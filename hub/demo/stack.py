@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from extensions.contracts.clock import CLOCK_FILE_ENV
+from extensions.contracts.environment import HUB_URL
 from hub.demo import StackError
 from hub.demo.ports import describe_holders, free_ports, port_free
 from hub.demo.processes import ManagedProcess, stop_pid_file, stop_services_of
@@ -180,7 +181,7 @@ class Stack:
     def hub_process(self) -> ManagedProcess:
         c = self.config
         env = self.base_env() | {
-            "VISITING_HUB_URL": c.hub_url,
+            HUB_URL: c.hub_url,
             "VISITING_IDP_URL": c.idp_url,
             "VISITING_CLIENT_ID": "visiting-hub",
             "VISITING_CLIENT_SECRET": self.client_secret(),

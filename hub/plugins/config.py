@@ -16,6 +16,14 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
+from extensions.contracts.environment import (
+    AUDIT_URL,
+    DISCLOSURE,
+    HUB_URL,
+    QUERY_AUDIT_DIR,
+    SITE,
+    SITE_DATA,
+)
 from hub.platform.policy import load_platform
 from hub.platform.traits import PLATFORM_ENV
 from hub.plugins.home import site_rows
@@ -170,8 +178,8 @@ def configure_authenticator(c, settings: HubSettings, discovery: dict) -> None:
 def configure_services(c, settings: HubSettings) -> None:
     """The hub-managed services, each with exactly the scopes it uses.
 
-    Each service ends when the hub that started it ends (VISITING_HUB_PID, see
-    hub.services._base); the hub restarts one whose process exits and records
+    Each service ends when the hub that started it ends (HUB_PID_ENV, see
+    extensions.contracts.service); the hub restarts one whose process exits and records
     it for the admin page (hub.plugins.service_restarts).
     """
     from hub.plugins.service_restarts import watch_managed_services
@@ -254,7 +262,7 @@ def catalogue_service(settings: HubSettings, env: dict) -> dict:
         "name": "catalogue",
         "url": f"http://127.0.0.1:{settings.catalogue_port}",
         "command": [sys.executable, "-m", "hub.services.catalogue"],
-        "environment": dict(env, VISITING_HUB_URL=settings.hub_url),
+        "environment": dict(env, **{HUB_URL: settings.hub_url}),
         "api_token": service_token(settings.state_dir, "catalogue"),
         "oauth_no_confirm": True,
         "display": True,
@@ -376,11 +384,13 @@ def local_gateway_service(settings: HubSettings, env: dict, platform, site, port
         "command": [sys.executable, "-m", "extensions.federation.gateway"],
         "environment": dict(
             env,
-            VISITING_SITE=site.id,
-            VISITING_SITE_DATA=str(platform.site_data_dir(site.id)),
-            VISITING_AUDIT_URL=f"{settings.hub_url.rstrip('/')}/services/audit/",
-            VISITING_QUERY_AUDIT_DIR=str(settings.state_dir / "query-audit" / site.id),
-            VISITING_DISCLOSURE=disclosure_json(platform),
+            **{
+                SITE: site.id,
+                SITE_DATA: str(platform.site_data_dir(site.id)),
+                AUDIT_URL: f"{settings.hub_url.rstrip('/')}/services/audit/",
+                QUERY_AUDIT_DIR: str(settings.state_dir / "query-audit" / site.id),
+                DISCLOSURE: disclosure_json(platform),
+            },
         ),
         "display": False,
     }

@@ -17,6 +17,7 @@ from traitlets import Bool, Dict, Float, Instance, Integer, List, TraitType, Uni
 from traitlets.config import Configurable
 
 from extensions.contracts.clock import CLOCK_FILE_ENV
+from extensions.contracts.environment import HUB_URL
 from hub.platform.policy import load_platform
 from hub.platform.traits import PLATFORM_ENV, REPO_ROOT
 
@@ -127,7 +128,7 @@ class HubSettings(Configurable):
 
     @default("hub_url")
     def _hub_url_default(self):
-        return self._env("VISITING_HUB_URL", "http://127.0.0.1:8000")
+        return self._env(HUB_URL, "http://127.0.0.1:8000")
 
     idp_url = Unicode(
         help="""The OIDC provider, whose discovery document names its endpoints. Default:

@@ -48,6 +48,7 @@ from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler
 from tornado import web
 from traitlets import Unicode, default
 
+from extensions.contracts.environment import HUB_URL
 from hub.platform.policy import load_catalogue
 from hub.services._base import ServiceApp, normal_prefix, service_web_app
 from hub.services.catalogue.catalogue import Catalogue
@@ -83,7 +84,7 @@ class CatalogueService(ServiceApp):
     default_service_url = "http://127.0.0.1:8085"
     default_prefix = "/services/catalogue/"
     required = ("hub_url", "api_token")
-    env_names = {**ServiceApp.env_names, "hub_url": "VISITING_HUB_URL"}
+    env_names = {**ServiceApp.env_names, "hub_url": HUB_URL}
 
     hub_url = Unicode(
         help="""The hub's public URL, through which the sites' gateways are asked
@@ -94,7 +95,7 @@ class CatalogueService(ServiceApp):
 
     @default("hub_url")
     def _hub_url_default(self):
-        return self.environ.get("VISITING_HUB_URL", "")
+        return self.environ.get(HUB_URL, "")
 
     def make_web_app(self) -> web.Application:
         catalogue = Catalogue(

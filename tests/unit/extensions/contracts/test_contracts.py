@@ -54,10 +54,13 @@ def copies(pattern: str, skip_tests: bool = True) -> list[str]:
         ),
         (
             "an environment variable the hub sets in a container",
-            r"[\"']VISITING_(SITE|SITE_NAME|APPROVAL_ID|APPROVAL_END|APPROVAL_END_DATE|DATASETS"
-            r"|GUARD_RULES|EGRESS_RULES|TERMINALS|HOME_QUOTA|SITE_DATA|QUERY_AUDIT_DIR"
-            r"|DISCLOSURE|GATEWAY_TASKS|GATEWAY_SERVICES)[\"']",
+            r"([\"']|\b)VISITING_(SITE|SITE_NAME|APPROVAL_ID|APPROVAL_END|APPROVAL_END_DATE"
+            r"|DATASETS|GUARD_RULES|EGRESS_RULES|TERMINALS|HOME_QUOTA|SITE_DATA|QUERY_AUDIT_DIR"
+            r"|DISCLOSURE|GATEWAY_TASKS|GATEWAY_SERVICES|AUDIT_URL|HUB_URL)([\"']|\s*=(?!=))",
         ),
+        ("the hub's pid for its services", r"\bVISITING_HUB_PID\b"),
+        ("a service's life with the hub", r"PR_SET_PDEATHSIG\s*=|^def follow_the_hub\b"),
+        ("the egress or export rules", r"^class (EgressRules|ExportRules)\b"),
         ("a clock of its own", r"^class \w*Clock\b"),
         ("fiscal years of their own", r"month >= 4|date\(\w+, 4, 1\)"),
     ],
