@@ -398,7 +398,7 @@ def clocks(hub, tmp_path):
 
 @pytest.fixture
 def intake(hub, stack):
-    i = Intake(hub.store.registry.database_url, hub.clock, f"{stack.config.hub_url}/hub/api")
+    i = Intake(hub.registry.database_url, hub.clock, f"{stack.config.hub_url}/hub/api")
     i.start()
     yield i
     i.stop()
@@ -533,7 +533,7 @@ def test_a_revocation_stops_kernels_and_the_server(hub, clocks, guard):
     assert s.proc.wait(timeout=60) == 0
     log = s.log_path.read_text()
     assert f"approval {APPROVAL} revoked; shutting down 1 kernels" in log
-    url = hub.store.registry.database_url
+    url = hub.registry.database_url
     end = wait_for(lambda: events(url, "period-end"))[0]
     assert end["data"] == {"kernels_stopped": 1, "end_date": "2035-03-31"}
     stop = wait_for(lambda: events(url, "kernel-stop"))[0]
@@ -549,7 +549,7 @@ def test_a_suspension_stops_the_server(hub, clocks, guard):
     hub.suspend(SECRETARIAT, user="tanaka", reason="shared his password")
     assert s.proc.wait(timeout=60) == 0
     assert f"approval {APPROVAL} suspended; shutting down 1 kernels" in s.log_path.read_text()
-    url = hub.store.registry.database_url
+    url = hub.registry.database_url
     assert wait_for(lambda: events(url, "period-end"))[0]["data"]["kernels_stopped"] == 1
 
 
