@@ -31,7 +31,7 @@ from hub.platform.policy import Quota
 from hub.report import sections
 from hub.report.query import Figures
 from hub.report.request import ReportError, ReportRequest, Window, iso, month_starts, report_window
-from hub.report.tally import ApprovalTally, QuotaHistory
+from hub.report.tally import EXPORT_SCHEMAS, ApprovalTally, QuotaHistory
 from hub.report.texts import t
 from hub.store.audit import AuditStore
 from hub.store.registry import ApprovalRegistry, ApprovalView
@@ -138,6 +138,9 @@ def _count_period(audit: AuditStore, period: Period) -> None:
         elif r["schema"] in (ENFORCEMENT_STOP, SECRETARIAT_ACTION):
             for tally in by_user.get(r["user"], ()):
                 tally.add_unattributed(r)
+        elif r["schema"] in EXPORT_SCHEMAS:  # the requester's approvals at the request's site
+            for tally in by_user.get(r["user"], ()):
+                tally.add_export(r)
 
 
 def _carry_in(audit: AuditStore, period: Period) -> None:
@@ -201,6 +204,7 @@ def approval_section(
     query_audit = sections.query_audit.build(F, tally)
     monthly = sections.monthly.build(F, tally, window, period.months, usage.hours.month)
     security = sections.security.build(F, tally, registry, window)
+    exports = sections.exports.build(F, tally, window)
     head = sections.approval.build(
         view, tally, period.changes[aid], window, period.dataset_site, usage
     )
@@ -220,6 +224,7 @@ def approval_section(
             "sessions": usage.session_list(),
             "security": security,
         }
+        | exports
         | sections.fill_in.build(lang)
         | {"figures": [f.to_json() for f in F.figures]}
     )

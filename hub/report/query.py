@@ -14,6 +14,8 @@ the records that match:
              "sum-len:data.suppressions"  the sum of the lengths of a list field
              "sum-each:data.suppressions.count"  the sum of a field of each list item
              "server-hours"             derived by the pairing rule (see docs/report.md)
+             "median-hours"             derived by a named rule from the records listed (the
+                                        export airlock's time from request to decision)
              "sum-daily-last:data.bytes"  egress-tally lines are cumulative for their day: the
                                         sum of the last line (by time, then seq) of each
                                         user, site, data.channel and data.day
@@ -29,7 +31,16 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
-MEASURES = ("count", "sum", "distinct", "sum-len", "sum-each", "server-hours", "sum-daily-last")
+MEASURES = (
+    "count",
+    "sum",
+    "distinct",
+    "sum-len",
+    "sum-each",
+    "server-hours",
+    "sum-daily-last",
+    "median-hours",
+)
 #: what a cumulative line is the last of (the egress ledger: one server's channel on one day)
 DAILY_GROUP = "[.user, .site, .data.channel, .data.day]"
 
@@ -71,8 +82,8 @@ class Query:
         """A shell line that prints the figure again from the audit log."""
         select = f"[.[] | select({self.jq_filter()})"
         kind, _, arg = self.measure.partition(":")
-        if kind == "count" or kind == "server-hours":
-            # server hours: the line lists the start and stop records the rule pairs
+        if kind in ("count", "server-hours", "median-hours"):
+            # derived measures: the line lists the records the rule reads
             program = f"{select}] | length" if kind == "count" else f"{select}]"
         elif kind == "sum":
             program = f"{select} | .{arg} // 0] | add // 0"

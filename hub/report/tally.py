@@ -22,6 +22,11 @@ from extensions.contracts.events import (
     EGRESS_CAP,
     EGRESS_TALLY,
     ENFORCEMENT_STOP,
+    EXPORT_CHECKED,
+    EXPORT_RELEASE,
+    EXPORT_REQUEST,
+    EXPORT_REVIEW,
+    EXPORT_WITHDRAW,
     FEDERATION_QUERY,
     KERNEL_REFUSED,
     KERNEL_START,
@@ -39,6 +44,10 @@ from hub.store.registry import ApprovalView
 
 #: the egress meter's channels (extensions.guard.meter.CHANNELS), in the report's order
 EGRESS_CHANNELS = ("download", "kernel", "terminal", "other")
+#: the export airlock's records, counted by the requester (`user`) and the request's site
+EXPORT_SCHEMAS = (EXPORT_REQUEST, EXPORT_CHECKED, EXPORT_REVIEW, EXPORT_WITHDRAW, EXPORT_RELEASE)
+#: the states of a review that settle a request
+EXPORT_SETTLED = ("approved", "rejected")
 #: the figures of an egress-tally line, each cumulative for its day and channel
 EGRESS_MEASURES = ("bytes", "contents", "people")
 
@@ -198,6 +207,17 @@ class ApprovalTally:
         self.answered = 0
         self.audit_refused: Counter[str | None] = Counter()
         self.audit_resets: list[dict[str, Any]] = []
+        # the export airlock (records without an approval id, by requester and site)
+        self.export_requests = 0
+        self.export_files = 0
+        self.export_decisions: Counter[str] = Counter()
+        self.export_rejected = 0
+        self.export_withdrawn = 0
+        self.export_released = 0
+        self.export_requested_at: dict[str, str] = {}  # request id -> its request's time
+        self.export_settled_at: dict[str, str] = {}  # request id -> its first settling review
+        # (request id, file) -> the time of its first download, in seq order
+        self.export_files_released: dict[tuple[str, str], str] = {}
 
     def month(self, time: str) -> int:
         return bisect.bisect_right(self.months, time) - 1
@@ -314,6 +334,46 @@ class ApprovalTally:
             elif data.get("changed") is True and data.get("action") == "reinstate":
                 self.events += 1
                 self.reinstate_actions += 1
+
+    def add_export(self, r: dict[str, Any]) -> None:
+        """An export-airlock record of one of this approval's handlers at one of its sites."""
+        if r["site"] not in self.sites:
+            return
+        self.events += 1
+        schema, data = r["schema"], r["data"]
+        rid = data.get("request_id")
+        rid = rid if isinstance(rid, str) else "?"
+        if schema == EXPORT_REQUEST:
+            self.export_requests += 1
+            self.export_requested_at.setdefault(rid, r["time"])
+        elif schema == EXPORT_CHECKED:
+            self.export_files += _count(data, "files")
+        elif schema == EXPORT_REVIEW:
+            self.export_decisions[data.get("decision") or "?"] += 1
+            state = data.get("state")
+            if state == "rejected":
+                self.export_rejected += 1
+            if state in EXPORT_SETTLED:
+                self.export_settled_at.setdefault(rid, r["time"])
+        elif schema == EXPORT_WITHDRAW:
+            self.export_withdrawn += 1
+        elif schema == EXPORT_RELEASE:
+            if data.get("first") is True:
+                self.export_released += 1
+            name = data.get("file")
+            if isinstance(name, str) and name:
+                self.export_files_released.setdefault((rid, name), r["time"])
+
+    @property
+    def has_exports(self) -> bool:
+        return bool(
+            self.export_requests
+            or self.export_files
+            or self.export_decisions
+            or self.export_withdrawn
+            or self.export_released
+            or self.export_files_released
+        )
 
     def carry_in(self, r: dict[str, Any]) -> None:
         """A start, stop or enforcement stop before the period (the latest of each kind)."""

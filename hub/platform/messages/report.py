@@ -36,6 +36,27 @@ TEXTS: dict[str, dict[str, str]] = {
     "report.sec_approval": {"ja": "承認情報", "en": "Approval"},
     "report.sec_usage": {"ja": "利用状況", "en": "Usage"},
     "report.sec_security": {"ja": "セキュリティ", "en": "Security"},
+    "report.sec_exports": {"ja": "成果物の持ち出し", "en": "Results taken out"},
+    # the export airlock
+    "report.export_requests": {"ja": "持ち出し申請", "en": "Export requests"},
+    "report.export_files": {"ja": "申請されたファイル", "en": "Files requested"},
+    "report.export_decisions": {"ja": "審査の判断", "en": "Review decisions"},
+    "report.export_released": {"ja": "持ち出された申請", "en": "Requests released"},
+    "report.export_rejected": {"ja": "却下された申請", "en": "Requests rejected"},
+    "report.export_withdrawn": {"ja": "取り下げられた申請", "en": "Requests withdrawn"},
+    "report.export_median_hours": {
+        "ja": "申請から判断までの時間（中央値、時間）",
+        "en": "Median time from request to decision (hours)",
+    },
+    "report.export_median_note": {
+        "ja": "対象期間内に申請され、判断（{states}）が出た申請ごとに、申請から最初の判断までの時間の中央値。",
+        "en": "The median, over the requests made and settled in the period, of the time "
+        "from the request to the first review that settled it ({states}).",
+    },
+    "report.export_released_files": {"ja": "持ち出されたファイル", "en": "Files released"},
+    "report.export_request": {"ja": "申請", "en": "Request"},
+    "report.export_file": {"ja": "ファイル", "en": "File"},
+    "report.export_released_at": {"ja": "持ち出し日時", "en": "Released"},
     "report.sec_charts": {"ja": "グラフ", "en": "Charts"},
     "report.sec_publications": {"ja": "成果発表", "en": "Publications"},
     "report.sec_checklist": {"ja": "自己点検チェックリスト", "en": "Self-assessment checklist"},

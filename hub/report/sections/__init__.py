@@ -11,6 +11,7 @@ a person reads of it):
     egress        the egress ledger, alerts, caps and blocks
     query_audit   the query-set audit's answers, refusals and resets
     security      stops, suspensions, refused kernels, period ends
+    exports       the export airlock: requests, decisions, releases (when there were any)
     fill_in       publications and the self-assessment checklist
 
 hub/report/build.py makes the figures in one order and assembles the document;
@@ -22,6 +23,7 @@ from hub.report.sections import (
     data_access,
     downloads,
     egress,
+    exports,
     federation,
     fill_in,
     monthly,
@@ -42,5 +44,6 @@ READING_ORDER = (
     egress,
     query_audit,
     security,
+    exports,
     fill_in,
 )
