@@ -40,8 +40,8 @@ def test_the_quick_run_prints_the_table_of_ratios(tmp_path):
     assert lines[0].startswith("| part | workload | airlock s | reference s | ratio")
     body = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines[2:]]
     assert [r[0] for r in body] == ["freeze", "freeze", "queue", "queue"]
-    assert all(len(r) == 7 and r[4].endswith("x") and float(r[4][:-1]) > 0 for r in body)
-    assert all(float(r[5]) > 0 and float(r[6]) > 0 for r in body[:2])
+    assert all(len(r) == 8 and r[4].endswith("x") and float(r[4][:-1]) > 0 for r in body)
+    assert all(float(r[5]) > 0 and float(r[6]) > 0 and float(r[7]) > 0 for r in body[:2])
     assert "cp + sha256sum" in body[0][1] and "bare SQL select" in body[2][1]
     doc = json.loads(out.read_text())
     assert doc["sizes"]["requests"] == 10 and len(doc["rows"]) == 4
