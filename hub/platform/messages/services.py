@@ -117,4 +117,79 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "combined with earlier answers, gives two people's values together "
         "(one person's where the other's call is missing)",
     },
+    # -- the admin page: the export airlock's review ----------------------------------------
+    "review.title": {"ja": "持ち出し申請の審査", "en": "Review queue"},
+    "review.note": {
+        "ja": "あなたが今審査できる持ち出し申請です（ご自身の申請と、既に判断した申請は含みません）。"
+        "承認には、そのサイトのサイト管理者1名と事務局1名の承認が必要です。",
+        "en": "The export requests you may review now (never your own, nor one you have "
+        "decided on). A request is approved by one site admin of its site and one member of "
+        "the secretariat.",
+    },
+    "review.none": {
+        "ja": "審査待ちの持ち出し申請はありません。",
+        "en": "No export request awaits your review.",
+    },
+    "review.not_reviewer": {
+        "ja": "持ち出し申請を審査する役割（サイト管理者・事務局）をお持ちではありません。",
+        "en": "You hold no role that reviews export requests (site admin, secretariat).",
+    },
+    "review.request": {"ja": "持ち出し申請 {id}", "en": "Export request {id}"},
+    "review.col.state": {"ja": "状態", "en": "State"},
+    "review.col.requester": {"ja": "申請者", "en": "Requester"},
+    "review.col.site": {"ja": "サイト", "en": "Site"},
+    "review.col.purpose": {"ja": "目的", "en": "Purpose"},
+    "review.col.files": {"ja": "ファイル", "en": "Files"},
+    "review.col.checks": {"ja": "自動チェック", "en": "Checks"},
+    "review.col.age": {"ja": "申請からの経過", "en": "Age"},
+    "review.col.reviews": {"ja": "これまでの判断", "en": "Decisions so far"},
+    "review.checks.ok": {"ja": "すべて合格", "en": "all passed"},
+    "review.checks.failed": {
+        "ja": "{count} 個のファイルが不合格",
+        "en": "{count} file(s) failed",
+    },
+    "review.checks.error": {
+        "ja": "サイトで凍結できませんでした（{error}）",
+        "en": "the site could not freeze it ({error})",
+    },
+    "review.age": {"ja": "{days} 日 {hours} 時間", "en": "{days} d {hours} h"},
+    "review.file.truncated": {
+        "ja": "最初の {rows} 行だけを表示しています。",
+        "en": "Only the first {rows} rows are shown.",
+    },
+    "review.file.too_large": {
+        "ja": "ファイルが大きすぎるため、最初の {size} バイトだけを表示しています。",
+        "en": "The file is large; only its first {size} bytes are shown.",
+    },
+    "review.file.no_preview": {
+        "ja": "この種類のファイルは表示できません（{media_type}）。",
+        "en": "This kind of file is not shown here ({media_type}).",
+    },
+    "review.file.unavailable": {
+        "ja": "サイトから凍結されたファイルを取得できませんでした。",
+        "en": "The frozen file could not be fetched from the site.",
+    },
+    "review.file.hash_mismatch": {
+        "ja": "凍結されたファイルがハッシュ値と一致しません。承認しないでください。",
+        "en": "The frozen file no longer matches its hash; do not approve it.",
+    },
+    "review.file.open": {"ja": "別のタブで開く", "en": "open in another tab"},
+    "review.form.title": {"ja": "判断", "en": "Decision"},
+    "review.form.approve": {"ja": "承認", "en": "approve"},
+    "review.form.changes": {"ja": "修正依頼", "en": "ask for changes"},
+    "review.form.reject": {"ja": "却下", "en": "reject"},
+    "review.form.reason": {
+        "ja": "理由（却下・修正依頼では必須）",
+        "en": "Reason (needed to reject or ask for changes)",
+    },
+    "review.form.override": {
+        "ja": "チェック結果を覆す理由（不合格のファイルを承認する場合は必須）",
+        "en": "Why the failed checks are overridden (needed to approve a failed file)",
+    },
+    "review.form.submit": {"ja": "送信", "en": "Send"},
+    "review.done": {
+        "ja": "持ち出し申請 {id} に判断を記録しました（状態: {state}）。",
+        "en": "Your decision on export request {id} is recorded (state: {state}).",
+    },
+    "review.back": {"ja": "審査待ちの一覧へ", "en": "back to the review queue"},
 }

@@ -50,8 +50,15 @@ The page shows the same table to the secretariat and the site admins, and a
 warning at its top while the enforcer does not answer (suspensions and
 revocations then hold, but nobody stops the servers).
 
+The export airlock's review, in the browser (see `review`): the requests a site admin or
+the secretariat may review now, each request's frozen files rendered beside their checks,
+and the form to decide, through the export service's own desk and rules.
+
+    GET  review | review/<id> | review/<id>/files/<name>    POST review/<id>
+
 The modules: `backend` (the hub, the enforcer, the sites' engines), `figures` (what the
-secretariat reads), `handlers` (the API), `pages` (the page and the report); here the
+secretariat reads), `handlers` (the API), `pages` (the page and the report),
+`review` (the export airlock's review pages); here the
 service itself.
 """
 
@@ -63,7 +70,7 @@ from pathlib import Path
 
 from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler
 from tornado import web
-from traitlets import Dict, Unicode, default
+from traitlets import Bool, Dict, Unicode, default
 
 from hub.platform.operations import Operations
 from hub.services._base import ServiceApp, normal_prefix, service_web_app
@@ -86,7 +93,11 @@ from hub.services.admin.handlers import (
     SuspensionsHandler,
 )
 from hub.services.admin.pages import PageHandler, ReportHandler
+from hub.services.admin.review import review_routes
+from hub.services.export.desk import ExportDesk
+from hub.services.export.freezer import make_freezer
 from hub.store.audit import AuditStore
+from hub.store.exports import ExportStore
 
 #: what the service asks of the hub: the servers at a site, and the enforcer
 SCOPES = ["list:users", "read:users:name", "read:servers", "access:services!service=enforcer"]
@@ -116,6 +127,7 @@ def make_app(backend: Backend, prefix: str, cookie_secret: bytes) -> web.Applica
         (api + r"sites/([^/]+)/servers/([^/]+)/stop", StopServerHandler, args),
         (prefix + "report", ReportHandler, args),
         (prefix + "oauth_callback", HubOAuthCallbackHandler),
+        *review_routes(prefix, args),
         (prefix + r"do/([a-z-]+)", PageHandler, args),
         (prefix + "?", PageHandler, args),
     ]
@@ -162,6 +174,16 @@ class AdminService(ServiceApp):
     def _state_dir_default(self):
         return self.environ.get("VISITING_STATE_DIR", "")
 
+    sites = Bool(
+        help="""Whether the sites run in containers, as the export service reads it: the
+        review page then reads a frozen file from the site's export volume (DockerFreezer),
+        else from the state folder (LocalFreezer). Default: True when $VISITING_SITES is `1`.""",
+    ).tag(config=True)
+
+    @default("sites")
+    def _sites_default(self):
+        return self.environ.get("VISITING_SITES", "") == "1"
+
     def make_web_app(self) -> web.Application:
         audit = AuditStore(self.platform.database_url, clock=self.clock)
         backend = Backend(
@@ -174,6 +196,13 @@ class AdminService(ServiceApp):
             state_dir=Path(self.state_dir) if self.state_dir else None,
         )
         backend.ops.image_present = backend.image_present
+        # the export airlock's review page: the export service's own desk and rules over
+        # the same registry database, reading frozen files back as that service does
+        exports = ExportStore(self.platform.database_url, self.platform.export, audit, self.clock)
+        backend.desk = ExportDesk(
+            exports, self.registry, self.platform, make_freezer(self.platform, self.sites),
+            self.clock,
+        )  # fmt: skip
         # a revoked or expired token stops working here within a second (0 would mean "forever")
         # (the one instance the page, the API and the OAuth callback share)
         HubOAuth.instance(api_url=self.hub_api_url, api_token=self.api_token, cache_max_age=1)

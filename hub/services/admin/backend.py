@@ -46,6 +46,9 @@ class Backend:
         self.http = AsyncHTTPClient()
         self.pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="docker")
         self._docker: dict[str, object] = {}
+        #: the export airlock's desk (hub.services.export.desk.ExportDesk) for the review
+        #: pages; None: the pages answer 404
+        self.desk = None
 
     # -- the sites' Docker engines ------------------------------------------------
 

@@ -33,7 +33,7 @@ from traitlets import Bool, Float, default
 
 from hub.services._base import ServiceApp, normal_prefix, service_web_app
 from hub.services.export.desk import ExportDesk
-from hub.services.export.freezer import DockerFreezer, Freezer, LocalFreezer
+from hub.services.export.freezer import Freezer, make_freezer
 from hub.services.export.handlers import routes
 from hub.store.audit import AuditStore
 from hub.store.exports import ExportStore
@@ -73,10 +73,7 @@ class ExportService(ServiceApp):
     ).tag(config=True)
 
     def make_freezer(self) -> Freezer:
-        p = self.platform
-        if self.sites:
-            return DockerFreezer(p, timeout=self.freeze_timeout)
-        return LocalFreezer(p.state_dir, p.data_root, timeout=self.freeze_timeout)
+        return make_freezer(self.platform, self.sites, self.freeze_timeout)
 
     def make_web_app(self) -> web.Application:
         audit = AuditStore(self.platform.database_url, clock=self.clock)

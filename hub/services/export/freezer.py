@@ -273,3 +273,12 @@ class DockerFreezer(Freezer):
             container.remove(force=True)
         out.seek(0)
         return out
+
+
+def make_freezer(platform, sites: bool, timeout: float = 600.0) -> Freezer:
+    """The freezer of a hub: in a container of the site's image when the sites run in
+    containers (`sites`), else over the state folder's homes. The export service freezes
+    with it, the admin service's review page reads frozen files back with it."""
+    if sites:
+        return DockerFreezer(platform, timeout=timeout)
+    return LocalFreezer(platform.state_dir, platform.data_root, timeout=timeout)
