@@ -45,6 +45,12 @@ MAX_ROWS = 200
 MAX_PREVIEW = 2 * 1024 * 1024
 #: what a frozen image or PDF may do in the browser: nothing but show itself
 FILE_CSP = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; sandbox"
+#: what the review pages themselves may do: no script at all, frames and images only from
+#: this service, forms only to it
+PAGE_CSP = (
+    "default-src 'none'; img-src 'self'; frame-src 'self'; style-src 'unsafe-inline'; "
+    "form-action 'self'; frame-ancestors 'self'; base-uri 'none'"
+)
 
 IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
                ".svg": "image/svg+xml"}  # fmt: skip
@@ -197,6 +203,11 @@ def preview(name: str, media_type: str, data: bytes, cut: bool) -> dict[str, Any
 
 class ReviewBase(BaseHandler, HtmlPageHandler):
     public_errors = (ExportRefusal,)
+
+    def set_default_headers(self):
+        super().set_default_headers()
+        self.set_header("Content-Security-Policy", PAGE_CSP)
+        self.set_header("X-Content-Type-Options", "nosniff")
 
     @property
     def desk(self):

@@ -296,8 +296,10 @@ def test_hostile_content_is_never_run(world, monkeypatch):
     rid = frozen(desk, "tanaka", "nig", files, failed=("out/big.tsv",))
 
     async def test(s: Served):
-        status, html, _ = await s.page(f"review/{rid}", "admin-nig")
+        status, html, resp = await s.page(f"review/{rid}", "admin-nig")
         assert status == 200, html[:400]
+        assert "script-src" not in resp.headers["Content-Security-Policy"]
+        assert resp.headers["Content-Security-Policy"].startswith("default-src 'none'")
         assert "<script" not in html.lower() and "<img src=x" not in html
         assert "onerror=" not in html.replace("&lt;img src=x onerror=", "")
         # the CSV as a table, its cells escaped
