@@ -240,6 +240,12 @@ def enforcer_service(settings: HubSettings, env: dict) -> dict:
     }
 
 
+def with_sites(settings: HubSettings, env: dict) -> dict:
+    """A service's environment, saying when the sites run in containers: the export service
+    freezes files there, and the admin service reads the frozen files from there."""
+    return dict(env, VISITING_SITES="1") if settings.sites else dict(env)
+
+
 def admin_service(settings: HubSettings, env: dict) -> dict:
     """The secretariat's and site admins' API and page; roles are checked inside."""
     enforcer_url = f"http://127.0.0.1:{settings.enforcer_port}/services/enforcer/"
@@ -247,7 +253,7 @@ def admin_service(settings: HubSettings, env: dict) -> dict:
         "name": "admin",
         "url": f"http://127.0.0.1:{settings.admin_port}",
         "command": [sys.executable, "-m", "hub.services.admin"],
-        "environment": dict(env, VISITING_ENFORCER_URL=enforcer_url),
+        "environment": dict(with_sites(settings, env), VISITING_ENFORCER_URL=enforcer_url),
         "oauth_no_confirm": True,
         "display": True,
     }
@@ -272,7 +278,7 @@ def catalogue_service(settings: HubSettings, env: dict) -> dict:
 def export_service(settings: HubSettings, env: dict) -> dict:
     """The export airlock: requests to take files out of a site, their review and release;
     it freezes files in site containers when the sites run in containers."""
-    environment = dict(env, VISITING_SITES="1") if settings.sites else dict(env)
+    environment = with_sites(settings, env)
     return {
         "name": "export",
         "url": f"http://127.0.0.1:{settings.export_port}",

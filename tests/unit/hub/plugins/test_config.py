@@ -156,3 +156,19 @@ def test_state_dir_defaults_to_the_platform_files():
     assert s.platform_dir == demo.resolve()
     assert s.state_dir == load_platform(demo).state_dir
     assert s.hub_url == "http://127.0.0.1:8000" and s.hub_api_port == 8081
+
+
+def test_with_sites_in_containers_the_airlock_services_know_it(tmp_path):
+    from hub.platform.traits import REPO_ROOT
+
+    def environments(sites: bool) -> dict:
+        settings = HubSettings(
+            platform_dir=REPO_ROOT / "policies" / "demo", state_dir=tmp_path / "state", sites=sites
+        )
+        c = Config()
+        configure(c, settings, discovery=DISCOVERY)
+        return {s["name"]: s.get("environment", {}) for s in c.JupyterHub.services}
+
+    for name in ("export", "admin"):
+        assert environments(True)[name]["VISITING_SITES"] == "1", name
+        assert "VISITING_SITES" not in environments(False)[name], name
