@@ -20,7 +20,7 @@ from pathlib import Path
 from ...contracts.export import CHECKS, CheckResult, ExportRules
 from ..recognise import Cohort, Recogniser
 from . import disclosure, kinds
-from .tables import tables_of
+from .tables import MAX_ROWS, tables_of
 
 log = logging.getLogger("visiting.export")
 
@@ -95,6 +95,11 @@ class FileChecks:
         findings = []
         for table in tables:
             findings += disclosure.check_table(table, self.rules)
+        unread = [t.where or name for t in tables if not t.complete]
+        if unread:
+            head = f"over {MAX_ROWS:,} rows, the rest not checked: {', '.join(unread)}"
+            rest = f"; {disclosure.summary(findings)}" if findings else ""
+            return CheckResult("disclosure", False, (head + rest)[:1000])
         if findings:
             return CheckResult("disclosure", False, disclosure.summary(findings)[:1000])
         rows = sum(len(t.rows) for t in tables)

@@ -31,14 +31,18 @@ class Table:
     where: str  # "" for a file that is one table; "cell 3, output 1, table 1" ...
     header: tuple[str, ...]
     rows: tuple[tuple[str, ...], ...]
+    #: False when the table has more than MAX_ROWS rows: only the first were read, and the
+    #: disclosure check says so instead of passing what it did not read
+    complete: bool = True
 
 
 def tables_of(path: Path, name: str) -> list[Table] | None:
     """The tables of a file, or None when its kind holds none (an image, a text)."""
     suffix = Path(name).suffix.lower()
     if suffix in (".csv", ".tsv"):
-        text = path.read_text(encoding="utf-8-sig", errors="replace")
-        table = delimited(text, "\t" if suffix == ".tsv" else ",")
+        # read row by row: a large table never sits in memory whole
+        with path.open(encoding="utf-8-sig", errors="replace", newline="") as f:
+            table = delimited(f, "\t" if suffix == ".tsv" else ",")
         return [table] if table else []
     if suffix in (".json", ".ipynb"):
         try:
@@ -51,16 +55,20 @@ def tables_of(path: Path, name: str) -> list[Table] | None:
     return None
 
 
-def delimited(text: str, sep: str, where: str = "") -> Table | None:
+def delimited(text, sep: str, where: str = "") -> Table | None:
+    """The table of delimited text (a string, or an open file read row by row)."""
+    lines = io.StringIO(text) if isinstance(text, str) else text
     rows = []
-    for i, row in enumerate(csv.reader(io.StringIO(text), delimiter=sep)):
-        if i > MAX_ROWS:
+    complete = True
+    for row in csv.reader(lines, delimiter=sep):
+        if len(rows) > MAX_ROWS:  # the header and MAX_ROWS rows read; there is more
+            complete = False
             break
         if row:
             rows.append(tuple(c.strip() for c in row))
     if not rows:
         return None
-    return Table(where, rows[0], tuple(rows[1:]))
+    return Table(where, rows[0], tuple(rows[1:]), complete)
 
 
 def _cell(v) -> str:
@@ -77,7 +85,9 @@ def json_tables(doc, where: str) -> list[Table]:
         if rows is not None and rows and isinstance(rows[0], list) and _is_header(rows[0]):
             label = f"{where}, JSON table {len(out) + 1}" if where else f"JSON table {len(out) + 1}"
             body = tuple(tuple(_cell(c) for c in r) for r in rows[1 : MAX_ROWS + 1])
-            out.append(Table(label.lstrip(", "), tuple(_cell(c) for c in rows[0]), body))
+            header = tuple(_cell(c) for c in rows[0])
+            complete = len(rows) <= MAX_ROWS + 1
+            out.append(Table(label.lstrip(", "), header, body, complete))
         elif isinstance(item, dict):
             stack.extend(item.values())
         elif isinstance(item, list):

@@ -300,3 +300,38 @@ def test_a_file_that_is_not_a_table_passes_disclosure(checks, tmp_path):
         assert d.ok and d.detail == "not a table"
     d = disclosure(checks, tmp_path, "settings.json", json.dumps({"title": "x", "dpi": 300}))
     assert d.ok and d.detail == "no table found"
+
+
+def test_a_table_longer_than_read_fails_and_says_so(checks, tmp_path, monkeypatch):
+    from extensions.guard.export import tables
+
+    monkeypatch.setattr(tables, "MAX_ROWS", 10)
+    path = tmp_path / "long.csv"
+    path.write_text("group,n\n" + "".join(f"g{i},50\n" for i in range(11)))
+    result = checks.disclosure(path, "long.csv")
+    assert not result.ok and "rest not checked" in result.detail
+    # a table that fits is read whole, and its small cell anywhere is found
+    path.write_text("group,n\n" + "".join(f"g{i},{3 if i == 9 else 50}\n" for i in range(10)))
+    result = checks.disclosure(path, "long.csv")
+    assert not result.ok and "rest not checked" not in result.detail
+
+
+def test_a_large_table_is_read_row_by_row(checks, tmp_path, monkeypatch):
+    """Memory stays with the rows read, whatever the file's size (a 1 GB table of results
+    once took 5 GB: the whole text was read before its first rows were parsed)."""
+    import tracemalloc
+
+    from extensions.guard.export import tables
+
+    monkeypatch.setattr(tables, "MAX_ROWS", 1_000)
+    path = tmp_path / "big.csv"
+    with path.open("w") as f:
+        f.write("variant,n\n")
+        for i in range(200_000):
+            f.write(f"1:{i}:A:G,{50 + i % 7}\n")
+    tracemalloc.start()
+    result = checks.disclosure(path, "big.csv")
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert not result.ok and "rest not checked" in result.detail
+    assert peak < path.stat().st_size / 4, (peak, path.stat().st_size)
