@@ -210,6 +210,7 @@ class ApprovalTally:
         # the export airlock (records without an approval id, by requester and site)
         self.export_requests = 0
         self.export_files = 0
+        self.export_bytes = 0
         self.export_decisions: Counter[str] = Counter()
         self.export_rejected = 0
         self.export_withdrawn = 0
@@ -217,7 +218,8 @@ class ApprovalTally:
         self.export_requested_at: dict[str, str] = {}  # request id -> its request's time
         self.export_settled_at: dict[str, str] = {}  # request id -> its first settling review
         # (request id, file) -> the time of its first download, in seq order
-        self.export_files_released: dict[tuple[str, str], str] = {}
+        # (request, file) -> when it first left, its bytes and hash
+        self.export_files_released: dict[tuple[str, str], dict[str, Any]] = {}
 
     def month(self, time: str) -> int:
         return bisect.bisect_right(self.months, time) - 1
@@ -348,6 +350,7 @@ class ApprovalTally:
             self.export_requested_at.setdefault(rid, r["time"])
         elif schema == EXPORT_CHECKED:
             self.export_files += _count(data, "files")
+            self.export_bytes += _count(data, "bytes")
         elif schema == EXPORT_REVIEW:
             self.export_decisions[data.get("decision") or "?"] += 1
             state = data.get("state")
@@ -361,8 +364,12 @@ class ApprovalTally:
             if data.get("first") is True:
                 self.export_released += 1
             name = data.get("file")
-            if isinstance(name, str) and name:
-                self.export_files_released.setdefault((rid, name), r["time"])
+            if isinstance(name, str) and name and (rid, name) not in self.export_files_released:
+                self.export_files_released[(rid, name)] = {
+                    "released_at": r["time"],
+                    "bytes": data.get("bytes"),
+                    "sha256": data.get("sha256"),
+                }
 
     @property
     def has_exports(self) -> bool:

@@ -172,6 +172,7 @@ class ExportStore:
                 raise ExportWrongState("export.closed", id=req.id, state=req.state)
             failed = [f.name for f in manifest.files if not f.ok]
             data = {"request_id": req.id, "state": "checked", "files": len(manifest.files),
+                    "bytes": sum(f.bytes for f in manifest.files),
                     "failed": failed, "error": manifest.error}  # fmt: skip
             values = {
                 "state": "checked",
@@ -238,8 +239,11 @@ class ExportStore:
             values: dict[str, Any] = {"state": state}
             if req.released_at is None:
                 values["released_at"] = now
+            frozen = {f.name: f for f in (req.manifest.files if req.manifest else ())}
             data = {"request_id": req.id, "state": state, "file": name,
                     "first": req.released_at is None}  # fmt: skip
+            if name in frozen:  # what left: its size and hash, for the report and the audit
+                data |= {"bytes": frozen[name].bytes, "sha256": frozen[name].sha256}
             return _Change(values, event=(EXPORT_RELEASE, username, data))
 
         return self._change(request_id, decide)

@@ -40,6 +40,9 @@ TEXTS: dict[str, dict[str, str]] = {
     # the export airlock
     "report.export_requests": {"ja": "持ち出し申請", "en": "Export requests"},
     "report.export_files": {"ja": "申請されたファイル", "en": "Files requested"},
+    "report.export_bytes": {"ja": "申請されたバイト数", "en": "Bytes requested"},
+    "report.export_file_bytes": {"ja": "バイト数", "en": "Bytes"},
+    "report.export_sha256": {"ja": "SHA-256", "en": "SHA-256"},
     "report.export_decisions": {"ja": "審査の判断", "en": "Review decisions"},
     "report.export_released": {"ja": "持ち出された申請", "en": "Requests released"},
     "report.export_rejected": {"ja": "却下された申請", "en": "Requests rejected"},

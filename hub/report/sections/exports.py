@@ -52,6 +52,8 @@ def build(F: Figures, tally: ApprovalTally, window: Window) -> dict[str, Any]:
           q({"schema": EXPORT_REQUEST} | by))  # fmt: skip
     F.fig("exports/files", t("export_files", lang), tally.export_files, "files",
           q({"schema": EXPORT_CHECKED} | by, "sum:data.files"))  # fmt: skip
+    F.fig("exports/bytes", t("export_bytes", lang), tally.export_bytes, "bytes",
+          q({"schema": EXPORT_CHECKED} | by, "sum:data.bytes"))  # fmt: skip
     for d, n in decisions.items():
         F.fig(f"exports/decisions/{d}", f"{t('export_decisions', lang)} {d}", n, "reviews",
               q(review | {"data.decision": d}))  # fmt: skip
@@ -77,6 +79,7 @@ def build(F: Figures, tally: ApprovalTally, window: Window) -> dict[str, Any]:
     out: dict[str, Any] = {
         "requests": tally.export_requests,
         "files": tally.export_files,
+        "bytes": tally.export_bytes,
         "decisions": decisions,
         "released": tally.export_released,
         "rejected": tally.export_rejected,
@@ -84,9 +87,11 @@ def build(F: Figures, tally: ApprovalTally, window: Window) -> dict[str, Any]:
         "median_decision_hours": median,
     }
     if window.kind == "final":
-        released = sorted(tally.export_files_released.items(), key=lambda x: (x[1], x[0]))
+        released = sorted(
+            tally.export_files_released.items(), key=lambda x: (x[1]["released_at"], x[0])
+        )
         out["released_files"] = [
-            {"request_id": rid, "name": name, "released_at": at} for (rid, name), at in released
+            {"request_id": rid, "name": name} | what for (rid, name), what in released
         ]
     return {"exports": out}
 
@@ -99,6 +104,7 @@ def blocks(a: dict, lang: str) -> list[tuple]:
     rows = [
         (t("export_requests", lang), fmt_num(e["requests"])),
         (t("export_files", lang), fmt_num(e["files"])),
+        (t("export_bytes", lang), fmt_num(e["bytes"])),
     ]
     rows += [(f"{t('export_decisions', lang)} {d}", fmt_num(n)) for d, n in e["decisions"].items()]
     rows += [
@@ -112,10 +118,16 @@ def blocks(a: dict, lang: str) -> list[tuple]:
     if "released_files" in e:
         out.append(heading(2, t("export_released_files", lang)))
         if e["released_files"]:
-            headers = [t(c, lang) for c in ("export_request", "export_file", "export_released_at")]
-            files = [[f["request_id"], f["name"], fmt_time(f["released_at"])]
-                     for f in e["released_files"]]  # fmt: skip
-            out.append(table(headers, files, [0.25, 0.5, 0.25]))
+            columns = ("export_request", "export_file", "export_file_bytes", "export_sha256",
+                       "export_released_at")  # fmt: skip
+            headers = [t(c, lang) for c in columns]
+            files = [[f["request_id"], f["name"], _bytes(f["bytes"]), f["sha256"] or "-",
+                      fmt_time(f["released_at"])] for f in e["released_files"]]  # fmt: skip
+            out.append(table(headers, files, [0.15, 0.3, 0.1, 0.3, 0.15]))
         else:
             out.append(para(t("none", lang), "muted"))
     return out
+
+
+def _bytes(n) -> str:
+    return fmt_num(n) if isinstance(n, int) else "-"

@@ -65,8 +65,8 @@ class Airlock:
                     {"request_id": rid, "state": "submitted", "paths": list(paths),
                      "purpose": "figures for the paper"})  # fmt: skip
         self.record(EXPORT_CHECKED, user, "export", site, at,
-                    {"request_id": rid, "state": "checked", "files": files, "failed": [],
-                     "error": None})  # fmt: skip
+                    {"request_id": rid, "state": "checked", "files": files,
+                     "bytes": 1000 * files, "failed": [], "error": None})  # fmt: skip
 
     def review(self, rid, user, site, at, decision, state, reviewer="rev", role="data-steward"):
         self.record(EXPORT_REVIEW, user, reviewer, site, at,
@@ -81,7 +81,8 @@ class Airlock:
 
     def release(self, rid, user, site, at, name, first):
         self.record(EXPORT_RELEASE, user, user, site, at,
-                    {"request_id": rid, "state": "released", "file": name, "first": first})  # fmt: skip
+                    {"request_id": rid, "state": "released", "file": name, "first": first,
+                     "bytes": len(name), "sha256": f"sha-{name}"})  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -178,6 +179,7 @@ def test_every_export_figure_per_approval(airlock):
     assert a1["exports"] == {
         "requests": 4,
         "files": 10,
+        "bytes": 10_000,
         "decisions": {"approve": 3, "reject": 1, "changes": 1},
         "released": 1,
         "rejected": 1,
@@ -188,6 +190,7 @@ def test_every_export_figure_per_approval(airlock):
     assert values == {
         "requests": 4,
         "files": 10,
+        "bytes": 10_000,
         "decisions/approve": 3,
         "decisions/reject": 1,
         "decisions/changes": 1,
@@ -204,7 +207,7 @@ def test_every_export_figure_equals_its_query(airlock):
     doc = report(airlock, fiscal_year=2026, lang="ja")
     records = exported(airlock, FY_START, FY_END)
     figs = figures(approval(doc, A1))
-    assert len(figs) == 9
+    assert len(figs) == 10
     for name, f in figs.items():
         q = f["query"]
         assert q["where"]["approval_id"] is None and "tanaka" in q["where"]["user"]
@@ -233,9 +236,9 @@ def test_final_report_lists_released_files(airlock):
     e = approval(doc, A2)["exports"]
     assert (e["requests"], e["files"], e["released"], e["median_decision_hours"]) == (1, 2, 1, 2.5)
     assert e["decisions"] == {"approve": 1, "reject": 0, "changes": 0}
-    assert [(f["request_id"], f["name"]) for f in e["released_files"]] == [
-        ("s1", "table1.csv"),
-        ("s1", "fig1.pdf"),
+    assert [(f["request_id"], f["name"], f["bytes"], f["sha256"]) for f in e["released_files"]] == [
+        ("s1", "table1.csv", 10, "sha-table1.csv"),
+        ("s1", "fig1.pdf", 8, "sha-fig1.pdf"),
     ]
     at = [datetime.fromisoformat(f["released_at"]) for f in e["released_files"]]
     assert at == [jst(2020, 5, 2, 9, 0), jst(2020, 5, 2, 9, 1)]
@@ -249,9 +252,11 @@ def test_final_report_lists_released_files(airlock):
     "lang, words",
     [
         ("ja", ["成果物の持ち出し", "持ち出し申請", "申請から判断までの時間（中央値、時間）",
-                "持ち出されたファイル", "table1.csv", "2020-05-02 09:00 JST"]),
+                "持ち出されたファイル", "table1.csv", "2020-05-02 09:00 JST", "申請されたバイト数",
+                "sha-table1.csv"]),
         ("en", ["Results taken out", "Export requests", "Median time from request to decision",
-                "Files released", "table1.csv", "2020-05-02 09:00 JST"]),
+                "Files released", "table1.csv", "2020-05-02 09:00 JST", "Bytes requested",
+                "sha-table1.csv"]),
     ],
 )  # fmt: skip
 def test_export_part_in_both_languages(airlock, lang, words):
@@ -260,4 +265,4 @@ def test_export_part_in_both_languages(airlock, lang, words):
     for w in words:
         assert w in text
     kv = next(b for b in blocks(doc) if b[0] == "kv" and any("2.50" == v for _, v in b[1]))
-    assert len(kv[1]) == 9
+    assert len(kv[1]) == 10

@@ -113,6 +113,9 @@ def test_a_request_from_submission_to_release(stores):
     }  # fmt: skip
     assert [e["data"]["first"] for e in events[4:]] == [True, False]
     assert events[4]["data"]["file"] == "fig.png"
+    # what left, by size and hash; and what was asked, by files and bytes
+    assert (events[4]["data"]["bytes"], events[4]["data"]["sha256"]) == (2048, "b" * 64)
+    assert (events[1]["data"]["files"], events[1]["data"]["bytes"]) == (2, 2168)
     assert audit.verify().ok
 
 
