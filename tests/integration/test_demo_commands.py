@@ -28,7 +28,7 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 SITES = list(load_policy_dir(REPO / "policies" / "demo").platform.sites)
-SERVICES = ["audit", "enforcer", "admin", "catalogue"] + [f"gateway-{s}" for s in SITES]
+SERVICES = ["audit", "enforcer", "admin", "catalogue", "export"] + [f"gateway-{s}" for s in SITES]
 
 
 def visiting(*args, env):

@@ -25,7 +25,7 @@ from .conftest import token_of
 
 pytestmark = pytest.mark.integration
 
-SERVICES = ["audit", "enforcer", "admin", "catalogue"]
+SERVICES = ["audit", "enforcer", "admin", "catalogue", "export"]
 
 
 @pytest.fixture(scope="module")
