@@ -26,27 +26,23 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
-import yaml
 from markupsafe import escape
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
-from extensions.contracts.clock import JST, FixedClock
+from extensions.contracts.clock import JST
 from extensions.contracts.export import CheckResult, FrozenFile, Manifest
 from hub.demo.ports import free_port
 from hub.platform.messages import message
 from hub.platform.operations import Operations
-from hub.platform.policy import load_policy_dir
 from hub.services.admin import review
 from hub.services.admin.application import make_app
 from hub.services.admin.backend import Backend
 from hub.services.admin.handlers import BaseHandler
 from hub.services.export.desk import ExportDesk
 from hub.services.export.freezer import FreezeError, Freezer
-from hub.store.audit import AuditStore
-from hub.store.exports import ExportStore
-from hub.store.registry import ApprovalRegistry
 from tests.aio import run as run_async
+from tests.unit.hub.services.airlock_world import airlock_world
 
 NOW = datetime(2026, 6, 2, 12, 0, tzinfo=JST)
 XSRF_RE = re.compile(r'name="_xsrf" value="([^"]+)"')
@@ -98,26 +94,12 @@ class FolderFreezer(Freezer):
 @pytest.fixture
 def world(tmp_path, policy_copy):
     """The demo's people plus a site admin of ncc; an export store over the registry's DB."""
-    users = policy_copy / "users.yaml"
-    doc = yaml.safe_load(users.read_text())
-    admin = next(u for u in doc["users"] if u["username"] == "admin-nig")
-    doc["users"].append(admin | {"username": "admin-ncc", "email": "ncc@example.org",
-                                 "roles": ["site-admin:ncc"]})  # fmt: skip
-    users.write_text(yaml.safe_dump(doc, allow_unicode=True))
-    bundle = load_policy_dir(policy_copy)
-    clock = FixedClock(NOW)
-    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    registry = ApprovalRegistry(url, clock=clock)
-    registry.import_policy(bundle)
-    audit = AuditStore(url, clock=clock)
-    store = ExportStore(url, bundle.platform.export, audit, clock)
+    w = airlock_world(tmp_path, policy_copy, NOW)
     freezer = FolderFreezer(tmp_path / "frozen")
-    desk = ExportDesk(store, registry, bundle.platform, freezer, clock)
-    ops = Operations(registry, audit, bundle.platform, clock)
+    desk = ExportDesk(w.store, w.registry, w.bundle.platform, freezer, w.clock)
+    ops = Operations(w.registry, w.audit, w.bundle.platform, w.clock)
     yield desk, ops
-    store.close()
-    audit.close()
-    registry.close()
+    w.close()
 
 
 def frozen(desk: ExportDesk, requester: str, site: str, files: dict[str, bytes],

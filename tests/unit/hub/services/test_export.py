@@ -24,21 +24,17 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-import yaml
 from jupyterhub.services.auth import HubAuth
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
-from extensions.contracts.clock import JST, FixedClock
+from extensions.contracts.clock import JST
 from extensions.contracts.export import CheckResult, FrozenFile, Manifest
 from hub.demo.ports import free_port
-from hub.platform.policy import load_policy_dir
 from hub.services.export.application import ExportService, make_app
 from hub.services.export.desk import ExportDesk
 from hub.services.export.freezer import FreezeError, Freezer, LocalFreezer
-from hub.store.audit import AuditStore
-from hub.store.exports import ExportStore
-from hub.store.registry import ApprovalRegistry
 from tests.aio import run as run_async
+from tests.unit.hub.services.airlock_world import airlock_world
 
 NOW = datetime(2026, 6, 2, 12, 0, tzinfo=JST)
 PREFIX = "/services/export/"
@@ -100,28 +96,14 @@ class FolderFreezer(Freezer):
 @pytest.fixture
 def world(tmp_path, policy_copy):
     """The demo's people plus a site admin of ncc, tanaka's home at nig with two results."""
-    users = policy_copy / "users.yaml"
-    doc = yaml.safe_load(users.read_text())
-    admin = next(u for u in doc["users"] if u["username"] == "admin-nig")
-    doc["users"].append(admin | {"username": "admin-ncc", "email": "ncc@example.org",
-                                 "roles": ["site-admin:ncc"]})  # fmt: skip
-    users.write_text(yaml.safe_dump(doc, allow_unicode=True))
-    bundle = load_policy_dir(policy_copy)
-    clock = FixedClock(NOW)
-    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    registry = ApprovalRegistry(url, clock=clock)
-    registry.import_policy(bundle)
-    audit = AuditStore(url, clock=clock)
-    store = ExportStore(url, bundle.platform.export, audit, clock)
+    w = airlock_world(tmp_path, policy_copy, NOW)
     home = tmp_path / "site" / "homes" / "nig" / "tanaka" / "results"
     home.mkdir(parents=True)
     (home / "table.csv").write_text("age_band,n\n40-49,12\n50-59,17\n")
     (home / "small.csv").write_text("age_band,n\n90-99,2\n")
     TokensOf.people = {"tanaka", "yamada", "sato", "admin-nig", "admin-ncc", "jimu"}
-    yield bundle.platform, registry, store, FolderFreezer(tmp_path / "site"), clock
-    store.close()
-    audit.close()
-    registry.close()
+    yield w.bundle.platform, w.registry, w.store, FolderFreezer(tmp_path / "site"), w.clock
+    w.close()
 
 
 class Client:
