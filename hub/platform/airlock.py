@@ -25,7 +25,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from extensions.contracts.clock import JST, as_utc
-from extensions.contracts.export import DECISIONS, OPEN_STATES, ExportRules, Manifest
+from extensions.contracts.export import (
+    DECISIONS,
+    OPEN_STATES,
+    ExportRules,
+    FrozenFile,
+    Manifest,
+)
 from hub.platform.access import SECRETARIAT, SITE_ADMIN_PREFIX
 from hub.platform.messages import LANGS, Message, message
 from hub.platform.policy_models import ExportPolicy
@@ -139,11 +145,18 @@ class ExportRequest:
         return tuple(r for r in self.reviews if r.round == self.round)
 
     @property
+    def files(self) -> tuple[FrozenFile, ...]:
+        """The frozen files; none before the site's manifest."""
+        return self.manifest.files if self.manifest else ()
+
+    def file(self, name: str) -> FrozenFile | None:
+        """The frozen file `name`, or None when the request holds no such file."""
+        return next((f for f in self.files if f.name == name), None)
+
+    @property
     def failed_files(self) -> tuple[str, ...]:
         """The files whose automatic checks failed."""
-        if self.manifest is None:
-            return ()
-        return tuple(f.name for f in self.manifest.files if not f.ok)
+        return tuple(f.name for f in self.files if not f.ok)
 
     def approved_roles(self) -> set[str]:
         return {r.role for r in self.current_reviews if r.decision == "approve"}

@@ -239,11 +239,11 @@ class ExportStore:
             values: dict[str, Any] = {"state": state}
             if req.released_at is None:
                 values["released_at"] = now
-            frozen = {f.name: f for f in (req.manifest.files if req.manifest else ())}
+            frozen = req.file(name)
             data = {"request_id": req.id, "state": state, "file": name,
                     "first": req.released_at is None}  # fmt: skip
-            if name in frozen:  # what left: its size and hash, for the report and the audit
-                data |= {"bytes": frozen[name].bytes, "sha256": frozen[name].sha256}
+            if frozen is not None:  # what left: its size and hash, for the report and the audit
+                data |= {"bytes": frozen.bytes, "sha256": frozen.sha256}
             return _Change(values, event=(EXPORT_RELEASE, username, data))
 
         return self._change(request_id, decide)

@@ -102,7 +102,7 @@ def row_of(request: ExportRequest, now: datetime) -> dict[str, Any]:
         "requester": request.requester,
         "site": request.site,
         "purpose": request.purpose,
-        "files": [f.name for f in request.manifest.files] if request.manifest else request.paths,
+        "files": [f.name for f in request.files] if request.manifest else request.paths,
         "checks": check_summary(request),
         "failed": bool(request.failed_files) or bool(request.manifest and request.manifest.error),
         "age": age(request, now),
@@ -218,7 +218,7 @@ class ReviewBase(BaseHandler, HtmlPageHandler):
 
     async def read_frozen(self, request: ExportRequest, name: str, limit: int | None):
         """(bytes, cut, error message) of one frozen file, its hash checked when read whole."""
-        entry = next((f for f in request.manifest.files if f.name == name), None)
+        entry = request.file(name)
         if entry is None:
             raise ExportNotFound("export.no_file", id=request.id, name=name)
 
@@ -280,7 +280,7 @@ class ReviewRequestHandler(ReviewBase):
         desk = self.desk
         request = desk.visible(request_id, self.actor)
         files = []
-        for f in request.manifest.files if request.manifest else ():
+        for f in request.files:
             item: dict[str, Any] = {"entry": f, "kind": kind_of(f.name), "error": None}
             if item["kind"] in ("image", "pdf"):
                 item["url"] = f"{self.backend.prefix}review/{request.id}/files/{quote(f.name)}"

@@ -145,10 +145,7 @@ class ExportDesk:
         """The frozen bytes of one file of an approved request, for its requester, checked
         against the manifest's hash; the first download releases the request."""
         request = self.visible(request_id, username)
-        entry = next(
-            (f for f in (request.manifest.files if request.manifest else ()) if f.name == name),
-            None,
-        )
+        entry = request.file(name)
         if entry is None or not entry.sha256:
             raise ExportNotFound("export.no_file", id=request_id, name=name)
         suspended = self.suspended(request.requester)
