@@ -171,7 +171,7 @@ def services_of(state_dir: Path) -> list[int]:
     """Pids of hub-managed services started for this state folder.
 
     The hub starts its services in sessions of their own and stops them with
-    SIGINT; a service ends with its hub (hub.services._base), but one of an
+    SIGINT; a service ends with its hub (extensions.contracts.service), but one of an
     older version, or one that does not stop, keeps running (and holding its
     port). Their environment names the state folder, which is how they are found.
     """

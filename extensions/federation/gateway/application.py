@@ -99,6 +99,6 @@ def main(argv=None) -> int:
     log.info("gateway of site %s on %s:%d%s", config.site, args.ip, port, prefix)
     try:
         ioloop.IOLoop.current().start()
-    except KeyboardInterrupt:  # the hub stops its services with SIGINT (SIGTERM: _base)
+    except KeyboardInterrupt:  # SIGINT from the hub (SIGTERM: extensions.contracts.service)
         log.info("stopped")
     return 0
