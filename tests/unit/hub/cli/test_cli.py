@@ -20,7 +20,7 @@ def run(capsys, *argv):
 def test_policy_check_valid(capsys, policy_copy):
     code, out, _ = run(capsys, "policy", "check", str(policy_copy))
     assert code == 0
-    assert out.strip().endswith("valid: 5 sites, 10 datasets, 3 approvals, 7 accounts")
+    assert out.strip().endswith("valid: 5 sites, 10 datasets, 3 approvals, 8 accounts")
 
 
 def test_policy_check_prints_every_problem(capsys, policy_copy):

@@ -417,7 +417,7 @@ BAD_INPUTS = [
         "user-listed-twice",
         lambda d: _users(d, lambda u: u["users"].append(dict(u["users"][0]))),
         "users.yaml",
-        "users[7].username",
+        "users[8].username",
         "listed twice",
     ),
     (

@@ -21,9 +21,18 @@ def _edit_platform(d, change):
     path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False))
 
 
-def test_the_demo_lets_files_out_directly_with_the_default_export_rules(policy_copy):
-    p = load_policy_dir(policy_copy).platform
-    assert {s.downloads for s in p.sites.values()} == {"direct"}
+def test_the_demo_has_one_airlock_site_with_the_default_export_rules(policy_copy):
+    bundle = load_policy_dir(policy_copy)
+    p = bundle.platform
+    assert {s.id: s.downloads for s in p.sites.values()} == {
+        "nig": "direct",
+        "ncc": "airlock",
+        "ncgm": "direct",
+        "tommo": "direct",
+        "imsut": "direct",
+    }
+    # the airlock site's own admin, who reviews with the secretariat
+    assert bundle.accounts["admin-ncc"].roles == ("site-admin:ncc",)
     assert p.export == ExportPolicy()
     assert p.export.reviewers == ("site-admin", "secretariat") and p.export.release_days == 7
     assert p.export.checks == ExportRules()

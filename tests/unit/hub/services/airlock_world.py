@@ -6,8 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from extensions.contracts.clock import FixedClock
 from hub.platform.policy import load_policy_dir
 from hub.store.audit import AuditStore
@@ -30,12 +28,6 @@ class AirlockWorld:
 
 
 def airlock_world(tmp_path: Path, policy_copy: Path, now) -> AirlockWorld:
-    users = policy_copy / "users.yaml"
-    doc = yaml.safe_load(users.read_text())
-    admin = next(u for u in doc["users"] if u["username"] == "admin-nig")
-    doc["users"].append(admin | {"username": "admin-ncc", "email": "ncc@example.org",
-                                 "roles": ["site-admin:ncc"]})  # fmt: skip
-    users.write_text(yaml.safe_dump(doc, allow_unicode=True))
     bundle = load_policy_dir(policy_copy)
     clock = FixedClock(now)
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
