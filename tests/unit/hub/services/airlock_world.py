@@ -1,5 +1,5 @@
-"""The export airlock's world for the service tests: the demo's people plus a site admin of
-ncc, and an export store over the registry's database (SQLite), at a fixed time."""
+"""The export airlock's world for the service tests: the demo's people (ncc's site admin
+among them), and an export store over the registry's database (SQLite), at a fixed time."""
 
 from __future__ import annotations
 
