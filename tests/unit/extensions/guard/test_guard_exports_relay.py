@@ -33,6 +33,7 @@ from extensions.guard.exports import MAX_PATHS, MAX_PURPOSE, RelayRefusal, read_
 
 REPO = Path(__file__).resolve().parents[4]
 ENABLE_FILE = REPO / "extensions" / "guard" / "jupyter-config" / "visiting-guard.json"
+LABEXTENSION = REPO / "extensions" / "guard" / "labextension"
 TOKEN = "relay-test-token"  # the person's, at their own server
 SERVER_TOKEN = "server-hub-token"  # the server's own hub token (JUPYTERHUB_API_TOKEN)
 
@@ -414,3 +415,17 @@ def test_which_refusals_of_the_service_are_the_platforms(error, status, field):
         assert "接続できません" in refusal.message and "cannot be reached" in refusal.message
     else:
         assert refusal.message == str(error)
+
+
+# -- the JupyterLab extension's packages ----------------------------------------------------------
+
+
+def test_the_labextensions_lock_file_agrees_with_its_package_json():
+    package = json.loads((LABEXTENSION / "package.json").read_text())
+    lock = json.loads((LABEXTENSION / "package-lock.json").read_text())
+    root = lock["packages"][""]
+    assert root["dependencies"] == package["dependencies"]
+    assert root.get("devDependencies", {}) == package.get("devDependencies", {})
+    for name in package["dependencies"]:
+        assert f"node_modules/{name}" in lock["packages"], name
+    assert "@jupyterlab/filebrowser" in package["dependencies"]
