@@ -133,7 +133,7 @@ def read_paths(value: Any) -> list[str]:
             raise RelayRefusal.bad("paths", "paths.not_text", index=index)
         if not path.strip() or "\x00" in path:
             raise RelayRefusal.bad("paths", "paths.empty", index=index)
-        if path.startswith(("/", "\\", "~")) or (len(path) > 1 and path[1] == ":"):
+        if path.startswith(("/", "\\")) or path == "~" or path.startswith("~/"):
             raise RelayRefusal.bad("paths", "paths.absolute", path=path)
         if ".." in path.replace("\\", "/").split("/"):
             raise RelayRefusal.bad("paths", "paths.parent", path=path)

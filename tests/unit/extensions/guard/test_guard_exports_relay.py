@@ -389,10 +389,11 @@ def test_a_logged_in_browser_must_send_the_xsrf_token(server, service):
 
 
 def test_paths_are_kept_as_names_under_the_home():
-    assert read_paths(["results/fig1.png", "./results/", "a b/c.csv"]) == [
+    assert read_paths(["results/fig1.png", "./results/", "a b/c.csv", "~old/d:e.txt"]) == [
         "results/fig1.png",
         "results",
         "a b/c.csv",
+        "~old/d:e.txt",
     ]
 
 
