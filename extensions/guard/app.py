@@ -4,6 +4,8 @@
 2. the usage period: a banner, kernels refused and the server stopped at the end, with the end
    refreshed from the hub (an extension, a revocation, a suspension) while the server runs;
 3. activity events, spooled and shipped to the hub's audit intake.
+
+It also relays JupyterLab's export requests to the hub's export service (see `exports`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from .context import ServerContext
 from .datawatch import DataWatch
 from .downloads import DownloadGuard, Refusal, guard_routes, install_transform
 from .events import ActivityEvents, EventShipper, EventSpool, SpoolHandler
+from .exports import ExportsHandler
 from .managers import (
     GuardedContentsManager,
     GuardedKernelManager,
@@ -203,6 +206,8 @@ class GuardApp(ExtensionApp):
             [
                 (r"/visiting/period", PeriodHandler),
                 (r"/visiting/guard", GuardStatusHandler),
+                # JupyterLab's export panel, relayed to the hub's export service
+                (r"/visiting/exports", ExportsHandler),
             ]
         )
 

@@ -1,10 +1,13 @@
-// The researcher's usage period, shown at the top of JupyterLab.
+// The guard's JupyterLab plugins: the researcher's usage period, shown at the
+// top of JupyterLab (here), and export requests (export.js).
 //
 // The guard server extension answers GET <baseUrl>visiting/period with the
 // approval's end date and a ready-made text in Japanese and English; this
 // plugin only shows that text and asks again every `refresh_seconds`.
 import { ServerConnection } from '@jupyterlab/services';
 import { Widget } from '@lumino/widgets';
+
+import exportPlugin from './export.js';
 
 const LEVELS = ['info', 'warning', 'ended'];
 const DEFAULT_REFRESH_SECONDS = 60;
@@ -74,4 +77,4 @@ const plugin = {
   }
 };
 
-export default plugin;
+export default [plugin, exportPlugin];
