@@ -131,4 +131,60 @@ TEXTS: dict[str, dict[str, str]] = {
         "やり直してください。",
         "en": "The files could not be frozen or fetched at site {site}; try again later.",
     },
+    # -- the requester's page on the admin service (hub.services.admin.releases) ----------
+    "export.mine.title": {"ja": "あなたの持ち出し申請", "en": "Your export requests"},
+    "export.mine.note": {
+        "ja": "承認された申請のファイルは、承認から {days} 日間、ここからダウンロードできます"
+        "（コンテナの外へ）。受け取れるのは申請時にサイトで凍結されたファイルそのもので、"
+        "SHA-256 ハッシュ値で確かめられます。ダウンロードはすべて記録されます。",
+        "en": "The files of an approved request can be downloaded here (outside your server) "
+        "for {days} days after the approval. They are the very files frozen at the site when "
+        "you asked, which their SHA-256 hashes confirm. Every download is recorded.",
+    },
+    "export.mine.none": {
+        "ja": "持ち出し申請はまだありません。申請はご自身のサーバーの中から行います。",
+        "en": "You have no export requests yet. You make one from inside your server.",
+    },
+    "export.mine.request": {"ja": "申請 {id}", "en": "Request {id}"},
+    "export.mine.col.created": {"ja": "申請日時", "en": "Requested"},
+    "export.mine.col.size": {"ja": "サイズ", "en": "Size"},
+    "export.mine.col.sha256": {"ja": "SHA-256 ハッシュ値", "en": "SHA-256"},
+    "export.mine.col.decision": {"ja": "判断", "en": "Decision"},
+    "export.mine.col.role": {"ja": "審査者の役割", "en": "Reviewer's role"},
+    "export.mine.col.reason": {"ja": "理由", "en": "Reason"},
+    "export.mine.col.time": {"ja": "日時", "en": "Time"},
+    "export.mine.not_frozen": {
+        "ja": "サイトで凍結・自動チェック中です。",
+        "en": "Being frozen and checked at the site.",
+    },
+    "export.mine.until": {
+        "ja": "{until}（日本時間）までダウンロードできます。",
+        "en": "Download until {until} (Japan time).",
+    },
+    "export.mine.over": {
+        "ja": "ダウンロード期限（{until}、日本時間）を過ぎました。ファイルはもう受け取れません。",
+        "en": "The download window ended at {until} (Japan time); the files can no longer be "
+        "downloaded.",
+    },
+    "export.mine.released": {
+        "ja": "{at}（日本時間）に初めてダウンロードされました。",
+        "en": "First downloaded at {at} (Japan time).",
+    },
+    "export.mine.download": {"ja": "ダウンロード", "en": "download"},
+    "export.mine.withdraw": {"ja": "この申請を取り下げる", "en": "Withdraw this request"},
+    "export.mine.withdrawn": {
+        "ja": "持ち出し申請 {id} を取り下げました。",
+        "en": "Export request {id} is withdrawn.",
+    },
+    # a request's states (extensions.contracts.export.STATES) and its reviewers' roles
+    "export.state.submitted": {"ja": "申請済み（凍結中）", "en": "submitted (being frozen)"},
+    "export.state.checked": {"ja": "自動チェック済み・審査待ち", "en": "checked, awaiting review"},
+    "export.state.under-review": {"ja": "審査中", "en": "under review"},
+    "export.state.changes-requested": {"ja": "修正依頼あり", "en": "changes requested"},
+    "export.state.approved": {"ja": "承認済み", "en": "approved"},
+    "export.state.rejected": {"ja": "却下", "en": "rejected"},
+    "export.state.released": {"ja": "受け取り済み", "en": "released"},
+    "export.state.withdrawn": {"ja": "取り下げ済み", "en": "withdrawn"},
+    "export.role.site-admin": {"ja": "サイト管理者", "en": "site admin"},
+    "export.role.secretariat": {"ja": "事務局", "en": "secretariat"},
 }

@@ -56,9 +56,16 @@ and the form to decide, through the export service's own desk and rules.
 
     GET  review | review/<id> | review/<id>/files/<name>    POST review/<id>
 
+The export airlock's release, in the browser (see `releases`): every person's own export
+requests, on the hub outside their server, with their files' hashes, the checks and the
+reviews; an approved request's frozen files to download within the release window, and
+the form to withdraw an open request.
+
+    GET  exports | exports/<id>/files/<name>    POST exports/<id>/withdraw
+
 The modules: `backend` (the hub, the enforcer, the sites' engines), `figures` (what the
 secretariat reads), `handlers` (the API), `pages` (the page and the report),
-`review` (the export airlock's review pages); here the
+`review` (the export airlock's review pages), `releases` (the requester's pages); here the
 service itself.
 """
 
@@ -93,6 +100,7 @@ from hub.services.admin.handlers import (
     SuspensionsHandler,
 )
 from hub.services.admin.pages import PageHandler, ReportHandler
+from hub.services.admin.releases import release_routes
 from hub.services.admin.review import review_routes
 from hub.services.export.desk import ExportDesk
 from hub.services.export.freezer import make_freezer
@@ -128,6 +136,7 @@ def make_app(backend: Backend, prefix: str, cookie_secret: bytes) -> web.Applica
         (prefix + "report", ReportHandler, args),
         (prefix + "oauth_callback", HubOAuthCallbackHandler),
         *review_routes(prefix, args),
+        *release_routes(prefix, args),
         (prefix + r"do/([a-z-]+)", PageHandler, args),
         (prefix + "?", PageHandler, args),
     ]

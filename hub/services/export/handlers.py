@@ -8,11 +8,13 @@ its kind (400 bad input, 401 no token, 403 not allowed, 404 unknown or not yours
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import IO, Any
 from urllib.parse import quote
 
 from jupyterhub.services.auth import HubAuth
+from tornado import web
 
+from extensions.contracts.export import FrozenFile
 from hub.platform.airlock import (
     BadExportInput,
     ExportNotAllowed,
@@ -133,22 +135,28 @@ class FileHandler(ApiHandler):
 
     async def get(self, request_id: str, name: str):
         stream, entry = await self.desk.release(request_id, self.user, name)
-        try:
-            filename = name.rsplit("/", 1)[-1]
-            self.set_header("Content-Type", entry.media_type or "application/octet-stream")
-            self.set_header("Content-Length", str(entry.bytes))
-            self.set_header("X-Content-SHA256", entry.sha256)
-            self.set_header("X-Content-Type-Options", "nosniff")
-            self.set_header("Cache-Control", "no-store")
-            self.set_header(
-                "Content-Disposition", f"attachment; filename*=UTF-8''{quote(filename)}"
-            )
-            while block := stream.read(CHUNK):
-                self.write(block)
-                await self.flush()
-        finally:
-            stream.close()
-        self.finish()
+        await send_released(self, stream, entry)
+
+
+async def send_released(handler: web.RequestHandler, stream: IO[bytes], entry: FrozenFile) -> None:
+    """The answer to a download of a released file (`ExportDesk.release`): its frozen bytes
+    as an attachment named by the file's last part, with its size, media type and SHA-256
+    from the manifest, never sniffed or cached; the stream is closed at the end. The export
+    service's API and the admin service's page for the requester both answer with it."""
+    try:
+        filename = entry.name.rsplit("/", 1)[-1]
+        handler.set_header("Content-Type", entry.media_type or "application/octet-stream")
+        handler.set_header("Content-Length", str(entry.bytes))
+        handler.set_header("X-Content-SHA256", entry.sha256)
+        handler.set_header("X-Content-Type-Options", "nosniff")
+        handler.set_header("Cache-Control", "no-store")
+        handler.set_header("Content-Disposition", f"attachment; filename*=UTF-8''{quote(filename)}")
+        while block := stream.read(CHUNK):
+            handler.write(block)
+            await handler.flush()
+    finally:
+        stream.close()
+    handler.finish()
 
 
 def routes(prefix: str, desk: ExportDesk, auth: HubAuth) -> list[tuple]:
