@@ -181,7 +181,12 @@ class DockerFreezer(Freezer):
 
     @staticmethod
     def home_volume(site: str, username: str) -> str:
-        return f"visiting-home-{site}-{username}"
+        """The person's home volume at the site, named as the spawner names it: its
+        `{username}` is DockerSpawner's escaped name (a `-` becomes `-2d`, upper case
+        is escaped), so the freezer finds the volume the server wrote."""
+        from dockerspawner import DockerSpawner
+
+        return f"visiting-home-{site}-{DockerSpawner._escape(username)}"
 
     @staticmethod
     def export_volume(site: str) -> str:

@@ -388,3 +388,22 @@ def test_the_service_builds_its_freezer_from_the_environment(policy_copy):
     assert app.port == 8086 and app.service_prefix == "/services/export/"
     app = ExportService(environ=env | {"VISITING_SITES": "1"})
     assert type(app.make_freezer()).__name__ == "DockerFreezer"
+
+
+@pytest.mark.parametrize(
+    ("username", "volume"),
+    [
+        ("tanaka", "visiting-home-ncc-tanaka"),
+        ("admin-ncc", "visiting-home-ncc-admin-2dncc"),
+        ("o.brien", "visiting-home-ncc-o-2ebrien"),
+    ],
+)
+def test_the_docker_freezer_reads_the_home_volume_the_spawner_named(username, volume):
+    """The spawner's volume template `visiting-home-<site>-{username}` is filled with
+    DockerSpawner's escaped name; the freezer must name the same volume."""
+    from dockerspawner import DockerSpawner
+
+    from hub.services.export.freezer import DockerFreezer
+
+    assert DockerFreezer.home_volume("ncc", username) == volume
+    assert volume == f"visiting-home-ncc-{DockerSpawner._escape(username)}"
