@@ -25,16 +25,20 @@ HOW_TO_REQUEST = 'python -m extensions.guard.export request --purpose "..." PATH
 
 NOTICE_JA = (
     "このサイトではファイルは持ち出し申請（エアロック）からのみ持ち出せます。"
-    "「{path}」を直接ダウンロードすることはできません。持ち出し申請は端末で "
+    "「{path}」を直接ダウンロードすることはできません。持ち出し申請は JupyterLab の"
+    "ファイルブラウザで右クリックして「持ち出し申請」、端末では "
     f"`{HOW_TO_REQUEST}`、ノートブックでは "
-    "`from extensions.guard.export import request_export` で行い、審査の後に受け取れます。"
+    "`from extensions.guard.export import request_export` で行い、審査の後にハブの"
+    "「あなたの持ち出し申請」ページから受け取れます。"
     "この操作は監査ログに記録されました。"
 )
 NOTICE_EN = (
     "At this site files leave only through an export request (the airlock): "
-    "'{path}' cannot be downloaded directly. Ask for it with `" + HOW_TO_REQUEST + "` in a "
-    "terminal or `from extensions.guard.export import request_export` in a notebook; a "
-    "reviewer checks it before it is released to you. This attempt is recorded in the audit log."
+    "'{path}' cannot be downloaded directly. Ask for it with \"Request export\" in the "
+    "file browser's context menu in JupyterLab, `" + HOW_TO_REQUEST + "` in a terminal or "
+    "`from extensions.guard.export import request_export` in a notebook; reviewers check it, "
+    "then you download it from the hub's \"Your export requests\" page. This attempt is "
+    "recorded in the audit log."
 )
 
 
