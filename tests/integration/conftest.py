@@ -107,6 +107,7 @@ SITE_STACK_MODULES = (
     "test_egress_normal_use",
     "test_egress_gate_reach",
     "test_egress_meter",
+    "test_export_airlock_site",
 )
 
 #: a single-user server's container is labelled with its person and site
