@@ -24,7 +24,6 @@ import time
 
 import pytest
 
-from hub.demo.stack import Stack, StackConfig
 from tests.integration.test_tutorials_site import fresh_home
 
 from .browser import chromium, new_page, screenshot
@@ -35,17 +34,6 @@ TANAKA_SITES = ["ncc", "ncgm", "nig", "tommo"]
 BLOCKED_JA = "ダウンロードを禁止しました"
 BLOCKED_EN = "Download blocked"
 NOTEBOOK = "tutorials/01-getting-started.ipynb"
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    state = tmp_path_factory.mktemp("journey-stack")
-    s = Stack(StackConfig.ephemeral(state, sites=True))
-    s.ensure_data()
-    s.start_sites()
-    s.start()
-    yield s
-    s.stop()
 
 
 def log_in(page, hub: str, user: str, path: str = "/hub/home"):

@@ -62,7 +62,7 @@ const TEXT = {
   },
   accepted: { ja: '申請を受け付けました', en: 'Your request is in' },
   refused: { ja: '申請できませんでした', en: 'The request was refused' },
-  acceptedBody: { ja: '申請 {id}: {state}', en: 'Request {id}: {state}' },
+  acceptedBody: { ja: '申請 {id}: {state_ja}', en: 'Request {id}: {state_en}' },
   checksFailed: {
     ja: '自動チェックで不合格になったファイルがあります（審査者が理由を付けて認めない限り承認されません）:',
     en: 'Some files failed the automatic checks (they are not approved unless a reviewer overrides with a reason):'
@@ -107,6 +107,12 @@ function fill(template, fields) {
 function t(key, fields = {}) {
   const text = TEXT[key];
   return `${fill(text.ja, fields)} / ${fill(text.en, fields)}`;
+}
+
+// The state's words by language, for a text that names it once in each.
+function stateFields(state) {
+  const text = STATES[state] || TEXT.unknownState;
+  return { state_ja: text.ja, state_en: text.en };
 }
 
 function stateText(state) {
@@ -265,7 +271,7 @@ class RequestForm extends Widget {
         { id: 'visiting-export-purpose-hint', className: 'visiting-export-hint' },
         t('purposeHint')
       ),
-      problem ? el('div', { className: 'visiting-export-problem', role: 'alert' }, problem) : null
+      problem ? el('div', { className: 'visiting-export-problem', role: 'alert' }, problem) : ''
     );
   }
 
@@ -307,7 +313,7 @@ function showAnswer(answer) {
     body.node.setAttribute('data-export-id', request.id || '');
     body.node.setAttribute('data-export-state', request.state || '');
     body.node.append(
-      el('p', {}, t('acceptedBody', { id: request.id, state: stateText(request.state) }))
+      el('p', {}, t('acceptedBody', { id: request.id, ...stateFields(request.state) }))
     );
     const failed = failedChecks(request);
     if (failed.length) {
