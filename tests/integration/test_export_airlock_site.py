@@ -297,3 +297,39 @@ def test_a_table_of_people_is_blocked_by_the_checks_and_a_rejection_is_final(peo
     r = people["tanaka"].call("GET", f"/{rid}/files/results/people.tsv")
     assert r.status_code == 409 and r.json()["message"]["en"], r.text
     assert people["tanaka"].call("GET", f"/{rid}").json()["state"] == "rejected"
+
+
+# -- the report -------------------------------------------------------------------------------
+
+
+def test_the_annual_report_counts_the_requests_and_their_decisions(site_stack, audit):
+    """The data-usage report of this fiscal year for tanaka's approval, from the stack's own
+    registry and audit store: this module's two requests (three files), two approvals and
+    one rejection, one request released; each figure with its recount query."""
+    from datetime import datetime
+
+    from extensions.contracts.clock import JST
+    from hub.report import ReportRequest, build_report
+    from hub.store.registry import ApprovalRegistry
+
+    now = datetime.now(JST)
+    fiscal_year = now.year if now.month >= 4 else now.year - 1
+    registry = ApprovalRegistry(site_stack._database_url())
+    try:
+        doc = build_report(
+            registry,
+            audit.store,
+            ReportRequest(fiscal_year=fiscal_year, approval_id="J-DU000101", lang="en"),
+        )
+    finally:
+        registry.close()
+    (section,) = [a for a in doc["approvals"] if a["approval_id"] == "J-DU000101"]
+    exports = section["exports"]
+    assert (exports["requests"], exports["files"], exports["released"], exports["rejected"]) == (
+        2,
+        3,
+        1,
+        1,
+    ), exports
+    assert exports["decisions"] == {"approve": 2, "reject": 1, "changes": 0}, exports
+    assert exports["median_decision_hours"] is not None and exports["median_decision_hours"] < 1
