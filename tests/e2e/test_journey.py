@@ -82,6 +82,7 @@ def test_a_day_at_the_platform_and_a_suspension(stack):
         assert sorted(rows) == TANAKA_SITES
         home = text_of(page)
         assert "J-DU000101" in home and "User guide" in home
+        assert page.get_attribute("#visiting-exports", "href") == "/services/admin/exports"
 
         # 2. start the server at nig; JupyterLab opens with the period banner
         page.click("#start-nig")
