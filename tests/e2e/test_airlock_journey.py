@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.test_export_airlock_site import RESULTS_SCRIPT
 from tests.integration.test_sites import container_of, engine, sh  # noqa: F401  (a fixture)
 from tests.integration.test_tutorials_site import fresh_home
 
@@ -36,21 +37,7 @@ SITE = "ncc"
 USER = "yamada"
 HOME = "/home/jovyan"
 PURPOSE = "Figure 1 and Table 2 of our paper"
-MAKE_RESULTS = f"""
-set -e
-mkdir -p {HOME}/results
-python3 - <<'PY'
-import matplotlib
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-plt.bar(["A", "B", "C"], [120, 95, 80])
-plt.title("Cases per group")
-plt.savefig("{HOME}/results/figure1.png")
-with open("{HOME}/results/table2.csv", "w") as f:
-    f.write("group,cases,controls\\nA,120,340\\nB,95,310\\nC,80,290\\n")
-PY
-cd {HOME}/results && sha256sum figure1.png table2.csv
-"""
+MAKE_RESULTS = RESULTS_SCRIPT + f"cd {HOME}/results && sha256sum figure1.png table2.csv\n"
 
 
 def review(
