@@ -63,8 +63,9 @@ class Table:
 
 def tables_of(path: Path, name: str) -> list[Table] | None:
     """The tables of a file, or None when its kind holds none (an image, a text).
-    TooLarge for a JSON document too large to parse within the bound; csv.Error or Unread
-    for a delimited file whose header cannot be read."""
+    TooLarge for a JSON document too large to parse within the bound; Unread for a
+    delimited file whose header cannot be read."""
+
     suffix = Path(name).suffix.lower()
     if suffix in (".csv", ".tsv"):
         table = delimited_file(path, "\t" if suffix == ".tsv" else ",")
