@@ -11,13 +11,17 @@ No Docker. Two parts, one table:
   plus `sha256sum` of the copies (the floor: copying and hashing), so the ratio is what the
   checks and the module's start cost on top. The size limits of the rules are raised for
   the large file (the platform's default `max_file_bytes` is 100 MiB). Also the site
-  module's peak resident memory (the children's maximum RSS).
-- **A reviewer's queue.** --requests open requests made through `ExportStore` on SQLite
-  (each with a checked manifest of three files); the real tornado app of the export
-  service on loopback (only "whose token is this" answered without a hub), a site admin
-  listing the queue (GET api/requests?queue=1) and opening one request (GET
-  api/requests/<id>). Reference: the bare SQL select of the same rows (the requests and
-  their files) with sqlite3.
+  module's peak resident memory (its own VmHWM, which it prints as it exits: a child's
+  getrusage maximum starts at its parent's).
+- **A reviewer's queue.** --requests open requests made through `ExportStore` on SQLite,
+  each with three frozen files (a CSV, a PNG, a TSV) in a folder and a checked manifest of
+  their hashes. Two real tornado apps on loopback, with only the hub's "whose token is
+  this" answered without a hub: the export service, a site admin listing the queue (GET
+  api/requests?queue=1) and opening one request (GET api/requests/<id>); and the admin
+  service's review pages (GET review: the queue; GET review/<id>: one request with its
+  two tables rendered from the frozen bytes, then the PNG the page shows). Every answer is
+  checked (status, the requests listed, the files shown). Reference: the bare SQL select
+  of the same rows (the requests, their files and reviews) with sqlite3.
 
     .venv/bin/python bench/export.py [--quick] [--small-files 10] [--small-mb 10]
                                      [--large-mb 1024] [--requests 100] [--repeat 3]
@@ -28,9 +32,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
-import resource
+import re
 import shutil
 import sqlite3
 import statistics
@@ -40,21 +45,54 @@ import sys
 import tempfile
 import time
 import zlib
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from extensions.contracts.clock import JST, FixedClock  # noqa: E402
 from extensions.contracts.export import CheckResult, ExportRules, FrozenFile, Manifest  # noqa: E402
-from hub.services.export.freezer import LocalFreezer  # noqa: E402
+from hub.services.export.freezer import SITE_MODULE, Freezer, LocalFreezer  # noqa: E402
 
 MB = 1024 * 1024
 NOW = datetime(2026, 6, 2, 12, 0, tzinfo=JST)
 PREFIX = "/services/export/"
 SITE, USER, REVIEWER = "nig", "tanaka", "admin-nig"
 DEMO_POLICY = REPO / "policies" / "demo"
+ADMIN_PREFIX = "/services/admin/"
+
+# the site's module, printing its own peak resident memory as it exits
+METERED = f"""
+import atexit, re, runpy, sys
+
+def peak():
+    with open("/proc/self/status") as f:
+        print("site-peak-kib", re.search(r"VmHWM:\\s+(\\d+)", f.read()).group(1), file=sys.stderr)
+
+atexit.register(peak)
+runpy.run_module({SITE_MODULE!r}, run_name="__main__", alter_sys=True)
+"""
+
+
+class MeteredFreezer(LocalFreezer):
+    """LocalFreezer whose site module reports its peak resident memory (VmHWM). The
+    children's getrusage maximum would not do: a child's starts at its parent's, so it
+    showed this benchmark's own memory whenever the module used less."""
+
+    peak_kib = 0
+
+    def command(self, argv: list[str]) -> list[str]:
+        return [sys.executable, "-c", METERED, *argv]
+
+    def _run(self, argv, stdout):
+        done = super()._run(argv, stdout)
+        for line in (done.stderr or b"").decode(errors="replace").splitlines():
+            if line.startswith("site-peak-kib "):
+                self.peak_kib = max(self.peak_kib, int(line.split()[1]))
+        return done
 
 
 # -- workload ------------------------------------------------------------------------------
@@ -77,6 +115,10 @@ def counts_csv(path: Path, size: int, seed: int) -> None:
 
 def png_file(path: Path, size: int, seed: int) -> None:
     """A valid RGB PNG of about `size` bytes (incompressible pixels, stored deflate)."""
+    path.write_bytes(png_bytes(size, seed))
+
+
+def png_bytes(size: int, seed: int) -> bytes:
     width = 1024
     row = 1 + width * 3
     height = max(1, size // row)
@@ -92,8 +134,8 @@ def png_file(path: Path, size: int, seed: int) -> None:
         )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", data)
-                     + chunk(b"IEND", b""))  # fmt: skip
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", data)
+            + chunk(b"IEND", b""))  # fmt: skip
 
 
 def sumstats_csv(path: Path, size: int) -> None:
@@ -149,7 +191,7 @@ def reference_copy_hash(sources: list[Path], dest: Path) -> float:
 def freeze_part(root: Path, workloads: dict[str, list[tuple[str, int]]], repeat: int) -> list:
     state, data = root / "state", root / "data"
     write_cohort(data / SITE / "JGAD000101")
-    freezer = LocalFreezer(state, data, timeout=3600)
+    freezer = MeteredFreezer(state, data, timeout=3600)
     home = freezer.home(SITE, USER)
     rows = []
     for label, files in workloads.items():
@@ -174,6 +216,7 @@ def freeze_part(root: Path, workloads: dict[str, list[tuple[str, int]]], repeat:
                 while f.read(8 * MB):
                     pass
         ref, run, ok = [], [], True
+        freezer.peak_kib = 0
         for r in range(repeat):
             ref.append(reference_copy_hash(paths, root / f"ref-{label}-{r}"))
             rid = f"b{label.replace('-', '')}{r}"
@@ -195,9 +238,7 @@ def freeze_part(root: Path, workloads: dict[str, list[tuple[str, int]]], repeat:
             "files": len(paths),
             "bytes": nbytes, "airlock_s": a, "reference_s": b, "ratio": a / b,
             "airlock_mb_s": nbytes / MB / a, "reference_mb_s": nbytes / MB / b, "checks_ok": ok,
-            # the children's running maximum: workloads go smallest first, cp and
-            # sha256sum stay far below the site's module
-            "site_peak_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+            "site_peak_mb": freezer.peak_kib / 1024,
         })  # fmt: skip
         shutil.rmtree(folder)
     return rows
@@ -210,31 +251,48 @@ def _mb(n: float) -> str:
 # -- part 2: the reviewer's queue --------------------------------------------------------------
 
 
-def queue_part(root: Path, n: int, repeat: int) -> list:
-    os.environ["VISITING_STATE_DIR"] = str(root / "qstate")
-    os.environ["VISITING_DATA_ROOT"] = str(root / "qdata")
-    os.environ.pop("VISITING_DATABASE_URL", None)
-    from jupyterhub.services.auth import HubAuth
-    from tornado.httpclient import AsyncHTTPClient
+class FolderFreezer(Freezer):
+    """Frozen files in <root>/<site>/<request id>/<name>, as the review pages read them back
+    (the site's own read, a process or a container a file, is not timed)."""
 
-    from hub.demo.ports import free_port
+    def __init__(self, root: Path):
+        self.root = root
+
+    def freeze(self, request_id, site, username, paths, rules, datasets=()):
+        raise AssertionError("the services here only read what is frozen")
+
+    def open_file(self, request_id, site, name):
+        from hub.services.export.freezer import FreezeError
+
+        try:
+            return open(self.root / site / request_id / name, "rb")
+        except OSError as e:
+            raise FreezeError(str(e)) from None
+
+
+def frozen_files(k: int) -> dict[str, bytes]:
+    """Request k's three files: a table of counts and one of frequencies (60 rows each
+    under their header) and a figure."""
+    regions = ["hokkaido", "tohoku", "kanto", "chubu", "kinki", "chugoku", "shikoku", "kyushu"]
+    counts = "stratum,region,sex,n\n" + "".join(
+        f"s{60 * k + i + 1},{regions[i % 8]},{'female' if i % 2 else 'male'},{20 + i * 7}\n"
+        for i in range(60)
+    )
+    freqs = "chrom\tpos\teaf\tn\n" + "".join(
+        f"chr{i % 22 + 1}\t{1000 + i * 37}\t{0.05 + i % 90 / 100:.3f}\t{4000 + i}\n"
+        for i in range(60)
+    )
+    return {f"results/table{k}.csv": counts.encode(), f"results/fig{k}.png": png_bytes(40_000, k),
+            f"results/counts{k}.tsv": freqs.encode()}  # fmt: skip
+
+
+def make_queue(root: Path, n: int):
+    """The registry, audit and export stores on one SQLite file with `n` open requests of
+    tanaka's at nig, each with its files frozen under root/frozen and a checked manifest."""
     from hub.platform.policy import load_policy_dir
-    from hub.services.export.application import make_app
-    from hub.services.export.desk import ExportDesk
     from hub.store.audit import AuditStore
     from hub.store.exports import ExportStore
     from hub.store.registry import ApprovalRegistry
-
-    class TokensOf(HubAuth):
-        def user_for_token(self, token, use_cache=True, session_id="", *, sync=True):
-            model = {"kind": "user", "name": token}
-            if sync:
-                return model
-
-            async def answer():
-                return model
-
-            return answer()
 
     policy = root / "policy"
     shutil.copytree(DEMO_POLICY, policy)
@@ -249,69 +307,198 @@ def queue_part(root: Path, n: int, repeat: int) -> list:
     checks = tuple(CheckResult(c, True) for c in ("kind", "size", "recogniser", "disclosure"))
     ids = []
     for k in range(n):
-        names = [f"results/table{k}.csv", f"results/fig{k}.png", f"results/counts{k}.tsv"]
-        req = store.create(USER, SITE, f"Table {k} of the paper", names)
-        files = tuple(FrozenFile(nm, 1000 + k, f"{k:064x}", "text/csv", checks) for nm in names)
-        store.record_manifest(req.id, Manifest(req.id, files))
+        files = frozen_files(k)
+        req = store.create(USER, SITE, f"Table {k} of the paper", list(files))
+        entries = []
+        for name, data in files.items():
+            path = root / "frozen" / SITE / req.id / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            media = "image/png" if name.endswith(".png") else "text/csv"
+            sha = hashlib.sha256(data).hexdigest()
+            entries.append(FrozenFile(name, len(data), sha, media, checks))
+        store.record_manifest(req.id, Manifest(req.id, tuple(entries)))
         ids.append(req.id)
-    desk = ExportDesk(store, registry, bundle.platform, LocalFreezer(root, root), clock)
-    auth = TokensOf(api_url="http://127.0.0.1:1/hub/api", api_token="export-token")
-    one = ids[n // 2]
+    return Queue(db, url, bundle, clock, registry, audit, store, ids, root / "frozen")
 
-    def bare(sql_one: bool) -> float:
-        t = time.perf_counter()
-        con = sqlite3.connect(db)
-        if sql_one:
-            con.execute("SELECT * FROM export_requests WHERE id = ?", (one,)).fetchall()
-            con.execute("SELECT * FROM export_files WHERE request_id = ?", (one,)).fetchall()
-            con.execute("SELECT * FROM export_reviews WHERE request_id = ?", (one,)).fetchall()
-        else:
-            con.execute("SELECT * FROM export_requests WHERE state IN ('checked', "
-                        "'under-review') ORDER BY created_at").fetchall()  # fmt: skip
-            con.execute("SELECT f.* FROM export_files f JOIN export_requests r ON "
-                        "r.id = f.request_id WHERE r.state IN ('checked', "
-                        "'under-review')").fetchall()  # fmt: skip
-            con.execute("SELECT v.* FROM export_reviews v JOIN export_requests r ON "
-                        "r.id = v.request_id WHERE r.state IN ('checked', "
-                        "'under-review')").fetchall()  # fmt: skip
-        con.close()
-        return time.perf_counter() - t
+
+@dataclass
+class Queue:
+    db: Path
+    url: str
+    bundle: Any
+    clock: Any
+    registry: Any
+    audit: Any
+    store: Any
+    ids: list[str]
+    frozen: Path
+
+    def close(self):
+        self.store.close()
+        self.audit.close()
+        self.registry.close()
+
+
+def stand_in_hub():
+    """HubAuth and HubOAuth whose "whose token is this" is answered here: a token is the
+    name of the person it belongs to, with the service's access scope."""
+    from jupyterhub.services.auth import HubAuth, HubOAuth
+
+    def user_for_token(self, token, use_cache=True, session_id="", *, sync=True):
+        model = {"kind": "user", "name": token, "scopes": sorted(self.access_scopes)}
+        if sync:
+            return model
+
+        async def answer():
+            return model
+
+        return answer()
+
+    tokens = type("TokensOf", (HubAuth,), {"user_for_token": user_for_token})
+    oauth = type("OAuthTokensOf", (HubOAuth,), {"user_for_token": user_for_token})
+    return tokens, oauth
+
+
+def bare(db: Path, one: str | None) -> float:
+    """The reference: the bare SQL selects of the rows an answer shows, connection included
+    (one request's, or the open queue's when `one` is None)."""
+    t = time.perf_counter()
+    con = sqlite3.connect(db)
+    if one:
+        con.execute("SELECT * FROM export_requests WHERE id = ?", (one,)).fetchall()
+        con.execute("SELECT * FROM export_files WHERE request_id = ?", (one,)).fetchall()
+        con.execute("SELECT * FROM export_reviews WHERE request_id = ?", (one,)).fetchall()
+    else:
+        con.execute("SELECT * FROM export_requests WHERE state IN ('checked', "
+                    "'under-review') ORDER BY created_at").fetchall()  # fmt: skip
+        con.execute("SELECT f.* FROM export_files f JOIN export_requests r ON "
+                    "r.id = f.request_id WHERE r.state IN ('checked', "
+                    "'under-review')").fetchall()  # fmt: skip
+        con.execute("SELECT v.* FROM export_reviews v JOIN export_requests r ON "
+                    "r.id = v.request_id WHERE r.state IN ('checked', "
+                    "'under-review')").fetchall()  # fmt: skip
+    con.close()
+    return time.perf_counter() - t
+
+
+def check_rest(what: str, body: bytes, q: Queue, one: str) -> None:
+    doc = json.loads(body)
+    if what == "list" and sorted(r["id"] for r in doc["requests"]) != sorted(q.ids):
+        raise SystemExit(f"the queue has {len(doc['requests'])} requests, not the {len(q.ids)}")
+    if what == "open" and len(doc["manifest"]["files"]) != 3:
+        raise SystemExit("the request opened without its files")
+
+
+def check_page(what: str, body: bytes, q: Queue, one: str) -> None:
+    html = body.decode()
+    if what == "page-list":
+        listed = re.findall(r'<tr data-request="([A-Za-z0-9]+)"', html)
+        if sorted(listed) != sorted(q.ids):
+            raise SystemExit(f"the review page lists {len(listed)} requests, not {len(q.ids)}")
+        return
+    k = q.ids.index(one)
+    shown = re.findall(r'<div class="file" data-file="([^"]+)"', html)
+    if shown != list(frozen_files(k)) or 'class="error"' in html:
+        raise SystemExit(f"the review page of {one} shows {shown}, or an error")
+    # both tables rendered from the frozen bytes: 60 rows each under their header
+    if html.count("<tr><td>") != 120 or f"<td>s{60 * k + 1}</td>" not in html:
+        raise SystemExit(f"the review page of {one} does not show its tables")
+
+
+async def timed_rounds(urls: dict, repeat: int, check) -> dict[str, list[float]]:
+    """Each URL (a list of them: a page and what it shows) fetched in turn, `repeat` rounds
+    after one that warms the apps; every answer checked."""
+    from tornado.httpclient import AsyncHTTPClient
+
+    http = AsyncHTTPClient()
+    times: dict[str, list[float]] = {what: [] for what in urls}
+    for _ in range(repeat + 1):
+        for what, (token, fetches) in urls.items():
+            headers = {"Authorization": f"token {token}"}
+            t = time.perf_counter()
+            answers = [await http.fetch(u, headers=headers, raise_error=False) for u in fetches]
+            times[what].append(time.perf_counter() - t)
+            for u, resp in zip(fetches, answers, strict=True):
+                if resp.code != 200:
+                    raise SystemExit(f"GET {u}: {resp.code} {resp.body[:300]!r}")
+            check(what, answers)
+    return {k: v[1:] for k, v in times.items()}
+
+
+def queue_part(root: Path, n: int, repeat: int) -> list:
+    os.environ["VISITING_STATE_DIR"] = str(root / "qstate")
+    os.environ["VISITING_DATA_ROOT"] = str(root / "qdata")
+    os.environ.pop("VISITING_DATABASE_URL", None)
+    from hub.demo.ports import free_port
+    from hub.platform.operations import Operations
+    from hub.services.admin.application import make_app as admin_app
+    from hub.services.admin.backend import Backend
+    from hub.services.export.application import make_app as export_app
+    from hub.services.export.desk import ExportDesk
+    from hub.store.audit import AuditStore
+    from hub.store.exports import ExportStore
+
+    q = make_queue(root, n)
+    one = q.ids[n // 2]
+    freezer = FolderFreezer(q.frozen)
+    desk = ExportDesk(q.store, q.registry, q.bundle.platform, freezer, q.clock)
+    # the admin service's own stores over the same database, as at a hub
+    audit = AuditStore(q.url, clock=q.clock)
+    exports = ExportStore(q.url, q.bundle.platform.export, audit, q.clock)
+    backend = Backend(Operations(q.registry, audit, q.bundle.platform, q.clock),
+                      "http://127.0.0.1:1/hub/api", "admin-token", None)  # fmt: skip
+    backend.desk = ExportDesk(exports, q.registry, q.bundle.platform, freezer, q.clock)
+    tokens, oauth = stand_in_hub()
+    auth = tokens(api_url="http://127.0.0.1:1/hub/api", api_token="export-token")
+    oauth.instance(api_url="http://127.0.0.1:1/hub/api", api_token="admin-token",
+                   access_scopes={"access:services!service=admin"}, cache_max_age=1)  # fmt: skip
 
     async def main():
-        port = free_port()
-        server = make_app(desk, auth, PREFIX).listen(port, address="127.0.0.1")
-        http = AsyncHTTPClient()
-        base = f"http://127.0.0.1:{port}{PREFIX}api/requests"
-        headers = {"Authorization": f"token {REVIEWER}"}
-        times = {"list": [], "open": []}
+        ports = free_port(), free_port()
+        servers = [export_app(desk, auth, PREFIX).listen(ports[0], address="127.0.0.1"),
+                   admin_app(backend, ADMIN_PREFIX, os.urandom(32)).listen(
+                       ports[1], address="127.0.0.1")]  # fmt: skip
+        api = f"http://127.0.0.1:{ports[0]}{PREFIX}api/requests"
+        pages = f"http://127.0.0.1:{ports[1]}{ADMIN_PREFIX}review"
+        png = f"{pages}/{one}/files/results/fig{q.ids.index(one)}.png"
+        urls = {"list": (REVIEWER, [api + "?queue=1"]), "open": (REVIEWER, [f"{api}/{one}"]),
+                "page-list": (REVIEWER, [pages]),
+                "page-open": (REVIEWER, [f"{pages}/{one}", png])}  # fmt: skip
+
+        def check(what, answers):
+            if what in ("list", "open"):
+                check_rest(what, answers[0].body, q, one)
+            else:
+                check_page(what, answers[0].body, q, one)
+            if what == "page-open" and answers[1].body[:8] != b"\x89PNG\r\n\x1a\n":
+                raise SystemExit("the review page's image is not the frozen PNG")
+
         try:
-            for _ in range(repeat + 1):  # the first round warms the app
-                for what, url_ in (("list", base + "?queue=1"), ("open", f"{base}/{one}")):
-                    t = time.perf_counter()
-                    resp = await http.fetch(url_, headers=headers)
-                    times[what].append(time.perf_counter() - t)
-                    doc = json.loads(resp.body)
-                    if what == "list" and len(doc["requests"]) != n:
-                        raise SystemExit(f"the queue has {len(doc['requests'])} requests, not {n}")
-                    if what == "open" and len(doc["manifest"]["files"]) != 3:
-                        raise SystemExit("the request opened without its files")
+            return await timed_rounds(urls, repeat, check)
         finally:
-            server.stop()
-        return {k: v[1:] for k, v in times.items()}
+            for server in servers:
+                server.stop()
 
     times = asyncio.run(main())
+    backend.pool.shutdown(wait=True)
     rows = []
-    for what, label, sql_one in (("list", f"list the queue ({n} open)", False),
-                                 ("open", "open one request", True)):  # fmt: skip
-        bare(sql_one)
+    for what, part, label in (
+        ("list", "queue", f"list the queue ({n} open)"),
+        ("open", "queue", "open one request"),
+        ("page-list", "review", f"review page: the queue ({n} open)"),
+        ("page-open", "review", "review page: one request (2 tables shown) + its PNG"),
+    ):
+        sql_one = one if what in ("open", "page-open") else None
+        bare(q.db, sql_one)
         a = statistics.median(times[what])
-        b = statistics.median(bare(sql_one) for _ in range(max(repeat, 5)))
-        rows.append({"part": "queue", "row": label, "files": None, "bytes": None,
+        b = statistics.median(bare(q.db, sql_one) for _ in range(max(repeat, 5)))
+        rows.append({"part": part, "row": label, "files": None, "bytes": None,
                      "airlock_s": a, "reference_s": b, "ratio": a / b, "airlock_mb_s": None,
                      "reference_mb_s": None, "checks_ok": None, "site_peak_mb": None})  # fmt: skip
-    store.close()
+    exports.close()
     audit.close()
-    registry.close()
+    q.close()
     return rows
 
 

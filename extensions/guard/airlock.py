@@ -37,7 +37,7 @@ NOTICE_EN = (
     "'{path}' cannot be downloaded directly. Ask for it with \"Request export\" in the "
     "file browser's context menu in JupyterLab, `" + HOW_TO_REQUEST + "` in a terminal or "
     "`from extensions.guard.export import request_export` in a notebook; reviewers check it, "
-    "then you download it from the hub's \"Your export requests\" page. This attempt is "
+    'then you download it from the hub\'s "Your export requests" page. This attempt is '
     "recorded in the audit log."
 )
 

@@ -9,18 +9,24 @@
 - `disclosure`: the tables of the file keep the platform's small-count rules
   (disclosure.py); a file that is not a table passes with "not a table".
 
+Each check reads within a bound on memory, whatever the file's size (bounded.py): the
+kind from the file's head, the recogniser in windows, the tables a row at a time. What a
+check cannot read within its bound fails it, saying what was not checked.
+
 Details are short and say what was found and where, for the reviewer.
 """
 
 from __future__ import annotations
 
+import csv
 import logging
 from pathlib import Path
 
 from ...contracts.export import CHECKS, CheckResult, ExportRules
 from ..recognise import Cohort, Recogniser
 from . import disclosure, kinds
-from .tables import MAX_ROWS, tables_of
+from .bounded import TooLarge
+from .tables import Unread, tables_of
 
 log = logging.getLogger("visiting.export")
 
@@ -48,7 +54,10 @@ class FileChecks:
         return tuple(results[c] for c in CHECKS)
 
     def media_type(self, path: Path, name: str) -> str:
-        return kinds.sniff(path, name)[2]
+        try:
+            return kinds.sniff(path, name)[2]
+        except TooLarge:  # a JSON document not parsed: shown as text, its kind check failed
+            return "text/plain"
 
     def kind(self, path: Path, name: str) -> CheckResult:
         suffix = Path(name).suffix.lower()
@@ -56,7 +65,10 @@ class FileChecks:
         if suffix not in allowed:
             shown = f"'{suffix}'" if suffix else "no suffix"
             return CheckResult("kind", False, f"{shown} is not a kind the platform lets out")
-        ok, what, _ = kinds.sniff(path, name)
+        try:
+            ok, what, _ = kinds.sniff(path, name)
+        except TooLarge as e:
+            return CheckResult("kind", False, f"{suffix} file not checked: {e}")
         if ok:
             return CheckResult("kind", True, f"{suffix} file: {what}")
         return CheckResult("kind", False, f"named {suffix} but the content is {what}")
@@ -86,22 +98,29 @@ class FileChecks:
     def disclosure(self, path: Path, name: str) -> CheckResult:
         try:
             tables = tables_of(path, name)
-        except (OSError, UnicodeDecodeError, ValueError) as e:
+            if tables is None:
+                return CheckResult("disclosure", True, "not a table")
+            if not tables:
+                return CheckResult("disclosure", True, "no table found")
+            checked = [(t, disclosure.check_table(t, self.rules)) for t in tables]
+        except TooLarge as e:
+            return CheckResult("disclosure", False, f"not checked: {e}"[:300])
+        except (OSError, UnicodeDecodeError, ValueError, csv.Error, Unread) as e:
             return CheckResult("disclosure", False, f"the table could not be read: {e}"[:300])
-        if tables is None:
-            return CheckResult("disclosure", True, "not a table")
-        if not tables:
-            return CheckResult("disclosure", True, "no table found")
-        findings = []
-        for table in tables:
-            findings += disclosure.check_table(table, self.rules)
-        unread = [t.where or name for t in tables if not t.complete]
+        findings = disclosure.Findings()
+        unread: dict[str, list[str]] = {}  # why -> the tables it stopped
+        for table, c in checked:
+            findings.extend(c.findings)
+            if c.unread:
+                unread.setdefault(c.unread, []).append(table.where or name)
         if unread:
-            head = f"over {MAX_ROWS:,} rows, the rest not checked: {', '.join(unread)}"
+            head = "; ".join(
+                f"{why}, the rest not checked: {', '.join(where)}" for why, where in unread.items()
+            )
             rest = f"; {disclosure.summary(findings)}" if findings else ""
             return CheckResult("disclosure", False, (head + rest)[:1000])
         if findings:
             return CheckResult("disclosure", False, disclosure.summary(findings)[:1000])
-        rows = sum(len(t.rows) for t in tables)
+        rows = sum(c.rows for _, c in checked)
         what = "1 table" if len(tables) == 1 else f"{len(tables)} tables"
         return CheckResult("disclosure", True, f"{what}, {rows} rows: within the rules")

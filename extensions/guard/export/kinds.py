@@ -6,12 +6,16 @@ text, a `.ipynb` is a notebook. The content is sniffed from its first bytes
 and, for the text kinds, by decoding it; a `.png` that is a gzip'd VCF fails.
 A suffix the platform allows but this module knows no signature for passes when
 the content is none of the known other kinds.
+
+Only the head is read (`HEAD`, `TEXT_PROBE`), except a JSON document or a notebook, which
+is parsed whole within `bounded.JSON_BUDGET` (`sniff` raises TooLarge beyond it).
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from .bounded import TooLarge, read_json
 
 HEAD = 64 * 1024
 TEXT_PROBE = 1024 * 1024
@@ -93,7 +97,8 @@ def read_text(path: Path, limit: int = TEXT_PROBE) -> str | None:
 
 
 def sniff(path: Path, name: str) -> tuple[bool, str, str]:
-    """(whether the content agrees with the suffix of `name`, what it is, its media type)."""
+    """(whether the content agrees with the suffix of `name`, what it is, its media type);
+    TooLarge for a JSON document too large to parse within the bound."""
     suffix = Path(name).suffix.lower()
     with open(path, "rb") as f:
         head = f.read(HEAD)
@@ -135,7 +140,9 @@ def _text_agrees(suffix: str, text: str, path: Path) -> tuple[bool, str]:
         return (start.startswith("<"), "HTML" if start.startswith("<") else "text, not HTML")
     if suffix in (".json", ".ipynb"):
         try:
-            doc = json.loads(Path(path).read_text(encoding="utf-8-sig"))
+            doc = read_json(path)
+        except TooLarge:
+            raise
         except (ValueError, UnicodeDecodeError, RecursionError):
             return False, "text that is not JSON"
         if suffix == ".ipynb":

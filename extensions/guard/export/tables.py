@@ -7,46 +7,74 @@
   in a notebook) and JSON tables of `application/json` outputs.
 
 Anything else has no tables (`tables_of` answers None).
+
+A table's rows are read as the check goes, one at a time and at most `MAX_ROWS` of them
+(`Table.rows`): a delimited file's rows come from the file and are never held together.
+What is not read raises `Unread`, and the check fails saying so instead of passing what
+nobody checked. A JSON document is parsed whole within `bounded.JSON_BUDGET`.
 """
 
 from __future__ import annotations
 
 import csv
-import io
-import json
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
 from ..recognise.documents import _json_table
+from .bounded import BoundedLines, TooLarge, read_json
 
 MAX_ROWS = 200_000
 MAX_TABLES = 256
 
 
+class Unread(Exception):
+    """The rest of a table is not read (the message says why: its length, a row too long
+    or unreadable, the check's own bound); the check fails and says so."""
+
+
 @dataclass(frozen=True)
 class Table:
-    """One table: where it is (for the reviewer), its header and its rows of cells."""
+    """One table: where it is (for the reviewer), its header, and where its rows come from."""
 
     where: str  # "" for a file that is one table; "cell 3, output 1, table 1" ...
     header: tuple[str, ...]
-    rows: tuple[tuple[str, ...], ...]
-    #: False when the table has more than MAX_ROWS rows: only the first were read, and the
-    #: disclosure check says so instead of passing what it did not read
-    complete: bool = True
+    #: the rows under the header, anew at each call (a file's are read from disk as they
+    #: are asked for); iterate them through `rows`, which keeps to MAX_ROWS
+    source: Callable[[], Iterable[Sequence[str]]]
+
+    def rows(self) -> Iterator[tuple[str, ...]]:
+        """The rows under the header, one at a time, as tuples of cells; Unread after
+        MAX_ROWS rows when there is another one."""
+        limit = MAX_ROWS  # read when the rows are, so a test may lower it
+        it = iter(self.source())
+        try:
+            for n, row in enumerate(it):
+                if n >= limit:
+                    raise Unread(f"over {limit:,} rows")
+                yield tuple(row)
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()
 
 
 def tables_of(path: Path, name: str) -> list[Table] | None:
-    """The tables of a file, or None when its kind holds none (an image, a text)."""
+    """The tables of a file, or None when its kind holds none (an image, a text).
+    TooLarge for a JSON document too large to parse within the bound; Unread for a
+    delimited file whose header cannot be read."""
+
     suffix = Path(name).suffix.lower()
     if suffix in (".csv", ".tsv"):
-        # read row by row: a large table never sits in memory whole
-        with path.open(encoding="utf-8-sig", errors="replace", newline="") as f:
-            table = delimited(f, "\t" if suffix == ".tsv" else ",")
+        table = delimited_file(path, "\t" if suffix == ".tsv" else ",")
         return [table] if table else []
     if suffix in (".json", ".ipynb"):
         try:
-            doc = json.loads(path.read_text(encoding="utf-8-sig"))
+            doc = read_json(path)
+        except TooLarge:
+            raise
         except (ValueError, UnicodeDecodeError, RecursionError):
             return []
         if suffix == ".ipynb" and isinstance(doc, dict):
@@ -55,20 +83,47 @@ def tables_of(path: Path, name: str) -> list[Table] | None:
     return None
 
 
-def delimited(text, sep: str, where: str = "") -> Table | None:
-    """The table of delimited text (a string, or an open file read row by row)."""
-    lines = io.StringIO(text) if isinstance(text, str) else text
-    rows = []
-    complete = True
-    for row in csv.reader(lines, delimiter=sep):
-        if len(rows) > MAX_ROWS:  # the header and MAX_ROWS rows read; there is more
-            complete = False
-            break
-        if row:
-            rows.append(tuple(c.strip() for c in row))
-    if not rows:
+def delimited_rows(path: Path, sep: str) -> Iterator[tuple[str, ...]]:
+    """The non-empty rows of a delimited file, header first, cells stripped, read one at a
+    time; Unread for a row longer than bounded.MAX_ROW_CHARS or one csv cannot read."""
+    with path.open(encoding="utf-8-sig", errors="replace", newline="") as f:
+        lines = BoundedLines(f)
+        reader = csv.reader(lines, delimiter=sep)
+        n = 0
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except (TooLarge, csv.Error) as e:
+                at = f"row {n:,}" if n else "the header"  # rows counted under the header
+                raise Unread(f"{at} could not be read ({e})") from None
+            lines.row_done()
+            if row:
+                n += 1
+                yield tuple(c.strip() for c in row)
+
+
+def delimited_file(path: Path, sep: str, where: str = "") -> Table | None:
+    """The table of a delimited file (None when it has no row): its header is read now,
+    its rows when they are asked for, from the file again."""
+    first = delimited_rows(path, sep)
+    try:
+        header = next(first, None)
+    finally:
+        first.close()
+    if header is None:
         return None
-    return Table(where, rows[0], tuple(rows[1:]), complete)
+    return Table(where, header, lambda: _body(path, sep))
+
+
+def _body(path: Path, sep: str) -> Iterator[tuple[str, ...]]:
+    rows = delimited_rows(path, sep)
+    try:
+        next(rows, None)  # the header
+        yield from rows
+    finally:
+        rows.close()
 
 
 def _cell(v) -> str:
@@ -84,15 +139,17 @@ def json_tables(doc, where: str) -> list[Table]:
         rows = _json_table(item)
         if rows is not None and rows and isinstance(rows[0], list) and _is_header(rows[0]):
             label = f"{where}, JSON table {len(out) + 1}" if where else f"JSON table {len(out) + 1}"
-            body = tuple(tuple(_cell(c) for c in r) for r in rows[1 : MAX_ROWS + 1])
             header = tuple(_cell(c) for c in rows[0])
-            complete = len(rows) <= MAX_ROWS + 1
-            out.append(Table(label.lstrip(", "), header, body, complete))
+            out.append(Table(label.lstrip(", "), header, _json_rows(rows)))
         elif isinstance(item, dict):
             stack.extend(item.values())
         elif isinstance(item, list):
             stack.extend(x for x in item if isinstance(x, (dict, list)))
     return out
+
+
+def _json_rows(rows: list) -> Callable[[], Iterator[tuple[str, ...]]]:
+    return lambda: (tuple(_cell(c) for c in r) for r in itertools.islice(rows, 1, None))
 
 
 def _is_header(row: list) -> bool:
@@ -113,10 +170,14 @@ def notebook_tables(nb: dict) -> list[Table]:
             if html:
                 html = "".join(html) if isinstance(html, list) else str(html)
                 for k, (header, rows) in enumerate(html_tables(html)):
-                    out.append(Table(f"{where}, table {k + 1}", header, rows))
+                    out.append(Table(f"{where}, table {k + 1}", header, _held(rows)))
             if "application/json" in data:
                 out += json_tables(data["application/json"], where)
     return out[:MAX_TABLES]
+
+
+def _held(rows: tuple) -> Callable[[], tuple]:
+    return lambda: rows
 
 
 class _HTMLTables(HTMLParser):
@@ -174,5 +235,5 @@ def html_tables(html: str) -> list[tuple[tuple[str, ...], tuple[tuple[str, ...],
         header = list(heads[0])
         for extra in heads[1:]:  # pandas: the index's name on a second header row
             header = [a or b for a, b in zip(header, extra + [""] * len(header), strict=False)]
-        out.append((tuple(header), tuple(tuple(r) for r in body[:MAX_ROWS])))
+        out.append((tuple(header), tuple(tuple(r) for r in body)))
     return out

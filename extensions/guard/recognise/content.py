@@ -9,6 +9,21 @@ from collections import Counter
 
 KIB = 1024
 MIB = 1024 * KIB
+#: what a structural character of JSON ({ [ , :) may cost once parsed: a small dict of one
+#: key, `{"a":1}`, is three of them and about 190 bytes of Python objects
+JSON_TOKEN_BYTES = 64
+
+
+def json_tokens(data: bytes) -> int:
+    """The structural characters in (a block of) JSON text."""
+    return data.count(b"{") + data.count(b"[") + data.count(b",") + data.count(b":")
+
+
+def json_cost(size: int, tokens: int) -> int:
+    """Roughly the most memory parsing `size` bytes of JSON with `tokens` structural
+    characters takes: the text twice (its bytes and its string) and an object a character.
+    An overestimate when strings hold many commas; never far under."""
+    return 2 * size + JSON_TOKEN_BYTES * tokens
 
 
 class _Src:

@@ -8,7 +8,7 @@ import binascii
 import json
 import re
 
-from .content import MIB, _Src
+from .content import MIB, _Src, json_cost, json_tokens
 from .media import _KNOWN
 
 
@@ -16,6 +16,8 @@ class Documents:
     """Part of `_Scan`: a document's tables as rows, its strings as text, its images as images."""
 
     def json(self, data: bytes, chain, depth) -> bool:
+        if json_cost(len(data), json_tokens(data)) > self.r.json_bytes:
+            return False  # read as text, as a text too big to hold is
         try:
             doc = json.loads(data.removeprefix(b"\xef\xbb\xbf"))
         except (ValueError, RecursionError):

@@ -31,7 +31,9 @@ class Recogniser:
     min_person_rows: clinical rows without ids count from this many rows
       (df.head() shows 5);
     opaque_min_bytes: undecodable high-entropy content smaller than this is
-      not reported opaque (a hash, a token).
+      not reported opaque (a hash, a token);
+    json_bytes: what parsing a JSON text whole may take (`content.json_cost`'s estimate:
+      a 10 MB list of small dicts takes 300 MB); a JSON text over it is read as text.
     """
 
     def __init__(
@@ -57,6 +59,7 @@ class Recogniser:
         min_person_rows: int = 6,
         opaque_min_bytes: int = 1 * KIB,
         sqlite_seconds: float = 2.0,
+        json_bytes: int = 192 * MIB,
     ):
         self.cohort = cohort
         self.sniffer = sniffer or Sniffer()
@@ -78,6 +81,7 @@ class Recogniser:
         self.min_person_rows = min_person_rows
         self.opaque_min_bytes = opaque_min_bytes
         self.sqlite_seconds = sqlite_seconds
+        self.json_bytes = json_bytes
         vocabulary: dict[str, set[str]] = {k: set(v) for k, v in DEFAULT_VOCABULARY.items()}
         for col, values in (cohort.vocabulary if cohort else {}).items():
             vocabulary.setdefault(col, set()).update(values)

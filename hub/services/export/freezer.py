@@ -116,6 +116,11 @@ class LocalFreezer(Freezer):
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
         return path
 
+    def command(self, argv: list[str]) -> list[str]:
+        """The site module's command line, `argv` its arguments after the module (a
+        benchmark wraps it to read the module's own peak memory)."""
+        return [sys.executable, "-m", SITE_MODULE, *argv]
+
     def _run(self, argv: list[str], stdout) -> subprocess.CompletedProcess:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
@@ -123,7 +128,7 @@ class LocalFreezer(Freezer):
         )
         try:
             return subprocess.run(
-                [sys.executable, "-m", SITE_MODULE, *argv],
+                self.command(argv),
                 stdout=stdout,
                 stderr=subprocess.PIPE,
                 env=env,

@@ -39,6 +39,7 @@ from extensions.guard.recognise import (
     Recogniser,
     Verdict,
     compression,
+    content,
     genotypes,
     structured,
 )
@@ -1118,6 +1119,24 @@ def test_a_big_file_is_read_in_windows(rec, tmp_path):
     v = rec.file(path)
     assert time.perf_counter() - t0 < 2.0
     assert v.kind == "vcf"
+
+
+def test_a_json_text_too_large_to_parse_is_read_as_text(cohort):
+    """Parsing JSON whole is bounded (json_bytes, by content.json_cost: 8 MB of small dicts
+    would take 300 MB); over the bound the text is scanned as a text too big to hold is."""
+    import tracemalloc
+
+    tiny = b"[" + b",".join([b'{"a":1}'] * 1_000_000) + b"]"
+    rec = Recogniser(cohort)
+    assert content.json_cost(len(tiny), content.json_tokens(tiny)) > rec.json_bytes
+    tracemalloc.start()
+    v = rec.bytes(tiny)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert v.kind is None and peak < 64 * 1024 * 1024, peak
+    doc = json.dumps({"samples": IDS[:3], "note": "x" * 1000}).encode()
+    assert len(Recogniser(cohort).bytes(doc).people) == 3
+    assert len(Recogniser(cohort, json_bytes=1).bytes(doc).people) == 3  # not parsed, still seen
 
 
 @pytest.mark.parametrize("name", ["parquet", "xlsx", "parquet-in-zip", "npy-dosages"])
