@@ -21,7 +21,7 @@ A failure names the table, row (1 = the first row under the header) and column.
 The rules read a table a row at a time (`check_table`) and keep only what they add up:
 the number of failures and the first few (`Findings`), and per stratum its total and its
 largest contributor (`Dominance`, within `MAX_STRATA_BYTES`). So a table costs the same
-memory at ten rows and at the 200,000 the check reads.
+memory at ten rows and at the 20 million the check reads (tables.MAX_ROWS).
 """
 
 from __future__ import annotations
