@@ -17,7 +17,8 @@ DEMO_OUTCOMES = {
     "suzuki": "data handler whose approval has not started (refused)",
     "takahashi": "no approval (refused)",
     "admin-nig": "site admin of nig",
-    "jimu": "secretariat",
+    "admin-ncc": "site admin of ncc, the airlock site: reviews its export requests",
+    "jimu": "secretariat (also the second reviewer of export requests)",
 }
 
 # `demo up|run` flag -> default: a port for every process of the stack (and --gateway-port)
@@ -125,6 +126,8 @@ def _banner(stack) -> str:
         f"  OIDC provider: {c.idp_url}/.well-known/openid-configuration",
         f"  user guide: {c.hub_url}/services/catalogue/guide/   "
         f"catalogue: {c.hub_url}/services/catalogue/   admin: {c.hub_url}/services/admin/",
+        f"  export requests: {c.hub_url}/services/admin/exports (yours)   "
+        f"review: {c.hub_url}/services/admin/review (reviewers; ncc is the airlock site)",
         "  tutorials: ~/tutorials/ in every researcher's server (notebooks/ here)",
         f"  logs: {stack.state_dir / 'logs'}",
         "",

@@ -187,3 +187,21 @@ def test_site_ingest_and_synth_flags():
     assert (args.site, args.dataset, args.force, args.quiet) == ("ncc", "D", True, False)
     args = build_parser().parse_args(["synth", "--no-mt"])
     assert (args.no_mt, args.no_zarr) == (True, False)
+
+
+def test_the_demo_banner_says_what_every_account_shows_and_where_exports_are(tmp_path):
+    from types import SimpleNamespace
+
+    from hub.cli.base import DEMO_DIR
+    from hub.cli.demo import DEMO_OUTCOMES, _banner
+
+    users = yaml.safe_load((DEMO_DIR / "users.yaml").read_text())["users"]
+    assert {u["username"] for u in users} == set(DEMO_OUTCOMES)
+    config = SimpleNamespace(
+        hub_url="http://127.0.0.1:8000", idp_url="http://127.0.0.1:9000", platform_dir=DEMO_DIR
+    )
+    text = _banner(SimpleNamespace(config=config, state_dir=tmp_path))
+    assert "http://127.0.0.1:8000/services/admin/exports" in text
+    assert "http://127.0.0.1:8000/services/admin/review" in text
+    line = next(x for x in text.splitlines() if x.strip().startswith("admin-ncc"))
+    assert "admin-ncc-demo" in line and "airlock" in line
