@@ -25,7 +25,12 @@ from pathlib import Path
 import pytest
 
 from tests.integration.test_export_airlock_site import RESULTS_SCRIPT
-from tests.integration.test_sites import container_of, engine, sh  # noqa: F401  (a fixture)
+from tests.integration.test_sites import (  # noqa: F401  (engine: a fixture)
+    Researcher,
+    container_of,
+    engine,
+    sh,
+)
 from tests.integration.test_tutorials_site import fresh_home
 
 from .browser import chromium, new_page, screenshot
@@ -66,9 +71,19 @@ def review(
     return state
 
 
-def test_a_plot_and_a_table_leave_ncc_through_the_airlock(stack, engine):  # noqa: F811
-    hub = stack.config.hub_url
+@pytest.fixture
+def yamada_at_ncc(stack):
+    """Her home at ncc as a newcomer's; her server there stopped when the journey ends."""
     fresh_home(stack, USER, SITE)
+    yield
+    yamada = Researcher(stack, USER)
+    me = yamada.session.get(f"{yamada.hub}/hub/api/users/{USER}", headers=yamada._headers())
+    if SITE in me.json().get("servers", {}):
+        yamada.stop(SITE)
+
+
+def test_a_plot_and_a_table_leave_ncc_through_the_airlock(stack, engine, yamada_at_ncc):  # noqa: F811
+    hub = stack.config.hub_url
     with chromium() as browser:
         page = new_page(browser, accept_downloads=True)
         page.set_default_timeout(60_000)
