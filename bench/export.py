@@ -166,6 +166,23 @@ def sumstats_csv(path: Path, size: int) -> None:
             c += 1
 
 
+def workload_files(folder: Path, files: list[tuple[str, int]]) -> list[Path]:
+    """The workload's files in a new `folder`, by their names: PNGs, summary statistics,
+    else tables of counts; their paths."""
+    folder.mkdir(parents=True)
+    paths = []
+    for k, (name, size) in enumerate(files):
+        path = folder / name
+        if name.endswith(".png"):
+            png_file(path, size, k)
+        elif name.startswith("sumstats"):
+            sumstats_csv(path, size)
+        else:
+            counts_csv(path, size, k * 100_000)
+        paths.append(path)
+    return paths
+
+
 def write_cohort(folder: Path, n: int = 200) -> None:
     """A small synthetic dataset the recogniser learns its cohort from (as the guard's
     tests build one)."""
@@ -196,17 +213,7 @@ def freeze_part(root: Path, workloads: dict[str, list[tuple[str, int]]], repeat:
     rows = []
     for label, files in workloads.items():
         folder = home / label
-        folder.mkdir(parents=True)
-        paths = []
-        for k, (name, size) in enumerate(files):
-            path = folder / name
-            if name.endswith(".png"):
-                png_file(path, size, k)
-            elif name.startswith("sumstats"):
-                sumstats_csv(path, size)
-            else:
-                counts_csv(path, size, k * 100_000)
-            paths.append(path)
+        paths = workload_files(folder, files)
         nbytes = sum(p.stat().st_size for p in paths)
         biggest = max(p.stat().st_size for p in paths)
         rules = ExportRules(max_file_bytes=max(ExportRules.max_file_bytes, biggest + MB),

@@ -34,7 +34,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.export import MB, _mb, counts_csv, png_file, sumstats_csv, write_cohort  # noqa: E402
+from bench.export import MB, _mb, workload_files, write_cohort  # noqa: E402
 from extensions.contracts.export import EXPORT_MOUNT, HOME_MOUNT, ExportRules  # noqa: E402
 from hub.services.export.freezer import DockerFreezer  # noqa: E402
 from hub.sites.engine import build_images  # noqa: E402
@@ -123,18 +123,6 @@ def bare_copy_hash(client, label: str, names: list[str], run: int) -> float:
     if status != 0 or out.count("\n") < len(names):
         raise SystemExit(f"the reference container failed ({status}): {out[-500:]}")
     return took
-
-
-def workload_files(folder: Path, files: list[tuple[str, int]]) -> None:
-    folder.mkdir(parents=True)
-    for k, (name, size) in enumerate(files):
-        path = folder / name
-        if name.endswith(".png"):
-            png_file(path, size, k)
-        elif name.startswith("sumstats"):
-            sumstats_csv(path, size)
-        else:
-            counts_csv(path, size, k * 100_000)
 
 
 def measure(client, freezer, workloads, source: Path, repeat: int) -> list[dict]:
