@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
 from pathlib import Path
 
 from ...contracts.export import CHECKS, CheckResult, ExportRules
 from ..recognise import Cohort, Recogniser
-from . import disclosure, kinds
+from . import bounded, disclosure, kinds
 from .bounded import TooLarge
 from .tables import Unread, tables_of
 
@@ -37,6 +38,24 @@ class FileChecks:
     def __init__(self, rules: ExportRules, recogniser: Recogniser):
         self.rules = rules
         self.recogniser = recogniser
+        #: the last file's sniff (its inputs: the file as it was, by path, name, inode, size
+        #: and mtime, and the JSON bound; and the result or the TooLarge it raised): the freeze asks for a file's media type and
+        #: its kind check one after the other, and a JSON file's sniff parses it whole
+        self._sniffed: tuple[tuple, tuple | TooLarge] | None = None
+
+    def _sniff(self, path: Path, name: str) -> tuple[bool, str, str]:
+        """kinds.sniff of `path`, once per file as it is."""
+        st = os.stat(path)
+        key = (str(path), name, st.st_ino, st.st_size, st.st_mtime_ns, bounded.JSON_BUDGET)
+        if self._sniffed is None or self._sniffed[0] != key:
+            try:
+                self._sniffed = (key, kinds.sniff(path, name))
+            except TooLarge as e:
+                self._sniffed = (key, e)
+        result = self._sniffed[1]
+        if isinstance(result, TooLarge):
+            raise result
+        return result
 
     @classmethod
     def for_site(cls, rules: ExportRules, data_root: str, datasets: list[str] | None = None):
@@ -55,7 +74,7 @@ class FileChecks:
 
     def media_type(self, path: Path, name: str) -> str:
         try:
-            return kinds.sniff(path, name)[2]
+            return self._sniff(path, name)[2]
         except TooLarge:  # a JSON document not parsed: shown as text, its kind check failed
             return "text/plain"
 
@@ -66,7 +85,7 @@ class FileChecks:
             shown = f"'{suffix}'" if suffix else "no suffix"
             return CheckResult("kind", False, f"{shown} is not a kind the platform lets out")
         try:
-            ok, what, _ = kinds.sniff(path, name)
+            ok, what, _ = self._sniff(path, name)
         except TooLarge as e:
             return CheckResult("kind", False, f"{suffix} file not checked: {e}")
         if ok:

@@ -224,3 +224,22 @@ def test_a_json_document_too_large_to_parse_fails_kind_and_disclosure(
     assert k.detail.endswith(" MB a check may hold")
     assert not d.ok and d.detail.startswith("not checked: a JSON document that would take")
     assert checks.media_type(path, "counts.json") == "text/plain"
+
+
+def test_a_file_is_sniffed_once_for_its_media_type_and_its_kind(tmp_path, monkeypatch):
+    """The freeze asks for a frozen file's media type, then its checks: a JSON file is
+    parsed once for both, and again only when the file changes."""
+    from extensions.guard.export import kinds
+
+    calls = []
+    sniff = kinds.sniff
+    monkeypatch.setattr(kinds, "sniff", lambda p, n: calls.append(n) or sniff(p, n))
+    checks = FileChecks(ExportRules(), Recogniser(Cohort.from_ids(IDS, VOCABULARY)))
+    path = tmp_path / "counts.json"
+    path.write_text(json.dumps([{"sex": "female", "n": 120}] * 50))
+    assert checks.media_type(path, "counts.json") == "application/json"
+    assert checks.kind(path, "counts.json").ok
+    assert calls == ["counts.json"]
+    path.write_text("not JSON at all")
+    assert not checks.kind(path, "counts.json").ok
+    assert calls == ["counts.json", "counts.json"]
